@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` runs the demo, `make test` runs the checks and tests.
+# Both create the virtualenv and install shadowproxy from this source tree first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench bench-compare bench-report clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/shadowproxy demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check shadowproxy tests bench
+	$(BIN)/ruff format --check shadowproxy tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q
+
+bench-compare: $(STAMP)
+	$(BIN)/python bench/bench_compare.py
+
+bench-report: $(STAMP)
+	$(BIN)/python bench/bench_report.py
+
+bench: bench-compare bench-report
+
+clean:
+	rm -rf $(VENV) shadow-logs

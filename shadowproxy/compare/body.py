@@ -1,0 +1,127 @@
+"""Body comparison after Content-Encoding is undone: JSON, text or bytes.
+
+Owns parsing and the body-level kinds: ``parse`` (one side is JSON, the other
+is not), ``body`` (text or bytes differ), plus everything ``tree`` finds inside
+JSON. JSON is parsed with orjson; documents holding integers beyond 64 bits
+are parsed again with the standard library, because orjson would turn them
+into floats and lose digits. Pure code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import orjson
+
+from shadowproxy.compare.found import Collector, Found
+from shadowproxy.compare.media import BodyKind, MediaType, body_kind
+from shadowproxy.compare.tree import TreeRules, diff_json, json_type
+
+__all__ = ["BODY_PATH", "ParsedJson", "diff_bodies", "parse_json"]
+
+BODY_PATH = "$"
+"""Path of differences about a whole body (``parse``, ``body``)."""
+
+_MAX_LINE_CHARS = 200
+# 19 or more digits in a row may not fit in 64 bits, and orjson would turn such
+# an integer into a float. Mapping every digit to "0" and searching for a run is
+# much faster than a regex; digits inside strings only cost a reparse.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def _reject_constant(name: str) -> object:
+    # orjson rejects NaN and Infinity; the fallback must agree.
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedJson:
+    """A parsed document, or the parse error (``error`` set)."""
+
+    value: object = None
+    error: str | None = None
+
+
+def parse_json(data: bytes) -> ParsedJson:
+    """Parse ``data`` as JSON, exactly: big integers keep every digit."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return ParsedJson(error=str(exc))
+    if _LONG_DIGIT_RUN not in data.translate(_DIGITS_AS_ZERO):
+        return ParsedJson(value)
+    try:
+        return ParsedJson(json.loads(data, parse_constant=_reject_constant))
+    except (ValueError, RecursionError) as exc:
+        return ParsedJson(error=str(exc))
+
+
+def _fingerprint(data: bytes) -> dict[str, object]:
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _first_line_difference(legacy: str, candidate: str, out: Collector) -> None:
+    left, right = legacy.splitlines(), candidate.splitlines()
+    for number in range(max(len(left), len(right))):
+        a = left[number] if number < len(left) else None
+        b = right[number] if number < len(right) else None
+        if a != b:
+            out.add(Found("body", BODY_PATH, _line(number, a), _line(number, b), ()))
+            return
+    # Same lines, different line endings.
+    out.add(
+        Found(
+            "body",
+            BODY_PATH,
+            _line(0, left[0] if left else ""),
+            _line(0, right[0] if right else ""),
+            (),
+        )
+    )
+
+
+def _line(number: int, text: str | None) -> dict[str, object]:
+    return {"line": number + 1, "text": None if text is None else text[:_MAX_LINE_CHARS]}
+
+
+def diff_bodies(
+    legacy: bytes,
+    candidate: bytes,
+    legacy_media: MediaType,
+    candidate_media: MediaType,
+    rules: TreeRules,
+    out: Collector,
+) -> None:
+    """Append the differences between two decoded bodies to ``out``.
+
+    JSON when either side declares JSON, else text when either side declares
+    text, else bytes. Equal bytes are equal whatever the types say.
+    """
+    if legacy == candidate and legacy_media.charset == candidate_media.charset:
+        return
+    kinds = {body_kind(legacy_media), body_kind(candidate_media)}
+    if BodyKind.JSON in kinds:
+        left, right = parse_json(legacy), parse_json(candidate)
+        if left.error is None and right.error is None:
+            diff_json(left.value, right.value, rules, out)
+            return
+        if left.error is None or right.error is None:
+            out.add(Found("parse", BODY_PATH, _parse_side(left), _parse_side(right), ()))
+            return
+    if BodyKind.TEXT in kinds or BodyKind.JSON in kinds:
+        legacy_text = legacy.decode(legacy_media.text_codec(), errors="replace")
+        candidate_text = candidate.decode(candidate_media.text_codec(), errors="replace")
+        if legacy_text != candidate_text:
+            _first_line_difference(legacy_text, candidate_text, out)
+        return
+    if legacy != candidate:
+        out.add(Found("body", BODY_PATH, _fingerprint(legacy), _fingerprint(candidate), ()))
+
+
+def _parse_side(parsed: ParsedJson) -> str:
+    if parsed.error is not None:
+        return f"invalid JSON: {parsed.error}"
+    return json_type(parsed.value)

@@ -1,0 +1,246 @@
+"""Flattened differences between two parsed JSON documents.
+
+Owns the walk: subtrees that are equal are skipped at C speed (``==`` confirmed
+by one canonical serialisation of all equal siblings at once, because Python's
+``==`` equates ``True`` with ``1`` and ``1`` with ``1.0``), and only unequal
+subtrees are descended. Object keys are visited sorted and array indices in
+order, so the same input always yields the same differences in the same order.
+Kinds produced: ``missing``, ``extra``, ``type``, ``value``, ``length``,
+``order``. Pure code.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import compress
+
+import orjson
+
+from shadowproxy.compare.equivalence import integer_string_equals, is_empty_like, same_instant
+from shadowproxy.compare.found import (
+    BIGINT_STRINGS,
+    INT_FLOAT,
+    NULL_MISSING_EMPTY,
+    TIMESTAMPS,
+    Collector,
+    Found,
+)
+from shadowproxy.compare.paths import PathPattern, Segments, format_path
+from shadowproxy.compare.rules import Equivalences, Tolerance
+
+__all__ = ["TreeRules", "canonical", "diff_json", "json_type"]
+
+_SORT = orjson.OPT_SORT_KEYS
+_TOO_DEEP = "nesting too deep to compare"
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRules:
+    """What the walk needs from ``CompareRules``, with patterns already parsed."""
+
+    unordered: tuple[PathPattern, ...] = ()
+    tolerance: Tolerance = Tolerance()
+    equivalences: Equivalences = Equivalences()
+
+
+def canonical(value: object) -> bytes:
+    """A serialisation equal for strictly equal JSON values (keys sorted, types kept)."""
+    try:
+        return orjson.dumps(value, option=_SORT)
+    except orjson.JSONEncodeError:
+        # Integers beyond 64 bits: orjson refuses them, the stdlib does not.
+        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def json_type(value: object) -> str:
+    """The JSON type name of a parsed value: object, array, string, number, boolean, null."""
+    kind = type(value)
+    if kind is dict:
+        return "object"
+    if kind is list:
+        return "array"
+    if kind is str:
+        return "string"
+    if kind is bool:
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def _same(left: object, right: object) -> bool:
+    """Strict equality for one pair: types must match too."""
+    return type(left) is type(right) and left == right
+
+
+def _all_same(left: Sequence[object], right: Sequence[object]) -> bool:
+    """Confirm pairs that ``==`` accepted: containers may still hide True-vs-1 inside."""
+    if not left:
+        return True
+    try:
+        # Unsorted first: cheaper, and enough whenever both sides order keys alike.
+        if orjson.dumps(left) == orjson.dumps(right):
+            return True
+    except orjson.JSONEncodeError:
+        pass
+    return canonical(left) == canonical(right)
+
+
+def diff_json(legacy: object, candidate: object, rules: TreeRules, out: Collector) -> None:
+    """Append the differences between two parsed documents to ``out``."""
+    try:
+        if _same(legacy, candidate) and _all_same([legacy], [candidate]):
+            return
+        _Walk(rules, out).node(legacy, candidate, ())
+    except RecursionError:
+        # Nesting deeper than the interpreter's stack: report it rather than fail.
+        out.add(Found("parse", "$", _TOO_DEEP, _TOO_DEEP, ()))
+
+
+class _Walk:
+    __slots__ = ("equivalences", "out", "tolerance", "unordered")
+
+    def __init__(self, rules: TreeRules, out: Collector) -> None:
+        self.unordered = rules.unordered
+        self.tolerance = rules.tolerance
+        self.equivalences = rules.equivalences
+        self.out = out
+
+    def add(self, kind: str, segments: Segments, legacy: object, candidate: object) -> None:
+        self.out.add(Found(kind, format_path(segments), legacy, candidate, segments))
+
+    def node(self, legacy: object, candidate: object, at: Segments) -> None:
+        if self.out.full:
+            return
+        kind = type(legacy)
+        if kind is type(candidate):
+            if kind is dict:
+                self.objects(legacy, candidate, at)  # type: ignore[arg-type]
+                return
+            if kind is list:
+                self.arrays(legacy, candidate, at)  # type: ignore[arg-type]
+                return
+            if legacy == candidate:
+                return
+        self.leaf(legacy, candidate, at)
+
+    def objects(
+        self, legacy: dict[str, object], candidate: dict[str, object], at: Segments
+    ) -> None:
+        # Plain == finds equal siblings at C speed; one canonical dump of them all
+        # then rules out True-vs-1 or 1-vs-1.0 hiding inside.
+        equal = [k for k in legacy.keys() & candidate.keys() if legacy[k] == candidate[k]]
+        if _all_same([legacy[k] for k in equal], [candidate[k] for k in equal]):
+            skip = set(equal)
+        else:
+            skip = set()
+        keys = sorted(legacy.keys() | candidate.keys())
+        null_missing = self.equivalences.null_missing_empty
+        for key in keys:
+            if self.out.full:
+                return
+            if key in skip:
+                continue
+            here = (*at, key)
+            if key not in candidate:
+                if null_missing and is_empty_like(legacy[key]):
+                    self.out.count(NULL_MISSING_EMPTY)
+                else:
+                    self.add("missing", here, legacy[key], None)
+            elif key not in legacy:
+                if null_missing and is_empty_like(candidate[key]):
+                    self.out.count(NULL_MISSING_EMPTY)
+                else:
+                    self.add("extra", here, None, candidate[key])
+            else:
+                self.node(legacy[key], candidate[key], here)
+
+    def arrays(self, legacy: list[object], candidate: list[object], at: Segments) -> None:
+        if any(pattern.matches(at) for pattern in self.unordered):
+            self.multiset(legacy, candidate, at)
+            return
+        flags = list(map(operator.ne, legacy, candidate))
+        unequal = list(compress(range(len(flags)), flags))
+        rest = list(compress(range(len(flags)), map(operator.not_, flags)))
+        if not _all_same([legacy[i] for i in rest], [candidate[i] for i in rest]):
+            unequal = list(range(len(flags)))
+        if len(legacy) != len(candidate):
+            self.add("length", at, len(legacy), len(candidate))
+        elif len(unequal) > 1 and Counter(canonical(legacy[i]) for i in unequal) == Counter(
+            canonical(candidate[i]) for i in unequal
+        ):
+            # Positions that agree hold the same elements, so comparing only the
+            # disagreeing ones tells whether the arrays are permutations of each other.
+            self.add("order", at, legacy[unequal[0]], candidate[unequal[0]])
+            return
+        for index in unequal:
+            if self.out.full:
+                return
+            self.node(legacy[index], candidate[index], (*at, index))
+
+    def multiset(self, legacy: list[object], candidate: list[object], at: Segments) -> None:
+        pending = Counter(map(canonical, candidate))
+        unmatched_legacy: list[int] = []
+        for index, item in enumerate(legacy):
+            key = canonical(item)
+            if pending[key] > 0:
+                pending[key] -= 1
+            else:
+                unmatched_legacy.append(index)
+        unmatched_candidate: list[int] = []
+        for index, item in enumerate(candidate):
+            key = canonical(item)
+            if pending[key] > 0:
+                pending[key] -= 1
+                unmatched_candidate.append(index)
+        if len(unmatched_legacy) != len(unmatched_candidate):
+            self.add("length", at, len(legacy), len(candidate))
+        # Leftovers pair up in order so a changed element reports its inner difference.
+        for left, right in zip(unmatched_legacy, unmatched_candidate, strict=False):
+            if self.out.full:
+                return
+            self.node(legacy[left], candidate[right], (*at, left))
+
+    def leaf(self, legacy: object, candidate: object, at: Segments) -> None:
+        left, right = type(legacy), type(candidate)
+        numeric = (int, float)
+        if left in numeric and right in numeric:
+            self.numbers(legacy, candidate, at)  # type: ignore[arg-type]
+            return
+        rules = self.equivalences
+        if left is str and right is str:
+            if rules.timestamps and same_instant(legacy, candidate):  # type: ignore[arg-type]
+                self.out.count(TIMESTAMPS)
+            else:
+                self.add("value", at, legacy, candidate)
+            return
+        if rules.bigint_strings and (
+            (left is str and right is int and integer_string_equals(legacy, candidate))  # type: ignore[arg-type]
+            or (left is int and right is str and integer_string_equals(candidate, legacy))  # type: ignore[arg-type]
+        ):
+            self.out.count(BIGINT_STRINGS)
+            return
+        if rules.null_missing_empty and is_empty_like(legacy) and is_empty_like(candidate):
+            self.out.count(NULL_MISSING_EMPTY)
+            return
+        if left is right:
+            self.add("value", at, legacy, candidate)
+        else:
+            self.add("type", at, legacy, candidate)
+
+    def numbers(self, legacy: float, candidate: float, at: Segments) -> None:
+        if legacy == candidate:
+            if self.equivalences.int_float:
+                self.out.count(INT_FLOAT)
+            else:
+                self.add("value", at, legacy, candidate)
+            return
+        delta = abs(legacy - candidate)
+        tolerance = self.tolerance
+        if delta <= tolerance.absolute or delta <= tolerance.relative * abs(legacy):
+            return
+        self.add("value", at, legacy, candidate)

@@ -1,0 +1,1 @@
+"""The bundled demo: legacy and candidate backends and an end-to-end run."""

@@ -1,0 +1,177 @@
+"""Domain values shared by every layer: observations, exchanges, differences, verdicts.
+
+This module is the innermost layer. It imports only the standard library and
+never touches asyncio, sockets or files. Everything here is a frozen value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "DiffClass",
+    "Difference",
+    "ErrorKind",
+    "Exchange",
+    "Headers",
+    "Observation",
+    "Outcome",
+    "RequestFacts",
+    "SkipReason",
+    "Upstream",
+    "Verdict",
+]
+
+Headers = tuple[tuple[str, str], ...]
+"""Response headers in wire order, names as received (compare them lower-cased)."""
+
+
+class Upstream(StrEnum):
+    """Which backend an observation came from."""
+
+    LEGACY = "legacy"
+    CANDIDATE = "candidate"
+    SECONDARY = "secondary"
+
+
+class ErrorKind(StrEnum):
+    """Why an upstream gave no comparable answer. Part of the JSONL contract."""
+
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    RESET = "reset"
+    INCOMPLETE = "incomplete"
+    TOO_LARGE = "too_large"
+    DECODE = "decode"
+    OTHER = "other"
+
+
+class SkipReason(StrEnum):
+    """Why a request was not mirrored. Part of the metrics and JSONL contract."""
+
+    SAMPLED_OUT = "sampled_out"
+    METHOD = "method"
+    BODY_TOO_LARGE = "body_too_large"
+    QUEUE_FULL = "queue_full"
+    PAUSED = "paused"
+    UPGRADE = "upgrade"
+    OVERLOAD = "overload"
+    LEGACY_FAILED = "legacy_failed"
+
+
+class Outcome(StrEnum):
+    """The verdict of one exchange."""
+
+    MATCH = "match"
+    DIVERGED = "diverged"
+    NOISE = "noise"
+    ERROR = "error"
+
+
+class DiffClass(StrEnum):
+    """How much a difference matters for cutover."""
+
+    STRUCTURAL = "structural"
+    SEMANTIC = "semantic"
+    TIMING = "timing"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One upstream's answer to one request, or the reason there was none.
+
+    ``body`` holds at most the comparison cap; ``body_size`` counts every byte
+    received and ``truncated`` says the cap cut the body short. ``elapsed_s``
+    comes from a monotonic clock.
+    """
+
+    status: int | None
+    headers: Headers = ()
+    body: bytes = b""
+    elapsed_s: float = 0.0
+    body_size: int = 0
+    truncated: bool = False
+    error: ErrorKind | None = None
+    error_detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the upstream answered completely."""
+        return self.error is None
+
+    def header(self, name: str) -> str | None:
+        """First value of the header ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    @classmethod
+    def failed(cls, error: ErrorKind, elapsed_s: float, detail: str | None = None) -> Observation:
+        """An outcome for an upstream that gave no usable answer."""
+        return cls(status=None, elapsed_s=elapsed_s, error=error, error_detail=detail)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What the comparison and the evidence need to know about the client request.
+
+    ``path`` is the raw request target without its query string; the query is
+    kept apart so sinks can drop or redact it.
+    """
+
+    id: str
+    method: str
+    path: str
+    query: str
+    route: str
+    domain: str
+    started_at: float
+    """Wall-clock start, seconds since the epoch (for timestamps only, never durations)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A request together with every upstream's observation of it."""
+
+    request: RequestFacts
+    legacy: Observation
+    candidate: Observation
+    secondary: Observation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One leaf-level difference between legacy and candidate.
+
+    ``path`` is a JSONPath for bodies (``$.items[3].price``), the lower-cased
+    header name for headers, ``status`` for the status code, ``latency`` for
+    timing. ``legacy`` and ``candidate`` are JSON-compatible values (None when
+    the side is missing).
+    """
+
+    cls: DiffClass
+    kind: str
+    path: str
+    legacy: object = None
+    candidate: object = None
+    noise: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The comparison result for one exchange.
+
+    Noise differences stay in ``differences`` with ``noise=True`` and never
+    contribute to ``classes``. ``equivalences`` counts how often each
+    cross-runtime equivalence made two values equal.
+    """
+
+    outcome: Outcome
+    classes: frozenset[DiffClass] = frozenset()
+    differences: tuple[Difference, ...] = ()
+    equivalences: Mapping[str, int] = field(default_factory=dict)
+    note: str | None = None

@@ -1,0 +1,1 @@
+"""The proxy edge: aiohttp server and clients, the hot path and the shadow path."""

@@ -1,0 +1,135 @@
+"""The admin listener: metrics, health, status and the shadow kill switch.
+
+It runs on its own port so operators and Prometheus never compete with
+client traffic. When it binds beyond loopback every POST needs the bearer
+token; GETs stay open for probes and scrapers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+
+from shadowproxy import __version__
+from shadowproxy.proxy.control import ShadowSwitch
+
+__all__ = ["AdminContext", "build_admin_app", "legacy_reachable"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminContext:
+    """What the admin endpoints read and flip."""
+
+    switch: ShadowSwitch
+    render_metrics: Callable[[], tuple[bytes, str]]
+    status: Callable[[], Mapping[str, object]]
+    legacy_url: str
+    token: str | None
+    require_token: bool
+    on_change: Callable[[str], None] | None = None
+    """Told ``"paused"`` or ``"resumed"`` (a supervisor forwards it to workers)."""
+
+
+ADMIN = web.AppKey("admin", AdminContext)
+
+
+async def legacy_reachable(url: str, timeout_s: float = 1.0) -> bool:
+    """True when a TCP connection to legacy opens within ``timeout_s``."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(parts.hostname, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
+def _authorised(request: web.Request, ctx: AdminContext) -> bool:
+    if not ctx.require_token:
+        return True
+    given = request.headers.get("Authorization", "")
+    scheme, _, token = given.partition(" ")
+    return (
+        bool(ctx.token)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(token, ctx.token or "")
+    )
+
+
+def _guarded(
+    handler: Callable[[web.Request, AdminContext], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        ctx = request.app[ADMIN]
+        if not _authorised(request, ctx):
+            return web.json_response({"error": "bearer token required"}, status=401)
+        return await handler(request, ctx)
+
+    return guarded
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[ADMIN].render_metrics()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    ok = await legacy_reachable(request.app[ADMIN].legacy_url)
+    return web.json_response(
+        {"ready": ok, "legacy": "reachable" if ok else "unreachable"}, status=200 if ok else 503
+    )
+
+
+async def _status(request: web.Request) -> web.Response:
+    ctx = request.app[ADMIN]
+    return web.json_response({"version": __version__, **ctx.status(), "shadow": _state(ctx)})
+
+
+def _state(ctx: AdminContext) -> str:
+    return "paused" if ctx.switch.paused else "on"
+
+
+async def _pause(request: web.Request, ctx: AdminContext) -> web.Response:
+    ctx.switch.pause()
+    log.warning("shadow paused via admin API", remote=request.remote)
+    if ctx.on_change is not None:
+        ctx.on_change("paused")
+    return web.json_response({"shadow": _state(ctx)})
+
+
+async def _resume(request: web.Request, ctx: AdminContext) -> web.Response:
+    ctx.switch.resume()
+    log.warning("shadow resumed via admin API", remote=request.remote)
+    if ctx.on_change is not None:
+        ctx.on_change("resumed")
+    return web.json_response({"shadow": _state(ctx)})
+
+
+def build_admin_app(ctx: AdminContext) -> web.Application:
+    """The admin application."""
+    app = web.Application()
+    app[ADMIN] = ctx
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/status", _status)
+    app.router.add_post("/shadow/pause", _guarded(_pause))
+    app.router.add_post("/shadow/resume", _guarded(_resume))
+    return app

@@ -1,0 +1,110 @@
+"""Header rewriting between client and upstreams: hop-by-hop stripping and forwarding headers.
+
+Pure functions over ``(name, value)`` pairs so the rules are testable and
+fuzzable without a server. Order and repetition (two Set-Cookie lines) are
+kept; only hop-by-hop headers and those named in Connection are removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "HOP_BY_HOP",
+    "end_to_end",
+    "request_headers",
+    "response_headers",
+]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# The proxy recomputes framing itself; forwarding the client's value would
+# let a mismatched length reach the upstream.
+_FRAMING = frozenset({"content-length"})
+
+Pairs = list[tuple[str, str]]
+
+
+def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+    tokens: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def end_to_end(headers: Iterable[tuple[str, str]]) -> Pairs:
+    """Drop hop-by-hop headers and every header the Connection header names."""
+    pairs = list(headers)
+    named = _connection_tokens(pairs)
+    return [
+        (name, value)
+        for name, value in pairs
+        if (lower := name.lower()) not in HOP_BY_HOP and lower not in named
+    ]
+
+
+def request_headers(
+    headers: Iterable[tuple[str, str]],
+    *,
+    client_ip: str,
+    scheme: str,
+    host: str | None,
+    via: str,
+    upstream_host: str | None = None,
+) -> Pairs:
+    """Headers to send upstream: end-to-end ones plus X-Forwarded-* and Via.
+
+    ``upstream_host`` replaces the client's Host when the upstream should see
+    its own name; otherwise the client's Host is kept.
+    """
+    pairs = [
+        (name, value)
+        for name, value in end_to_end(headers)
+        if name.lower() not in _FRAMING
+        and not (upstream_host is not None and name.lower() == "host")
+    ]
+    forwarded_for = [value for name, value in pairs if name.lower() == "x-forwarded-for"]
+    pairs = [
+        (name, value)
+        for name, value in pairs
+        if name.lower() not in {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+    ]
+    chain = ", ".join([*forwarded_for, client_ip]) if client_ip else ", ".join(forwarded_for)
+    if chain:
+        pairs.append(("X-Forwarded-For", chain))
+    pairs.append(("X-Forwarded-Proto", scheme))
+    if host:
+        pairs.append(("X-Forwarded-Host", host))
+    if upstream_host is not None:
+        pairs.append(("Host", upstream_host))
+    return _with_via(pairs, via)
+
+
+def _with_via(pairs: Pairs, via: str) -> Pairs:
+    """Fold every Via line into one and append this proxy to it (RFC 9110 section 7.6.3)."""
+    previous = [value for name, value in pairs if name.lower() == "via"]
+    kept = [(name, value) for name, value in pairs if name.lower() != "via"]
+    kept.append(("Via", ", ".join([*previous, via])))
+    return kept
+
+
+def response_headers(headers: Iterable[tuple[str, str]], via: str) -> Pairs:
+    """Headers to send to the client: legacy's end-to-end headers plus Via.
+
+    Content-Length is kept so the client sees legacy's framing; the proxy
+    aborts the connection if fewer bytes arrive.
+    """
+    return _with_via(end_to_end(headers), via)

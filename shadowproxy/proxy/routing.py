@@ -1,0 +1,134 @@
+"""Route resolution: request path to a bounded route name, its domain and rules.
+
+Configured routes match first, in order: templates (``/orders/{id}``) match
+segment by segment, prefixes end in ``*`` (``/static/*``). Any other path gets
+a normalised name in which identifier-like segments (numbers, UUIDs, long hex,
+long opaque tokens) become ``{id}``. Past ``max_routes`` distinct normalised
+names, new ones collapse into ``other``, so metric label cardinality stays
+bounded whatever clients send. Pure, synchronous code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shadowproxy.compare.rules import CompareRules
+from shadowproxy.settings import RouteSpec
+
+__all__ = ["OTHER", "Route", "RouteTable", "normalise_path"]
+
+OTHER = "other"
+DEFAULT_DOMAIN = "default"
+
+_NUMERIC = re.compile(r"^\d+$")
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+_HEX = re.compile(r"^[0-9a-fA-F]{16,}$")
+_OPAQUE = re.compile(r"^[A-Za-z0-9_\-.~=+]{24,}$")
+_HAS_DIGIT = re.compile(r"\d")
+_MAX_SEGMENT = 64
+_MAX_SEGMENTS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What the proxy and the evidence need to know about a request's route."""
+
+    name: str
+    domain: str
+    sample_percent: float
+    mirror_writes: bool
+    rules: CompareRules
+
+
+def _is_identifier(segment: str) -> bool:
+    if _NUMERIC.match(segment) or _UUID.match(segment) or _HEX.match(segment):
+        return True
+    if len(segment) > _MAX_SEGMENT:
+        return True
+    return bool(_OPAQUE.match(segment) and _HAS_DIGIT.search(segment))
+
+
+def normalise_path(path: str) -> str:
+    """``/users/42/orders/9f1c...`` becomes ``/users/{id}/orders/{id}``."""
+    segments = path.split("/")
+    if len(segments) > _MAX_SEGMENTS + 1:
+        segments = [*segments[:_MAX_SEGMENTS], "{rest}"]
+    return "/".join("{id}" if _is_identifier(s) else s for s in segments) or "/"
+
+
+class _Template:
+    __slots__ = ("parts", "prefix", "route")
+
+    def __init__(self, spec: RouteSpec) -> None:
+        self.route = Route(
+            name=spec.name,
+            domain=spec.domain,
+            sample_percent=spec.sample_percent,
+            mirror_writes=spec.mirror_writes,
+            rules=spec.rules,
+        )
+        self.prefix: str | None = spec.match[:-1] if spec.match.endswith("*") else None
+        self.parts: tuple[str | None, ...] = tuple(
+            None if part.startswith("{") and part.endswith("}") else part
+            for part in spec.match.split("/")
+        )
+
+    def matches(self, path: str, segments: list[str]) -> bool:
+        if self.prefix is not None:
+            return path.startswith(self.prefix)
+        if len(segments) != len(self.parts):
+            return False
+        return all(p is None or p == s for p, s in zip(self.parts, segments, strict=True))
+
+
+class RouteTable:
+    """Resolves paths to routes; remembers at most ``max_routes`` normalised names."""
+
+    def __init__(
+        self,
+        specs: Sequence[RouteSpec],
+        *,
+        default_sample_percent: float,
+        default_rules: CompareRules,
+        max_routes: int,
+    ) -> None:
+        self._templates = [_Template(spec) for spec in specs]
+        self._default_sample_percent = default_sample_percent
+        self._default_rules = default_rules
+        self._max_routes = max_routes
+        self._seen: dict[str, Route] = {}
+        self._other = self._unconfigured(OTHER)
+
+    def _unconfigured(self, name: str) -> Route:
+        return Route(
+            name=name,
+            domain=DEFAULT_DOMAIN,
+            sample_percent=self._default_sample_percent,
+            mirror_writes=False,
+            rules=self._default_rules,
+        )
+
+    @property
+    def names(self) -> list[str]:
+        """Every route name this table can hand out so far."""
+        configured = [t.route.name for t in self._templates]
+        return [*configured, *self._seen, OTHER]
+
+    def resolve(self, path: str) -> Route:
+        """The route for ``path`` (the path only, without query string)."""
+        segments = path.split("/")
+        for template in self._templates:
+            if template.matches(path, segments):
+                return template.route
+        name = normalise_path(path)
+        route = self._seen.get(name)
+        if route is not None:
+            return route
+        if len(self._seen) >= self._max_routes:
+            return self._other
+        route = self._seen[name] = self._unconfigured(name)
+        return route

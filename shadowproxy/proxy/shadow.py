@@ -1,0 +1,157 @@
+"""The shadow path: decide whether to mirror, mirror off the hot path, compare, record.
+
+The hot path calls ``decide`` (cheap, no I/O) and then ``start``, which
+spawns one bounded background task and hands back a future for legacy's
+observation. The task sends the copy to the candidate (and secondary) at
+once, so latencies are comparable, then waits for legacy's observation,
+compares and records. Nothing here can delay or fail the client's answer:
+a full pool drops the shadow (``queue_full``) instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from shadowproxy.compare import Comparator
+from shadowproxy.model import Exchange, Observation, RequestFacts, SkipReason, Verdict
+from shadowproxy.model import Upstream as UpstreamName
+from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
+from shadowproxy.proxy.routing import Route
+from shadowproxy.proxy.tasks import TaskPool
+from shadowproxy.proxy.upstream import Upstream, fetch_observation
+from shadowproxy.settings import ShadowSettings
+
+__all__ = ["MIRRORED_METHODS", "EvidenceSink", "Shadow", "ShadowRequest"]
+
+log = structlog.get_logger(__name__)
+
+MIRRORED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Idempotent methods mirrored on every route; others only where a route opts in."""
+
+
+class EvidenceSink(Protocol):
+    """What the shadow path reports to (``shadowproxy.sinks.Evidence``)."""
+
+    def on_upstream(self, upstream: UpstreamName, route: str, observation: Observation) -> None: ...
+    def on_skip(self, route: str, domain: str, reason: SkipReason) -> None: ...
+    def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRequest:
+    """Everything needed to replay one client request to the shadow upstreams."""
+
+    facts: RequestFacts
+    route: Route
+    raw_target: str
+    headers: list[tuple[str, str]]
+    """End-to-end request headers without Host, Expect or framing, plus X-Shadow-Request."""
+    host: str | None
+    """The client's Host, sent unless upstreams get their own."""
+    body: bytes
+
+
+class Shadow:
+    """Owns mirroring for one worker: the gate, the task pool and the comparison."""
+
+    def __init__(
+        self,
+        *,
+        settings: ShadowSettings,
+        pool: TaskPool,
+        candidate: Upstream,
+        secondary: Upstream | None,
+        comparator: Comparator,
+        evidence: EvidenceSink,
+        switch: ShadowSwitch,
+        lag: LagMonitor,
+        own_host: bool = False,
+    ) -> None:
+        self.settings = settings
+        self._pool = pool
+        self._candidate = candidate
+        self._secondary = secondary
+        self._comparator = comparator
+        self._evidence = evidence
+        self._switch = switch
+        self._lag = lag
+        self._own_host = own_host
+
+    def decide(self, route: Route, method: str, *, body_complete: bool) -> SkipReason | None:
+        """Why this request is not mirrored, or None when it should be."""
+        if self._switch.paused:
+            return SkipReason.PAUSED
+        if method not in MIRRORED_METHODS and not route.mirror_writes:
+            return SkipReason.METHOD
+        if not body_complete:
+            return SkipReason.BODY_TOO_LARGE
+        if route.sample_percent < 100.0 and random.random() * 100.0 >= route.sample_percent:
+            return SkipReason.SAMPLED_OUT
+        if self._lag.lag_ms > self.settings.max_loop_lag_ms:
+            return SkipReason.OVERLOAD
+        return None
+
+    def skip(self, route: Route, reason: SkipReason) -> None:
+        """Count a request that is not mirrored."""
+        self._evidence.on_skip(route.name, route.domain, reason)
+
+    def start(self, request: ShadowRequest) -> asyncio.Future[Observation | None] | None:
+        """Spawn the mirror; returns the future the hot path resolves with legacy's observation.
+
+        Returns None (and counts ``queue_full``) when the pool is full.
+        """
+        legacy: asyncio.Future[Observation | None] = asyncio.get_running_loop().create_future()
+        if not self._pool.spawn(self._mirror(request, legacy), name=f"shadow-{request.facts.id}"):
+            self.skip(request.route, SkipReason.QUEUE_FULL)
+            return None
+        return legacy
+
+    async def _mirror(
+        self, request: ShadowRequest, legacy_future: asyncio.Future[Observation | None]
+    ) -> None:
+        try:
+            candidate, secondary = await self._fetch_all(request)
+            legacy = await legacy_future
+        finally:
+            if not legacy_future.done():
+                legacy_future.cancel()
+        route = request.route
+        if legacy is None:
+            self.skip(route, SkipReason.LEGACY_FAILED)
+            return
+        self._evidence.on_upstream(UpstreamName.CANDIDATE, route.name, candidate)
+        if secondary is not None:
+            self._evidence.on_upstream(UpstreamName.SECONDARY, route.name, secondary)
+        if legacy.truncated:
+            # Comparing prefixes of an oversized answer would invent differences.
+            self.skip(route, SkipReason.BODY_TOO_LARGE)
+            return
+        exchange = Exchange(request.facts, legacy, candidate, secondary)
+        verdict = self._comparator.compare(exchange, route.rules)
+        self._evidence.on_verdict(exchange, verdict)
+
+    async def _fetch_all(self, request: ShadowRequest) -> tuple[Observation, Observation | None]:
+        if self._secondary is None:
+            return await self._fetch(self._candidate, request), None
+        candidate, secondary = await asyncio.gather(
+            self._fetch(self._candidate, request), self._fetch(self._secondary, request)
+        )
+        return candidate, secondary
+
+    async def _fetch(self, upstream: Upstream, request: ShadowRequest) -> Observation:
+        host = upstream.host if self._own_host else request.host
+        headers = [*request.headers, ("Host", host)] if host else request.headers
+        return await fetch_observation(
+            upstream,
+            request.facts.method,
+            request.raw_target,
+            headers,
+            request.body,
+            max_bytes=self.settings.compare_max_bytes,
+            timeout_s=self.settings.timeout_s,
+        )

@@ -1,0 +1,220 @@
+"""The report as one value, and its JSON form (the documented contract).
+
+Owns assembling evidence, gate results and route statuses into a ``Report``
+and turning it into the JSON document that ``--format json`` prints and
+``shadowproxy/schemas/report.schema.json`` describes. Every other format
+renders from the same ``Report``. Imports the report's values only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shadowproxy.report.gates import (
+    GateResult,
+    GatesConfig,
+    RouteStatus,
+    evaluate_gates,
+    route_status,
+)
+from shadowproxy.report.known import KnownSet
+from shadowproxy.report.summary import COUNTED, Counts, Evidence, LatencySummary, Quantiles
+from shadowproxy.report.timeparse import format_instant
+
+__all__ = ["SCHEMA_VERSION", "Report", "build_report", "to_json"]
+
+SCHEMA_VERSION = 1
+_RATES = ("structural", "semantic", "timing", "noise", "errors")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Evidence judged by gates, ready to render."""
+
+    generated_at: float
+    since: float
+    until: float
+    evidence: Evidence
+    gates: tuple[GateResult, ...]
+    statuses: dict[tuple[str, str], RouteStatus]
+    known: KnownSet
+    top: int
+
+    @property
+    def passed(self) -> bool:
+        """True when every gate passed."""
+        return bool(self.gates) and all(g.passed for g in self.gates)
+
+    def domain_passed(self, domain: str) -> bool:
+        """True when every gate of ``domain`` passed."""
+        return all(g.passed for g in self.gates if g.domain == domain)
+
+    def clean_for_s(self, domain: str) -> float | None:
+        """Seconds since the domain's last structural divergence (or its first evidence)."""
+        summary = next((d for d in self.evidence.domains if d.domain == domain), None)
+        if summary is None:
+            return None
+        start = (
+            summary.last_structural if summary.last_structural is not None else (summary.first_seen)
+        )
+        return None if start is None else max(0.0, self.until - start)
+
+
+def build_report(
+    evidence: Evidence,
+    config: GatesConfig,
+    known: KnownSet,
+    generated_at: float,
+    since: float,
+    top: int = 50,
+) -> Report:
+    """Evaluate the gates and statuses over ``evidence``."""
+    return Report(
+        generated_at=generated_at,
+        since=since,
+        until=evidence.until,
+        evidence=evidence,
+        gates=evaluate_gates(evidence, config, known),
+        statuses=route_status(evidence, config, known),
+        known=known,
+        top=top,
+    )
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _quantiles(q: Quantiles) -> dict[str, float | None]:
+    return {"p50": _ms(q.p50), "p95": _ms(q.p95), "p99": _ms(q.p99)}
+
+
+def _latency(latency: LatencySummary) -> dict[str, Any]:
+    ratio = latency.p99_ratio
+    return {
+        "legacy": _quantiles(latency.legacy),
+        "candidate": _quantiles(latency.candidate),
+        "p99_ratio": None if ratio is None else round(ratio, 4),
+    }
+
+
+def _counts(counts: Counts) -> dict[str, Any]:
+    body: dict[str, Any] = {name: getattr(counts, name) for name in COUNTED}
+    body["skipped"] = counts.skipped_total
+    body["skipped_by_reason"] = dict(sorted(counts.skipped.items()))
+    rates: dict[str, Any] = {}
+    for name in _RATES:
+        rate = counts.rate(name)
+        rates[name] = {
+            "rate": None if rate.value is None else round(rate.value, 6),
+            "upper95": round(rate.upper95, 6),
+        }
+    body["rates"] = rates
+    return body
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The JSON contract (see docs/report.md and report.schema.json)."""
+    evidence = report.evidence
+    inputs = evidence.inputs
+    domains = []
+    for d in evidence.domains:
+        domains.append(
+            {
+                "domain": d.domain,
+                "passed": report.domain_passed(d.domain),
+                "since": format_instant(d.since),
+                **_counts(d.counts),
+                "latency": _latency(d.latency),
+                "last_structural": format_instant(d.last_structural),
+                "first_seen": format_instant(d.first_seen),
+                "clean_for_s": report.clean_for_s(d.domain),
+                "timeline": [
+                    {
+                        "start": format_instant(p.start),
+                        "compared": p.compared,
+                        "diverged": p.diverged,
+                    }
+                    for p in d.timeline
+                ],
+            }
+        )
+    routes = [
+        {
+            "route": r.route,
+            "domain": r.domain,
+            "status": report.statuses[(r.domain, r.route)].value,
+            **_counts(r.counts),
+            "latency": _latency(r.latency),
+        }
+        for r in evidence.routes
+    ]
+    fingerprints = []
+    for fp in evidence.fingerprints[: report.top]:
+        explained = report.known.explain(fp)
+        fingerprints.append(
+            {
+                "route": fp.route,
+                "domain": fp.domain,
+                "class": fp.cls,
+                "kind": fp.kind,
+                "path": fp.path,
+                "key": fp.key,
+                "count": fp.count,
+                "first_seen": format_instant(fp.first_seen),
+                "last_seen": format_instant(fp.last_seen),
+                "example": fp.example,
+                "documented": explained is not None,
+                "reason": explained.reason if explained else None,
+                "owner": explained.owner if explained else None,
+            }
+        )
+    return {
+        "v": SCHEMA_VERSION,
+        "passed": report.passed,
+        "generated_at": format_instant(report.generated_at),
+        "source": evidence.source,
+        "window": {
+            "since": format_instant(report.since),
+            "until": format_instant(report.until),
+            "seconds": round(report.until - report.since, 3),
+        },
+        "inputs": {
+            "files": inputs.files,
+            "records": inputs.records,
+            "malformed_lines": inputs.malformed_lines,
+            "unknown_types": inputs.unknown_types,
+            "outside_window": inputs.outside_window,
+            "fingerprints_overflow": inputs.fingerprints_overflow,
+        },
+        "domains": domains,
+        "routes": routes,
+        "fingerprints": fingerprints,
+        "fingerprints_total": len(evidence.fingerprints),
+        "gates": [
+            {
+                "name": g.name,
+                "domain": g.domain,
+                "passed": g.passed,
+                "status": g.status.value,
+                "reason": g.reason,
+                "value": g.value,
+                "threshold": g.threshold,
+            }
+            for g in report.gates
+        ],
+        "ownership": [
+            {
+                "ts": format_instant(c.ts),
+                "route": c.route,
+                "from": c.from_mode,
+                "to": c.to_mode,
+                "percent": c.percent,
+                "reason": c.reason,
+                "source": c.source,
+            }
+            for c in evidence.ownership
+        ],
+        "notes": list(evidence.notes),
+    }

@@ -1,0 +1,199 @@
+"""The evidence a report evaluates, as frozen values.
+
+Both sources produce an ``Evidence``: the JSONL aggregator (``aggregate``)
+and fleet mode (``fleet``, from Prometheus). Gates and renderers read only
+these values. Imports the standard library and ``stats``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shadowproxy.report.stats import Rate
+
+__all__ = [
+    "COUNTED",
+    "Counts",
+    "DomainSummary",
+    "Evidence",
+    "FingerprintSummary",
+    "InputStats",
+    "LatencySummary",
+    "NoisePath",
+    "OwnershipChange",
+    "Quantiles",
+    "RouteSummary",
+    "TimelinePoint",
+]
+
+COUNTED = ("compared", "match", "diverged", "structural", "semantic", "timing", "noise", "errors")
+"""The rollup counters, in report order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Summed rollup counters for a route or a domain."""
+
+    compared: int = 0
+    match: int = 0
+    diverged: int = 0
+    structural: int = 0
+    semantic: int = 0
+    timing: int = 0
+    noise: int = 0
+    errors: int = 0
+    skipped: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, values: Mapping[str, int], skipped: Mapping[str, int] | None = None) -> Counts:
+        """Counts from a mapping of COUNTED names (missing ones are zero)."""
+        v = [values.get(name, 0) for name in COUNTED]
+        return cls(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], dict(skipped or {}))
+
+    @property
+    def skipped_total(self) -> int:
+        """Requests not mirrored, all reasons together."""
+        return sum(self.skipped.values())
+
+    def rate(self, name: str) -> Rate:
+        """``name`` (one of COUNTED) as a share of ``compared``."""
+        hits = getattr(self, name)
+        assert isinstance(hits, int)
+        return Rate(hits, self.compared)
+
+    def __add__(self, other: Counts) -> Counts:
+        skipped = dict(self.skipped)
+        for reason, n in other.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + n
+        summed = {name: getattr(self, name) + getattr(other, name) for name in COUNTED}
+        return Counts.of(summed, skipped)
+
+
+@dataclass(frozen=True, slots=True)
+class Quantiles:
+    """Latency quantiles in milliseconds (None without observations)."""
+
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    """Legacy against candidate latency."""
+
+    legacy: Quantiles = Quantiles()
+    candidate: Quantiles = Quantiles()
+
+    @property
+    def p99_ratio(self) -> float | None:
+        """Candidate p99 over legacy p99, or None when either is unknown."""
+        if self.legacy.p99 is None or self.candidate.p99 is None or self.legacy.p99 <= 0:
+            return None
+        return self.candidate.p99 / self.legacy.p99
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSummary:
+    """One route's counters and latency over its domain's window."""
+
+    route: str
+    domain: str
+    counts: Counts
+    latency: LatencySummary
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePoint:
+    """Compared and diverged exchanges in one time bucket starting at ``start``."""
+
+    start: float
+    compared: int
+    diverged: int
+
+
+@dataclass(frozen=True, slots=True)
+class DomainSummary:
+    """A domain: its routes' counters summed, latency merged, and when it was last broken."""
+
+    domain: str
+    since: float
+    counts: Counts
+    latency: LatencySummary
+    last_structural: float | None
+    first_seen: float | None
+    timeline: tuple[TimelinePoint, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintSummary:
+    """One kind of non-noise difference: where, how often, when, and an example."""
+
+    route: str
+    domain: str
+    cls: str
+    kind: str
+    path: str
+    count: int
+    first_seen: float
+    last_seen: float
+    example: str
+
+    @property
+    def key(self) -> str:
+        """The ``route|class|kind|path`` spelling used by the known-differences file."""
+        return f"{self.route}|{self.cls}|{self.kind}|{self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class NoisePath:
+    """A body path that was noise on a route, generalised over array indices."""
+
+    route: str
+    path: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipChange:
+    """One ``ownership`` record: who answers a route, from when, and why."""
+
+    ts: float
+    route: str
+    from_mode: str
+    to_mode: str
+    percent: float | None
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class InputStats:
+    """What was read: files, records by fate, and what could not be parsed."""
+
+    files: int = 0
+    records: int = 0
+    malformed_lines: int = 0
+    unknown_types: int = 0
+    outside_window: int = 0
+    fingerprints_overflow: int = 0
+    """Non-noise differences not tracked because the fingerprint table was full."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Everything a report says, before gates: from files or from Prometheus."""
+
+    source: str
+    """``files`` or ``prometheus``."""
+    until: float
+    routes: tuple[RouteSummary, ...]
+    domains: tuple[DomainSummary, ...]
+    fingerprints: tuple[FingerprintSummary, ...] = ()
+    semantic_overflow: Mapping[str, int] = field(default_factory=dict)
+    """Per domain, semantic differences the full fingerprint table could not track."""
+    noise_paths: tuple[NoisePath, ...] = ()
+    ownership: tuple[OwnershipChange, ...] = ()
+    inputs: InputStats = InputStats()
+    notes: tuple[str, ...] = ()

@@ -1,0 +1,246 @@
+"""The report's tables as plain rows of text, shared by table, markdown and HTML.
+
+Owns what each section shows and how numbers read (counts with rate and 95%
+upper bound, milliseconds, durations). Renders from the JSON document so
+every format shows exactly what the contract says. Standard library only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Section", "format_duration", "headline", "sections"]
+
+Document = Mapping[str, Any]
+"""The JSON form of a report (``document.to_json``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A titled table; ``styles`` marks each row ``pass``, ``fail``, ``warn`` or ``""``."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    styles: tuple[str, ...]
+
+
+def format_duration(seconds: float | None) -> str:
+    """``3d 4h``, ``5h 12m``, ``42s``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _rate(item: Mapping[str, Any], name: str) -> str:
+    rate = item["rates"][name]
+    if rate["rate"] is None:
+        return f"{item[name]}"
+    return f"{item[name]} · {rate['rate']:.3%} (≤{rate['upper95']:.3%})"
+
+
+def _quantiles(q: Mapping[str, float | None]) -> str:
+    return f"{_ms(q['p50'])}/{_ms(q['p95'])}/{_ms(q['p99'])}"
+
+
+def _ratio(latency: Mapping[str, Any]) -> str:
+    ratio = latency["p99_ratio"]
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def headline(doc: Document) -> str:
+    """One line: the verdict, the window and what was read."""
+    inputs = doc["inputs"]
+    verdict = "PASSED" if doc["passed"] else "NOT PASSED"
+    window = doc["window"]
+    read = (
+        f"{inputs['records']} records from {inputs['files']} files"
+        if doc["source"] == "files"
+        else "Prometheus"
+    )
+    malformed = (
+        f", {inputs['malformed_lines']} malformed lines" if inputs["malformed_lines"] else ""
+    )
+    return (
+        f"shadow report {verdict}: {window['since']} .. {window['until']} "
+        f"({format_duration(window['seconds'])}), {read}{malformed}"
+    )
+
+
+def sections(doc: Document) -> list[Section]:
+    """Gates, domains, routes, fingerprints and ownership history, in that order."""
+    out = [
+        Section(
+            "Gates",
+            ("Domain", "Gate", "Result", "Value", "Threshold", "Reason"),
+            tuple(
+                (
+                    g["domain"],
+                    g["name"],
+                    g["status"].upper(),
+                    _value(g["value"]),
+                    _value(g["threshold"]),
+                    g["reason"],
+                )
+                for g in doc["gates"]
+            ),
+            tuple(
+                "pass" if g["passed"] else ("fail" if g["status"] == "fail" else "warn")
+                for g in doc["gates"]
+            ),
+        ),
+        Section(
+            "Domains",
+            (
+                "Domain",
+                "Compared",
+                "Structural",
+                "Semantic",
+                "Timing",
+                "Noise",
+                "Errors",
+                "Skipped",
+                "Legacy p50/p95/p99 ms",
+                "Candidate p50/p95/p99 ms",
+                "p99 ratio",
+                "Clean for",
+            ),
+            tuple(
+                (
+                    d["domain"],
+                    str(d["compared"]),
+                    _rate(d, "structural"),
+                    _rate(d, "semantic"),
+                    _rate(d, "timing"),
+                    _rate(d, "noise"),
+                    _rate(d, "errors"),
+                    str(d["skipped"]),
+                    _quantiles(d["latency"]["legacy"]),
+                    _quantiles(d["latency"]["candidate"]),
+                    _ratio(d["latency"]),
+                    format_duration(d["clean_for_s"]),
+                )
+                for d in doc["domains"]
+            ),
+            tuple("pass" if d["passed"] else "fail" for d in doc["domains"]),
+        ),
+        Section(
+            "Routes",
+            (
+                "Route",
+                "Domain",
+                "Status",
+                "Compared",
+                "Structural",
+                "Semantic",
+                "Timing",
+                "Noise",
+                "Errors",
+                "Skipped",
+                "p99 legacy/candidate ms",
+                "p99 ratio",
+            ),
+            tuple(
+                (
+                    r["route"],
+                    r["domain"],
+                    r["status"],
+                    str(r["compared"]),
+                    _rate(r, "structural"),
+                    _rate(r, "semantic"),
+                    _rate(r, "timing"),
+                    _rate(r, "noise"),
+                    _rate(r, "errors"),
+                    str(r["skipped"]),
+                    f"{_ms(r['latency']['legacy']['p99'])}/{_ms(r['latency']['candidate']['p99'])}",
+                    _ratio(r["latency"]),
+                )
+                for r in doc["routes"]
+            ),
+            tuple(
+                "pass"
+                if r["status"] == "PARITY_OK"
+                else ("warn" if r["status"] == "INSUFFICIENT_EVIDENCE" else "fail")
+                for r in doc["routes"]
+            ),
+        ),
+    ]
+    if doc["source"] == "files":
+        out.append(
+            Section(
+                f"Top divergence fingerprints ({len(doc['fingerprints'])} of "
+                f"{doc['fingerprints_total']})",
+                (
+                    "Count",
+                    "Route",
+                    "Class",
+                    "Kind",
+                    "Path",
+                    "First seen",
+                    "Last seen",
+                    "Documented",
+                    "Example",
+                ),
+                tuple(
+                    (
+                        str(f["count"]),
+                        f["route"],
+                        f["class"],
+                        f["kind"],
+                        f["path"],
+                        f["first_seen"],
+                        f["last_seen"],
+                        f"{f['reason']} ({f['owner']})" if f["documented"] else "no",
+                        f["example"],
+                    )
+                    for f in doc["fingerprints"]
+                ),
+                tuple(
+                    "" if f["documented"] or f["class"] != "semantic" else "warn"
+                    for f in doc["fingerprints"]
+                ),
+            )
+        )
+    if doc["ownership"]:
+        out.append(
+            Section(
+                "Ownership history",
+                ("Time", "Route", "From", "To", "Percent", "Reason", "Source"),
+                tuple(
+                    (
+                        c["ts"],
+                        c["route"],
+                        c["from"],
+                        c["to"],
+                        _value(c["percent"]),
+                        c["reason"],
+                        c["source"],
+                    )
+                    for c in doc["ownership"]
+                ),
+                tuple("" for _ in doc["ownership"]),
+            )
+        )
+    return out

@@ -1,0 +1,203 @@
+"""Running one proxy process: listeners, evidence, signals, reload and graceful stop.
+
+Start-up order: evidence writer, proxy listener, admin listener. Stop order
+on SIGTERM/SIGINT: stop accepting, drain in-flight client requests (up to
+``drain_s``), give shadow work ``shadow.grace_s`` then cancel it, close the
+upstream sessions, stop the admin listener, flush and close the evidence.
+SIGHUP re-reads the configuration; an invalid one is logged and the running
+one kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from shadowproxy.compare import Comparator
+from shadowproxy.config import ConfigError, is_loopback
+from shadowproxy.proxy.admin import AdminContext, build_admin_app
+from shadowproxy.proxy.app import FORWARDER, POOL, ProxyParts, build_proxy_app, route_table
+from shadowproxy.proxy.control import LagMonitor, ShadowSwitch, SharedFlag
+from shadowproxy.proxy.tasks import TaskPool
+from shadowproxy.settings import HostAddress, Settings
+from shadowproxy.sinks import Evidence, Metrics, default_worker_id, render_metrics
+
+__all__ = ["Bound", "serve"]
+
+log = structlog.get_logger(__name__)
+
+_TICK_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """The addresses actually bound (ports resolved when 0 was asked for)."""
+
+    proxy: HostAddress
+    admin: HostAddress | None
+
+
+def _bound(runner: web.AppRunner) -> HostAddress:
+    host, port = runner.addresses[0][:2]
+    return HostAddress(str(host), int(port))
+
+
+def _tune_gc() -> None:
+    # Long-lived start-up objects never need scanning again, and a higher
+    # gen-0 threshold keeps full collections (multi-ms pauses) rare.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+async def _ticker(evidence: Evidence, stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), _TICK_S)
+        evidence.tick()
+
+
+@contextlib.contextmanager
+def _signals(
+    loop: asyncio.AbstractEventLoop, handlers: Mapping[signal.Signals, Callable[[], None]]
+) -> Iterator[None]:
+    installed = []
+    try:
+        for sig, handler in handlers.items():
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, handler)
+                installed.append(sig)
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    reload: Callable[[], Settings] | None = None,
+    on_ready: Callable[[Bound], None] | None = None,
+    stop: asyncio.Event | None = None,
+    pause_flag: SharedFlag | None = None,
+    serve_admin: bool = True,
+    registry: CollectorRegistry | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Run one proxy process until ``stop`` is set or SIGTERM/SIGINT arrives; returns 0."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry)
+    evidence = Evidence(settings, metrics, worker_id=default_worker_id())
+    evidence.start()
+    switch = ShadowSwitch(pause_flag)
+    lag = LagMonitor()
+    parts = ProxyParts(sink=evidence, switch=switch, lag=lag, comparator=Comparator())
+    app = build_proxy_app(settings, parts)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=settings.drain_s
+    )
+    admin_runner: web.AppRunner | None = None
+    housekeeping = TaskPool(2)
+    current = settings
+
+    def reload_config() -> None:
+        nonlocal current
+        if reload is None:
+            return
+        try:
+            fresh = reload()
+        except ConfigError as exc:
+            log.error("reload rejected; keeping the running configuration", error=str(exc))
+            return
+        app[FORWARDER].reconfigure(fresh, route_table(fresh))
+        current = fresh
+        log.info("configuration reloaded", digest=fresh.digest, routes=len(fresh.routes))
+
+    def status() -> dict[str, Any]:
+        return {
+            "config_digest": current.digest,
+            "config_source": current.source,
+            "upstreams": {
+                "legacy": current.upstreams.legacy,
+                "candidate": current.upstreams.candidate,
+                "secondary": current.upstreams.secondary,
+            },
+            "workers": current.workers,
+            "inflight": len(app[POOL]) if POOL in app else 0,
+            "max_inflight": current.shadow.max_inflight,
+            "loop_lag_ms": round(lag.lag_ms, 3),
+            "evidence": evidence.stats(),
+        }
+
+    try:
+        await runner.setup()
+        reuse = settings.workers > 1
+        site = web.TCPSite(
+            runner, settings.listen.host, settings.listen.port, reuse_port=reuse, backlog=1024
+        )
+        await site.start()
+        admin_address: HostAddress | None = None
+        if serve_admin:
+            admin_runner = web.AppRunner(
+                build_admin_app(
+                    AdminContext(
+                        switch=switch,
+                        render_metrics=lambda: render_metrics(registry),
+                        status=status,
+                        legacy_url=settings.upstreams.legacy,
+                        token=settings.admin.token,
+                        require_token=not is_loopback(settings.admin.listen.host),
+                    )
+                ),
+                handle_signals=False,
+                access_log=None,
+            )
+            await admin_runner.setup()
+            await web.TCPSite(
+                admin_runner, settings.admin.listen.host, settings.admin.listen.port
+            ).start()
+            admin_address = _bound(admin_runner)
+        lag.start()
+        housekeeping.spawn(_ticker(evidence, stop), name="evidence-ticker")
+        bound = Bound(proxy=_bound(runner), admin=admin_address)
+        log.info(
+            "shadowproxy listening",
+            proxy=str(bound.proxy),
+            admin=str(bound.admin),
+            legacy=settings.upstreams.legacy,
+            candidate=settings.upstreams.candidate,
+        )
+        _tune_gc()
+        if on_ready is not None:
+            on_ready(bound)
+        handlers: dict[signal.Signals, Callable[[], None]] = {}
+        if install_signals:
+            handlers = {
+                signal.SIGTERM: stop.set,
+                signal.SIGINT: stop.set,
+                signal.SIGHUP: reload_config,
+            }
+        with _signals(loop, handlers):
+            await stop.wait()
+        log.info("shutting down", drain_s=settings.drain_s)
+    finally:
+        stop.set()
+        lag.stop()
+        await runner.cleanup()
+        if admin_runner is not None:
+            await admin_runner.cleanup()
+        await housekeeping.close(_TICK_S * 2)
+        await loop.run_in_executor(None, evidence.close, settings.drain_s)
+    log.info("stopped")
+    return 0

@@ -1,0 +1,150 @@
+"""The frozen settings value every runtime component receives.
+
+``shadowproxy.config`` builds one ``Settings`` from YAML and flags, validated
+once at start; nothing reads configuration from anywhere else. Pure values:
+this module imports only the comparison rules and the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from shadowproxy.compare.rules import CompareRules
+
+__all__ = [
+    "AdminSettings",
+    "EvidenceSettings",
+    "HostAddress",
+    "LegacySettings",
+    "RedactSettings",
+    "RouteSpec",
+    "Settings",
+    "ShadowSettings",
+    "UpstreamSettings",
+]
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HostAddress:
+    """A ``HOST:PORT`` listen address."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """Base URLs of the backends. ``host_header`` says which Host they receive."""
+
+    legacy: str
+    candidate: str
+    secondary: str | None = None
+    host_header: Literal["client", "upstream"] = "client"
+
+
+@dataclass(frozen=True, slots=True)
+class LegacySettings:
+    """The hot path's own limits."""
+
+    connect_timeout_s: float = 5.0
+    timeout_s: float = 30.0
+    max_connections: int = 0
+    """Pool size for legacy; 0 means unlimited (legacy is production's path)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSettings:
+    """Bounds and defaults of the shadow path."""
+
+    sample_percent: float = 100.0
+    max_inflight: int = 256
+    timeout_s: float = 5.0
+    connect_timeout_s: float = 1.0
+    max_connections: int = 64
+    """Pool size per shadow upstream: a stuck candidate cannot open more."""
+    compare_max_bytes: int = MiB
+    mirror_max_body: int = MiB
+    grace_s: float = 2.0
+    """On shutdown, how long shadow work may finish before it is cancelled."""
+    max_loop_lag_ms: float = 50.0
+    """Shed new shadow work (skip reason ``overload``) while the event loop lags more."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """One configured route: a template (``/orders/{id}``) or a prefix (``/static/*``)."""
+
+    match: str
+    name: str
+    domain: str
+    sample_percent: float
+    mirror_writes: bool
+    rules: CompareRules
+
+
+@dataclass(frozen=True, slots=True)
+class RedactSettings:
+    """What never reaches a file, log line or metric."""
+
+    headers: tuple[str, ...] = ()
+    """Header names redacted in addition to the built-in list (lower-case)."""
+    body_paths: tuple[str, ...] = ()
+    """JSONPath patterns whose values are redacted in recorded differences."""
+    query_params: tuple[str, ...] = ()
+    """Query parameter names redacted in addition to the built-in patterns."""
+    hash_key: bytes | None = None
+    """When set, redacted values become a keyed hash so equality stays visible."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceSettings:
+    """The JSONL writer's limits."""
+
+    log_dir: str = "./shadow-logs"
+    sample_matches_percent: float = 0.0
+    max_value_chars: int = 256
+    max_differences: int = 50
+    rollup_interval_s: float = 60.0
+    rotate_bytes: int = 64 * MiB
+    keep_files: int = 10
+    max_total_bytes: int = 1024 * MiB
+    queue_size: int = 10_000
+    include_query: bool = False
+    """Record the (redacted) query string in ``path``; off by default."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The admin listener; POSTs need ``token`` when it binds beyond loopback."""
+
+    listen: HostAddress = HostAddress("127.0.0.1", 9901)
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole validated configuration."""
+
+    upstreams: UpstreamSettings
+    listen: HostAddress = HostAddress("127.0.0.1", 8080)
+    admin: AdminSettings = AdminSettings()
+    legacy: LegacySettings = LegacySettings()
+    shadow: ShadowSettings = ShadowSettings()
+    compare: CompareRules = CompareRules()
+    """Global comparison rules; routes inherit and override them."""
+    routes: tuple[RouteSpec, ...] = ()
+    max_routes: int = 500
+    evidence: EvidenceSettings = EvidenceSettings()
+    redact: RedactSettings = RedactSettings()
+    drain_s: float = 10.0
+    workers: int = 1
+    source: str = "<flags>"
+    """Where the settings came from (a file path, or ``<flags>``), for messages."""
+    digest: str = ""
+    """sha256 of the effective configuration, shown on ``/status``."""

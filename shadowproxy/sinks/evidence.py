@@ -1,0 +1,185 @@
+"""The evidence facade the proxy calls: metrics, rollups and JSONL records from one object.
+
+Owns the hook surface (``on_request``, ``on_upstream``, ``on_skip``,
+``on_verdict``, ``set_inflight``, ``tick``, ``write_record``) and its guard:
+every hook runs on the event loop, is cheap, never blocks and never raises.
+A failing hook is logged (exception type and location only, never values)
+and counted in ``shadowproxy_evidence_errors_total{hook}``. Record building
+and file I/O happen on the writer thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Concatenate, ParamSpec
+
+import structlog
+
+from shadowproxy.model import Exchange, Observation, SkipReason, Verdict
+from shadowproxy.settings import Settings
+from shadowproxy.sinks.metrics import Metrics, code_class, method_label
+from shadowproxy.sinks.records import SCHEMA_VERSION, exchange_record, rfc3339, wanted
+from shadowproxy.sinks.redact import Redactor
+from shadowproxy.sinks.rollup import Rollups
+from shadowproxy.sinks.writer import JsonlWriter
+
+__all__ = ["Evidence", "default_worker_id"]
+
+_P = ParamSpec("_P")
+_SKIP_REASONS = frozenset(str(reason) for reason in SkipReason)
+
+log = structlog.get_logger("shadowproxy.sinks")
+
+
+def default_worker_id() -> str:
+    """``<host>-<pid>``: unique per worker process, stable for its lifetime."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _guarded(
+    hook: str,
+) -> Callable[
+    [Callable[Concatenate[Evidence, _P], None]], Callable[Concatenate[Evidence, _P], None]
+]:
+    """Wrap a hook so an exception is logged and counted instead of raised."""
+
+    def wrap(
+        fn: Callable[Concatenate[Evidence, _P], None],
+    ) -> Callable[Concatenate[Evidence, _P], None]:
+        def guarded(self: Evidence, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+            try:
+                fn(self, *args, **kwargs)
+            except Exception as exc:  # a sink must never reach the client's response
+                self._hook_failed(hook, exc)
+
+        # Not @wraps: its return type hides the signature from mypy.
+        functools.update_wrapper(guarded, fn)
+        return guarded
+
+    return wrap
+
+
+class Evidence:
+    """Metrics, rollups and JSONL evidence of one worker process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        worker_id: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Raises ValueError when ``redact.body_paths`` holds a malformed JSONPath."""
+        self._evidence = settings.evidence
+        self._redactor = Redactor(settings.redact)
+        self._metrics = metrics
+        self._clock = clock
+        self._writer = JsonlWriter(settings.evidence, worker_id, metrics)
+        self._rollups = Rollups(settings.evidence.rollup_interval_s, clock())
+        self._failures: dict[str, int] = {}
+
+    @property
+    def redactor(self) -> Redactor:
+        """The redaction rules in force (for other components that log request data)."""
+        return self._redactor
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._writer.start()
+
+    @_guarded("on_request")
+    def on_request(self, route: str, method: str, status: int | None) -> None:
+        """Count a client-facing answer; ``status`` None means the proxy itself failed."""
+        self._metrics.requests.labels(route, method_label(method), code_class(status)).inc()
+
+    @_guarded("on_upstream")
+    def on_upstream(self, upstream: str, route: str, observation: Observation) -> None:
+        """Record one upstream's latency, and its error reason when it failed."""
+        self._metrics.observe_upstream(upstream, route, observation)
+
+    @_guarded("on_skip")
+    def on_skip(self, route: str, domain: str, reason: str) -> None:
+        """Count a request that was not mirrored."""
+        label = str(reason) if reason in _SKIP_REASONS else "other"
+        self._metrics.skipped.labels(label).inc()
+        self._rollups.tally(route, domain).add_skip(label)
+
+    @_guarded("on_verdict")
+    def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None:
+        """Count a compared exchange and queue its ``exchange`` record when one is due."""
+        request = exchange.request
+        self._metrics.comparisons.labels(request.route, request.domain, str(verdict.outcome)).inc()
+        for cls in verdict.classes:
+            self._metrics.divergences.labels(request.route, request.domain, str(cls)).inc()
+        self._rollups.tally(request.route, request.domain).add_verdict(exchange, verdict)
+        if wanted(verdict, request.id, self._evidence):
+            self._writer.submit(
+                functools.partial(
+                    exchange_record, exchange, verdict, self._redactor, self._evidence
+                )
+            )
+
+    @_guarded("set_inflight")
+    def set_inflight(self, n: int) -> None:
+        """Set the number of shadow requests in flight."""
+        self._metrics.inflight.set(n)
+
+    @_guarded("tick")
+    def tick(self) -> None:
+        """Queue the rollups of a window that has ended (call about once a second)."""
+        now = self._clock()
+        if self._rollups.due(now):
+            for record in self._rollups.drain(now):
+                self._writer.submit(record)
+
+    @_guarded("write_record")
+    def write_record(self, record: Mapping[str, object]) -> None:
+        """Queue a record of another ``type``; ``v`` and ``ts`` are added when missing.
+
+        The record passes the free-form secret scrubber (``Redactor.mapping``).
+        """
+        data = dict(record)
+        if not isinstance(data.get("type"), str):
+            raise ValueError("a record needs a string 'type'")
+        data.setdefault("v", SCHEMA_VERSION)
+        data.setdefault("ts", rfc3339(self._clock()))
+        self._writer.submit(functools.partial(self._redactor.mapping, data))
+
+    def close(self, timeout_s: float) -> bool:
+        """Queue the final rollups, write everything queued and stop the writer thread.
+
+        Blocks up to ``timeout_s``; True when everything was flushed. Never raises.
+        """
+        try:
+            final: list[Mapping[str, object]] = list(self._rollups.drain(self._clock()))
+        except Exception as exc:  # the remaining records still deserve a flush
+            self._hook_failed("tick", exc)
+            final = []
+        try:
+            return self._writer.close(timeout_s, final)
+        except Exception as exc:  # shutdown must go on
+            self._hook_failed("write_record", exc)
+            return False
+
+    def stats(self) -> dict[str, object]:
+        """Writer counters and hook failures, for ``/status``."""
+        return {**self._writer.stats(), "hook_errors": dict(sorted(self._failures.items()))}
+
+    def _hook_failed(self, hook: str, exc: Exception) -> None:
+        """Count a failed hook; log the first failure and then at powers of two."""
+        n = self._failures[hook] = self._failures.get(hook, 0) + 1
+        with contextlib.suppress(Exception):
+            self._metrics.evidence_errors.labels(hook).inc()
+        if n & (n - 1) == 0:
+            frames = traceback.extract_tb(exc.__traceback__)
+            where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+            log.error(
+                "evidence_hook_failed", hook=hook, error=type(exc).__name__, at=where, failures=n
+            )

@@ -1,0 +1,198 @@
+"""Every Prometheus metric of shadowproxy, defined here and only here.
+
+Owns metric names, label sets and the bounding of label values (methods,
+status classes), plus exposition for the admin endpoint, including
+prometheus_client's multiprocess mode: when ``PROMETHEUS_MULTIPROC_DIR`` is
+set before ``prometheus_client`` is imported, each worker writes its values
+to files there and ``multiprocess_registry()`` sums them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as _multiprocess
+
+from shadowproxy import __version__
+from shadowproxy.model import ErrorKind, Observation, SkipReason, Upstream
+
+__all__ = [
+    "DROP_REASONS",
+    "HOOKS",
+    "LATENCY_BUCKETS_S",
+    "METHODS",
+    "Metrics",
+    "code_class",
+    "is_multiprocess",
+    "mark_worker_dead",
+    "method_label",
+    "multiprocess_registry",
+    "render_metrics",
+]
+
+METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+"""Methods that are their own label value; any other is ``OTHER``."""
+
+DROP_REASONS = ("queue_full", "write_error", "disk_cap", "encode_error", "closed")
+"""Why a JSONL record was dropped (``shadowproxy_jsonl_dropped_total{reason}``)."""
+
+HOOKS = (
+    "on_request",
+    "on_upstream",
+    "on_skip",
+    "on_verdict",
+    "set_inflight",
+    "tick",
+    "write_record",
+)
+"""Evidence hooks whose failures are counted (``shadowproxy_evidence_errors_total{hook}``)."""
+
+LATENCY_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+"""Upper bounds of ``shadowproxy_upstream_latency_seconds`` (covers the default 30 s timeout)."""
+
+_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def method_label(method: str) -> str:
+    """``method`` when it is a known method, else ``OTHER`` (keeps the label bounded)."""
+    upper = method.upper()
+    return upper if upper in METHODS else "OTHER"
+
+
+def code_class(status: int | None) -> str:
+    """``2xx``-style class of ``status``; ``error`` when there was no valid upstream status."""
+    if status is None or not 100 <= status <= 599:
+        return "error"
+    return f"{status // 100}xx"
+
+
+class Metrics:
+    """The metric objects, registered on ``registry`` (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry, version: str = __version__) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "shadowproxy_requests",
+            "Client requests answered, by route, method and status class.",
+            ("route", "method", "code_class"),
+            registry=registry,
+        )
+        self.comparisons = Counter(
+            "shadowproxy_comparisons",
+            "Exchanges compared, by verdict.",
+            ("route", "domain", "verdict"),
+            registry=registry,
+        )
+        self.divergences = Counter(
+            "shadowproxy_divergences",
+            "Compared exchanges with non-noise differences of a class (one exchange may count"
+            " under several classes).",
+            ("route", "domain", "class"),
+            registry=registry,
+        )
+        self.upstream_latency = Histogram(
+            "shadowproxy_upstream_latency_seconds",
+            "Time from sending a request upstream to its complete answer or failure.",
+            ("upstream", "route"),
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.upstream_errors = Counter(
+            "shadowproxy_upstream_errors",
+            "Upstream requests that gave no usable answer, by reason.",
+            ("upstream", "reason"),
+            registry=registry,
+        )
+        self.skipped = Counter(
+            "shadowproxy_shadow_skipped",
+            "Requests not mirrored to the shadow upstreams, by reason.",
+            ("reason",),
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "shadowproxy_shadow_inflight",
+            "Shadow requests in flight (summed over live workers).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.jsonl_records = Counter(
+            "shadowproxy_jsonl_records",
+            "JSONL evidence records written.",
+            registry=registry,
+        )
+        self.jsonl_dropped = Counter(
+            "shadowproxy_jsonl_dropped",
+            "JSONL evidence records dropped instead of written, by reason.",
+            ("reason",),
+            registry=registry,
+        )
+        self.evidence_errors = Counter(
+            "shadowproxy_evidence_errors",
+            "Evidence hook calls that failed (logged and ignored), by hook.",
+            ("hook",),
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "shadowproxy_build_info",
+            "Always 1; the version label says which shadowproxy runs.",
+            ("version",),
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(version).set(1)
+        # Known label values start at zero so rates and absent() behave from the first scrape.
+        for reason in DROP_REASONS:
+            self.jsonl_dropped.labels(reason)
+        for skip in SkipReason:
+            self.skipped.labels(str(skip))
+        for upstream in Upstream:
+            for kind in ErrorKind:
+                self.upstream_errors.labels(str(upstream), str(kind))
+        for hook in HOOKS:
+            self.evidence_errors.labels(hook)
+
+    def observe_upstream(self, upstream: str, route: str, observation: Observation) -> None:
+        """Latency of every answer or failure; an error also counts under its reason."""
+        self.upstream_latency.labels(str(upstream), route).observe(max(observation.elapsed_s, 0.0))
+        if observation.error is not None:
+            self.upstream_errors.labels(str(upstream), str(observation.error)).inc()
+
+
+def is_multiprocess() -> bool:
+    """True when ``PROMETHEUS_MULTIPROC_DIR`` names a directory (multiprocess mode)."""
+    path = os.environ.get(_ENV)
+    return bool(path) and Path(path or ".").is_dir()
+
+
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry summing every worker's values from ``PROMETHEUS_MULTIPROC_DIR``.
+
+    Build it per scrape or once; it reads the files at collection time.
+    Raises ValueError when the variable is unset or not a directory.
+    """
+    registry = CollectorRegistry()
+    _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
+    return registry
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Tell multiprocess mode that worker ``pid`` exited so ``live*`` gauges drop it."""
+    _multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+def render_metrics(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The Prometheus text exposition of ``registry`` and its content type."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,115 @@
+"""Building the JSONL records of docs/evidence.md (contract v1) from domain values.
+
+Owns the field layout of ``exchange`` records, RFC 3339 timestamps and the
+deterministic sampling of matching exchanges. Values pass through redaction
+then bounding before they land in a record. No I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verdict
+from shadowproxy.settings import EvidenceSettings
+from shadowproxy.sinks.redact import Redactor
+from shadowproxy.sinks.values import bound_value
+
+__all__ = ["SCHEMA_VERSION", "exchange_record", "record_path", "rfc3339", "sampled", "wanted"]
+
+SCHEMA_VERSION = 1
+"""The ``v`` of every record this module writes."""
+
+_SAMPLE_SCALE = 1_000_000
+_MAX_PATH_CHARS = 2048
+
+
+def rfc3339(ts: float) -> str:
+    """``ts`` (seconds since the epoch) as RFC 3339 UTC with milliseconds.
+
+    For example ``2026-11-23T13:40:00.123Z``.
+    """
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def sampled(exchange_id: str, percent: float) -> bool:
+    """Whether a matching exchange is recorded; an id gets the same answer in every worker."""
+    if percent <= 0:
+        return False
+    if percent >= 100:
+        return True
+    digest = hashlib.blake2b(exchange_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest) % _SAMPLE_SCALE < percent * (_SAMPLE_SCALE / 100)
+
+
+def record_path(request: RequestFacts, redactor: Redactor, include_query: bool) -> str:
+    """The recorded ``path``: the query string left out, or redacted when ``include_query``."""
+    if include_query and request.query:
+        return f"{request.path}?{redactor.query(request.query)}"
+    return request.path
+
+
+def exchange_record(
+    exchange: Exchange, verdict: Verdict, redactor: Redactor, settings: EvidenceSettings
+) -> dict[str, object]:
+    """The ``exchange`` record of one compared exchange."""
+    request = exchange.request
+    limit = settings.max_value_chars
+    kept = verdict.differences[: max(settings.max_differences, 0)]
+    differences = []
+    for raw in kept:
+        diff = redactor.difference(raw)
+        differences.append(
+            {
+                "class": str(diff.cls),
+                "kind": bound_value(diff.kind, limit),
+                "path": bound_value(redactor.text(diff.path), limit),
+                "legacy": bound_value(diff.legacy, limit),
+                "candidate": bound_value(diff.candidate, limit),
+                "noise": diff.noise,
+            }
+        )
+    record: dict[str, object] = {
+        "v": SCHEMA_VERSION,
+        "type": "exchange",
+        "ts": rfc3339(request.started_at),
+        "id": request.id,
+        "route": request.route,
+        "domain": request.domain,
+        "method": request.method,
+        "path": bound_value(
+            redactor.text(record_path(request, redactor, settings.include_query)), _MAX_PATH_CHARS
+        ),
+        "verdict": str(verdict.outcome),
+        "classes": sorted(str(c) for c in verdict.classes),
+        "legacy": _side(exchange.legacy, with_error=False),
+        "candidate": _side(exchange.candidate, with_error=True),
+    }
+    if exchange.secondary is not None:
+        record["secondary"] = _side(exchange.secondary, with_error=True)
+    record["differences"] = differences
+    record["differences_omitted"] = len(verdict.differences) - len(kept)
+    record["equivalences"] = {str(k): int(n) for k, n in sorted(verdict.equivalences.items())}
+    record["note"] = (
+        None if verdict.note is None else bound_value(redactor.text(verdict.note), limit)
+    )
+    return record
+
+
+def wanted(verdict: Verdict, exchange_id: str, settings: EvidenceSettings) -> bool:
+    """Whether an exchange with ``verdict`` gets an ``exchange`` record."""
+    return verdict.outcome is not Outcome.MATCH or sampled(
+        exchange_id, settings.sample_matches_percent
+    )
+
+
+def _side(observation: Observation, *, with_error: bool) -> dict[str, object]:
+    """``{status, ms, bytes}`` (and ``error`` for the shadow sides)."""
+    side: dict[str, object] = {
+        "status": observation.status,
+        "ms": round(observation.elapsed_s * 1000, 3),
+        "bytes": observation.body_size,
+    }
+    if with_error:
+        side["error"] = None if observation.error is None else str(observation.error)
+    return side

@@ -1,0 +1,111 @@
+"""Per-route rollups: counts and latency histograms per interval (docs/evidence.md ``rollup``).
+
+Owns the tallies kept between two rollup records and when the next one is
+due. Runs on the event loop only, so it needs no locks. No I/O.
+"""
+
+from __future__ import annotations
+
+import math
+
+from shadowproxy.histogram import LatencyHistogram
+from shadowproxy.model import DiffClass, Exchange, Outcome, Verdict
+from shadowproxy.sinks.records import SCHEMA_VERSION, rfc3339
+
+__all__ = ["Rollups", "RouteTally"]
+
+_OUTCOME_FIELD = {
+    Outcome.MATCH: "match",
+    Outcome.DIVERGED: "diverged",
+    Outcome.NOISE: "noise",
+    Outcome.ERROR: "errors",
+}
+
+
+class RouteTally:
+    """What one route saw since its last rollup."""
+
+    __slots__ = ("candidate", "counts", "legacy", "skipped")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(
+            ("compared", *_OUTCOME_FIELD.values(), *(str(c) for c in DiffClass)), 0
+        )
+        self.skipped: dict[str, int] = {}
+        self.legacy = LatencyHistogram()
+        self.candidate = LatencyHistogram()
+
+    def add_verdict(self, exchange: Exchange, verdict: Verdict) -> None:
+        """Count one compared exchange; latencies only from sides that answered."""
+        self.counts["compared"] += 1
+        self.counts[_OUTCOME_FIELD[verdict.outcome]] += 1
+        for cls in verdict.classes:
+            self.counts[str(cls)] += 1
+        if exchange.legacy.ok:
+            self.legacy.observe(exchange.legacy.elapsed_s * 1000)
+        if exchange.candidate.ok:
+            self.candidate.observe(exchange.candidate.elapsed_s * 1000)
+
+    def add_skip(self, reason: str) -> None:
+        """Count one request that was not mirrored."""
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def record(self, route: str, domain: str, ts_start: float, ts_end: float) -> dict[str, object]:
+        """The ``rollup`` record of this tally."""
+        return {
+            "v": SCHEMA_VERSION,
+            "type": "rollup",
+            "ts_start": rfc3339(ts_start),
+            "ts_end": rfc3339(ts_end),
+            "route": route,
+            "domain": domain,
+            **self.counts,
+            "skipped": dict(sorted(self.skipped.items())),
+            "latency": {"legacy": self.legacy.to_json(), "candidate": self.candidate.to_json()},
+        }
+
+
+class Rollups:
+    """Tallies per (route, domain) and the interval clock.
+
+    Intervals end on multiples of ``interval_s`` since the epoch, so every
+    worker's rollups cover the same windows; the first one starts at ``now``.
+    Routes with nothing to report in a window produce no record.
+    """
+
+    __slots__ = ("_due", "_interval", "_start", "_tallies")
+
+    def __init__(self, interval_s: float, now: float) -> None:
+        self._interval = interval_s
+        self._tallies: dict[tuple[str, str], RouteTally] = {}
+        self._start = now
+        self._due = self._next_boundary(now)
+
+    def tally(self, route: str, domain: str) -> RouteTally:
+        """The current tally of ``route`` (created on first use)."""
+        key = (route, domain)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = RouteTally()
+        return tally
+
+    def due(self, now: float) -> bool:
+        """True when the current window has ended."""
+        return now >= self._due
+
+    def drain(self, now: float) -> list[dict[str, object]]:
+        """Close the window at ``now``: one record per active route, then start afresh."""
+        records = [
+            tally.record(route, domain, self._start, now)
+            for (route, domain), tally in sorted(self._tallies.items())
+        ]
+        self._tallies = {}
+        self._start = now
+        self._due = self._next_boundary(now)
+        return records
+
+    def _next_boundary(self, now: float) -> float:
+        """The first multiple of the interval strictly after ``now``."""
+        if self._interval <= 0:
+            return math.inf
+        return (math.floor(now / self._interval) + 1) * self._interval

@@ -1,0 +1,205 @@
+"""``--workers N``: N proxy processes sharing the listen port, one admin listener over all.
+
+The supervisor starts N spawned worker processes, each binding the proxy port
+with SO_REUSEPORT so the kernel spreads connections across cores. It serves
+the admin listener itself: metrics are summed over workers through
+prometheus_client's multiprocess mode, and the kill switch is one byte of
+shared memory every worker reads. SIGTERM/SIGINT and SIGHUP are forwarded to
+the workers; a new configuration is validated here first, so a bad one never
+reaches them. A worker that dies unexpectedly is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from shadowproxy.config import ConfigError, Overrides, is_loopback, load_settings
+from shadowproxy.proxy.admin import AdminContext, build_admin_app
+from shadowproxy.proxy.control import ShadowSwitch, SharedFlag
+from shadowproxy.settings import Settings
+
+__all__ = ["supervise"]
+
+log = structlog.get_logger(__name__)
+
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_RESTART_BACKOFF_S = 1.0
+
+
+def _worker_main(
+    settings: Settings,
+    config_path: str | None,
+    overrides: Overrides,
+    flag: SharedFlag,
+    log_json: bool | None,
+) -> None:
+    """Entry point of one worker process."""
+    from shadowproxy.serve import serve
+    from shadowproxy.sinks import configure_logging
+
+    configure_logging(json=log_json)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(
+        serve(
+            settings,
+            reload=lambda: load_settings(config_path, overrides),
+            pause_flag=flag,
+            serve_admin=False,
+        )
+    )
+
+
+class _Fleet:
+    """The worker processes and what they share."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: str | None,
+        overrides: Overrides,
+        log_json: bool | None,
+    ) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self.flag: SharedFlag = self._context.RawValue("b", 0)
+        self.settings = settings
+        self._args = (config_path, overrides, log_json)
+        self.workers: list[BaseProcess] = []
+        self.stopping = False
+
+    def _spawn(self) -> BaseProcess:
+        config_path, overrides, log_json = self._args
+        process = self._context.Process(
+            target=_worker_main,
+            args=(self.settings, config_path, overrides, self.flag, log_json),
+            name="shadowproxy-worker",
+        )
+        process.start()
+        return process
+
+    def start(self) -> None:
+        self.workers = [self._spawn() for _ in range(self.settings.workers)]
+
+    def signal_all(self, sig: signal.Signals) -> None:
+        for process in self.workers:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, sig)
+
+    def replace_dead(self) -> None:
+        """Restart workers that exited while the fleet is not stopping."""
+        from shadowproxy.sinks import mark_worker_dead
+
+        for index, process in enumerate(self.workers):
+            if process.is_alive() or self.stopping:
+                continue
+            if process.pid is not None:
+                mark_worker_dead(process.pid)
+            log.error("worker exited; restarting", pid=process.pid, exitcode=process.exitcode)
+            self.workers[index] = self._spawn()
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait for every worker; True when all exited cleanly."""
+        clean = True
+        for process in self.workers:
+            process.join(timeout_s)
+            if process.is_alive():
+                process.kill()
+                process.join()
+                clean = False
+            clean = clean and process.exitcode == 0
+        return clean
+
+
+async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Overrides) -> int:
+    from shadowproxy.sinks import multiprocess_registry, render_metrics
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    settings = fleet.settings
+    switch = ShadowSwitch(fleet.flag)
+
+    def reload() -> None:
+        try:
+            fresh = load_settings(config_path, overrides)
+        except ConfigError as exc:
+            log.error("reload rejected; keeping the running configuration", error=str(exc))
+            return
+        fleet.settings = fresh
+        fleet.signal_all(signal.SIGHUP)
+        log.info("configuration reloaded", digest=fresh.digest)
+
+    def status() -> dict[str, Any]:
+        return {
+            "config_digest": fleet.settings.digest,
+            "config_source": fleet.settings.source,
+            "upstreams": {
+                "legacy": settings.upstreams.legacy,
+                "candidate": settings.upstreams.candidate,
+                "secondary": settings.upstreams.secondary,
+            },
+            "workers": len(fleet.workers),
+            "worker_pids": [p.pid for p in fleet.workers if p.is_alive()],
+        }
+
+    admin = web.AppRunner(
+        build_admin_app(
+            AdminContext(
+                switch=switch,
+                render_metrics=lambda: render_metrics(multiprocess_registry()),
+                status=status,
+                legacy_url=settings.upstreams.legacy,
+                token=settings.admin.token,
+                require_token=not is_loopback(settings.admin.listen.host),
+            )
+        ),
+        handle_signals=False,
+        access_log=None,
+    )
+    await admin.setup()
+    await web.TCPSite(admin, settings.admin.listen.host, settings.admin.listen.port).start()
+    fleet.start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    log.info("supervisor started", workers=settings.workers, admin=str(settings.admin.listen))
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _RESTART_BACKOFF_S)
+        fleet.replace_dead()
+    fleet.stopping = True
+    fleet.signal_all(signal.SIGTERM)
+    grace = settings.drain_s + settings.shadow.grace_s + 5
+    clean = await loop.run_in_executor(None, fleet.join, grace)
+    await admin.cleanup()
+    return 0 if clean else 1
+
+
+def supervise(
+    settings: Settings,
+    *,
+    config_path: str | None,
+    overrides: Overrides,
+    log_json: bool | None = None,
+) -> int:
+    """Run ``settings.workers`` worker processes until SIGTERM/SIGINT; returns the exit code."""
+    metrics_dir = tempfile.mkdtemp(prefix="shadowproxy-metrics-")
+    # Set before any worker starts: prometheus_client picks its value store at import.
+    os.environ[_MULTIPROC_ENV] = metrics_dir
+    try:
+        fleet = _Fleet(settings, config_path, overrides, log_json)
+        return asyncio.run(_supervise(fleet, config_path, overrides))
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,77 @@
+"""Test factories for the comparison engine: short observations and exchanges."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from shadowproxy.model import ErrorKind, Exchange, Headers, Observation, RequestFacts
+
+__all__ = ["as_body", "make_exchange", "make_observation", "make_request"]
+
+JSON = "application/json"
+
+
+def as_body(body: object) -> bytes:
+    """Bytes as given, text as UTF-8, anything else as JSON (big integers kept exact)."""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(body).encode()
+
+
+def make_observation(
+    status: int = 200,
+    body: object = b"",
+    headers: Mapping[str, str] | Headers = (),
+    ms: float = 1.0,
+    *,
+    content_type: str | None = JSON,
+    truncated: bool = False,
+    error: ErrorKind | None = None,
+) -> Observation:
+    """An observation; ``content_type`` is added first unless None or already in ``headers``."""
+    pairs = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers)
+    if content_type is not None and all(k.lower() != "content-type" for k, _ in pairs):
+        pairs = (("Content-Type", content_type), *pairs)
+    if error is not None:
+        return Observation.failed(error, ms / 1000.0)
+    data = as_body(body)
+    return Observation(
+        status=status,
+        headers=pairs,
+        body=data,
+        elapsed_s=ms / 1000.0,
+        body_size=len(data),
+        truncated=truncated,
+    )
+
+
+def make_request(route: str = "/orders/{id}") -> RequestFacts:
+    """Request facts for ``route``."""
+    return RequestFacts(
+        id="req-1",
+        method="GET",
+        path="/orders/42",
+        query="",
+        route=route,
+        domain="orders",
+        started_at=1_700_000_000.0,
+    )
+
+
+def make_exchange(
+    legacy: Observation | None = None,
+    candidate: Observation | None = None,
+    secondary: Observation | None = None,
+    *,
+    route: str = "/orders/{id}",
+) -> Exchange:
+    """An exchange; a missing legacy or candidate is an empty 200 JSON answer."""
+    return Exchange(
+        request=make_request(route),
+        legacy=legacy if legacy is not None else make_observation(),
+        candidate=candidate if candidate is not None else make_observation(),
+        secondary=secondary,
+    )

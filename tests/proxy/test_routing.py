@@ -1,0 +1,65 @@
+"""Route resolution: templates, prefixes, normalisation and the cardinality cap."""
+
+from __future__ import annotations
+
+import random
+
+from shadowproxy.compare.rules import CompareRules
+from shadowproxy.proxy.routing import OTHER, RouteTable, normalise_path
+from shadowproxy.settings import RouteSpec
+
+
+def _spec(match: str, domain: str = "orders") -> RouteSpec:
+    return RouteSpec(match, match, domain, 100.0, False, CompareRules())
+
+
+def _table(*specs: RouteSpec, max_routes: int = 500) -> RouteTable:
+    return RouteTable(
+        specs, default_sample_percent=50.0, default_rules=CompareRules(), max_routes=max_routes
+    )
+
+
+class TestRouteTable:
+    """Configured routes first, normalised names after, bounded."""
+
+    def test_template_matches_segment_by_segment(self) -> None:
+        """/orders/{id} matches /orders/42 but neither /orders nor /orders/42/items."""
+        table = _table(_spec("/orders/{id}"))
+        assert table.resolve("/orders/42").name == "/orders/{id}"
+        assert table.resolve("/orders/42").domain == "orders"
+        assert table.resolve("/orders").name == "/orders"
+        assert table.resolve("/orders/42/items").name == "/orders/{id}/items"
+
+    def test_prefix(self) -> None:
+        """A match ending in * is a prefix."""
+        table = _table(_spec("/static/*", "assets"))
+        assert table.resolve("/static/css/site.css").domain == "assets"
+
+    def test_unmatched_paths_use_default_sampling(self) -> None:
+        """Unconfigured routes inherit the global sample rate and domain ``default``."""
+        route = _table().resolve("/health")
+        assert (route.domain, route.sample_percent, route.mirror_writes) == ("default", 50.0, False)
+
+    def test_cap_collapses_into_other(self) -> None:
+        """10,000 random paths yield at most max_routes names plus ``other``."""
+        table = _table(max_routes=50)
+        rng = random.Random(7)
+        words = ["a", "b", "c", "d", "e", "f", "g", "h"]
+        names = {
+            table.resolve("/" + "/".join(rng.choice(words) for _ in range(rng.randint(1, 4)))).name
+            for _ in range(10_000)
+        }
+        assert len(names) <= 51
+        assert OTHER in names
+
+
+class TestNormalisePath:
+    """Identifier-like segments become {id}."""
+
+    def test_identifiers(self) -> None:
+        """Numbers, UUIDs, long hex and opaque tokens collapse; words stay."""
+        assert normalise_path("/users/42") == "/users/{id}"
+        assert normalise_path("/o/550e8400-e29b-41d4-a716-446655440000") == "/o/{id}"
+        assert normalise_path("/blob/deadbeefdeadbeefdeadbeef") == "/blob/{id}"
+        assert normalise_path("/t/eyJhbGciOiJIUzI1NiJ9abc123XYZ") == "/t/{id}"
+        assert normalise_path("/api/v2/orders") == "/api/v2/orders"

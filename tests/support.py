@@ -1,0 +1,158 @@
+"""Test helpers: recording backends, an in-process proxy, raw HTTP peers and bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from shadowproxy.config import Overrides, settings_from_document
+from shadowproxy.serve import Bound, serve
+from shadowproxy.settings import Settings
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+WAIT_S = 10.0
+"""Upper bound on any wait in the tests; reaching it means the behaviour is broken."""
+
+
+@dataclass
+class Seen:
+    """One request a backend received."""
+
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass
+class Backend:
+    """A running loopback backend that records what it receives."""
+
+    url: str
+    seen: list[Seen] = field(default_factory=list)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_for(self, predicate: Callable[[list[Seen]], bool]) -> None:
+        """Wait until ``predicate(seen)`` holds (bounded, no sleeps)."""
+        async with asyncio.timeout(WAIT_S), self.arrived:
+            await self.arrived.wait_for(lambda: predicate(self.seen))
+
+
+@contextlib.asynccontextmanager
+async def backend(handler: Handler) -> AsyncIterator[Backend]:
+    """Serve ``handler`` for every path on 127.0.0.1; record each request first."""
+    state = Backend(url="")
+
+    async def recording(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        async with state.arrived:
+            state.seen.append(
+                Seen(request.method, request.raw_path, list(request.headers.items()), body)
+            )
+            state.arrived.notify_all()
+        return await handler(request)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", recording)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    state.url = f"http://{host}:{port}"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+async def json_ok(request: web.Request) -> web.Response:
+    """A handler answering ``{"ok": true}``."""
+    return web.json_response({"ok": True, "path": request.path})
+
+
+def make_settings(
+    legacy: str,
+    candidate: str,
+    log_dir: Path,
+    document: Mapping[str, Any] | None = None,
+    secondary: str | None = None,
+) -> Settings:
+    """Settings for a test proxy on ephemeral loopback ports."""
+    doc: dict[str, Any] = {"shadow": {"grace_s": 0.5}, "drain_s": 2}
+    doc.update(document or {})
+    return settings_from_document(
+        doc,
+        "<test>",
+        Overrides(
+            listen="127.0.0.1:0",
+            admin="127.0.0.1:0",
+            legacy=legacy,
+            candidate=candidate,
+            secondary=secondary,
+            log_dir=str(log_dir),
+        ),
+    )
+
+
+@dataclass
+class RunningProxy:
+    """A proxy served in this test's event loop."""
+
+    bound: Bound
+    registry: CollectorRegistry
+    stop: asyncio.Event
+    done: asyncio.Future[list[int]]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.bound.proxy}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://{self.bound.admin}"
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample's current value (0 when absent)."""
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    async def close(self) -> int:
+        self.stop.set()
+        return (await self.done)[0]
+
+
+@contextlib.asynccontextmanager
+async def running_proxy(settings: Settings) -> AsyncIterator[RunningProxy]:
+    """Run ``serve`` in-process until the block ends, then stop it gracefully."""
+    registry = CollectorRegistry()
+    stop = asyncio.Event()
+    ready: asyncio.Future[Bound] = asyncio.get_running_loop().create_future()
+    done = asyncio.gather(
+        serve(
+            settings, on_ready=ready.set_result, stop=stop, registry=registry, install_signals=False
+        )
+    )
+    ready_or_failed = await asyncio.wait(
+        {ready, done}, timeout=10, return_when=asyncio.FIRST_COMPLETED
+    )
+    if done in ready_or_failed[0]:
+        await done
+    proxy = RunningProxy(bound=ready.result(), registry=registry, stop=stop, done=done)
+    try:
+        yield proxy
+    finally:
+        if not done.done():
+            await proxy.close()
+
+
+async def eventually(check: Callable[[], bool]) -> None:
+    """Poll ``check`` until it holds, bounded: for state that offers no event to await."""
+    async with asyncio.timeout(WAIT_S):
+        while not check():  # noqa: ASYNC110 - metrics and files offer no event to wait on
+            await asyncio.sleep(0.01)

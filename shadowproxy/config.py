@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 import yaml
 
+from shadowproxy.compare import validate_rules
 from shadowproxy.compare.rules import (
     CompareRules,
     Equivalences,
@@ -38,6 +39,7 @@ from shadowproxy.settings import (
     ShadowSettings,
     UpstreamSettings,
 )
+from shadowproxy.sinks import Redactor
 
 __all__ = [
     "ADMIN_TOKEN_ENV",
@@ -230,10 +232,11 @@ def _compare_rules(reader: _Reader, base: CompareRules) -> CompareRules:
     )
     for part in (tolerance, timing, equivalences, noise, reader):
         part.finish()
-    for name in ("ignore", "unordered"):
-        for pattern in getattr(rules, name):
-            if not pattern.startswith("$"):
-                raise reader.error(f"JSONPath {pattern!r} must start with $", name)
+    try:
+        validate_rules(rules)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise reader.error(problem, key) from None
     return rules
 
 
@@ -408,6 +411,10 @@ def settings_from_document(
         hash_key=_hash_key(redact_reader, env),
     )
     redact_reader.finish()
+    try:
+        Redactor(redact)
+    except ValueError as exc:
+        raise redact_reader.error(str(exc), "body_paths") from None
 
     token = env.get(ADMIN_TOKEN_ENV) or top.string("admin_token", None)
     if not is_loopback(admin.host) and not token:

@@ -110,6 +110,7 @@ async def serve(
     admin_runner: web.AppRunner | None = None
     housekeeping = TaskPool(2)
     current = settings
+    reloads = {"applied": 0, "rejected": 0}
 
     def reload_config() -> None:
         nonlocal current
@@ -118,16 +119,19 @@ async def serve(
         try:
             fresh = reload()
         except ConfigError as exc:
+            reloads["rejected"] += 1
             log.error("reload rejected; keeping the running configuration", error=str(exc))
             return
         app[FORWARDER].reconfigure(fresh, route_table(fresh))
         current = fresh
+        reloads["applied"] += 1
         log.info("configuration reloaded", digest=fresh.digest, routes=len(fresh.routes))
 
     def status() -> dict[str, Any]:
         return {
             "config_digest": current.digest,
             "config_source": current.source,
+            "reloads": dict(reloads),
             "upstreams": {
                 "legacy": current.upstreams.legacy,
                 "candidate": current.upstreams.candidate,
@@ -172,7 +176,7 @@ async def serve(
         housekeeping.spawn(_ticker(evidence, stop), name="evidence-ticker")
         bound = Bound(proxy=_bound(runner), admin=admin_address)
         log.info(
-            "shadowproxy listening",
+            "shadowproxy listening" if serve_admin else "worker listening",
             proxy=str(bound.proxy),
             admin=str(bound.admin),
             legacy=settings.upstreams.legacy,

@@ -17,7 +17,9 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import tempfile
+from dataclasses import replace
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -27,7 +29,7 @@ from aiohttp import web
 from shadowproxy.config import ConfigError, Overrides, is_loopback, load_settings
 from shadowproxy.proxy.admin import AdminContext, build_admin_app
 from shadowproxy.proxy.control import ShadowSwitch, SharedFlag
-from shadowproxy.settings import Settings
+from shadowproxy.settings import HostAddress, Settings
 
 __all__ = ["supervise"]
 
@@ -35,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _RESTART_BACKOFF_S = 1.0
+_START_TIMEOUT_S = 30.0
 
 
 def _worker_main(
@@ -42,9 +45,10 @@ def _worker_main(
     config_path: str | None,
     overrides: Overrides,
     flag: SharedFlag,
+    ready: SharedFlag,
     log_json: bool | None,
 ) -> None:
-    """Entry point of one worker process."""
+    """Entry point of one worker process; ``ready`` turns 1 once it listens."""
     from shadowproxy.serve import serve
     from shadowproxy.sinks import configure_logging
 
@@ -59,6 +63,7 @@ def _worker_main(
             reload=lambda: load_settings(config_path, overrides),
             pause_flag=flag,
             serve_admin=False,
+            on_ready=lambda _: setattr(ready, "value", 1),
         )
     )
 
@@ -78,20 +83,38 @@ class _Fleet:
         self.settings = settings
         self._args = (config_path, overrides, log_json)
         self.workers: list[BaseProcess] = []
+        self.ready: list[SharedFlag] = []
         self.stopping = False
 
-    def _spawn(self) -> BaseProcess:
+    def _spawn(self, slot: int) -> BaseProcess:
         config_path, overrides, log_json = self._args
+        self.ready[slot].value = 0
         process = self._context.Process(
             target=_worker_main,
-            args=(self.settings, config_path, overrides, self.flag, log_json),
-            name="shadowproxy-worker",
+            args=(self.settings, config_path, overrides, self.flag, self.ready[slot], log_json),
+            name=f"shadowproxy-worker-{slot}",
         )
         process.start()
         return process
 
     def start(self) -> None:
-        self.workers = [self._spawn() for _ in range(self.settings.workers)]
+        self.ready = [self._context.RawValue("b", 0) for _ in range(self.settings.workers)]
+        self.workers = [self._spawn(slot) for slot in range(self.settings.workers)]
+
+    def ready_count(self) -> int:
+        """Workers alive and listening."""
+        return sum(
+            1 for p, r in zip(self.workers, self.ready, strict=True) if r.value and p.is_alive()
+        )
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until every worker listens; False when one died first or time ran out."""
+        async with asyncio.timeout(timeout_s):
+            while self.ready_count() < len(self.workers):
+                if any(not p.is_alive() for p in self.workers):
+                    return False
+                await asyncio.sleep(0.05)
+        return True
 
     def signal_all(self, sig: signal.Signals) -> None:
         for process in self.workers:
@@ -108,7 +131,7 @@ class _Fleet:
             if process.pid is not None:
                 mark_worker_dead(process.pid)
             log.error("worker exited; restarting", pid=process.pid, exitcode=process.exitcode)
-            self.workers[index] = self._spawn()
+            self.workers[index] = self._spawn(index)
 
     def join(self, timeout_s: float) -> bool:
         """Wait for every worker; True when all exited cleanly."""
@@ -151,6 +174,7 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
                 "secondary": settings.upstreams.secondary,
             },
             "workers": len(fleet.workers),
+            "workers_ready": fleet.ready_count(),
             "worker_pids": [p.pid for p in fleet.workers if p.is_alive()],
         }
 
@@ -174,7 +198,20 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
-    log.info("supervisor started", workers=settings.workers, admin=str(settings.admin.listen))
+    started = False
+    with contextlib.suppress(TimeoutError):
+        started = await fleet.wait_ready(_START_TIMEOUT_S)
+    if not started:
+        log.error("workers failed to start; stopping")
+        stop.set()
+    else:
+        host, port = admin.addresses[0][:2]
+        log.info(
+            "shadowproxy listening",
+            proxy=str(settings.listen),
+            admin=str(HostAddress(str(host), int(port))),
+            workers=settings.workers,
+        )
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), _RESTART_BACKOFF_S)
@@ -184,7 +221,13 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
     grace = settings.drain_s + settings.shadow.grace_s + 5
     clean = await loop.run_in_executor(None, fleet.join, grace)
     await admin.cleanup()
-    return 0 if clean else 1
+    return 0 if clean and started else 1
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def supervise(
@@ -195,6 +238,11 @@ def supervise(
     log_json: bool | None = None,
 ) -> int:
     """Run ``settings.workers`` worker processes until SIGTERM/SIGINT; returns the exit code."""
+    if settings.listen.port == 0:
+        # Every worker must bind the same port; an ephemeral one is picked here once.
+        settings = replace(
+            settings, listen=HostAddress(settings.listen.host, _free_port(settings.listen.host))
+        )
     metrics_dir = tempfile.mkdtemp(prefix="shadowproxy-metrics-")
     # Set before any worker starts: prometheus_client picks its value store at import.
     os.environ[_MULTIPROC_ENV] = metrics_dir

@@ -128,14 +128,24 @@ class RunningProxy:
 
 
 @contextlib.asynccontextmanager
-async def running_proxy(settings: Settings) -> AsyncIterator[RunningProxy]:
-    """Run ``serve`` in-process until the block ends, then stop it gracefully."""
+async def running_proxy(
+    settings: Settings, reload: Callable[[], Settings] | None = None
+) -> AsyncIterator[RunningProxy]:
+    """Run ``serve`` in-process until the block ends, then stop it gracefully.
+
+    With ``reload``, SIGHUP sent to this process reloads the proxy's configuration.
+    """
     registry = CollectorRegistry()
     stop = asyncio.Event()
     ready: asyncio.Future[Bound] = asyncio.get_running_loop().create_future()
     done = asyncio.gather(
         serve(
-            settings, on_ready=ready.set_result, stop=stop, registry=registry, install_signals=False
+            settings,
+            on_ready=ready.set_result,
+            stop=stop,
+            registry=registry,
+            reload=reload,
+            install_signals=reload is not None,
         )
     )
     ready_or_failed = await asyncio.wait(

@@ -41,9 +41,19 @@ def same_instant(legacy: str, candidate: str) -> bool:
     return left is not None and left == _instant(candidate)
 
 
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Beyond this, JavaScript and many JSON encoders cannot hold an integer as a number,
+so rewrites send it as a string; below it, a string is a real type change."""
+
+
 def integer_string_equals(text: str, number: int) -> bool:
-    """True when ``text`` is the canonical decimal spelling of ``number``."""
-    return len(text) < 4300 and _INTEGER.match(text) is not None and int(text) == number
+    """True when ``number`` is a big integer and ``text`` is its canonical decimal spelling."""
+    return (
+        abs(number) > MAX_SAFE_INTEGER
+        and len(text) < 4300
+        and _INTEGER.match(text) is not None
+        and int(text) == number
+    )
 
 
 def is_empty_like(value: object) -> bool:

@@ -55,6 +55,12 @@ class TestEquivalences:
         assert off.outcome is Outcome.DIVERGED
         assert name not in off.equivalences
 
+    def test_small_integer_as_string_is_a_type_change(self) -> None:
+        """Only integers beyond 2**53 - 1 may travel as strings; ``"3"`` for ``3`` is structural."""
+        verdict = _verdict({"qty": 3}, {"qty": "3"}, Equivalences())
+        assert verdict.outcome is Outcome.DIVERGED
+        assert [(d.cls.value, d.kind) for d in verdict.differences] == [("structural", "type")]
+
     def test_null_missing_empty_is_off_by_default(self) -> None:
         """By default a null value and a missing key differ."""
         verdict = _verdict({"a": None}, {})

@@ -127,11 +127,11 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any] | bytes], gz: bool 
     return path
 
 
-def parse(*argv: str) -> argparse.Namespace:
+def parse(*argv: str, until: str | None = UNTIL_TEXT) -> argparse.Namespace:
     """Parse report arguments the way the CLI will; ``--until`` is pinned to ``UNTIL``."""
     parser = argparse.ArgumentParser(prog="shadow report")
     add_report_arguments(parser)
-    return parser.parse_args([*argv, "--until", UNTIL_TEXT])
+    return parser.parse_args([*argv, *(["--until", until] if until else [])])
 
 
 def healthy(

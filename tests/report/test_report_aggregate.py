@@ -127,6 +127,8 @@ class TestAggregator:
         """Broken JSON, non-objects and records missing keys are counted; the rest is read."""
         bad_rollup = rollup(match=5)
         del bad_rollup["route"]
+        bad_buckets = rollup(match=9)
+        bad_buckets["latency"]["legacy"]["buckets"] = {"999": 1}
         path = write_jsonl(
             tmp_path / "a.jsonl",
             [
@@ -136,13 +138,14 @@ class TestAggregator:
                 bad_rollup,
                 rollup(match=7),
                 {**rollup(), "match": -1},
+                bad_buckets,
             ],
         )
         evidence = aggregate(path)
-        assert evidence.inputs.malformed_lines == 4
+        assert evidence.inputs.malformed_lines == 5
         assert evidence.inputs.records == 1
         assert evidence.routes[0].counts.match == 7
-        assert "4 malformed lines skipped" in evidence.notes
+        assert "5 malformed lines skipped" in evidence.notes
 
     def test_unknown_types_count_nothing(self, tmp_path: Path) -> None:
         """Records of an unknown type are read, counted as such and otherwise ignored."""

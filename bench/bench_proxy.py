@@ -1,0 +1,686 @@
+"""Side-by-side benchmark: shadowproxy against nginx proxy_pass and nginx mirroring.
+
+Run from the repository root (needs ``nginx`` and ``wrk`` on PATH)::
+
+    make bench-proxy                       # or:
+    PYTHONPATH=. python bench/bench_proxy.py --duration 5
+
+Starts nginx backends on loopback (legacy, an identical candidate and a
+candidate differing in one field; 1 KB and 50 KB JSON), then drives each
+contender with the same wrk load, one after another:
+
+* ``direct``: wrk against legacy itself;
+* ``nginx``: nginx ``proxy_pass`` to legacy;
+* ``nginx-mirror``: the same plus ``mirror`` to the candidate;
+* ``shadowproxy``: ``python -m shadowproxy run --workers auto``, 100 % mirrored
+  and compared, against the identical candidate;
+* ``shadowproxy-diff``: the same against the candidate that differs in one
+  field, so every exchange is fully parsed, diffed and written as evidence.
+
+Two loads: ``saturation`` (wrk, several threads and connections) and
+``light`` (one connection, sequential requests on one keep-alive
+connection). CPU per request is the growth of the contender's processes'
+utime + stime (``/proc/PID/stat``) over the run, divided by the requests. A
+last step runs one shadowproxy worker in a probe process that samples its
+own event-loop lag every millisecond under the 50 KB diff load.
+
+Prints one table and writes ``bench/results/proxy.json``. Not part of the
+test suite; numbers on a shared machine are noisy, the ratios less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+_HERE = Path(__file__).resolve().parent
+_ROOT = _HERE.parent
+_RESULTS = _HERE / "results" / "proxy.json"
+_BODIES = {"1kb": ("small.json", 1024), "50kb": ("large.json", 50 * 1024)}
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_READY_S = 30.0
+
+# wrk prints this line from its `done` hook; latencies are in microseconds.
+_WRK_REPORT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,' ..
+    '"p50":%d,"p90":%d,"p99":%d,"max":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout,
+    e.status, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max))
+end
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One contender under one load and body size."""
+
+    target: str
+    body: str
+    load: str
+    requests: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    non2xx: int
+    cpu_us_per_request: float
+    """CPU (user + system) of the contender's own processes per request; 0 for direct."""
+    backend_cpu_us_per_request: float
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and every descendant process, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found = [root]
+    for pid in found:
+        found.extend(child for child, parent in parents.items() if parent == pid)
+    return found
+
+
+def _cpu_seconds(pids: Sequence[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _http_ok(port: int, path: str) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode()
+            )
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def _wait(check: Any, what: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + _READY_S
+    while not check():
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready after {_READY_S:.0f}s")
+        time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ---------------------------------------------------------------------------
+# bodies and nginx
+
+
+def _document(size: int, changed: bool) -> bytes:
+    """A JSON order of about ``size`` bytes; ``changed`` alters one price in the middle."""
+    items: list[dict[str, object]] = []
+    doc: dict[str, object] = {"order": 42, "currency": "EUR", "items": items}
+    while len(json.dumps(doc, separators=(",", ":"))) < size - 120:
+        index = len(items)
+        items.append(
+            {
+                "id": index,
+                "sku": f"SKU-{index:06d}",
+                "name": f"Item number {index}",
+                "price": round(9.99 + index, 2),
+                "available": index % 3 != 0,
+            }
+        )
+    if changed:
+        items[len(items) // 2]["price"] = 0.5
+    text = json.dumps(doc, separators=(",", ":"))
+    return (text + " " * (size - len(text))).encode()
+
+
+def _render(template: str, run: Path, values: dict[str, object]) -> Path:
+    text = (_HERE / "nginx" / template).read_text()
+    values = {"RUN": run, "USER": "user root;" if os.geteuid() == 0 else "", **values}
+    for name, value in values.items():
+        text = text.replace("{{" + name + "}}", str(value))
+    if "{{" in text:
+        raise RuntimeError(f"unfilled placeholder in {template}")
+    path = run / template
+    path.write_text(text)
+    return path
+
+
+@contextlib.contextmanager
+def _nginx(run: Path, template: str, values: dict[str, object], ports: list[int]) -> Iterator[int]:
+    """Run nginx with ``template`` until the block ends; yields the master's pid once all
+    ``ports`` answer."""
+    conf = _render(template, run, values)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    argv = [nginx, "-p", str(run), "-c", str(conf), "-e", str(run / f"{template}.error.log")]
+    with (run / f"{template}.out").open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: all(_http_ok(port, "/small.json") for port in ports), "nginx", process)
+        yield process.pid
+    finally:
+        _stop(process)
+
+
+# ---------------------------------------------------------------------------
+# load
+
+
+def _wrk(
+    port: int, path: str, *, threads: int, connections: int, seconds: float, script: Path
+) -> dict[str, int]:
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}{path}",
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"^WRKJSON (\{.*\})$", out, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk printed no report:\n{out}")
+    report: dict[str, int] = json.loads(match.group(1))
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """One wrk configuration."""
+
+    name: str
+    threads: int
+    connections: int
+    seconds: float
+
+
+def _measure(
+    target: str,
+    body: str,
+    load: Load,
+    port: int,
+    contender: int | None,
+    backends: int,
+    script: Path,
+) -> Result:
+    path = "/" + _BODIES[body][0]
+    # A short warm-up: connection pools, allocator arenas and caches settle first.
+    _wrk(port, path, threads=load.threads, connections=load.connections, seconds=1, script=script)
+    own = _tree(contender) if contender is not None else []
+    back = _tree(backends)
+    own_before, back_before = _cpu_seconds(own), _cpu_seconds(back)
+    report = _wrk(
+        port,
+        path,
+        threads=load.threads,
+        connections=load.connections,
+        seconds=load.seconds,
+        script=script,
+    )
+    own_cpu, back_cpu = _cpu_seconds(own) - own_before, _cpu_seconds(back) - back_before
+    requests = max(report["requests"], 1)
+    result = Result(
+        target=target,
+        body=body,
+        load=load.name,
+        requests=report["requests"],
+        rps=round(report["requests"] / (report["duration_us"] / 1e6), 1),
+        p50_ms=report["p50"] / 1000,
+        p90_ms=report["p90"] / 1000,
+        p99_ms=report["p99"] / 1000,
+        max_ms=report["max"] / 1000,
+        errors=report["errors"],
+        non2xx=report["non2xx"],
+        cpu_us_per_request=round(own_cpu / requests * 1e6, 1),
+        backend_cpu_us_per_request=round(back_cpu / requests * 1e6, 1),
+    )
+    print(
+        f"{target:17} {body:5} {load.name:10} {result.rps:9.0f} req/s"
+        f"  p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f} ms"
+        f"  cpu {result.cpu_us_per_request:7.1f} us/req"
+        + (
+            f"  errors {result.errors} non2xx {result.non2xx}"
+            if result.errors or result.non2xx
+            else ""
+        ),
+        flush=True,
+    )
+    return result
+
+
+# ---------------------------------------------------------------------------
+# shadowproxy
+
+
+def _metrics(admin_port: int) -> dict[str, float]:
+    """The admin listener's metric samples, summed over labels we do not split by."""
+    with socket.create_connection(("127.0.0.1", admin_port), timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    text = b"".join(chunks).decode(errors="replace")
+    wanted = {
+        "shadowproxy_requests_total": None,
+        "shadowproxy_comparisons_total": "verdict",
+        "shadowproxy_shadow_skipped_total": "reason",
+        "shadowproxy_jsonl_records_total": None,
+        "shadowproxy_jsonl_dropped_total": "reason",
+    }
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if match is None or match.group(1) not in wanted:
+            continue
+        name, labels, value = match.groups()
+        label = wanted[name]
+        key = name
+        if label is not None:
+            found = re.search(label + r'="([^"]*)"', labels or "")
+            key = f"{name}{{{label}={found.group(1) if found else ''}}}"
+        out[key] = out.get(key, 0.0) + float(value)
+    return {key: value for key, value in sorted(out.items()) if value}
+
+
+@contextlib.contextmanager
+def _shadowproxy(
+    run: Path, legacy: int, candidate: int, workers: str, name: str
+) -> Iterator[tuple[int, int, int]]:
+    """Run ``shadowproxy run``; yields (pid, proxy port, admin port) once every worker listens."""
+    port, admin = _free_port(), _free_port()
+    log_dir = run / f"evidence-{name}"
+    argv = [
+        sys.executable,
+        "-m",
+        "shadowproxy",
+        "run",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--admin",
+        f"127.0.0.1:{admin}",
+        "--legacy",
+        f"http://127.0.0.1:{legacy}",
+        "--candidate",
+        f"http://127.0.0.1:{candidate}",
+        "--log-dir",
+        str(log_dir),
+        "--workers",
+        workers,
+        "--log-format",
+        "json",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+    out = run / f"{name}.log"
+    expected = os.cpu_count() or 1 if workers == "auto" else int(workers)
+    with out.open("wb") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=run)
+    try:
+        # Every worker must listen before load starts, or SO_REUSEPORT pins wrk's
+        # connections to the first one.
+        _wait(
+            lambda: (
+                out.read_text(errors="replace").count("shadowproxy listening") >= expected
+                and _http_ok(port, "/small.json")
+            ),
+            "shadowproxy",
+            process,
+        )
+        yield process.pid, port, admin
+    finally:
+        _stop(process)
+
+
+def _worker_rss(pid: int) -> list[float]:
+    return [round(_rss_mb(child), 1) for child in _tree(pid)[1:] if _is_worker(child)]
+
+
+def _is_worker(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline
+    return False
+
+
+# ---------------------------------------------------------------------------
+# loop-lag probe: one worker in this script's own process tree, sampling its loop
+
+
+def _probe(argv: Sequence[str]) -> int:
+    """``_probe LISTEN LEGACY CANDIDATE LOG_DIR OUT``: serve until SIGTERM, then write lag stats."""
+    listen, legacy, candidate, log_dir, out = argv
+    sys.path.insert(0, str(_ROOT))
+    import uvloop
+
+    from shadowproxy.config import Overrides, load_settings
+    from shadowproxy.serve import serve
+
+    settings = load_settings(
+        None,
+        Overrides(
+            listen=listen, admin="127.0.0.1:0", legacy=legacy, candidate=candidate, log_dir=log_dir
+        ),
+    )
+    lags: list[float] = []
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+
+    async def sample(stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            due = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            lags.append((loop.time() - due) * 1000.0)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lags.clear)
+        sampler = asyncio.gather(sample(stop))
+        await serve(settings, registry=registry, stop=stop)
+        await sampler
+
+    uvloop.run(main())
+    lags.sort()
+    skipped = {
+        reason: registry.get_sample_value("shadowproxy_shadow_skipped_total", {"reason": reason})
+        or 0
+        for reason in ("overload", "queue_full")
+    }
+    compared = sum(
+        sample.value
+        for metric in registry.collect()
+        if metric.name == "shadowproxy_comparisons"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+    stats = {
+        "samples": len(lags),
+        "p50_ms": round(lags[len(lags) // 2], 3) if lags else None,
+        "p99_ms": round(lags[int(len(lags) * 0.99)], 3) if lags else None,
+        "max_ms": round(lags[-1], 3) if lags else None,
+        "over_5ms": sum(1 for lag in lags if lag > 5.0),
+        "skipped": skipped,
+        "compared": compared,
+    }
+    Path(out).write_text(json.dumps(stats))
+    return 0
+
+
+def _lag_probe(run: Path, legacy: int, candidate: int, load: Load, script: Path) -> dict[str, Any]:
+    """One worker under the 50 KB diff load: its own loop-lag distribution and shedding."""
+    port = _free_port()
+    out = run / "lag.json"
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "_probe",
+        f"127.0.0.1:{port}",
+        f"http://127.0.0.1:{legacy}",
+        f"http://127.0.0.1:{candidate}",
+        str(run / "evidence-probe"),
+        str(out),
+    ]
+    with (run / "probe.log").open("wb") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=run)
+    try:
+        _wait(lambda: _http_ok(port, "/large.json"), "lag probe", process)
+        path = "/" + _BODIES["50kb"][0]
+        _wrk(
+            port, path, threads=load.threads, connections=load.connections, seconds=1, script=script
+        )
+        process.send_signal(signal.SIGUSR1)
+        report = _wrk(
+            port,
+            path,
+            threads=load.threads,
+            connections=load.connections,
+            seconds=load.seconds,
+            script=script,
+        )
+    finally:
+        _stop(process)
+    stats: dict[str, Any] = json.loads(out.read_text())
+    stats["rps"] = round(report["requests"] / (report["duration_us"] / 1e6), 1)
+    stats["requests_during_measure"] = report["requests"]
+    return stats
+
+
+def _versions() -> dict[str, str]:
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()
+    try:
+        import uvloop
+
+        loop = f"uvloop {uvloop.__version__}"
+    except ImportError:
+        loop = "asyncio"
+    import aiohttp
+
+    return {
+        "python": sys.version.split()[0],
+        "aiohttp": aiohttp.__version__,
+        "event_loop": loop,
+        "nginx": nginx.removeprefix("nginx version: "),
+        "wrk": wrk[0] if wrk else "?",
+        "machine": platform.machine(),
+        "cpus": str(os.cpu_count()),
+    }
+
+
+def _find(results: list[Result], target: str, body: str, load: str) -> Result | None:
+    for result in results:
+        if (result.target, result.body, result.load) == (target, body, load):
+            return result
+    return None
+
+
+def _verdicts(results: list[Result], extra: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, each with its measured value and whether it is met."""
+    targets: dict[str, Any] = {}
+    for body in _BODIES:
+        sp = _find(results, "shadowproxy", body, "saturation")
+        diff = _find(results, "shadowproxy-diff", body, "saturation")
+        mirror = _find(results, "nginx-mirror", body, "saturation")
+        if sp and mirror:
+            ratio = sp.rps / mirror.rps
+            targets[f"throughput_vs_nginx_mirror_{body}"] = {
+                "value": round(ratio, 2),
+                "target": ">= 1.0",
+                "met": ratio >= 1.0,
+            }
+        if diff and mirror:
+            ratio = diff.rps / mirror.rps
+            targets[f"throughput_vs_nginx_mirror_{body}_diff"] = {
+                "value": round(ratio, 2),
+                "target": ">= 1.0",
+                "met": ratio >= 1.0,
+            }
+        for result in (sp, diff):
+            if result is not None:
+                ratio = result.p99_ms / result.p50_ms
+                targets[f"p99_over_p50_{result.target}_{body}"] = {
+                    "value": round(ratio, 2),
+                    "target": "<= 3.0",
+                    "met": ratio <= 3.0,
+                }
+        light = _find(results, "shadowproxy", body, "light")
+        direct = _find(results, "direct", body, "light")
+        if light and direct:
+            added = light.p50_ms - direct.p50_ms
+            targets[f"added_p50_light_ms_{body}"] = {
+                "value": round(added, 3),
+                "target": "<= 0.5",
+                "met": added <= 0.5,
+            }
+    rss = extra.get("worker_rss_mb", [])
+    if rss:
+        targets["worker_rss_mb"] = {"value": max(rss), "target": "<= 80", "met": max(rss) <= 80}
+    lag = extra.get("loop_lag")
+    if lag and lag.get("max_ms") is not None:
+        targets["loop_lag_max_ms"] = {
+            "value": lag["max_ms"],
+            "target": "<= 5.0",
+            "met": lag["max_ms"] <= 5.0,
+        }
+    return targets
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    saturation = Load("saturation", args.threads, args.connections, args.duration)
+    light = Load("light", 1, 1, max(1.0, args.duration / 2))
+    results: list[Result] = []
+    extra: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="shadowproxy-bench-") as tmp:
+        run = Path(tmp)
+        run.chmod(0o755)
+        for sub in ("tmp", "www/legacy", "www/candidate", "www/different"):
+            (run / sub).mkdir(parents=True)
+        for name, size in _BODIES.values():
+            (run / "www/legacy" / name).write_bytes(_document(size, changed=False))
+            (run / "www/candidate" / name).write_bytes(_document(size, changed=False))
+            (run / "www/different" / name).write_bytes(_document(size, changed=True))
+        script = run / "report.lua"
+        script.write_text(_WRK_REPORT)
+        ports = {
+            name: _free_port()
+            for name in (
+                "LEGACY_PORT",
+                "CANDIDATE_PORT",
+                "DIFFERENT_PORT",
+                "PROXY_PORT",
+                "MIRROR_PORT",
+            )
+        }
+        values: dict[str, object] = {**ports, "WORKERS": "auto"}
+        legacy, candidate, different = (
+            ports["LEGACY_PORT"],
+            ports["CANDIDATE_PORT"],
+            ports["DIFFERENT_PORT"],
+        )
+        with _nginx(run, "backends.conf", values, [legacy, candidate, different]) as backends:
+            loads = [saturation, light]
+
+            def measure_all(target: str, port: int, pid: int | None) -> None:
+                for load in loads:
+                    for body in _BODIES:
+                        results.append(_measure(target, body, load, port, pid, backends, script))
+
+            measure_all("direct", legacy, None)
+            nginx_ports = [ports["PROXY_PORT"], ports["MIRROR_PORT"]]
+            with _nginx(run, "proxies.conf", values, nginx_ports) as proxies:
+                measure_all("nginx", ports["PROXY_PORT"], proxies)
+                measure_all("nginx-mirror", ports["MIRROR_PORT"], proxies)
+            for name, upstream in (("shadowproxy", candidate), ("shadowproxy-diff", different)):
+                with _shadowproxy(run, legacy, upstream, args.workers, name) as (pid, port, admin):
+                    measure_all(name, port, pid)
+                    extra.setdefault("worker_rss_mb", []).extend(_worker_rss(pid))
+                    extra.setdefault("metrics", {})[name] = _metrics(admin)
+            if not args.skip_lag_probe:
+                extra["loop_lag"] = _lag_probe(run, legacy, different, saturation, script)
+                print(f"loop lag (1 worker, 50kb diff): {extra['loop_lag']}", flush=True)
+    return {
+        "versions": _versions(),
+        "load": {
+            "duration_s": args.duration,
+            "saturation": {"threads": args.threads, "connections": args.connections},
+            "light": {"threads": 1, "connections": 1},
+            "workers": args.workers,
+        },
+        "results": [asdict(result) for result in results],
+        **extra,
+        "targets": _verdicts(results, extra),
+    }
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per saturation run")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads under saturation")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--workers", default="auto", help="shadowproxy --workers (default auto)")
+    parser.add_argument("--skip-lag-probe", action="store_true", help="skip the loop-lag probe")
+    parser.add_argument("--output", type=Path, default=_RESULTS, help="results JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every scenario, print the figures and targets, write the results file."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_probe":
+        return _probe(argv[1:])
+    args = _parse(argv)
+    missing = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
+    if missing:
+        print(f"bench_proxy: {', '.join(missing)} not on PATH (apt-get install nginx-light wrk)")
+        return 2
+    result = _run(args)
+    for name, target in result["targets"].items():
+        mark = "met" if target["met"] else "NOT met"
+        print(f"{name:42} {target['value']:>9} (target {target['target']}): {mark}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

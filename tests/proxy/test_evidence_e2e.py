@@ -1,0 +1,183 @@
+"""Evidence written by a running proxy: redaction canaries, bounded series, nothing lost on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import random
+import signal
+import string
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from yarl import URL
+
+from shadowproxy.sinks import configure_logging
+from tests.proxy.test_lifecycle import _start_proxy
+from tests.support import backend, make_settings, running_proxy
+
+CANARIES = {
+    "auth": "CANARY-AUTH-7f3a",
+    "cookie": "CANARY-COOKIE-91bd",
+    "query": "CANARY-QUERY-c2e8",
+    "body": "CANARY-BODY-5d10",
+    "set_cookie": "CANARY-SETCOOKIE-44aa",
+}
+
+
+def _records(log_dir: Path) -> list[dict[str, Any]]:
+    lines = b"".join(p.read_bytes() for p in sorted(log_dir.glob("shadow-*.jsonl*")))
+    return [orjson.loads(line) for line in lines.splitlines()]
+
+
+def _every_file(directory: Path) -> str:
+    return b"".join(p.read_bytes() for p in directory.rglob("*") if p.is_file()).decode(
+        "utf-8", "replace"
+    )
+
+
+class TestRedactionCanaries:
+    """Secrets planted in headers, cookies, query and body never reach any output."""
+
+    async def test_no_canary_in_files_logs_or_metrics(self, tmp_path: Path) -> None:
+        """JSONL, operational logs and the metrics page carry no planted secret."""
+
+        def answer(side: str) -> Any:
+            async def handler(request: web.Request) -> web.Response:
+                response = web.json_response(
+                    {"user": {"ssn": f"{CANARIES['body']}-{side}", "name": side}}
+                )
+                response.headers.add("Set-Cookie", f"sid={CANARIES['set_cookie']}-{side}")
+                return response
+
+            return handler
+
+        logs = io.StringIO()
+        configure_logging(json=True, stream=logs, level="debug")
+        document = {
+            "redact": {"body_paths": ["$.user.ssn"]},
+            "evidence": {"include_query": True, "sample_matches_percent": 100},
+            "compare": {"headers": ["set-cookie", "authorization"]},
+        }
+        try:
+            async with backend(answer("legacy")) as legacy, backend(answer("cand")) as candidate:
+                settings = make_settings(legacy.url, candidate.url, tmp_path, document)
+                async with running_proxy(settings) as proxy, aiohttp.ClientSession() as session:
+                    target = URL(f"{proxy.url}/me?token={CANARIES['query']}&page=2", encoded=True)
+                    headers = {
+                        "Authorization": f"Bearer {CANARIES['auth']}",
+                        "Cookie": f"sid={CANARIES['cookie']}",
+                    }
+                    async with session.get(target, headers=headers) as response:
+                        assert response.status == 200
+                    await candidate.wait_for(lambda seen: len(seen) == 1)
+                    async with session.get(proxy.admin + "/metrics") as response:
+                        metrics = await response.text()
+                    async with session.get(proxy.admin + "/status") as response:
+                        status = await response.text()
+        finally:
+            configure_logging()
+        files = _every_file(tmp_path)
+        records = [r for r in _records(tmp_path) if r["type"] == "exchange"]
+        assert records, "the diverging exchange was recorded"
+        assert records[0]["path"].startswith("/me?")
+        assert {d["path"] for d in records[0]["differences"]} >= {"$.user.name", "$.user.ssn"}
+        for name, canary in CANARIES.items():
+            for where, text in (
+                ("files", files),
+                ("logs", logs.getvalue()),
+                ("metrics", metrics),
+                ("status", status),
+            ):
+                assert canary not in text, f"{name} canary leaked into {where}"
+
+
+class TestBoundedSeries:
+    """Raw paths never become labels: 10,000 random paths leave the series count bounded."""
+
+    async def test_random_paths(self, tmp_path: Path) -> None:
+        """Series per metric stay at most max_routes + 1 (``other``), whatever the paths."""
+
+        async def ok(request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        rng = random.Random(11)
+        alphabet = string.ascii_lowercase
+
+        def path() -> str:
+            return "/" + "/".join(
+                "".join(rng.choices(alphabet, k=rng.randint(2, 6)))
+                for _ in range(rng.randint(1, 3))
+            )
+
+        paths = [path() for _ in range(10_000)]
+        async with backend(ok) as legacy, backend(ok) as candidate:
+            settings = make_settings(
+                legacy.url,
+                candidate.url,
+                tmp_path,
+                {"max_routes": 50, "shadow": {"sample_percent": 1}},
+            )
+            async with running_proxy(settings) as proxy:
+                connector = aiohttp.TCPConnector(limit=16)
+                async with aiohttp.ClientSession(connector=connector) as session:
+
+                    async def worker(chunk: list[str]) -> None:
+                        for p in chunk:
+                            async with session.get(proxy.url + p) as response:
+                                assert response.status == 200
+
+                    await asyncio.gather(*(worker(paths[i::16]) for i in range(16)))
+                routes = {
+                    sample.labels["route"]
+                    for metric in proxy.registry.collect()
+                    for sample in metric.samples
+                    if "route" in sample.labels
+                }
+                requests = sum(
+                    sample.value
+                    for metric in proxy.registry.collect()
+                    if metric.name == "shadowproxy_requests"
+                    for sample in metric.samples
+                    if sample.name == "shadowproxy_requests_total"
+                )
+        assert requests == 10_000
+        assert len(routes) <= 51
+        assert "other" in routes
+
+
+class TestNothingLostOnStop:
+    """SIGTERM flushes every record of every answered request."""
+
+    async def test_sigterm_flushes_all_records(self, tmp_path: Path) -> None:
+        """N diverging requests, then SIGTERM: N exchange records and rollups counting N."""
+        requests = 200
+
+        async def legacy_handler(request: web.Request) -> web.Response:
+            return web.json_response({"v": 1})
+
+        async def candidate_handler(request: web.Request) -> web.Response:
+            return web.json_response({"v": 2})
+
+        async with backend(legacy_handler) as legacy, backend(candidate_handler) as candidate:
+            process, url, _ = await _start_proxy(
+                "--legacy", legacy.url, "--candidate", candidate.url, "--log-dir", str(tmp_path)
+            )
+            async with aiohttp.ClientSession() as session:
+                for n in range(requests):
+                    async with session.get(f"{url}/item/{n}") as response:
+                        assert response.status == 200
+            assert process.pid is not None
+            os.kill(process.pid, signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+        records = _records(tmp_path)
+        exchanges = [r for r in records if r["type"] == "exchange"]
+        rollups = [r for r in records if r["type"] == "rollup"]
+        assert len(exchanges) == requests
+        assert {r["verdict"] for r in exchanges} == {"diverged"}
+        assert sum(r["compared"] for r in rollups) == requests
+        assert sum(r["diverged"] for r in rollups) == requests

@@ -133,6 +133,13 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _listeners(port: int) -> int:
+    """How many sockets listen on 127.0.0.1:``port`` (one per SO_REUSEPORT worker)."""
+    local = f"0100007F:{port:04X}"
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[1] == local and line.split()[3] == "0A")
+
+
 def _http_ok(port: int, path: str) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
@@ -377,10 +384,7 @@ def _shadowproxy(
         # Every worker must listen before load starts, or SO_REUSEPORT pins wrk's
         # connections to the first one.
         _wait(
-            lambda: (
-                out.read_text(errors="replace").count("shadowproxy listening") >= expected
-                and _http_ok(port, "/small.json")
-            ),
+            lambda: _listeners(port) >= expected and _http_ok(port, "/small.json"),
             "shadowproxy",
             process,
         )

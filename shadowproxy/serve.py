@@ -98,6 +98,7 @@ async def serve(
     stop = stop or asyncio.Event()
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
+    metrics.prime_routes((spec.name, spec.domain) for spec in settings.routes)
     evidence = Evidence(settings, metrics, worker_id=default_worker_id())
     evidence.start()
     switch = ShadowSwitch(pause_flag)

@@ -15,6 +15,9 @@ from shadowproxy.compare.rules import CompareRules
 __all__ = [
     "AdminSettings",
     "EvidenceSettings",
+    "GrpcCardinality",
+    "GrpcMethodSpec",
+    "GrpcSettings",
     "HostAddress",
     "LegacySettings",
     "RedactSettings",
@@ -127,6 +130,41 @@ class AdminSettings:
     token: str | None = field(default=None, repr=False)
 
 
+GrpcCardinality = Literal["unary_unary", "unary_stream", "stream_unary", "stream_stream"]
+"""How many messages each side of a gRPC method sends (request first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcMethodSpec:
+    """One configured gRPC method (``/package.Service/Method``)."""
+
+    method: str
+    domain: str
+    mirror: bool | None
+    """True or False as configured; None lets the read-only name rule decide."""
+    sample_percent: float
+    rules: CompareRules
+    cardinality: GrpcCardinality | None = None
+    """Overrides the descriptors (or the unary default when there are none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcSettings:
+    """The gRPC listener and its upstreams (``HOST:PORT`` targets, plaintext HTTP/2)."""
+
+    listen: HostAddress
+    legacy: str
+    candidate: str
+    secondary: str | None = None
+    descriptors: str | None = None
+    """A ``protoc --descriptor_set_out`` file; without it, messages compare as bytes."""
+    methods: tuple[GrpcMethodSpec, ...] = ()
+    domain: str = "default"
+    """Domain of methods that are not configured."""
+    timeout_s: float = 30.0
+    """Bound on a unary legacy call whose client sent no deadline."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The whole validated configuration."""
@@ -148,3 +186,5 @@ class Settings:
     """Where the settings came from (a file path, or ``<flags>``), for messages."""
     digest: str = ""
     """sha256 of the effective configuration, shown on ``/status``."""
+    grpc: GrpcSettings | None = None
+    """The gRPC listener; None when it is off."""

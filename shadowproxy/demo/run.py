@@ -41,7 +41,7 @@ DEMO_CONFIG: dict[str, object] = {
 }
 """The demo's embedded configuration (upstreams and ports are filled in at start)."""
 
-_CONCURRENCY = 8
+_CONCURRENCY = 2
 
 
 @asynccontextmanager

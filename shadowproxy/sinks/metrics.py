@@ -10,6 +10,7 @@ to files there and ``multiprocess_registry()`` sums them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client import (
@@ -23,7 +24,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as _multiprocess
 
 from shadowproxy import __version__
-from shadowproxy.model import ErrorKind, Observation, SkipReason, Upstream
+from shadowproxy.model import DiffClass, ErrorKind, Observation, Outcome, SkipReason, Upstream
 
 __all__ = [
     "DROP_REASONS",
@@ -163,6 +164,14 @@ class Metrics:
                 self.upstream_errors.labels(str(upstream), str(kind))
         for hook in HOOKS:
             self.evidence_errors.labels(hook)
+
+    def prime_routes(self, routes: Iterable[tuple[str, str]]) -> None:
+        """Start every (route, domain) series at zero: ``increase()`` misses a first non-zero."""
+        for route, domain in routes:
+            for outcome in Outcome:
+                self.comparisons.labels(route, domain, str(outcome))
+            for cls in DiffClass:
+                self.divergences.labels(route, domain, str(cls))
 
     def observe_upstream(self, upstream: str, route: str, observation: Observation) -> None:
         """Latency of every answer or failure; an error also counts under its reason."""

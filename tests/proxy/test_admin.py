@@ -66,6 +66,22 @@ class TestEndpoints:
                 )
 
 
+    async def test_configured_routes_start_at_zero(self, tmp_path: Path) -> None:
+        """Series for configured routes exist from the first scrape, so increase() sees the first."""
+        routes = {"routes": [{"match": "/orders/{id}", "domain": "orders"}]}
+        async with backend(json_ok) as legacy, backend(json_ok) as candidate:
+            settings = make_settings(legacy.url, candidate.url, tmp_path, routes)
+            async with running_proxy(settings) as proxy:
+                labels = {"route": "/orders/{id}", "domain": "orders"}
+                comparisons = proxy.registry.get_sample_value(
+                    "shadowproxy_comparisons_total", {**labels, "verdict": "match"}
+                )
+                divergences = proxy.registry.get_sample_value(
+                    "shadowproxy_divergences_total", {**labels, "class": "structural"}
+                )
+        assert (comparisons, divergences) == (0.0, 0.0)
+
+
 class TestToken:
     """Beyond loopback, the kill switch needs the bearer token."""
 

@@ -111,8 +111,6 @@ class Forwarder:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one client request from legacy and mirror it when allowed."""
-        if request.method == "CONNECT":
-            return json_error(405, "proxy", "CONNECT is not supported")
         raw_target = request.raw_path
         path, _, query = raw_target.partition("?")
         route = self.routes.resolve(path)

@@ -67,7 +67,7 @@ class TestEndpoints:
 
 
     async def test_configured_routes_start_at_zero(self, tmp_path: Path) -> None:
-        """Series for configured routes exist from the first scrape, so increase() sees the first."""
+        """Configured routes have series from the first scrape, so increase() sees the first."""
         routes = {"routes": [{"match": "/orders/{id}", "domain": "orders"}]}
         async with backend(json_ok) as legacy, backend(json_ok) as candidate:
             settings = make_settings(legacy.url, candidate.url, tmp_path, routes)

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-compare bench-report clean
+.PHONY: demo test lint bench bench-compare bench-report bench-proxy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ bench-compare: $(STAMP)
 bench-report: $(STAMP)
 	$(BIN)/python bench/bench_report.py
 
-bench: bench-compare bench-report
+# Side by side with nginx proxy_pass and mirror; needs nginx and wrk (apt-get install nginx-light wrk).
+bench-proxy: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/bench_proxy.py $(BENCH_ARGS)
+
+bench: bench-compare bench-report bench-proxy
 
 clean:
 	rm -rf $(VENV) shadow-logs

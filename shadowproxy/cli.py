@@ -1,7 +1,7 @@
 """The command line: ``shadowproxy`` (also installed as ``shadow``).
 
-Subcommands: ``run``, ``check-config``, ``report``, ``demo`` and
-``demo-backend``. Anything a user can get wrong exits 2 with one line on
+Subcommands: ``run``, ``check-config``, ``report``, ``promote``, ``drill``,
+``demo`` and ``demo-backend``. Anything a user can get wrong exits 2 with one line on
 stderr naming the file and key or the flag; no traceback.
 """
 
@@ -51,6 +51,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--log-dir", metavar="DIR", help="JSONL evidence directory (default ./shadow-logs)"
     )
     run.add_argument("--workers", metavar="N|auto", help="worker processes sharing the port")
+    grpc = run.add_argument_group("gRPC listener (see docs/grpc.md)")
+    grpc.add_argument("--grpc-listen", metavar="HOST:PORT", help="serve gRPC on this address")
+    grpc.add_argument("--grpc-descriptors", metavar="FILE", help="protoc --descriptor_set_out file")
+    grpc.add_argument("--grpc-legacy", metavar="HOST:PORT", help="legacy gRPC server")
+    grpc.add_argument("--grpc-candidate", metavar="HOST:PORT", help="candidate gRPC server")
+    grpc.add_argument("--grpc-secondary", metavar="HOST:PORT", help="second legacy gRPC server")
     run.add_argument(
         "--log-format",
         choices=("auto", "json", "console"),
@@ -63,6 +69,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="summarise evidence and evaluate cutover gates")
     add_report_arguments(report)
+
+    from shadowproxy.promote import add_drill_arguments, add_promote_arguments
+
+    promote = commands.add_parser(
+        "promote", help="move a route one canary step when its domain's gates pass"
+    )
+    add_promote_arguments(promote)
+    drill = commands.add_parser(
+        "drill", help="flip a route to legacy and back, check the answers, record the drill"
+    )
+    add_drill_arguments(drill)
 
     demo = commands.add_parser(
         "demo", help="run the bundled demo end to end and print the findings"
@@ -95,6 +112,11 @@ def _run(args: argparse.Namespace) -> int:
         secondary=args.secondary,
         log_dir=args.log_dir,
         workers=args.workers,
+        grpc_listen=args.grpc_listen,
+        grpc_descriptors=args.grpc_descriptors,
+        grpc_legacy=args.grpc_legacy,
+        grpc_candidate=args.grpc_candidate,
+        grpc_secondary=args.grpc_secondary,
     )
     settings = load_settings(args.config, overrides)
     log_json = {"auto": None, "json": True, "console": False}[args.log_format]
@@ -127,6 +149,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from shadowproxy.report.command import run_report
 
             return run_report(args)
+        if args.command == "promote":
+            from shadowproxy.promote import run_promote
+
+            return run_promote(args)
+        if args.command == "drill":
+            from shadowproxy.promote import run_drill
+
+            return run_drill(args)
         if args.command == "demo":
             from shadowproxy.demo.run import run_demo
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -30,10 +30,15 @@ from shadowproxy.compare.rules import (
 )
 from shadowproxy.settings import (
     AdminSettings,
+    CutoverSettings,
     EvidenceSettings,
+    GrpcCardinality,
+    GrpcMethodSpec,
+    GrpcSettings,
     HostAddress,
     LegacySettings,
     RedactSettings,
+    RollbackSettings,
     RouteSpec,
     Settings,
     ShadowSettings,
@@ -43,6 +48,7 @@ from shadowproxy.sinks import Redactor
 
 __all__ = [
     "ADMIN_TOKEN_ENV",
+    "FORCE_LEGACY_ENV",
     "ConfigError",
     "Overrides",
     "is_loopback",
@@ -52,6 +58,8 @@ __all__ = [
 ]
 
 ADMIN_TOKEN_ENV = "SHADOWPROXY_ADMIN_TOKEN"
+FORCE_LEGACY_ENV = "SHADOWPROXY_FORCE_LEGACY"
+_ROUTE_MODES = ("shadow", "canary", "candidate", "legacy-only")
 T = TypeVar("T")
 
 
@@ -70,6 +78,11 @@ class Overrides:
     secondary: str | None = None
     log_dir: str | None = None
     workers: str | None = None
+    grpc_listen: str | None = None
+    grpc_descriptors: str | None = None
+    grpc_legacy: str | None = None
+    grpc_candidate: str | None = None
+    grpc_secondary: str | None = None
 
 
 class _Reader:
@@ -271,10 +284,47 @@ def _routes(
                 sample_percent=route.number("sample_percent", shadow.sample_percent, maximum=100.0),
                 mirror_writes=route.boolean("mirror_writes", False),
                 rules=_compare_rules(route.child("compare"), rules),
+                mode=_mode(route, "mode", None),  # type: ignore[arg-type]
+                canary_percent=route.number("canary_percent", 0.0, maximum=100.0),
+                sticky=_sticky(route),
             )
         )
         route.finish()
     return tuple(specs)
+
+
+def _mode(reader: _Reader, key: str, default: str | None) -> str | None:
+    value = reader.string(key, default)
+    if value is not None and value not in _ROUTE_MODES:
+        raise reader.error(f"must be one of {', '.join(_ROUTE_MODES)}", key)
+    return value
+
+
+def _sticky(reader: _Reader) -> str:
+    value = reader.string("sticky", "client") or "client"
+    kind, _, name = value.partition(":")
+    if value != "client" and (kind not in {"header", "cookie"} or not name):
+        raise reader.error("must be client, header:NAME or cookie:NAME", "sticky")
+    return value
+
+
+def _cutover(top: _Reader, env: Mapping[str, str]) -> CutoverSettings:
+    """The ``cutover:`` section and the force-legacy environment variable."""
+    reader = top.child("cutover")
+    default_mode = _mode(reader, "default_mode", "shadow")
+    rollback = _section(reader, "rollback", RollbackSettings())
+    reader.finish()
+    if rollback.max_structural_rate > 1 or rollback.max_error_rate > 1:
+        rate = "max_structural_rate" if rollback.max_structural_rate > 1 else "max_error_rate"
+        raise reader.child("rollback").error("must be <= 1", rate)
+    flag = env.get(FORCE_LEGACY_ENV, "").strip().lower()
+    if flag not in {"", "0", "1", "true", "false", "yes", "no", "on", "off"}:
+        raise ConfigError(f"{FORCE_LEGACY_ENV}: must be 1 or 0, got {flag!r}")
+    return CutoverSettings(
+        default_mode=default_mode,  # type: ignore[arg-type]
+        force_legacy=flag in {"1", "true", "yes", "on"},
+        rollback=rollback,
+    )
 
 
 def _section(reader: _Reader, name: str, default: T, *, exclude: tuple[str, ...] = ()) -> T:
@@ -329,6 +379,106 @@ def _read_file(path: str) -> object:
         where = f"line {mark.line + 1}" if mark is not None else "(parse)"
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: {where}: {problem}") from None
+
+
+_GRPC_CARDINALITIES = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+
+
+def _grpc(
+    top: _Reader, overrides: Overrides, shadow: ShadowSettings, rules: CompareRules
+) -> GrpcSettings | None:
+    """The ``grpc:`` section with the ``--grpc-*`` flags; None when neither asks for it."""
+    given = top.has("grpc")
+    reader = top.child("grpc")
+    source = top.source
+    flags = {
+        "listen": overrides.grpc_listen,
+        "descriptors": overrides.grpc_descriptors,
+        "legacy": overrides.grpc_legacy,
+        "candidate": overrides.grpc_candidate,
+        "secondary": overrides.grpc_secondary,
+    }
+    if not given and all(flag is None for flag in flags.values()):
+        return None
+    values: dict[str, str | None] = {}
+    for key, flag in flags.items():
+        value = flag if flag is not None else reader.string(key, None)
+        where = f"--grpc-{key}" if flag is not None else f"{source}: grpc.{key}"
+        if value is None and key in {"listen", "legacy", "candidate"}:
+            raise ConfigError(f"{source}: grpc.{key}: is required (or pass --grpc-{key} HOST:PORT)")
+        if value is not None and key != "descriptors":
+            parse_address(value, where)
+        values[key] = value
+    listen_text, legacy, candidate = values["listen"], values["legacy"], values["candidate"]
+    assert listen_text is not None and legacy is not None and candidate is not None
+    where = "--grpc-listen" if flags["listen"] is not None else f"{source}: grpc.listen"
+    descriptors = values["descriptors"]
+    known: frozenset[str] | None = None
+    if descriptors is not None:
+        from shadowproxy.grpcproxy.descriptors import DescriptorError, load_catalog
+
+        try:
+            known = frozenset(load_catalog(descriptors))
+        except DescriptorError as exc:
+            raise ConfigError(str(exc)) from None
+    domain = reader.string("domain", "default") or "default"
+    settings = GrpcSettings(
+        listen=parse_address(listen_text, where),
+        legacy=legacy,
+        candidate=candidate,
+        secondary=values["secondary"],
+        descriptors=descriptors,
+        methods=_grpc_methods(reader, shadow, rules, domain, known),
+        domain=domain,
+        timeout_s=reader.number("timeout_s", 30.0, exclusive_min=True),
+    )
+    reader.finish()
+    return settings
+
+
+def _grpc_methods(
+    reader: _Reader,
+    shadow: ShadowSettings,
+    rules: CompareRules,
+    domain: str,
+    known: frozenset[str] | None,
+) -> tuple[GrpcMethodSpec, ...]:
+    value = reader.raw("methods")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise reader.error("must be a list of methods", "methods")
+    specs: list[GrpcMethodSpec] = []
+    for index, item in enumerate(value):
+        entry = _Reader(reader.source, item, f"{reader.path}.methods[{index}]")
+        name = entry.string("method", None)
+        if name is None:
+            raise entry.error("is required", "method")
+        service, _, method = name[1:].partition("/") if name.startswith("/") else ("", "", "")
+        if not service or not method or "/" in method:
+            raise entry.error(f"must be /package.Service/Method, got {name!r}", "method")
+        if any(spec.method == name for spec in specs):
+            raise entry.error(f"duplicate method {name!r}", "method")
+        cardinality = entry.string("cardinality", None)
+        if cardinality is not None and cardinality not in _GRPC_CARDINALITIES:
+            raise entry.error(f"must be one of {', '.join(_GRPC_CARDINALITIES)}", "cardinality")
+        if known is not None and name not in known and cardinality is None:
+            raise entry.error("is not in the descriptors (or set cardinality)", "method")
+        mirror = entry.raw("mirror")
+        if mirror is not None and not isinstance(mirror, bool):
+            raise entry.error("must be true or false", "mirror")
+        specs.append(
+            GrpcMethodSpec(
+                method=name,
+                domain=entry.string("domain", domain) or domain,
+                mirror=mirror,
+                sample_percent=entry.number("sample_percent", shadow.sample_percent, maximum=100.0),
+                rules=_compare_rules(entry.child("compare"), rules),
+                cardinality=cast("GrpcCardinality | None", cardinality),
+            )
+        )
+        entry.finish()
+    return tuple(specs)
 
 
 def _hash_key(reader: _Reader, env: Mapping[str, str]) -> bytes | None:
@@ -429,6 +579,10 @@ def settings_from_document(
     )
     drain_s = top.number("drain_s", 10.0, exclusive_min=True)
     max_routes = top.integer("max_routes", 500, minimum=1)
+    grpc = _grpc(top, overrides, shadow, rules)
+    cutover = _cutover(top, env)
+    if grpc is not None and grpc.listen.port != 0 and grpc.listen in (listen, admin):
+        raise ConfigError(f"{source}: grpc.listen: must differ from listen and admin")
     top.finish()
 
     settings = Settings(
@@ -450,6 +604,8 @@ def settings_from_document(
         drain_s=drain_s,
         workers=workers,
         source=source,
+        grpc=grpc,
+        cutover=cutover,
     )
     return replace(settings, digest=_digest(settings))
 

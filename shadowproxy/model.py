@@ -59,6 +59,8 @@ class SkipReason(StrEnum):
     UPGRADE = "upgrade"
     OVERLOAD = "overload"
     LEGACY_FAILED = "legacy_failed"
+    MODE = "mode"
+    """The route's mode mirrors nothing (``legacy-only``)."""
 
 
 class Outcome(StrEnum):
@@ -135,12 +137,17 @@ class RequestFacts:
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """A request together with every upstream's observation of it."""
+    """A request together with every upstream's observation of it.
+
+    ``legacy`` and ``candidate`` keep their names whichever side answered the
+    client; ``answered_by`` says which one did.
+    """
 
     request: RequestFacts
     legacy: Observation
     candidate: Observation
     secondary: Observation | None = None
+    answered_by: Upstream = Upstream.LEGACY
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,10 @@ on SIGTERM/SIGINT: stop accepting, drain in-flight client requests (up to
 ``drain_s``), give shadow work ``shadow.grace_s`` then cancel it, close the
 upstream sessions, stop the admin listener, flush and close the evidence.
 SIGHUP re-reads the configuration; an invalid one is logged and the running
-one kept.
+one kept. Route ownership (docs/cutover.md) lives in memory, or, for a
+supervisor's workers, in the state file under ``cutover_state_dir`` that
+each worker polls; the process serving the admin listener applies the
+modes a reload changes.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import gc
 import signal
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -27,9 +30,13 @@ from shadowproxy.config import ConfigError, is_loopback
 from shadowproxy.proxy.admin import AdminContext, build_admin_app
 from shadowproxy.proxy.app import FORWARDER, POOL, ProxyParts, build_proxy_app, route_table
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch, SharedFlag
+from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import HostAddress, Settings
 from shadowproxy.sinks import Evidence, Metrics, default_worker_id, render_metrics
+
+if TYPE_CHECKING:
+    from shadowproxy.grpcproxy import GrpcProxy
 
 __all__ = ["Bound", "serve"]
 
@@ -44,6 +51,7 @@ class Bound:
 
     proxy: HostAddress
     admin: HostAddress | None
+    grpc: HostAddress | None = None
 
 
 def _bound(runner: web.AppRunner) -> HostAddress:
@@ -89,6 +97,7 @@ async def serve(
     on_ready: Callable[[Bound], None] | None = None,
     stop: asyncio.Event | None = None,
     pause_flag: SharedFlag | None = None,
+    cutover_state_dir: str | None = None,
     serve_admin: bool = True,
     registry: CollectorRegistry | None = None,
     install_signals: bool = True,
@@ -103,13 +112,21 @@ async def serve(
     evidence.start()
     switch = ShadowSwitch(pause_flag)
     lag = LagMonitor()
-    parts = ProxyParts(sink=evidence, switch=switch, lag=lag, comparator=Comparator())
+    ownership = Ownership(settings, evidence, state_dir=cutover_state_dir)
+    if serve_admin:
+        ownership.publish()
+    else:
+        ownership.refresh()
+    parts = ProxyParts(
+        sink=evidence, switch=switch, lag=lag, comparator=Comparator(), ownership=ownership
+    )
     app = build_proxy_app(settings, parts)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=settings.drain_s
     )
     admin_runner: web.AppRunner | None = None
-    housekeeping = TaskPool(2)
+    grpc_proxy: GrpcProxy | None = None
+    housekeeping = TaskPool(3)
     current = settings
     reloads = {"applied": 0, "rejected": 0}
 
@@ -124,6 +141,9 @@ async def serve(
             log.error("reload rejected; keeping the running configuration", error=str(exc))
             return
         app[FORWARDER].reconfigure(fresh, route_table(fresh))
+        ownership.reload(fresh, controller=serve_admin)
+        if grpc_proxy is not None:
+            grpc_proxy.reconfigure(fresh)
         current = fresh
         reloads["applied"] += 1
         log.info("configuration reloaded", digest=fresh.digest, routes=len(fresh.routes))
@@ -152,6 +172,21 @@ async def serve(
             runner, settings.listen.host, settings.listen.port, reuse_port=reuse, backlog=1024
         )
         await site.start()
+        if settings.grpc is not None:
+            from shadowproxy.grpcproxy import DescriptorError, GrpcProxy
+
+            try:
+                grpc_proxy = GrpcProxy(
+                    settings,
+                    pool=app[POOL],
+                    comparator=parts.comparator,
+                    evidence=evidence,
+                    switch=switch,
+                    lag=lag,
+                )
+            except DescriptorError as exc:
+                raise ConfigError(str(exc)) from None
+            await grpc_proxy.start()
         admin_address: HostAddress | None = None
         if serve_admin:
             admin_runner = web.AppRunner(
@@ -160,6 +195,7 @@ async def serve(
                         switch=switch,
                         render_metrics=lambda: render_metrics(registry),
                         status=status,
+                        cutover=ownership,
                         legacy_url=settings.upstreams.legacy,
                         token=settings.admin.token,
                         require_token=not is_loopback(settings.admin.listen.host),
@@ -175,7 +211,13 @@ async def serve(
             admin_address = _bound(admin_runner)
         lag.start()
         housekeeping.spawn(_ticker(evidence, stop), name="evidence-ticker")
-        bound = Bound(proxy=_bound(runner), admin=admin_address)
+        if cutover_state_dir is not None:
+            housekeeping.spawn(ownership.follow(stop), name="cutover-follower")
+        bound = Bound(
+            proxy=_bound(runner),
+            admin=admin_address,
+            grpc=grpc_proxy.address if grpc_proxy is not None else None,
+        )
         log.info(
             "shadowproxy listening" if serve_admin else "worker listening",
             proxy=str(bound.proxy),
@@ -199,7 +241,11 @@ async def serve(
     finally:
         stop.set()
         lag.stop()
+        if grpc_proxy is not None:
+            await grpc_proxy.stop(settings.drain_s)
         await runner.cleanup()
+        if grpc_proxy is not None:
+            await grpc_proxy.close()
         if admin_runner is not None:
             await admin_runner.cleanup()
         await housekeeping.close(_TICK_S * 2)

@@ -14,6 +14,7 @@ from shadowproxy.compare.rules import CompareRules
 
 __all__ = [
     "AdminSettings",
+    "CutoverSettings",
     "EvidenceSettings",
     "GrpcCardinality",
     "GrpcMethodSpec",
@@ -21,6 +22,8 @@ __all__ = [
     "HostAddress",
     "LegacySettings",
     "RedactSettings",
+    "RollbackSettings",
+    "RouteMode",
     "RouteSpec",
     "Settings",
     "ShadowSettings",
@@ -79,6 +82,10 @@ class ShadowSettings:
     """Shed new shadow work (skip reason ``overload``) while the event loop lags more."""
 
 
+RouteMode = Literal["shadow", "canary", "candidate", "legacy-only"]
+"""Who answers a route (docs/cutover.md); ``shadowproxy.proxy.cutover.Mode`` names them."""
+
+
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     """One configured route: a template (``/orders/{id}``) or a prefix (``/static/*``)."""
@@ -89,6 +96,37 @@ class RouteSpec:
     sample_percent: float
     mirror_writes: bool
     rules: CompareRules
+    mode: RouteMode | None = None
+    """None follows ``cutover.default_mode``."""
+    canary_percent: float = 0.0
+    """Share of requests the candidate answers in ``canary`` mode."""
+    sticky: str = "client"
+    """Canary assignment key: ``client``, ``header:NAME`` or ``cookie:NAME``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackSettings:
+    """When a route the candidate answers returns to ``shadow`` by itself."""
+
+    enabled: bool = True
+    window_s: float = 60.0
+    min_samples: int = 20
+    max_structural_rate: float = 0.01
+    """Share of candidate-answered exchanges with a structural divergence."""
+    max_error_rate: float = 0.05
+    """Share of candidate-answered requests with a 5xx or no answer."""
+    max_p99_ratio: float = 2.0
+    """Candidate p99 over legacy p99, on exchanges where both answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class CutoverSettings:
+    """Route ownership defaults, the emergency switch and automatic rollback."""
+
+    default_mode: RouteMode = "shadow"
+    force_legacy: bool = False
+    """Set from ``SHADOWPROXY_FORCE_LEGACY=1`` at start."""
+    rollback: RollbackSettings = RollbackSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,3 +226,4 @@ class Settings:
     """sha256 of the effective configuration, shown on ``/status``."""
     grpc: GrpcSettings | None = None
     """The gRPC listener; None when it is off."""
+    cutover: CutoverSettings = CutoverSettings()

@@ -6,7 +6,12 @@ the admin listener itself: metrics are summed over workers through
 prometheus_client's multiprocess mode, and the kill switch is one byte of
 shared memory every worker reads. SIGTERM/SIGINT and SIGHUP are forwarded to
 the workers; a new configuration is validated here first, so a bad one never
-reaches them. A worker that dies unexpectedly is restarted.
+reaches them. A worker that dies unexpectedly is restarted. Route ownership
+(docs/cutover.md) is a state file in a private directory created here: the
+admin API changes it, any worker may roll a route back in it, and every
+worker polls it, so a change reaches all of them within a second. The
+supervisor writes the ``ownership`` records of the changes it makes to its
+own evidence file.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ def _worker_main(
     flag: SharedFlag,
     ready: SharedFlag,
     log_json: bool | None,
+    cutover_state_dir: str | None = None,
 ) -> None:
     """Entry point of one worker process; ``ready`` turns 1 once it listens."""
     from shadowproxy.serve import serve
@@ -64,6 +70,7 @@ def _worker_main(
             pause_flag=flag,
             serve_admin=False,
             on_ready=lambda _: setattr(ready, "value", 1),
+            cutover_state_dir=cutover_state_dir,
         )
     )
 
@@ -77,6 +84,7 @@ class _Fleet:
         config_path: str | None,
         overrides: Overrides,
         log_json: bool | None,
+        cutover_state_dir: str | None = None,
     ) -> None:
         self._context = multiprocessing.get_context("spawn")
         self.flag: SharedFlag = self._context.RawValue("b", 0)
@@ -85,13 +93,22 @@ class _Fleet:
         self.workers: list[BaseProcess] = []
         self.ready: list[SharedFlag] = []
         self.stopping = False
+        self.cutover_state_dir = cutover_state_dir
 
     def _spawn(self, slot: int) -> BaseProcess:
         config_path, overrides, log_json = self._args
         self.ready[slot].value = 0
         process = self._context.Process(
             target=_worker_main,
-            args=(self.settings, config_path, overrides, self.flag, self.ready[slot], log_json),
+            args=(
+                self.settings,
+                config_path,
+                overrides,
+                self.flag,
+                self.ready[slot],
+                log_json,
+                self.cutover_state_dir,
+            ),
             name=f"shadowproxy-worker-{slot}",
         )
         process.start()
@@ -147,12 +164,25 @@ class _Fleet:
 
 
 async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Overrides) -> int:
-    from shadowproxy.sinks import multiprocess_registry, render_metrics
+    from prometheus_client import CollectorRegistry
+
+    from shadowproxy.proxy.ownership import Ownership
+    from shadowproxy.sinks import (
+        Evidence,
+        Metrics,
+        default_worker_id,
+        multiprocess_registry,
+        render_metrics,
+    )
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     settings = fleet.settings
     switch = ShadowSwitch(fleet.flag)
+    records = Evidence(settings, Metrics(CollectorRegistry()), worker_id=default_worker_id())
+    records.start()
+    ownership = Ownership(settings, records, state_dir=fleet.cutover_state_dir)
+    ownership.publish()
 
     def reload() -> None:
         try:
@@ -161,6 +191,7 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
             log.error("reload rejected; keeping the running configuration", error=str(exc))
             return
         fleet.settings = fresh
+        ownership.reload(fresh, controller=True)
         fleet.signal_all(signal.SIGHUP)
         log.info("configuration reloaded", digest=fresh.digest)
 
@@ -187,6 +218,7 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
                 legacy_url=settings.upstreams.legacy,
                 token=settings.admin.token,
                 require_token=not is_loopback(settings.admin.listen.host),
+                cutover=ownership,
             )
         ),
         handle_signals=False,
@@ -221,6 +253,7 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
     grace = settings.drain_s + settings.shadow.grace_s + 5
     clean = await loop.run_in_executor(None, fleet.join, grace)
     await admin.cleanup()
+    await loop.run_in_executor(None, records.close, settings.drain_s)
     return 0 if clean and started else 1
 
 
@@ -244,10 +277,12 @@ def supervise(
             settings, listen=HostAddress(settings.listen.host, _free_port(settings.listen.host))
         )
     metrics_dir = tempfile.mkdtemp(prefix="shadowproxy-metrics-")
+    state_dir = tempfile.mkdtemp(prefix="shadowproxy-cutover-")
     # Set before any worker starts: prometheus_client picks its value store at import.
     os.environ[_MULTIPROC_ENV] = metrics_dir
     try:
-        fleet = _Fleet(settings, config_path, overrides, log_json)
+        fleet = _Fleet(settings, config_path, overrides, log_json, state_dir)
         return asyncio.run(_supervise(fleet, config_path, overrides))
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(state_dir, ignore_errors=True)

@@ -33,7 +33,7 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -192,7 +192,7 @@ class Relay:
     ) -> None:
         fault = toxic.fault
         if fault in {Fault.NONE, Fault.LATENCY, Fault.DRIP, Fault.TRUNCATE}:
-            await self._forward(toxic, reader, writer)
+            await self._forward(reader, writer)
             return
         if fault is Fault.HANG:
             while await reader.read(_CHUNK):
@@ -213,17 +213,15 @@ class Relay:
             await writer.drain()
             return
 
-    async def _forward(
-        self, toxic: Toxic, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._upstream is None:
             raise ValueError("this toxic relays to an upstream, and none was given")
         host, _, port = self._upstream.rpartition(":")
         up_reader, up_writer = await asyncio.open_connection(host, int(port))
         try:
             async with asyncio.TaskGroup() as group:
-                up = group.create_task(_pipe(reader, up_writer, HEALTHY))
-                down = group.create_task(_pipe(up_reader, writer, toxic))
+                up = group.create_task(_pipe(reader, up_writer, lambda: HEALTHY))
+                down = group.create_task(_pipe(up_reader, writer, lambda: self.toxic))
                 # Whichever direction ends first ends the connection.
                 await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
                 for task in (up, down):
@@ -232,11 +230,18 @@ class Relay:
             up_writer.transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, toxic: Toxic) -> None:
-    """Copy bytes from ``reader`` to ``writer`` under ``toxic``, until EOF or the toxic's end."""
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, current: Callable[[], Toxic]
+) -> None:
+    """Copy bytes from ``reader`` to ``writer`` until EOF or the toxic's end.
+
+    The toxic is read again for every chunk, so a change applies to open
+    (keep-alive) connections too, as in toxiproxy.
+    """
     sent = 0
     with contextlib.suppress(ConnectionError, OSError):
         while data := await reader.read(_CHUNK):
+            toxic = current()
             if toxic.fault is Fault.LATENCY:
                 await asyncio.sleep(toxic.latency_s)  # the injected fault, not a synchronisation
             if toxic.fault is Fault.TRUNCATE:

@@ -84,9 +84,15 @@ def make_settings(
     document: Mapping[str, Any] | None = None,
     secondary: str | None = None,
 ) -> Settings:
-    """Settings for a test proxy on ephemeral loopback ports."""
-    doc: dict[str, Any] = {"shadow": {"grace_s": 0.5}, "drain_s": 2}
-    doc.update(document or {})
+    """Settings for a test proxy on ephemeral loopback ports.
+
+    Load shedding on loop lag is set out of reach unless a test sets it: on a
+    busy CI machine a lagging loop would otherwise skip the very mirror a test
+    waits for. ``document``'s ``shadow`` keys merge into these defaults.
+    """
+    given = dict(document or {})
+    shadow = {"grace_s": 0.5, "max_loop_lag_ms": 60_000, **given.pop("shadow", {})}
+    doc: dict[str, Any] = {"drain_s": 2, **given, "shadow": shadow}
     return settings_from_document(
         doc,
         "<test>",

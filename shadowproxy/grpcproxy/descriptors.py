@@ -10,9 +10,10 @@ file; imports only protobuf.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
@@ -69,7 +70,9 @@ def _parse(path: str) -> descriptor_pb2.FileDescriptorSet:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise DescriptorError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+        raise DescriptorError(
+            f"{path}: cannot read: {exc.strerror or type(exc).__name__}"
+        ) from None
     try:
         files = descriptor_pb2.FileDescriptorSet.FromString(data)
     except message.DecodeError:
@@ -116,8 +119,10 @@ def _dependency(
         return found
     if name.startswith("google/protobuf/"):
         try:
+            # Importing the well-known module registers it in the default pool.
+            importlib.import_module(f"google.protobuf.{PurePosixPath(name).stem}_pb2")
             known = descriptor_pool.Default().FindFileByName(name)
-        except KeyError:
+        except (ImportError, KeyError):
             pass
         else:
             proto = descriptor_pb2.FileDescriptorProto()

@@ -41,7 +41,9 @@ def _add_unknown(msg: message.Message, rendered: dict[str, object], depth: int) 
     """Add ``#<number>`` keys for unknown fields, here and in nested messages."""
     if depth > _MAX_DEPTH:
         return
-    for field in UnknownFieldSet(msg):
+    unknown = UnknownFieldSet(msg)
+    for index in range(len(unknown)):
+        field = unknown[index]
         key = f"#{field.field_number}"
         value = _unknown_value(field)
         previous = rendered.get(key)
@@ -52,14 +54,13 @@ def _add_unknown(msg: message.Message, rendered: dict[str, object], depth: int) 
         else:
             rendered[key] = [previous, value]
     for descriptor, value in msg.ListFields():
-        if descriptor.type != FieldDescriptor.TYPE_MESSAGE:
+        kind = descriptor.message_type
+        if descriptor.type != FieldDescriptor.TYPE_MESSAGE or kind is None:
             continue
-        if descriptor.message_type.full_name.startswith(_WELL_KNOWN_PREFIX):
-            continue  # rendered specially (timestamps as strings, Any...)
-        if descriptor.message_type.GetOptions().map_entry:
-            continue
+        if kind.full_name.startswith(_WELL_KNOWN_PREFIX) or kind.GetOptions().map_entry:
+            continue  # rendered specially (timestamps as strings, maps as objects)
         child = rendered.get(descriptor.name)
-        if descriptor.label == FieldDescriptor.LABEL_REPEATED:
+        if descriptor.is_repeated:
             if isinstance(child, list):
                 for item, item_rendered in zip(value, child, strict=False):
                     if isinstance(item_rendered, dict):

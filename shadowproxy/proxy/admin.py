@@ -18,6 +18,8 @@ from aiohttp import web
 
 from shadowproxy import __version__
 from shadowproxy.proxy.control import ShadowSwitch
+from shadowproxy.proxy.cutover_api import Handler, add_cutover_routes
+from shadowproxy.proxy.ownership import Ownership
 
 __all__ = ["AdminContext", "build_admin_app", "legacy_reachable"]
 
@@ -36,6 +38,8 @@ class AdminContext:
     require_token: bool
     on_change: Callable[[str], None] | None = None
     """Told ``"paused"`` or ``"resumed"`` (a supervisor forwards it to workers)."""
+    cutover: Ownership | None = None
+    """Route ownership; adds the ``/cutover`` endpoints (docs/cutover.md)."""
 
 
 ADMIN = web.AppKey("admin", AdminContext)
@@ -132,4 +136,15 @@ def build_admin_app(ctx: AdminContext) -> web.Application:
     app.router.add_get("/status", _status)
     app.router.add_post("/shadow/pause", _guarded(_pause))
     app.router.add_post("/shadow/resume", _guarded(_resume))
+    if ctx.cutover is not None:
+        add_cutover_routes(app, ctx.cutover, _guard_plain)
     return app
+
+
+def _guard_plain(handler: Handler) -> Handler:
+    """``_guarded`` for a handler that needs only the request."""
+
+    async def call(request: web.Request, _: AdminContext) -> web.StreamResponse:
+        return await handler(request)
+
+    return _guarded(call)

@@ -3,7 +3,9 @@
 Sessions and the shadow pool live in the application's cleanup context.
 Cleanup runs after aiohttp has stopped accepting and drained in-flight client
 requests, and runs in reverse order: the shadow pool gets its grace period and
-is cancelled first, then the upstream sessions close.
+is cancelled first, then the upstream sessions close. The candidate has a
+second session with legacy's limits for the requests it answers (canary,
+candidate mode), so answering never competes with mirroring for the shadow pool.
 """
 
 from __future__ import annotations
@@ -12,18 +14,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 
 from shadowproxy.compare import Comparator
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
 from shadowproxy.proxy.forward import Forwarder, RequestSink, json_error
+from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import RouteTable
 from shadowproxy.proxy.shadow import EvidenceSink, Shadow
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.proxy.upstream import Upstream, open_session
 from shadowproxy.settings import Settings
 
-__all__ = ["FORWARDER", "POOL", "ProxyParts", "build_proxy_app", "route_table"]
+__all__ = ["FORWARDER", "MAX_HEADERS", "POOL", "ProxyParts", "build_proxy_app", "route_table"]
 
 
 class ProxySink(RequestSink, EvidenceSink, Protocol):
@@ -40,7 +43,14 @@ class ProxyParts:
     switch: ShadowSwitch
     lag: LagMonitor
     comparator: Comparator
+    ownership: Ownership | None = None
+    """Route ownership; None answers every request from legacy."""
 
+
+MAX_HEADERS = 100
+"""Requests with more header lines are refused with 431 (aiohttp's parsers allow 128 and
+count differently from each other, so the check is made here)."""
+_HTTP_VERSIONS = frozenset({HttpVersion10, HttpVersion11})
 
 FORWARDER = web.AppKey("forwarder", Forwarder)
 POOL = web.AppKey("shadow_pool", TaskPool)
@@ -56,11 +66,23 @@ def route_table(settings: Settings) -> RouteTable:
     )
 
 
+def _refuse(status: int, reason: str) -> web.Response:
+    """An answer to a malformed request; the connection closes after it."""
+    response = json_error(status, "proxy", reason)
+    response.force_close()
+    return response
+
+
 @web.middleware
 async def _origin_form_only(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """CONNECT and non-origin-form targets never reach an upstream."""
+    """CONNECT, non-origin-form targets and unknown HTTP versions never reach an upstream."""
+    if request.version not in _HTTP_VERSIONS:
+        # aiohttp's pure-Python parser accepts any HTTP/x.y; an upstream might read it otherwise.
+        return _refuse(400, "unsupported HTTP version")
+    if len(request.raw_headers) > MAX_HEADERS:
+        return _refuse(431, "too many request headers")
     if request.method == "CONNECT":
         return json_error(405, "proxy", "CONNECT is not supported")
     if not request.raw_path.startswith("/"):
@@ -70,7 +92,10 @@ async def _origin_form_only(
 
 def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
     """The client-facing application for one worker."""
-    app = web.Application(middlewares=[_origin_form_only], handler_args={"max_field_size": 8190})
+    app = web.Application(
+        middlewares=[_origin_form_only],
+        handler_args={"max_field_size": 8190},
+    )
 
     async def upstreams(app: web.Application) -> AsyncIterator[None]:
         legacy_session = open_session(
@@ -86,7 +111,13 @@ def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
             )
             for _ in range(2 if settings.upstreams.secondary else 1)
         ]
+        answer_session = open_session(
+            connect_timeout_s=settings.legacy.connect_timeout_s,
+            read_timeout_s=settings.legacy.timeout_s,
+            limit=settings.legacy.max_connections,
+        )
         pool = TaskPool(settings.shadow.max_inflight, on_change=parts.sink.set_inflight)
+        legacy = Upstream("legacy", settings.upstreams.legacy, legacy_session)
         secondary = (
             Upstream("secondary", settings.upstreams.secondary, shadow_sessions[1])
             if settings.upstreams.secondary
@@ -102,20 +133,24 @@ def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
             switch=parts.switch,
             lag=parts.lag,
             own_host=settings.upstreams.host_header == "upstream",
+            legacy=legacy,
+            ownership=parts.ownership,
         )
         app[POOL] = pool
         app[FORWARDER] = Forwarder(
             settings=settings,
             routes=route_table(settings),
-            legacy=Upstream("legacy", settings.upstreams.legacy, legacy_session),
+            legacy=legacy,
             shadow=shadow,
             sink=parts.sink,
+            candidate=Upstream("candidate", settings.upstreams.candidate, answer_session),
+            ownership=parts.ownership,
         )
         try:
             yield
         finally:
             await pool.close(settings.shadow.grace_s)
-            for session in (legacy_session, *shadow_sessions):
+            for session in (legacy_session, answer_session, *shadow_sessions):
                 await session.close()
 
     async def handle(request: web.Request) -> web.StreamResponse:

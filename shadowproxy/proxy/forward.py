@@ -6,6 +6,12 @@ failures become 502/504 with a small JSON body; a legacy reset mid-body
 aborts the client connection so a cut body never looks complete. The
 shadow path is started before legacy is called and told legacy's outcome
 afterwards; nothing it does is awaited here.
+
+Cutover (docs/cutover.md): the route's ownership decides per request whether
+legacy or the candidate answers; the other side is mirrored. A candidate
+that fails before answering (connection error, timeout) is retried on legacy
+for idempotent methods with a buffered body; otherwise the client gets the
+same 502/504 JSON as for a legacy failure.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,20 +29,27 @@ from aiohttp import web
 
 from shadowproxy.model import ErrorKind, Observation, RequestFacts, SkipReason
 from shadowproxy.model import Upstream as UpstreamName
+from shadowproxy.proxy.cutover import sticky_key
 from shadowproxy.proxy.headers import request_headers, response_headers
+from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import Route, RouteTable
 from shadowproxy.proxy.shadow import Shadow, ShadowRequest
 from shadowproxy.proxy.upstream import PREAMBLE_ERRORS, Upstream, classify_error, raw_headers
 from shadowproxy.proxy.websocket import is_upgrade, tunnel_websocket
 from shadowproxy.settings import Settings
 
-__all__ = ["Forwarder", "RequestSink", "json_error"]
+__all__ = ["IDEMPOTENT_METHODS", "PROBE_HEADER", "Forwarder", "RequestSink", "json_error"]
 
 log = structlog.get_logger(__name__)
 
 VIA = "1.1 shadowproxy"
 _NO_BODY_STATUS = frozenset({204, 304})
 _MAX_REQUEST_ID = 128
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""RFC 9110 section 9.2.2: a failed candidate answer to these is retried on legacy."""
+PROBE_HEADER = "X-Shadow-Probe"
+"""A request carrying it gets ``X-Shadow-Answered-By: legacy|candidate`` (used by drills)."""
 
 
 class RequestSink(Protocol):
@@ -97,12 +110,16 @@ class Forwarder:
         legacy: Upstream,
         shadow: Shadow,
         sink: RequestSink,
+        candidate: Upstream | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.settings = settings
         self.routes = routes
         self._legacy = legacy
         self._shadow = shadow
         self._sink = sink
+        self._candidate = candidate
+        self._ownership = ownership
 
     def reconfigure(self, settings: Settings, routes: RouteTable) -> None:
         """Swap routes, sampling and rules (SIGHUP); in-flight requests keep their own."""
@@ -148,8 +165,25 @@ class Forwarder:
         ]
         own_host = settings.upstreams.host_header == "upstream"
 
+        answered_by, mirror = UpstreamName.LEGACY, True
+        if self._ownership is not None and self._candidate is not None:
+            ownership = self._ownership
+            decision = ownership.decide(
+                route.name,
+                lambda: sticky_key(
+                    ownership.sticky(route.name),
+                    request.headers,
+                    request.cookies,
+                    request.remote or "",
+                ),
+            )
+            answered_by, mirror = decision.answered_by, decision.mirror
         legacy_seen: asyncio.Future[Observation | None] | None = None
-        skip = self._shadow.decide(route, method, body_complete=body.complete)
+        skip = (
+            self._shadow.decide(route, method, body_complete=body.complete)
+            if mirror
+            else SkipReason.MODE
+        )
         if skip is None:
             legacy_seen = self._shadow.start(
                 ShadowRequest(
@@ -167,22 +201,64 @@ class Forwarder:
                     headers=[*upstream_headers, ("X-Shadow-Request", "1")],
                     host=client_host,
                     body=body.data,
+                    answered_by=answered_by,
                 )
             )
         else:
             self._shadow.skip(route, skip)
 
-        legacy_host = self._legacy.host if own_host else client_host
-        headers = [*upstream_headers, ("Host", legacy_host)] if legacy_host else upstream_headers
+        def with_host(upstream: Upstream) -> list[tuple[str, str]]:
+            host = upstream.host if own_host else client_host
+            return [*upstream_headers, ("Host", host)] if host else upstream_headers
+
         observation: Observation | None = None
         try:
+            if answered_by is UpstreamName.CANDIDATE and self._candidate is not None:
+                response, observation = await self._from_candidate(
+                    request, route, method, raw_target, with_host, body
+                )
+                return response
             response, observation = await self._relay(
-                request, route, method, raw_target, headers, body
+                request, route, method, raw_target, with_host(self._legacy), body
             )
             return response
         finally:
             if legacy_seen is not None and not legacy_seen.done():
                 legacy_seen.set_result(observation)
+
+    async def _from_candidate(
+        self,
+        request: web.Request,
+        route: Route,
+        method: str,
+        raw_target: str,
+        with_host: Callable[[Upstream], list[tuple[str, str]]],
+        body: _Body,
+    ) -> tuple[web.StreamResponse, Observation | None]:
+        """Answer from the candidate; retry on legacy when it fails before answering."""
+        assert self._candidate is not None and self._ownership is not None
+        retry: Callable[[], Awaitable[tuple[web.StreamResponse, Observation | None]]] | None = None
+        if method in IDEMPOTENT_METHODS and body.complete:
+
+            async def retry() -> tuple[web.StreamResponse, Observation | None]:
+                return await self._relay(
+                    request, route, method, raw_target, with_host(self._legacy), body
+                )
+
+        response, observation = await self._relay(
+            request,
+            route,
+            method,
+            raw_target,
+            with_host(self._candidate),
+            body,
+            upstream=self._candidate,
+            retry=retry,
+        )
+        if observation is not None:
+            error = not observation.ok or (observation.status or 0) >= 500
+            self._ownership.answered(route.name, error=error)
+        return response, observation
 
     async def _relay(
         self,
@@ -192,18 +268,28 @@ class Forwarder:
         raw_target: str,
         headers: list[tuple[str, str]],
         body: _Body,
+        *,
+        upstream: Upstream | None = None,
+        retry: Callable[[], Awaitable[tuple[web.StreamResponse, Observation | None]]] | None = None,
     ) -> tuple[web.StreamResponse, Observation | None]:
-        """Send to legacy and stream its answer back; the observation is None on failure."""
+        """Send to legacy (or ``upstream``) and stream its answer back.
+
+        The observation is None when legacy failed; a failed candidate gives
+        its failed observation (the shadow path compares it as an error).
+        ``retry`` answers instead when the upstream failed before responding.
+        """
         settings = self.settings
+        target = upstream or self._legacy
+        name = UpstreamName.CANDIDATE if upstream is not None else UpstreamName.LEGACY
         started = time.perf_counter()
         data = body.data if body.complete else _stream_rest(body.data, request)
         if not body.complete and request.content_length is not None:
             headers = [*headers, ("Content-Length", str(request.content_length))]
         try:
             async with asyncio.timeout(settings.legacy.timeout_s):
-                upstream_response = await self._legacy.session.request(
+                upstream_response = await target.session.request(
                     method,
-                    self._legacy.url(raw_target),
+                    target.url(raw_target),
                     headers=headers,
                     data=data if (body.data or not body.complete) else None,
                     allow_redirects=False,
@@ -211,14 +297,21 @@ class Forwarder:
         except PREAMBLE_ERRORS as exc:
             kind = classify_error(exc)
             failed = Observation.failed(kind, time.perf_counter() - started, type(exc).__name__)
-            self._sink.on_upstream(UpstreamName.LEGACY, route.name, failed)
+            self._sink.on_upstream(name, route.name, failed)
+            kept = failed if name is UpstreamName.CANDIDATE else None
+            if retry is not None:
+                log.warning(
+                    "candidate failed; retrying on legacy", route=route.name, reason=str(kind)
+                )
+                response, _ = await retry()
+                return response, kept
             status = 504 if kind is ErrorKind.TIMEOUT else 502
             self._sink.on_request(route.name, method, status)
-            log.warning("legacy failed", route=route.name, reason=str(kind), status=status)
-            return json_error(status, "legacy", str(kind)), None
+            log.warning(f"{name} failed", route=route.name, reason=str(kind), status=status)
+            return json_error(status, str(name), str(kind)), kept
 
         async with upstream_response:
-            return await self._stream_back(request, route, method, upstream_response, started)
+            return await self._stream_back(request, route, method, upstream_response, started, name)
 
     async def _stream_back(
         self,
@@ -227,12 +320,15 @@ class Forwarder:
         method: str,
         upstream: aiohttp.ClientResponse,
         started: float,
+        answered_by: UpstreamName = UpstreamName.LEGACY,
     ) -> tuple[web.StreamResponse, Observation | None]:
         cap = self.settings.shadow.compare_max_bytes
         headers = raw_headers(upstream)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name, value in response_headers(headers, VIA):
             response.headers.add(name, value)
+        if PROBE_HEADER in request.headers:
+            response.headers["X-Shadow-Answered-By"] = str(answered_by)
         self._sink.on_request(route.name, method, upstream.status)
         await response.prepare(request)
         kept = bytearray()
@@ -252,15 +348,14 @@ class Forwarder:
                 log.info("client disconnected", route=route.name)
                 return response, None
             kind = classify_error(exc)
-            self._sink.on_upstream(
-                UpstreamName.LEGACY,
-                route.name,
-                Observation.failed(kind, time.perf_counter() - started, type(exc).__name__),
+            failed = Observation.failed(kind, time.perf_counter() - started, type(exc).__name__)
+            self._sink.on_upstream(answered_by, route.name, failed)
+            log.warning(
+                f"{answered_by} failed mid-body; aborting client connection", reason=str(kind)
             )
-            log.warning("legacy failed mid-body; aborting client connection", reason=str(kind))
             if request.transport is not None:
                 request.transport.abort()
-            return response, None
+            return response, failed if answered_by is UpstreamName.CANDIDATE else None
         truncated = len(kept) > cap
         observation = Observation(
             status=upstream.status,
@@ -270,5 +365,5 @@ class Forwarder:
             body_size=size,
             truncated=truncated,
         )
-        self._sink.on_upstream(UpstreamName.LEGACY, route.name, observation)
+        self._sink.on_upstream(answered_by, route.name, observation)
         return response, observation

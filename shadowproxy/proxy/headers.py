@@ -37,6 +37,9 @@ _FRAMING = frozenset({"content-length"})
 Pairs = list[tuple[str, str]]
 
 
+_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+
+
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
     tokens: set[str] = set()
     for name, value in headers:
@@ -70,34 +73,31 @@ def request_headers(
     ``upstream_host`` replaces the client's Host when the upstream should see
     its own name; otherwise the client's Host is kept.
     """
-    pairs = [
-        (name, value)
-        for name, value in end_to_end(headers)
-        if name.lower() not in _FRAMING
-        and not (upstream_host is not None and name.lower() == "host")
-    ]
-    forwarded_for = [value for name, value in pairs if name.lower() == "x-forwarded-for"]
-    pairs = [
-        (name, value)
-        for name, value in pairs
-        if name.lower() not in {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-    ]
+    # One pass with one lower() per header: this runs on every client request.
+    pairs = list(headers)
+    named = _connection_tokens(pairs)
+    kept: Pairs = []
+    forwarded_for: list[str] = []
+    previous_via: list[str] = []
+    for name, value in pairs:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in named or lower in _FRAMING:
+            continue
+        if lower == "x-forwarded-for":
+            forwarded_for.append(value)
+        elif lower == "via":
+            previous_via.append(value)
+        elif lower not in _FORWARDED and not (upstream_host is not None and lower == "host"):
+            kept.append((name, value))
     chain = ", ".join([*forwarded_for, client_ip]) if client_ip else ", ".join(forwarded_for)
     if chain:
-        pairs.append(("X-Forwarded-For", chain))
-    pairs.append(("X-Forwarded-Proto", scheme))
+        kept.append(("X-Forwarded-For", chain))
+    kept.append(("X-Forwarded-Proto", scheme))
     if host:
-        pairs.append(("X-Forwarded-Host", host))
+        kept.append(("X-Forwarded-Host", host))
     if upstream_host is not None:
-        pairs.append(("Host", upstream_host))
-    return _with_via(pairs, via)
-
-
-def _with_via(pairs: Pairs, via: str) -> Pairs:
-    """Fold every Via line into one and append this proxy to it (RFC 9110 section 7.6.3)."""
-    previous = [value for name, value in pairs if name.lower() == "via"]
-    kept = [(name, value) for name, value in pairs if name.lower() != "via"]
-    kept.append(("Via", ", ".join([*previous, via])))
+        kept.append(("Host", upstream_host))
+    kept.append(("Via", ", ".join([*previous_via, via])))
     return kept
 
 
@@ -107,4 +107,17 @@ def response_headers(headers: Iterable[tuple[str, str]], via: str) -> Pairs:
     Content-Length is kept so the client sees legacy's framing; the proxy
     aborts the connection if fewer bytes arrive.
     """
-    return _with_via(end_to_end(headers), via)
+    pairs = list(headers)
+    named = _connection_tokens(pairs)
+    kept: Pairs = []
+    previous_via: list[str] = []
+    for name, value in pairs:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in named:
+            continue
+        if lower == "via":
+            previous_via.append(value)
+        else:
+            kept.append((name, value))
+    kept.append(("Via", ", ".join([*previous_via, via])))
+    return kept

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.settings import RouteSpec
 
-__all__ = ["OTHER", "Route", "RouteTable", "normalise_path"]
+__all__ = ["OTHER", "Route", "RouteTable", "normalise_path", "route_path"]
 
 OTHER = "other"
 DEFAULT_DOMAIN = "default"
@@ -58,6 +58,30 @@ def normalise_path(path: str) -> str:
     if len(segments) > _MAX_SEGMENTS + 1:
         segments = [*segments[:_MAX_SEGMENTS], "{rest}"]
     return "/".join("{id}" if _is_identifier(s) else s for s in segments) or "/"
+
+
+_DOT = re.compile(r"%2[eE]")
+_SLASHES = re.compile(r"/{2,}")
+
+
+def route_path(path: str) -> str:
+    """The path a route is chosen by: ``%2e`` read as ``.``, ``//`` folded, dot segments removed.
+
+    Only for labelling and rules; upstreams always get the raw target unchanged.
+    """
+    if "." not in path and "%" not in path and "//" not in path:
+        return path
+    segments: list[str] = []
+    parts = _SLASHES.sub("/", _DOT.sub(".", path)).split("/")
+    for part in parts[1:]:
+        if part == "..":
+            if segments:
+                segments.pop()
+        elif part != ".":
+            segments.append(part)
+    # A trailing dot segment leaves a directory, as in RFC 3986 remove_dot_segments.
+    trailing = "/" if parts[-1] in {".", ".."} and segments else ""
+    return "/" + "/".join(segments) + trailing
 
 
 class _Template:
@@ -119,7 +143,12 @@ class RouteTable:
         return [*configured, *self._seen, OTHER]
 
     def resolve(self, path: str) -> Route:
-        """The route for ``path`` (the path only, without query string)."""
+        """The route for ``path`` (the path only, without query string).
+
+        The path is matched after ``route_path``, so ``/static/../admin`` is
+        labelled (and compared) as ``/admin``, which is what an upstream serves.
+        """
+        path = route_path(path)
         segments = path.split("/")
         for template in self._templates:
             if template.matches(path, segments):

@@ -6,6 +6,10 @@ observation. The task sends the copy to the candidate (and secondary) at
 once, so latencies are comparable, then waits for legacy's observation,
 compares and records. Nothing here can delay or fail the client's answer:
 a full pool drops the shadow (``queue_full``) instead of waiting.
+
+When the candidate answered the client (canary, candidate mode), the copy
+goes to legacy instead (reverse shadow); the exchange still names each side
+by what it is, and its comparison feeds the route's rollback window.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import Protocol
 import structlog
 
 from shadowproxy.compare import Comparator
-from shadowproxy.model import Exchange, Observation, RequestFacts, SkipReason, Verdict
+from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, SkipReason, Verdict
 from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
+from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import Route
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.proxy.upstream import Upstream, fetch_observation
@@ -54,6 +59,8 @@ class ShadowRequest:
     host: str | None
     """The client's Host, sent unless upstreams get their own."""
     body: bytes
+    answered_by: UpstreamName = UpstreamName.LEGACY
+    """The side answering the client; the copy goes to the other one."""
 
 
 class Shadow:
@@ -71,6 +78,8 @@ class Shadow:
         switch: ShadowSwitch,
         lag: LagMonitor,
         own_host: bool = False,
+        legacy: Upstream | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.settings = settings
         self._pool = pool
@@ -81,6 +90,8 @@ class Shadow:
         self._switch = switch
         self._lag = lag
         self._own_host = own_host
+        self._legacy = legacy
+        self._ownership = ownership
 
     def decide(self, route: Route, method: str, *, body_complete: bool) -> SkipReason | None:
         """Why this request is not mirrored, or None when it should be."""
@@ -112,36 +123,49 @@ class Shadow:
         return legacy
 
     async def _mirror(
-        self, request: ShadowRequest, legacy_future: asyncio.Future[Observation | None]
+        self, request: ShadowRequest, answer_future: asyncio.Future[Observation | None]
     ) -> None:
+        reverse = request.answered_by is UpstreamName.CANDIDATE and self._legacy is not None
+        target = self._legacy if reverse and self._legacy is not None else self._candidate
         try:
-            candidate, secondary = await self._fetch_all(request)
-            legacy = await legacy_future
+            mirrored, secondary = await self._fetch_all(request, target)
+            answer = await answer_future
         finally:
-            if not legacy_future.done():
-                legacy_future.cancel()
+            if not answer_future.done():
+                answer_future.cancel()
         route = request.route
-        if legacy is None:
+        if answer is None:
             self.skip(route, SkipReason.LEGACY_FAILED)
             return
-        self._evidence.on_upstream(UpstreamName.CANDIDATE, route.name, candidate)
+        mirrored_name = UpstreamName.LEGACY if reverse else UpstreamName.CANDIDATE
+        self._evidence.on_upstream(mirrored_name, route.name, mirrored)
         if secondary is not None:
             self._evidence.on_upstream(UpstreamName.SECONDARY, route.name, secondary)
-        if legacy.truncated:
+        if answer.truncated:
             # Comparing prefixes of an oversized answer would invent differences.
             self.skip(route, SkipReason.BODY_TOO_LARGE)
             return
-        exchange = Exchange(request.facts, legacy, candidate, secondary)
+        legacy, candidate = (mirrored, answer) if reverse else (answer, mirrored)
+        exchange = Exchange(request.facts, legacy, candidate, secondary, request.answered_by)
         verdict = self._comparator.compare(exchange, route.rules)
         self._evidence.on_verdict(exchange, verdict)
+        if reverse and self._ownership is not None:
+            self._ownership.compared(
+                route.name,
+                structural=DiffClass.STRUCTURAL in verdict.classes,
+                candidate_s=candidate.elapsed_s if candidate.ok else None,
+                legacy_s=legacy.elapsed_s if legacy.ok else None,
+            )
 
-    async def _fetch_all(self, request: ShadowRequest) -> tuple[Observation, Observation | None]:
+    async def _fetch_all(
+        self, request: ShadowRequest, target: Upstream
+    ) -> tuple[Observation, Observation | None]:
         if self._secondary is None:
-            return await self._fetch(self._candidate, request), None
-        candidate, secondary = await asyncio.gather(
-            self._fetch(self._candidate, request), self._fetch(self._secondary, request)
+            return await self._fetch(target, request), None
+        mirrored, secondary = await asyncio.gather(
+            self._fetch(target, request), self._fetch(self._secondary, request)
         )
-        return candidate, secondary
+        return mirrored, secondary
 
     async def _fetch(self, upstream: Upstream, request: ShadowRequest) -> Observation:
         host = upstream.host if self._own_host else request.host

@@ -384,6 +384,11 @@ class Aggregator:
             percent=float(percent) if isinstance(percent, int | float) else None,
             reason=str(record.get("reason") or ""),
             source=str(record.get("source") or ""),
+            numbers={
+                str(k): float(v)
+                for k, v in (record.get("numbers") or {}).items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            },
         )
         if change.ts < self._until:
             self._ownership.append(change)

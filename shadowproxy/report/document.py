@@ -213,8 +213,27 @@ def to_json(report: Report) -> dict[str, Any]:
                 "percent": c.percent,
                 "reason": c.reason,
                 "source": c.source,
+                "numbers": dict(c.numbers),
             }
             for c in evidence.ownership
         ],
+        "modes": _modes(evidence),
         "notes": list(evidence.notes),
     }
+
+
+def _modes(evidence: Evidence) -> list[dict[str, Any]]:
+    """Each route's mode after its latest ``ownership`` record (``*``: default, force-legacy)."""
+    latest: dict[str, Any] = {}
+    for change in sorted(evidence.ownership, key=lambda c: c.ts):
+        latest[change.route] = change
+    return [
+        {
+            "route": route,
+            "mode": c.to_mode,
+            "percent": c.percent,
+            "since": format_instant(c.ts),
+            "source": c.source,
+        }
+        for route, c in sorted(latest.items())
+    ]

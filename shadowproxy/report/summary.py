@@ -166,6 +166,8 @@ class OwnershipChange:
     percent: float | None
     reason: str
     source: str
+    numbers: Mapping[str, float] = field(default_factory=dict)
+    """What a rollback or promotion was decided on (the record's ``numbers``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,11 +223,23 @@ def sections(doc: Document) -> list[Section]:
                 ),
             )
         )
+    if doc.get("modes"):
+        out.append(
+            Section(
+                "Route modes",
+                ("Route", "Mode", "Percent", "Since", "Source"),
+                tuple(
+                    (m["route"], m["mode"], _value(m["percent"]), m["since"], m["source"])
+                    for m in doc["modes"]
+                ),
+                tuple("" for _ in doc["modes"]),
+            )
+        )
     if doc["ownership"]:
         out.append(
             Section(
                 "Ownership history",
-                ("Time", "Route", "From", "To", "Percent", "Reason", "Source"),
+                ("Time", "Route", "From", "To", "Percent", "Reason", "Source", "Evidence"),
                 tuple(
                     (
                         c["ts"],
@@ -237,10 +249,11 @@ def sections(doc: Document) -> list[Section]:
                         _value(c["percent"]),
                         c["reason"],
                         c["source"],
+                        " ".join(f"{k}={v:g}" for k, v in (c.get("numbers") or {}).items()),
                     )
                     for c in doc["ownership"]
                 ),
-                tuple("" for _ in doc["ownership"]),
+                tuple("warn" if c["source"] == "rollback" else "" for c in doc["ownership"]),
             )
         )
     return out

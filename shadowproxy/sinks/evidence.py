@@ -126,6 +126,16 @@ class Evidence:
                 )
             )
 
+    @_guarded("on_cutover")
+    def set_route_mode(self, route: str, mode: str) -> None:
+        """Move ``shadowproxy_route_mode`` to ``route``'s effective ``mode``."""
+        self._metrics.set_route_mode(route, mode)
+
+    @_guarded("on_cutover")
+    def on_rollback(self, route: str, reason: str) -> None:
+        """Count an automatic rollback of ``route`` (its ``ownership`` record is separate)."""
+        self._metrics.rollbacks.labels(route, reason).inc()
+
     @_guarded("set_inflight")
     def set_inflight(self, n: int) -> None:
         """Set the number of shadow requests in flight."""

@@ -31,6 +31,8 @@ __all__ = [
     "HOOKS",
     "LATENCY_BUCKETS_S",
     "METHODS",
+    "ROLLBACK_REASONS",
+    "ROUTE_MODES",
     "Metrics",
     "code_class",
     "is_multiprocess",
@@ -56,8 +58,15 @@ HOOKS = (
     "set_inflight",
     "tick",
     "write_record",
+    "on_cutover",
 )
 """Evidence hooks whose failures are counted (``shadowproxy_evidence_errors_total{hook}``)."""
+
+ROUTE_MODES = ("shadow", "canary", "candidate", "legacy-only", "force-legacy")
+"""Values of ``shadowproxy_route_mode{mode}``: a route's effective mode."""
+
+ROLLBACK_REASONS = ("structural", "errors", "latency")
+"""Values of ``shadowproxy_rollbacks_total{reason}``."""
 
 LATENCY_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -154,6 +163,19 @@ class Metrics:
             multiprocess_mode="max",
         )
         self.build_info.labels(version).set(1)
+        self.route_mode = Gauge(
+            "shadowproxy_route_mode",
+            "1 for the mode each route is in (who answers it), 0 for the others.",
+            ("route", "mode"),
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.rollbacks = Counter(
+            "shadowproxy_rollbacks",
+            "Automatic rollbacks of a route to shadow mode, by trigger.",
+            ("route", "reason"),
+            registry=registry,
+        )
         # Known label values start at zero so rates and absent() behave from the first scrape.
         for reason in DROP_REASONS:
             self.jsonl_dropped.labels(reason)
@@ -172,6 +194,11 @@ class Metrics:
                 self.comparisons.labels(route, domain, str(outcome))
             for cls in DiffClass:
                 self.divergences.labels(route, domain, str(cls))
+
+    def set_route_mode(self, route: str, mode: str) -> None:
+        """Mark ``mode`` as ``route``'s current mode (1) and every other mode 0."""
+        for known in ROUTE_MODES:
+            self.route_mode.labels(route, known).set(1 if known == mode else 0)
 
     def observe_upstream(self, upstream: str, route: str, observation: Observation) -> None:
         """Latency of every answer or failure; an error also counts under its reason."""

@@ -84,6 +84,7 @@ def exchange_record(
         "classes": sorted(str(c) for c in verdict.classes),
         "legacy": _side(exchange.legacy, with_error=False),
         "candidate": _side(exchange.candidate, with_error=True),
+        "answered_by": str(exchange.answered_by),
     }
     if exchange.secondary is not None:
         record["secondary"] = _side(exchange.secondary, with_error=True)

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -21,34 +22,46 @@ UPSTREAMS = "upstreams: {legacy: 'http://a:1', candidate: 'http://b:2'}\n"
 
 
 async def _start_proxy(*args: str) -> tuple[asyncio.subprocess.Process, str, str]:
-    """Start ``shadowproxy run`` on ephemeral ports; returns the process, proxy and admin URLs."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shadowproxy",
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert process.stdout is not None
+    """Start ``shadowproxy run`` on ephemeral ports; returns the process, proxy and admin URLs.
+
+    Output goes to a file, never an undrained pipe that could block the proxy's
+    logging. Without ``--config``, a file that puts loop-lag shedding out of
+    reach is added, so a busy CI machine never skips the mirrors a test counts.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="shadowproxy-test-"))
+    if "--config" not in args:
+        (scratch / "config.yaml").write_text("shadow: {max_loop_lag_ms: 60000}\n")
+        args = ("--config", str(scratch / "config.yaml"), *args)
+    output = scratch / "output.log"
+    with output.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "shadowproxy",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            *args,
+            stdout=sink,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
     async with asyncio.timeout(30):
-        while line := await process.stdout.readline():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "shadowproxy listening":
-                return process, f"http://{event['proxy']}", f"http://{event['admin']}"
-    raise AssertionError("proxy did not start")
+        while process.returncode is None:
+            for line in output.read_bytes().splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == "shadowproxy listening":
+                    return process, f"http://{event['proxy']}", f"http://{event['admin']}"
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"proxy did not start: {output.read_text(errors='replace')[-2000:]}")
 
 
 class TestGracefulStop:

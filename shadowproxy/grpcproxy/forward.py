@@ -1,0 +1,263 @@
+"""The gRPC hot path: answer every call from legacy, unchanged, at legacy's speed.
+
+A generic handler takes any method with raw bytes in and out. Unary and
+client-streaming calls are settled with legacy and relayed as one answer:
+initial metadata, the message or the status code and details, trailing
+metadata. Server-streaming and bidirectional calls relay legacy's messages
+as they arrive. The client's remaining deadline is legacy's timeout (a unary
+call without one gets ``grpc.timeout_s``). When the gRPC library itself
+failed to reach legacy, the client gets the same status code with the
+details ``shadowproxy: legacy <reason>``. The shadow path is started before
+legacy is called and told legacy's answer afterwards; nothing it does is
+awaited here.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from shadowproxy.grpcproxy.answers import (
+    Answer,
+    call_unary,
+    pairs,
+    settle,
+    transport_failure,
+)
+from shadowproxy.grpcproxy.metadata import Metadata, forwardable
+from shadowproxy.grpcproxy.methods import GrpcMethod, MethodTable
+from shadowproxy.grpcproxy.shadow import SHADOW_MARK, GrpcEvidence, GrpcShadow, MirrorCall
+from shadowproxy.grpcproxy.status import http_status, observation_status
+from shadowproxy.model import Observation, RequestFacts, SkipReason
+from shadowproxy.model import Upstream as UpstreamName
+from shadowproxy.settings import GrpcSettings
+
+__all__ = ["GRPC_METHOD", "GrpcForwarder"]
+
+log = structlog.get_logger(__name__)
+
+GRPC_METHOD = "POST"
+"""The HTTP method recorded for gRPC calls (every call is an HTTP/2 POST)."""
+
+_MAX_REQUEST_ID = 128
+
+Context = grpc.aio.ServicerContext[Any, Any]
+"""The server-side context of one call (raw bytes both ways)."""
+
+
+def _request_id(metadata: Metadata) -> str:
+    for key, value in metadata:
+        if (
+            key == "x-request-id"
+            and isinstance(value, str)
+            and 0 < len(value) <= _MAX_REQUEST_ID
+            and value.isprintable()
+        ):
+            return value
+    return secrets.token_hex(8)
+
+
+def _remaining(context: Context) -> float | None:
+    # The stubs say float; the library returns None when the client set no deadline.
+    remaining: float | None = context.time_remaining()
+    return None if remaining is None else max(remaining, 0.0)
+
+
+def _light(answer: Answer) -> Observation:
+    """Legacy's latency and failure for the metrics, without decoding anything."""
+    failure = transport_failure(answer)
+    if failure is not None:
+        return Observation.failed(failure, answer.elapsed_s)
+    return Observation(status=observation_status(answer.code), elapsed_s=answer.elapsed_s)
+
+
+class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    """The generic handler for every method, for one worker."""
+
+    def __init__(
+        self,
+        *,
+        settings: GrpcSettings,
+        table: MethodTable,
+        legacy: grpc.aio.Channel,
+        shadow: GrpcShadow,
+        sink: GrpcEvidence,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self._legacy = legacy
+        self._shadow = shadow
+        self._sink = sink
+
+    def reconfigure(self, settings: GrpcSettings, table: MethodTable) -> None:
+        """Swap methods, sampling and rules (SIGHUP); in-flight calls keep their own."""
+        self.settings = settings
+        self.table = table
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:  # type: ignore[type-arg]
+        """A raw-bytes handler of the right cardinality for any method."""
+        raw_name: str | bytes = handler_call_details.method
+        name = raw_name.decode("utf-8", "replace") if isinstance(raw_name, bytes) else raw_name
+        method = self.table.resolve(name)
+        handlers: dict[str, Callable[..., grpc.RpcMethodHandler]] = {  # type: ignore[type-arg]
+            "unary_unary": grpc.unary_unary_rpc_method_handler,
+            "unary_stream": grpc.unary_stream_rpc_method_handler,
+            "stream_unary": grpc.stream_unary_rpc_method_handler,
+            "stream_stream": grpc.stream_stream_rpc_method_handler,
+        }
+        behaviours: dict[str, Callable[..., Any]] = {
+            "unary_unary": self._unary,
+            "unary_stream": self._unary_stream,
+            "stream_unary": self._stream_unary,
+            "stream_stream": self._stream_stream,
+        }
+        # A partial keeps the coroutine / async-generator nature grpc inspects.
+        bound = functools.partial(behaviours[method.cardinality], name, method)
+        return handlers[method.cardinality](bound)
+
+    async def _unary(
+        self, name: str, method: GrpcMethod, request: bytes, context: Context
+    ) -> bytes | None:
+        metadata = forwardable(context.invocation_metadata())
+        deadline = _remaining(context)
+        request_id = _request_id(metadata)
+        legacy_seen = None
+        skip = self._shadow.decide(method, len(request))
+        if skip is None:
+            legacy_seen = self._shadow.start(
+                MirrorCall(
+                    facts=RequestFacts(
+                        id=request_id,
+                        method=GRPC_METHOD,
+                        path=name,
+                        query="",
+                        route=method.name,
+                        domain=method.domain,
+                        started_at=time.time(),
+                    ),
+                    method=method,
+                    request=request,
+                    metadata=(*metadata, SHADOW_MARK),
+                    deadline_s=deadline,
+                )
+            )
+        else:
+            self._shadow.skip(method, skip)
+        answer: Answer | None = None
+        timeout = deadline if deadline is not None else self.settings.timeout_s
+        try:
+            answer = await call_unary(self._legacy, name, request, metadata, timeout)
+        finally:
+            if legacy_seen is not None and not legacy_seen.done():
+                legacy_seen.set_result(answer)
+        return await self._answer(method, answer, context)
+
+    async def _stream_unary(
+        self, name: str, method: GrpcMethod, requests: AsyncIterator[bytes], context: Context
+    ) -> bytes | None:
+        self._shadow.skip(method, SkipReason.UPGRADE)
+        deadline = _remaining(context)
+        call = self._legacy.stream_unary(name, None, None)
+        started = time.perf_counter()
+        pending = call(
+            requests, metadata=forwardable(context.invocation_metadata()) or None, timeout=deadline
+        )
+        return await self._answer(method, await settle(pending, started, deadline), context)
+
+    async def _answer(
+        self, method: GrpcMethod, answer: Answer, context: Context, *, stream: bool = False
+    ) -> bytes | None:
+        """Relay a settled answer to the client and count it.
+
+        A stream's duration is not a latency, so only its failures reach the upstream metrics.
+        """
+        light = _light(answer)
+        if not stream or not light.ok:
+            self._sink.on_upstream(UpstreamName.LEGACY, method.name, light)
+        self._sink.on_request(method.name, GRPC_METHOD, http_status(answer.code))
+        initial = forwardable(answer.initial)
+        if initial:
+            await context.send_initial_metadata(initial)
+        trailing = forwardable(answer.trailing)
+        if answer.code is grpc.StatusCode.OK:
+            if trailing:
+                context.set_trailing_metadata(trailing)
+            return answer.response
+        await context.abort(answer.code, self._details(method, answer), trailing)
+
+    def _details(self, method: GrpcMethod, answer: Answer) -> str:
+        failure = transport_failure(answer)
+        if failure is None:
+            return answer.details
+        log.warning("legacy failed", route=method.name, reason=str(failure))
+        return f"shadowproxy: legacy {failure}"
+
+    async def _unary_stream(
+        self, name: str, method: GrpcMethod, request: bytes, context: Context
+    ) -> AsyncIterator[bytes]:
+        self._shadow.skip(method, SkipReason.UPGRADE)
+        deadline = _remaining(context)
+        call = self._legacy.unary_stream(name, None, None)(
+            request, metadata=forwardable(context.invocation_metadata()) or None, timeout=deadline
+        )
+        async for message in self._relay_stream(method, call, context, deadline):
+            yield message
+
+    async def _stream_stream(
+        self, name: str, method: GrpcMethod, requests: AsyncIterator[bytes], context: Context
+    ) -> AsyncIterator[bytes]:
+        self._shadow.skip(method, SkipReason.UPGRADE)
+        deadline = _remaining(context)
+        call = self._legacy.stream_stream(name, None, None)(
+            requests, metadata=forwardable(context.invocation_metadata()) or None, timeout=deadline
+        )
+        async for message in self._relay_stream(method, call, context, deadline):
+            yield message
+
+    async def _relay_stream(
+        self,
+        method: GrpcMethod,
+        call: grpc.aio.UnaryStreamCall | grpc.aio.StreamStreamCall,  # type: ignore[type-arg]
+        context: Context,
+        deadline: float | None,
+    ) -> AsyncIterator[bytes]:
+        """Legacy's messages as they arrive, then its status and trailing metadata."""
+        started = time.perf_counter()
+        sent_initial = False
+        try:
+            initial = forwardable(await call.initial_metadata())
+            if initial:
+                await context.send_initial_metadata(initial)
+            sent_initial = True
+            async for message in call:
+                yield message
+            answer = Answer(
+                code=grpc.StatusCode.OK,
+                details="",
+                initial=(),
+                trailing=pairs(await call.trailing_metadata()),
+                response=None,
+                elapsed_s=time.perf_counter() - started,
+                timeout_s=deadline,
+            )
+        except grpc.aio.AioRpcError as exc:
+            answer = Answer(
+                code=exc.code(),
+                details=exc.details() or "",
+                initial=() if sent_initial else pairs(exc.initial_metadata()),
+                trailing=pairs(exc.trailing_metadata()),
+                response=None,
+                elapsed_s=time.perf_counter() - started,
+                timeout_s=deadline,
+            )
+        finally:
+            call.cancel()
+        await self._answer(method, answer, context, stream=True)

@@ -1,0 +1,148 @@
+"""Method resolution: a full gRPC method name to its route, domain, mirror policy and shape.
+
+Owns the mirror policy. A method is mirrored when configured with
+``mirror: true``, or, when ``mirror`` is not configured, when its name reads
+as a read (``Get``, ``List``, ``Search``, ``Read``, ``Describe``, ``Lookup``,
+``Find``, ``Query``, ``Count``, ``Check``, ``BatchGet``, ``Fetch``... followed by an
+upper-case letter or nothing: ``GetItem`` yes, ``Listen`` no). Anything else
+is assumed to write and is never mirrored unless configured, so a candidate
+never performs a second write. The cardinality comes from the configuration,
+else the descriptors, else unary-unary. Method names the configuration and
+descriptors do not know become routes as they are, up to ``max_routes``,
+then ``other``, so metric labels stay bounded. Pure code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from google.protobuf import message
+
+from shadowproxy.compare.rules import CompareRules
+from shadowproxy.grpcproxy.descriptors import Catalog
+from shadowproxy.settings import GrpcCardinality, GrpcMethodSpec, GrpcSettings
+
+__all__ = ["OTHER", "READ_PREFIXES", "GrpcMethod", "MethodTable", "reads_only"]
+
+OTHER = "other"
+READ_PREFIXES = (
+    "Get",
+    "BatchGet",
+    "List",
+    "Search",
+    "Read",
+    "Describe",
+    "Lookup",
+    "Find",
+    "Query",
+    "Count",
+    "Check",
+    "Fetch",
+    "Head",
+    "Exists",
+)
+"""Method-name prefixes taken to mean "reads only" (mirrored unless configured otherwise)."""
+
+_READ = re.compile(rf"^(?:{'|'.join(READ_PREFIXES)})(?:[A-Z0-9_]|$)")
+_METHOD = re.compile(r"^/[A-Za-z_][\w.]*/[A-Za-z_]\w*$")
+_MAX_NAME = 200
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcMethod:
+    """What the proxy needs to know about one method."""
+
+    name: str
+    """The route: the full method name (``/package.Service/Method``), or ``other``."""
+    domain: str
+    mirror: bool
+    sample_percent: float
+    rules: CompareRules
+    cardinality: GrpcCardinality
+    output: type[message.Message] | None
+    """The response message class; None compares raw bytes."""
+
+
+def reads_only(method: str) -> bool:
+    """True when the method's own name (after the last ``/``) starts with a read prefix."""
+    return bool(_READ.match(method.rpartition("/")[2]))
+
+
+class MethodTable:
+    """Resolves method names; remembers at most ``max_routes`` unknown names."""
+
+    def __init__(
+        self,
+        settings: GrpcSettings,
+        catalog: Catalog | None,
+        *,
+        default_sample_percent: float,
+        default_rules: CompareRules,
+        max_routes: int,
+    ) -> None:
+        self._catalog = catalog
+        self._domain = settings.domain
+        self._sample_percent = default_sample_percent
+        self._rules = default_rules
+        self._max_routes = max_routes
+        self._known: dict[str, GrpcMethod] = {}
+        self._seen: dict[str, GrpcMethod] = {}
+        for spec in settings.methods:
+            self._known[spec.method] = self._configured(spec)
+        if catalog is not None:
+            for name in catalog:
+                if name not in self._known:
+                    self._known[name] = self._unconfigured(name)
+        self._other = self._unconfigured(OTHER)
+
+    @property
+    def names(self) -> list[str]:
+        """Every route name this table can hand out so far."""
+        return [*self._known, *self._seen, OTHER]
+
+    def _shape(
+        self, name: str, configured: GrpcCardinality | None
+    ) -> tuple[GrpcCardinality, type[message.Message] | None]:
+        shape = self._catalog.get(name) if self._catalog is not None else None
+        if shape is None:
+            return configured or "unary_unary", None
+        return configured or shape.cardinality, shape.output
+
+    def _configured(self, spec: GrpcMethodSpec) -> GrpcMethod:
+        cardinality, output = self._shape(spec.method, spec.cardinality)
+        return GrpcMethod(
+            name=spec.method,
+            domain=spec.domain,
+            mirror=reads_only(spec.method) if spec.mirror is None else spec.mirror,
+            sample_percent=spec.sample_percent,
+            rules=spec.rules,
+            cardinality=cardinality,
+            output=output,
+        )
+
+    def _unconfigured(self, name: str) -> GrpcMethod:
+        cardinality, output = self._shape(name, None)
+        return GrpcMethod(
+            name=name,
+            domain=self._domain,
+            mirror=reads_only(name) if name != OTHER else False,
+            sample_percent=self._sample_percent,
+            rules=self._rules,
+            cardinality=cardinality,
+            output=output,
+        )
+
+    def resolve(self, method: str) -> GrpcMethod:
+        """The method for the full name a client called."""
+        known = self._known.get(method) or self._seen.get(method)
+        if known is not None:
+            return known
+        if (
+            len(self._seen) >= self._max_routes
+            or len(method) > _MAX_NAME
+            or not _METHOD.match(method)
+        ):
+            return self._other
+        resolved = self._seen[method] = self._unconfigured(method)
+        return resolved

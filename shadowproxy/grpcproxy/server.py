@@ -1,0 +1,149 @@
+"""The gRPC listener of one worker: channels, the grpc.aio server and their lifecycle.
+
+``GrpcProxy.start`` opens one channel per upstream (plaintext HTTP/2, no
+retries, legacy without message size limits, shadow channels capped at
+``shadow.compare_max_bytes`` so an oversized candidate answer is a
+``too_large`` failure) and binds the server. Stopping comes in two steps so
+the caller can order them around the HTTP listener sharing the task pool:
+``stop`` stops accepting and drains in-flight calls, ``close`` closes the
+channels after the pool's shadow work is done.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import grpc
+import structlog
+
+from shadowproxy.compare import Comparator
+from shadowproxy.grpcproxy.descriptors import Catalog, load_catalog
+from shadowproxy.grpcproxy.forward import GrpcForwarder
+from shadowproxy.grpcproxy.methods import MethodTable
+from shadowproxy.grpcproxy.shadow import GrpcEvidence, GrpcShadow
+from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
+from shadowproxy.proxy.tasks import TaskPool
+from shadowproxy.settings import HostAddress, Settings
+
+__all__ = ["GrpcProxy", "method_table"]
+
+log = structlog.get_logger(__name__)
+
+_UNLIMITED = -1
+
+
+def method_table(settings: Settings, catalog: Catalog | None) -> MethodTable:
+    """The method table ``settings.grpc`` describes (which must be set)."""
+    assert settings.grpc is not None
+    return MethodTable(
+        settings.grpc,
+        catalog,
+        default_sample_percent=settings.shadow.sample_percent,
+        default_rules=settings.compare,
+        max_routes=settings.max_routes,
+    )
+
+
+def _channel(target: str, max_receive: int) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.enable_retries", 0),
+            ("grpc.max_receive_message_length", max_receive),
+            ("grpc.max_send_message_length", _UNLIMITED),
+        ],
+    )
+
+
+class GrpcProxy:
+    """The gRPC listener; shares evidence, comparator, switch, lag and task pool with HTTP."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pool: TaskPool,
+        comparator: Comparator,
+        evidence: GrpcEvidence,
+        switch: ShadowSwitch,
+        lag: LagMonitor,
+    ) -> None:
+        """Raises ``DescriptorError`` when the descriptor file cannot be used."""
+        if settings.grpc is None:
+            raise ValueError("settings.grpc is not set")
+        self._settings = settings.grpc
+        self._catalog = (
+            load_catalog(settings.grpc.descriptors) if settings.grpc.descriptors else None
+        )
+        self._channels = [
+            _channel(settings.grpc.legacy, _UNLIMITED),
+            _channel(settings.grpc.candidate, settings.shadow.compare_max_bytes),
+        ]
+        secondary = None
+        if settings.grpc.secondary is not None:
+            secondary = _channel(settings.grpc.secondary, settings.shadow.compare_max_bytes)
+            self._channels.append(secondary)
+        self.forwarder = GrpcForwarder(
+            settings=settings.grpc,
+            table=method_table(settings, self._catalog),
+            legacy=self._channels[0],
+            shadow=GrpcShadow(
+                settings=settings.shadow,
+                pool=pool,
+                candidate=self._channels[1],
+                secondary=secondary,
+                comparator=comparator,
+                evidence=evidence,
+                switch=switch,
+                lag=lag,
+            ),
+            sink=evidence,
+        )
+        self._server: grpc.aio.Server | None = None
+        self._reuse_port = settings.workers > 1
+        self.address: HostAddress | None = None
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Swap methods, sampling and rules; listen address, upstreams and descriptors stay."""
+        if settings.grpc is not None:
+            self.forwarder.reconfigure(settings.grpc, method_table(settings, self._catalog))
+
+    async def start(self) -> HostAddress:
+        """Bind and start serving; raises ``OSError`` when the address cannot be bound."""
+        listen = self._settings.listen
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
+                ("grpc.max_receive_message_length", _UNLIMITED),
+                ("grpc.max_send_message_length", _UNLIMITED),
+            ]
+        )
+        server.add_generic_rpc_handlers((self.forwarder,))
+        try:
+            port = server.add_insecure_port(str(listen))
+        except RuntimeError:
+            port = 0
+        if port <= 0 and not (port == 0 and listen.port == 0):
+            raise OSError(errno.EADDRINUSE, f"cannot bind the gRPC listener {listen}")
+        await server.start()
+        self._server = server
+        self.address = HostAddress(listen.host, port)
+        log.info(
+            "grpc listening",
+            grpc=str(self.address),
+            legacy=self._settings.legacy,
+            candidate=self._settings.candidate,
+            descriptors=self._settings.descriptors,
+        )
+        return self.address
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop accepting calls; in-flight ones get ``grace_s``, then are cancelled."""
+        if self._server is not None:
+            await self._server.stop(grace_s)
+            self._server = None
+
+    async def close(self) -> None:
+        """Close the upstream channels (after the shadow pool has finished)."""
+        for channel in self._channels:
+            await channel.close(None)

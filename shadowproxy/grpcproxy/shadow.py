@@ -1,0 +1,174 @@
+"""The gRPC shadow path: decide whether to mirror a call, mirror it off the hot path, compare.
+
+The same gates, bounds and evidence as the HTTP shadow path: the kill switch,
+read-only methods unless configured (skip ``method``), unary calls only
+(streams skip ``upgrade``), the request size cap (``body_too_large``),
+sampling, loop lag (``overload``) and a full task pool (``queue_full``). The
+copy goes to the candidate (and secondary) at once with the client's
+remaining deadline, capped at ``shadow.timeout_s``; the task then waits for
+legacy's answer, compares and records. Nothing here can delay or fail the
+client's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from shadowproxy.compare import Comparator
+from shadowproxy.grpcproxy.answers import Answer, call_unary, observe
+from shadowproxy.grpcproxy.metadata import Metadata
+from shadowproxy.grpcproxy.methods import GrpcMethod
+from shadowproxy.grpcproxy.status import code_name
+from shadowproxy.model import Exchange, Observation, RequestFacts, SkipReason, Verdict
+from shadowproxy.model import Upstream as UpstreamName
+from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
+from shadowproxy.proxy.tasks import TaskPool
+from shadowproxy.settings import ShadowSettings
+
+__all__ = ["RAW_NOTE", "SHADOW_MARK", "GrpcEvidence", "GrpcShadow", "MirrorCall"]
+
+RAW_NOTE = "raw protobuf bytes compared (no descriptor for this method)"
+"""The verdict note of exchanges compared without descriptors."""
+
+SHADOW_MARK = ("x-shadow-request", "1")
+"""Metadata added to mirrored calls, as ``X-Shadow-Request`` is for HTTP."""
+
+
+class GrpcEvidence(Protocol):
+    """What the gRPC listener reports to (``shadowproxy.sinks.Evidence`` is one)."""
+
+    def on_request(self, route: str, method: str, status: int | None) -> None: ...
+    def on_upstream(self, upstream: UpstreamName, route: str, observation: Observation) -> None: ...
+    def on_skip(self, route: str, domain: str, reason: SkipReason) -> None: ...
+    def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorCall:
+    """Everything needed to replay one unary call to the shadow upstreams."""
+
+    facts: RequestFacts
+    method: GrpcMethod
+    request: bytes
+    metadata: Metadata
+    """The forwardable client metadata plus ``SHADOW_MARK``."""
+    deadline_s: float | None
+    """The client's remaining time when the call arrived, or None without a deadline."""
+
+
+def _named(verdict: Verdict, raw: bool) -> Verdict:
+    """Status differences shown as code names; the raw-bytes note when raw."""
+    differences = tuple(
+        dataclasses.replace(d, legacy=code_name(d.legacy), candidate=code_name(d.candidate))
+        if d.kind == "status"
+        else d
+        for d in verdict.differences
+    )
+    note = verdict.note
+    if raw:
+        note = RAW_NOTE if note is None else f"{RAW_NOTE}; {note}"
+    if note == verdict.note and differences == verdict.differences:
+        return verdict
+    return dataclasses.replace(verdict, differences=differences, note=note)
+
+
+class GrpcShadow:
+    """Owns mirroring of gRPC calls for one worker."""
+
+    def __init__(
+        self,
+        *,
+        settings: ShadowSettings,
+        pool: TaskPool,
+        candidate: grpc.aio.Channel,
+        secondary: grpc.aio.Channel | None,
+        comparator: Comparator,
+        evidence: GrpcEvidence,
+        switch: ShadowSwitch,
+        lag: LagMonitor,
+    ) -> None:
+        self.settings = settings
+        self._pool = pool
+        self._candidate = candidate
+        self._secondary = secondary
+        self._comparator = comparator
+        self._evidence = evidence
+        self._switch = switch
+        self._lag = lag
+
+    def decide(self, method: GrpcMethod, request_size: int) -> SkipReason | None:
+        """Why this call is not mirrored, or None when it should be."""
+        if self._switch.paused:
+            return SkipReason.PAUSED
+        if method.cardinality != "unary_unary":
+            return SkipReason.UPGRADE
+        if not method.mirror:
+            return SkipReason.METHOD
+        if request_size > self.settings.mirror_max_body:
+            return SkipReason.BODY_TOO_LARGE
+        if method.sample_percent < 100.0 and random.random() * 100.0 >= method.sample_percent:
+            return SkipReason.SAMPLED_OUT
+        if self._lag.lag_ms > self.settings.max_loop_lag_ms:
+            return SkipReason.OVERLOAD
+        return None
+
+    def skip(self, method: GrpcMethod, reason: SkipReason) -> None:
+        """Count a call that is not mirrored."""
+        self._evidence.on_skip(method.name, method.domain, reason)
+
+    def start(self, call: MirrorCall) -> asyncio.Future[Answer | None] | None:
+        """Spawn the mirror; returns the future the hot path resolves with legacy's answer.
+
+        Returns None (and counts ``queue_full``) when the pool is full.
+        """
+        legacy: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+        if not self._pool.spawn(self._mirror(call, legacy), name=f"grpc-shadow-{call.facts.id}"):
+            self.skip(call.method, SkipReason.QUEUE_FULL)
+            return None
+        return legacy
+
+    async def _mirror(self, call: MirrorCall, legacy_future: asyncio.Future[Answer | None]) -> None:
+        try:
+            candidate, secondary = await self._fetch_all(call)
+            legacy_answer = await legacy_future
+        finally:
+            if not legacy_future.done():
+                legacy_future.cancel()
+        method = call.method
+        cap = self.settings.compare_max_bytes
+        legacy = None if legacy_answer is None else observe(legacy_answer, method.output, cap=cap)
+        if legacy is None or not legacy.ok:
+            self.skip(method, SkipReason.LEGACY_FAILED)
+            return
+        self._evidence.on_upstream(UpstreamName.CANDIDATE, method.name, candidate)
+        if secondary is not None:
+            self._evidence.on_upstream(UpstreamName.SECONDARY, method.name, secondary)
+        if legacy.truncated:
+            self.skip(method, SkipReason.BODY_TOO_LARGE)
+            return
+        exchange = Exchange(call.facts, legacy, candidate, secondary)
+        verdict = self._comparator.compare(exchange, method.rules)
+        self._evidence.on_verdict(exchange, _named(verdict, raw=method.output is None))
+
+    async def _fetch_all(self, call: MirrorCall) -> tuple[Observation, Observation | None]:
+        if self._secondary is None:
+            return await self._fetch(self._candidate, call), None
+        candidate, secondary = await asyncio.gather(
+            self._fetch(self._candidate, call), self._fetch(self._secondary, call)
+        )
+        return candidate, secondary
+
+    async def _fetch(self, channel: grpc.aio.Channel, call: MirrorCall) -> Observation:
+        timeout = self.settings.timeout_s
+        if call.deadline_s is not None:
+            timeout = min(timeout, call.deadline_s)
+        answer = await call_unary(
+            channel, call.facts.path, call.request, call.metadata, max(timeout, 0.001)
+        )
+        return observe(answer, call.method.output, cap=self.settings.compare_max_bytes)

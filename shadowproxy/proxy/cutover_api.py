@@ -1,0 +1,213 @@
+"""The admin endpoints of cutover control: list modes, switch a route, force-legacy, drill results.
+
+``GET /cutover`` lists every route's mode, force-legacy and recent history.
+POSTs (and the DELETE) pass through the admin listener's token guard:
+
+- ``POST /cutover`` with ``{"route", "mode", "percent", "reason"}``, or
+  ``POST /cutover/{route}`` with the rest in the body (the route name keeps
+  its slashes: ``/cutover//api/orders/{id}``);
+- ``POST /cutover/force-legacy`` and ``DELETE /cutover/force-legacy``;
+- ``POST /cutover/drill`` records a ``drill`` result (``shadow drill`` sends it).
+
+Bad input answers 400 with ``{"error": ...}``, an unknown route 404.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from shadowproxy.proxy.cutover import Assignment, Mode
+from shadowproxy.proxy.ownership import Ownership
+from shadowproxy.sinks.records import SCHEMA_VERSION
+
+__all__ = ["API_SOURCES", "CUTOVER", "add_cutover_routes"]
+
+log = structlog.get_logger(__name__)
+
+CUTOVER = web.AppKey("cutover", Ownership)
+API_SOURCES = ("api", "promote", "drill")
+"""``source`` values a client may give; ``api`` when it gives none."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""An aiohttp request handler."""
+
+_MAX_REASON = 200
+_MAX_STEPS = 20
+
+
+class _BadInputError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise _BadInputError("body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise _BadInputError("body must be a JSON object")
+    return data
+
+
+def _text(data: Mapping[str, Any], key: str, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise _BadInputError(f"{key}: must be a string")
+    return value[:_MAX_REASON]
+
+
+def _source(data: Mapping[str, Any]) -> str:
+    source = _text(data, "source", "api")
+    if source not in API_SOURCES:
+        raise _BadInputError(f"source: must be one of {', '.join(API_SOURCES)}")
+    return source
+
+
+def _numbers(data: Mapping[str, Any]) -> dict[str, float] | None:
+    value = data.get("numbers")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for v in value.values()
+    ):
+        raise _BadInputError("numbers: must map names to finite numbers")
+    return {str(k)[:64]: float(v) for k, v in list(value.items())[:_MAX_STEPS]}
+
+
+def _target(data: Mapping[str, Any]) -> Assignment:
+    mode = data.get("mode")
+    if mode not in {str(m) for m in Mode}:
+        raise _BadInputError(f"mode: must be one of {', '.join(str(m) for m in Mode)}")
+    percent = data.get("percent")
+    if mode == Mode.CANARY:
+        if (
+            isinstance(percent, bool)
+            or not isinstance(percent, int | float)
+            or not 0 < percent <= 100
+        ):
+            raise _BadInputError("percent: canary needs a number in (0, 100]")
+        return Assignment.of(Mode.CANARY, float(percent))
+    return Assignment.of(str(mode))
+
+
+def _answer(call: Callable[[web.Request], Awaitable[web.Response]]) -> Handler:
+    async def answered(request: web.Request) -> web.StreamResponse:
+        try:
+            return await call(request)
+        except _BadInputError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+
+    return answered
+
+
+async def _list(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CUTOVER].snapshot())
+
+
+async def _set_route(request: web.Request) -> web.Response:
+    ownership = request.app[CUTOVER]
+    data = await _body(request)
+    route = request.match_info.get("route") or data.get("route")
+    if not isinstance(route, str) or not route:
+        raise _BadInputError("route: missing")
+    if route not in ownership.configured_routes:
+        raise _BadInputError(f"route: {route!r} is not a configured route (or *)", status=404)
+    target = _target(data)
+    change = ownership.set_route(
+        route,
+        target,
+        reason=_text(data, "reason", ""),
+        source=_source(data),
+        numbers=_numbers(data),
+    )
+    log.warning(
+        "route mode set via admin API", route=route, mode=str(target.mode), remote=request.remote
+    )
+    return web.json_response(
+        {
+            "route": route,
+            **target.to_json(),
+            "effective": ownership.state.effective(route),
+            "changed": change is not None,
+        }
+    )
+
+
+async def _force_on(request: web.Request) -> web.Response:
+    ownership = request.app[CUTOVER]
+    data = await _body(request)
+    change = ownership.set_force_legacy(
+        True, reason=_text(data, "reason", ""), source=_source(data)
+    )
+    return web.json_response({"force_legacy": True, "changed": change is not None})
+
+
+async def _force_off(request: web.Request) -> web.Response:
+    ownership = request.app[CUTOVER]
+    data = await _body(request)
+    change = ownership.set_force_legacy(
+        False, reason=_text(data, "reason", ""), source=_source(data)
+    )
+    return web.json_response({"force_legacy": False, "changed": change is not None})
+
+
+def _steps(value: object) -> list[dict[str, object]]:
+    if not isinstance(value, list) or len(value) > _MAX_STEPS:
+        raise _BadInputError(f"steps: must be a list of at most {_MAX_STEPS} objects")
+    steps: list[dict[str, object]] = []
+    for step in value:
+        if not isinstance(step, dict) or not all(
+            v is None or isinstance(v, str | int | float | bool) for v in step.values()
+        ):
+            raise _BadInputError("steps: each step maps names to plain values")
+        steps.append(
+            {str(k)[:64]: v[:_MAX_REASON] if isinstance(v, str) else v for k, v in step.items()}
+        )
+    return steps
+
+
+async def _drill(request: web.Request) -> web.Response:
+    ownership = request.app[CUTOVER]
+    data = await _body(request)
+    route = data.get("route")
+    if not isinstance(route, str) or route not in ownership.configured_routes:
+        raise _BadInputError("route: must be a configured route (or *)")
+    passed = data.get("passed")
+    if not isinstance(passed, bool):
+        raise _BadInputError("passed: must be true or false")
+    record = {
+        "v": SCHEMA_VERSION,
+        "type": "drill",
+        "route": route,
+        "passed": passed,
+        "steps": _steps(data.get("steps", [])),
+        "reason": _text(data, "reason", ""),
+    }
+    ownership.record(record)
+    log.warning("drill recorded", route=route, passed=passed)
+    return web.json_response({"recorded": True, "route": route, "passed": passed})
+
+
+def add_cutover_routes(
+    app: web.Application, ownership: Ownership, guard: Callable[[Handler], Handler]
+) -> None:
+    """Add the cutover endpoints to the admin ``app``; ``guard`` wraps every POST and DELETE."""
+    app[CUTOVER] = ownership
+    router = app.router
+    router.add_get("/cutover", _list)
+    router.add_post("/cutover", guard(_answer(_set_route)))
+    # Fixed names first: a route path below would otherwise swallow them.
+    router.add_post("/cutover/force-legacy", guard(_answer(_force_on)))
+    router.add_delete("/cutover/force-legacy", guard(_answer(_force_off)))
+    router.add_post("/cutover/drill", guard(_answer(_drill)))
+    router.add_post("/cutover/{route:.+}", guard(_answer(_set_route)))

@@ -1,0 +1,70 @@
+"""Helpers for the cutover tests: side-named backends, probes, admin calls and evidence records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import orjson
+from aiohttp import web
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "shadowproxy" / "schemas"
+
+PROBE = {"X-Shadow-Probe": "1"}
+
+
+def side(name: str, status: int = 200) -> Any:
+    """A handler answering ``{"side": name}`` with ``status``."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"side": name, "path": request.path}, status=status)
+
+    return answer
+
+
+async def probe(
+    url: str, method: str = "GET", headers: Mapping[str, str] | None = None
+) -> tuple[int, str | None, dict[str, Any]]:
+    """One request on a fresh connection: status, ``X-Shadow-Answered-By`` and the JSON body."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers={**PROBE, **(headers or {})}) as response,
+    ):
+        return (
+            response.status,
+            response.headers.get("X-Shadow-Answered-By"),
+            await response.json(content_type=None),
+        )
+
+
+async def admin(
+    base: str, method: str, path: str, body: Mapping[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Call the admin API; returns the status and the JSON body."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, base + path, json=body) as response,
+    ):
+        return response.status, await response.json()
+
+
+def records(log_dir: Path, kind: str) -> list[dict[str, Any]]:
+    """Every record of type ``kind`` written so far, in file order."""
+    found = []
+    for path in sorted(log_dir.glob("shadow-*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            if line.strip():
+                record = orjson.loads(line)
+                if record.get("type") == kind:
+                    found.append(record)
+    return found
+
+
+def valid(record: Mapping[str, Any], schema: str) -> bool:
+    """True when ``record`` passes ``shadowproxy/schemas/<schema>.schema.json``."""
+    document = orjson.loads((SCHEMAS / f"{schema}.schema.json").read_bytes())
+    jsonschema.validate(record, document)
+    return True

@@ -1,0 +1,203 @@
+"""``shadow promote`` and ``shadow drill`` against a real proxy and evidence files."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from shadowproxy.cli import main
+from shadowproxy.histogram import LatencyHistogram
+from shadowproxy.sinks.records import rfc3339
+from tests.cutover.cutover_support import admin, records, side, valid
+from tests.support import backend, eventually, make_settings, running_proxy
+
+ROUTE = "/a"
+
+
+def _doc(mode: str = "shadow") -> dict[str, Any]:
+    return {
+        "routes": [{"match": "/a/*", "name": ROUTE, "domain": "orders", "mode": mode}],
+        "shadow": {"grace_s": 0.5, "max_loop_lag_ms": 10_000},
+    }
+
+
+def _evidence(path: Path, *, structural: int = 0, match: int = 1200) -> Path:
+    """One rollup an hour old, shaped as the proxy writes them (docs/evidence.md)."""
+    start = time.time() - 3600
+    latency = LatencyHistogram.of([5.0] * 10).to_json()
+    rollup = {
+        "v": 1,
+        "type": "rollup",
+        "ts_start": rfc3339(start),
+        "ts_end": rfc3339(start + 60),
+        "route": ROUTE,
+        "domain": "orders",
+        "compared": match + structural,
+        "match": match,
+        "diverged": structural,
+        "structural": structural,
+        "semantic": 0,
+        "timing": 0,
+        "noise": 0,
+        "errors": 0,
+        "skipped": {},
+        "latency": {"legacy": latency, "candidate": latency},
+    }
+    path.write_bytes(orjson.dumps(rollup) + b"\n")
+    return path
+
+
+async def _cli(*argv: str) -> int:
+    """Run the CLI in a thread: it blocks on HTTP to the proxy served by this loop."""
+    return await asyncio.to_thread(main, list(argv))
+
+
+class TestPromote:
+    """Promotion moves one step only when every gate of the route's domain passes."""
+
+    async def test_promotes_when_gates_pass(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Passing gates move shadow to canary 1%, recorded with source promote and numbers."""
+        evidence = _evidence(tmp_path / "in.jsonl")
+        logs = tmp_path / "logs"
+        async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
+            settings = make_settings(legacy.url, candidate.url, logs, _doc())
+            async with running_proxy(settings) as proxy:
+                code = await _cli(
+                    "promote", "--route", ROUTE, "--admin", proxy.admin, str(evidence)
+                )
+                _, listing = await admin(proxy.admin, "GET", "/cutover")
+                await eventually(lambda: bool(records(logs, "ownership")))
+        assert code == 0, capsys.readouterr().err
+        assert "shadow -> canary 1%" in capsys.readouterr().out
+        assert listing["routes"][ROUTE] == {"mode": "canary", "percent": 1.0, "effective": "canary"}
+        (record,) = records(logs, "ownership")
+        assert (record["source"], record["to"], record["percent"]) == ("promote", "canary", 1.0)
+        assert record["numbers"]["compared"] == 1200 and record["numbers"]["structural"] == 0
+
+    async def test_refuses_on_failing_gate(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A structural divergence keeps the route where it is and says why (exit 1)."""
+        evidence = _evidence(tmp_path / "in.jsonl", structural=3)
+        async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
+            settings = make_settings(legacy.url, candidate.url, tmp_path / "logs", _doc())
+            async with running_proxy(settings) as proxy:
+                code = await _cli(
+                    "promote", "--route", ROUTE, "--admin", proxy.admin, str(evidence)
+                )
+                _, listing = await admin(proxy.admin, "GET", "/cutover")
+        err = capsys.readouterr().err
+        assert code == 1
+        assert "structural: fail: 3 structural" in err and "stays shadow" in err
+        assert listing["routes"][ROUTE]["mode"] == "shadow"
+
+    async def test_bad_input_exits_2(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], unused_tcp_port: int
+    ) -> None:
+        """A missing evidence path, an unknown route or an unreachable admin API exit 2."""
+        evidence = _evidence(tmp_path / "in.jsonl")
+        async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
+            settings = make_settings(legacy.url, candidate.url, tmp_path / "logs", _doc())
+            async with running_proxy(settings) as proxy:
+                missing = await _cli(
+                    "promote", "--route", ROUTE, "--admin", proxy.admin, str(tmp_path / "none")
+                )
+                unknown = await _cli(
+                    "promote", "--route", "/zz", "--admin", proxy.admin, str(evidence)
+                )
+        unreachable = await _cli(
+            "promote", "--route", ROUTE, "--admin", f"http://127.0.0.1:{unused_tcp_port}",
+            str(evidence),
+        )  # fmt: skip
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert (missing, unknown, unreachable) == (2, 2, 2)
+        assert len(lines) == 3 and all(line.startswith("shadow promote: ") for line in lines)
+        assert "'/zz' is not configured" in lines[1] and "cannot reach" in lines[2]
+
+
+class TestDrill:
+    """The drill flips a route to legacy and back, checks real answers and records itself."""
+
+    async def test_drill_records(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """From candidate mode: legacy answers after the flip, the candidate after the restore."""
+        async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
+            settings = make_settings(legacy.url, candidate.url, tmp_path, _doc("candidate"))
+            async with running_proxy(settings) as proxy:
+                code = await _cli(
+                    "drill", "--route", ROUTE, "--path", "/a/1",
+                    "--admin", proxy.admin, "--proxy", proxy.url,
+                )  # fmt: skip
+                _, listing = await admin(proxy.admin, "GET", "/cutover")
+                await eventually(lambda: bool(records(tmp_path, "drill")))
+        assert code == 0, capsys.readouterr()
+        assert listing["routes"][ROUTE]["mode"] == "candidate"
+        changes = [(r["from"], r["to"], r["source"]) for r in records(tmp_path, "ownership")]
+        assert changes == [
+            ("candidate", "legacy-only", "drill"),
+            ("legacy-only", "candidate", "drill"),
+        ]
+        (drill,) = records(tmp_path, "drill")
+        assert drill["passed"] is True and drill["route"] == ROUTE
+        assert [(s["step"], s["answered_by"], s["ok"]) for s in drill["steps"]] == [
+            ("rollback", "legacy", True),
+            ("restore", "candidate", True),
+        ]
+
+    async def test_drill_fails_when_candidate_is_down(
+        self, tmp_path: Path, unused_tcp_port: int
+    ) -> None:
+        """A candidate that cannot answer after the restore fails the drill (exit 1), recorded."""
+        dead = f"http://127.0.0.1:{unused_tcp_port}"
+        async with backend(side("legacy")) as legacy:
+            settings = make_settings(legacy.url, dead, tmp_path, _doc("candidate"))
+            async with running_proxy(settings) as proxy:
+                code = await _cli(
+                    "drill", "--route", ROUTE, "--path", "/a/1", "--timeout", "0.3",
+                    "--admin", proxy.admin, "--proxy", proxy.url,
+                )  # fmt: skip
+                await eventually(lambda: bool(records(tmp_path, "drill")))
+        (drill,) = records(tmp_path, "drill")
+        assert code == 1 and drill["passed"] is False
+        assert drill["steps"][1]["answered_by"] == "legacy"  # retried on legacy, not the candidate
+
+
+class TestReport:
+    """``shadow report`` shows each route's current mode, its history and the numbers behind it."""
+
+    def test_modes_history_and_numbers(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The latest ownership record per route is its mode; rollbacks keep their numbers."""
+        evidence = _evidence(tmp_path / "in.jsonl")
+        now = time.time()
+        changes = [
+            {"ts": rfc3339(now - 300), "from": "shadow", "to": "canary", "percent": 1.0,
+             "reason": "gates of domain orders passed", "source": "promote",
+             "numbers": {"compared": 1200}},
+            {"ts": rfc3339(now - 200), "from": "canary", "to": "shadow", "percent": 0.0,
+             "reason": "errors", "source": "rollback", "numbers": {"error_rate": 0.25}},
+        ]  # fmt: skip
+        with evidence.open("ab") as out:
+            for change in changes:
+                out.write(orjson.dumps({"v": 1, "type": "ownership", "route": ROUTE, **change}))
+                out.write(b"\n")
+        assert main(["report", str(evidence), "--format", "json"]) == 0
+        doc = orjson.loads(capsys.readouterr().out)
+        assert valid(doc, "report")
+        assert [(m["route"], m["mode"], m["source"]) for m in doc["modes"]] == [
+            (ROUTE, "shadow", "rollback")
+        ]
+        assert [c["numbers"] for c in doc["ownership"]] == [
+            {"compared": 1200.0},
+            {"error_rate": 0.25},
+        ]
+        main(["report", str(evidence), "--format", "markdown"])
+        table = capsys.readouterr().out
+        assert "Route modes" in table and "error_rate=0.25" in table

@@ -1,0 +1,98 @@
+"""The proxy under test with its gRPC listener, a client stub to it, and its evidence."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+
+from tests.grpc.shop import ShopCode
+from tests.support import RunningProxy, make_settings, running_proxy
+
+UNUSED_HTTP = "http://127.0.0.1:9"
+"""HTTP upstreams the gRPC tests never call (the settings require them)."""
+
+
+CALM: dict[str, Any] = {
+    "shadow": {"max_loop_lag_ms": 60_000},
+    "compare": {"timing": {"absolute_ms": 600_000, "min_delta_ms": 600_000}},
+}
+"""Defaults that keep a busy test machine out of the verdicts: no load shedding, no
+timing differences (tests that want either set them)."""
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        both = isinstance(current, dict) and isinstance(value, dict)
+        merged[key] = _merged(current, value) if both else value  # type: ignore[arg-type]
+    return merged
+
+
+@dataclass
+class Proxied:
+    """A running proxy and a Shop client stub talking to its gRPC listener."""
+
+    proxy: RunningProxy
+    stub: Any
+    channel: grpc.aio.Channel
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample's current value (0 when absent)."""
+        return self.proxy.metric(name, **labels)
+
+    def raw(self, method: str) -> Any:
+        """A raw-bytes unary callable for any method name, through the proxy."""
+        return self.channel.unary_unary(method, None, None)
+
+
+@contextlib.asynccontextmanager
+async def proxied(
+    shop: ShopCode,
+    tmp_path: Path,
+    *,
+    legacy: str,
+    candidate: str,
+    secondary: str | None = None,
+    grpc_section: dict[str, Any] | None = None,
+    document: dict[str, Any] | None = None,
+    descriptors: bool = True,
+    reloaded: dict[str, Any] | None = None,
+) -> AsyncIterator[Proxied]:
+    """Run the proxy with a gRPC listener in front of ``legacy`` and ``candidate``.
+
+    With ``reloaded``, SIGHUP swaps in the settings with those ``grpc`` keys changed.
+    """
+    section: dict[str, Any] = {"listen": "127.0.0.1:0", "legacy": legacy, "candidate": candidate}
+    if secondary is not None:
+        section["secondary"] = secondary
+    if descriptors:
+        section["descriptors"] = str(shop.descriptors)
+    section.update(grpc_section or {})
+    doc = _merged(CALM, {"evidence": {"sample_matches_percent": 100}, **(document or {})})
+    doc["grpc"] = section
+    settings = make_settings(UNUSED_HTTP, UNUSED_HTTP, tmp_path / "logs", doc)
+    reload = None
+    if reloaded is not None:
+        fresh = make_settings(
+            UNUSED_HTTP, UNUSED_HTTP, tmp_path / "logs", {**doc, "grpc": {**section, **reloaded}}
+        )
+        reload = lambda: fresh  # noqa: E731 - the loader running_proxy expects
+    async with running_proxy(settings, reload=reload) as proxy:
+        assert proxy.bound.grpc is not None
+        async with grpc.aio.insecure_channel(str(proxy.bound.grpc)) as channel:
+            yield Proxied(proxy, shop.pb2_grpc.ShopStub(channel), channel)
+
+
+def records(tmp_path: Path, route: str | None = None) -> list[dict[str, Any]]:
+    """The exchange records written so far (read after the proxy stopped)."""
+    files = sorted((tmp_path / "logs").glob("shadow-*.jsonl*"))
+    lines = b"".join(path.read_bytes() for path in files).splitlines()
+    found = [orjson.loads(line) for line in lines if line.strip()]
+    return [r for r in found if r["type"] == "exchange" and (route is None or r["route"] == route)]

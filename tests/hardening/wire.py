@@ -1,0 +1,177 @@
+"""Raw-socket tools for the hostile-input tests: a recording backend thread and a proxy process.
+
+Hostile requests are bytes no HTTP client library will send, so these tests
+speak HTTP/1.1 over plain blocking sockets. The backends run on threads and
+the proxy in a subprocess, so the parser under test can be aiohttp's C one or
+its pure-Python one (``AIOHTTP_NO_EXTENSIONS=1`` must be set before aiohttp is
+imported, hence the separate process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+__all__ = ["ProxyProcess", "Recorder", "exchange", "proxy_process", "recording_backend"]
+
+REPO = Path(__file__).resolve().parents[2]
+WAIT_S = 10.0
+_ANSWER = (
+    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{"ok": true}'
+)
+_CLOSE_WAIT_S = 3.0
+"""How long a proxy may keep a connection open after answering a bad request."""
+
+
+@dataclass
+class Recorder:
+    """What one backend received: raw request lines, and how many connections it accepted."""
+
+    url: str = ""
+    connections: int = 0
+    lines: list[bytes] = field(default_factory=list)
+    lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_lines(self, count: int) -> list[bytes]:
+        """Wait (bounded) until ``count`` request lines arrived; returns them all."""
+        with self.lock:
+            if not self.lock.wait_for(lambda: len(self.lines) >= count, WAIT_S):
+                raise AssertionError(f"expected {count} requests, got {self.lines}")
+            return list(self.lines)
+
+
+def _handler(recorder: Recorder) -> type[socketserver.StreamRequestHandler]:
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            with recorder.lock:
+                recorder.connections += 1
+            while line := self.rfile.readline():
+                length = 0
+                while (header := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = header.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                self.rfile.read(length)
+                with recorder.lock:
+                    recorder.lines.append(line.rstrip(b"\r\n"))
+                    recorder.lock.notify_all()
+                self.wfile.write(_ANSWER)
+
+    return Handler
+
+
+@contextmanager
+def recording_backend() -> Iterator[Recorder]:
+    """A keep-alive HTTP/1.1 backend on a thread that records each request line."""
+    recorder = Recorder()
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _handler(recorder))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield recorder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass(frozen=True)
+class ProxyProcess:
+    """A ``shadowproxy run`` subprocess and its bound addresses."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    admin: str
+    log: list[bytes]
+    """Every line the process logged so far (JSON), filled by a reader thread."""
+
+    def metrics(self) -> str:
+        """The admin /metrics page."""
+        with socket.create_connection(("127.0.0.1", int(self.admin.rsplit(":", 1)[1]))) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+            return _read_all(sock).decode()
+
+
+@contextmanager
+def proxy_process(
+    legacy: str, candidate: str, log_dir: Path, *, pure_python: bool, config: Path | None = None
+) -> Iterator[ProxyProcess]:
+    """Run the proxy as a process, with aiohttp's C parser or (``pure_python``) without it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("AIOHTTP_NO_EXTENSIONS", None)
+    if pure_python:
+        env["AIOHTTP_NO_EXTENSIONS"] = "1"
+    args = [sys.executable, "-m", "shadowproxy", "run", "--listen", "127.0.0.1:0"]
+    args += ["--admin", "127.0.0.1:0", "--log-format", "json", "--log-dir", str(log_dir)]
+    args += ["--legacy", legacy, "--candidate", candidate]
+    if config is not None:
+        args += ["--config", str(config)]
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, env=env
+    )
+    assert process.stdout is not None
+    reader: threading.Thread | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (line := process.stdout.readline()):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "shadowproxy listening":
+                port = int(event["proxy"].rsplit(":", 1)[1])
+                log: list[bytes] = []
+                # Keep draining the log so the process never blocks on a full pipe.
+                reader = threading.Thread(target=_collect, args=(process.stdout, log), daemon=True)
+                reader.start()
+                yield ProxyProcess(process, port, event["admin"], log)
+                return
+        raise AssertionError("proxy did not start")
+    finally:
+        process.terminate()
+        process.wait(30)
+        if reader is not None:
+            reader.join(WAIT_S)
+        process.stdout.close()
+
+
+def _collect(stream: IO[bytes], lines: list[bytes]) -> None:
+    for line in stream:
+        lines.append(line)
+
+
+def _read_all(sock: socket.socket, chunks: list[bytes] | None = None) -> bytes:
+    sock.settimeout(_CLOSE_WAIT_S)
+    chunks = [] if chunks is None else chunks
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def exchange(port: int, request: bytes) -> tuple[bytes, bool]:
+    """Send raw ``request``; the bytes answered and whether the proxy then closed the connection.
+
+    Reads until the proxy closes; a connection still open a few seconds after the
+    last byte counts as not closed.
+    """
+    chunks: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(request)
+        try:
+            return _read_all(sock, chunks), True
+        except TimeoutError:
+            return b"".join(chunks), False
+        except ConnectionResetError:
+            return b"".join(chunks), True

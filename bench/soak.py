@@ -127,7 +127,7 @@ async def _proxy(legacy: str, candidate: str, log_dir: str) -> AsyncIterator[_Pr
         env={**os.environ, "PYTHONPATH": str(_REPO)},
     )
     assert process.stdout is not None
-    drain: asyncio.Future[None] | None = None
+    drain: asyncio.Future[tuple[None]] | None = None
     try:
         async with asyncio.timeout(30):
             while line := await process.stdout.readline():

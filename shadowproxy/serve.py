@@ -25,10 +25,10 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from shadowproxy.compare import Comparator
 from shadowproxy.config import ConfigError, is_loopback
 from shadowproxy.proxy.admin import AdminContext, build_admin_app
 from shadowproxy.proxy.app import FORWARDER, POOL, ProxyParts, build_proxy_app, route_table
+from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch, SharedFlag
 from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.tasks import TaskPool
@@ -118,7 +118,11 @@ async def serve(
     else:
         ownership.refresh()
     parts = ProxyParts(
-        sink=evidence, switch=switch, lag=lag, comparator=Comparator(), ownership=ownership
+        sink=evidence,
+        switch=switch,
+        lag=lag,
+        comparisons=Comparisons(settings.shadow.inline_compare_max_bytes),
+        ownership=ownership,
     )
     app = build_proxy_app(settings, parts)
     runner = web.AppRunner(
@@ -179,7 +183,7 @@ async def serve(
                 grpc_proxy = GrpcProxy(
                     settings,
                     pool=app[POOL],
-                    comparator=parts.comparator,
+                    comparisons=parts.comparisons,
                     evidence=evidence,
                     switch=switch,
                     lag=lag,
@@ -249,6 +253,7 @@ async def serve(
         if admin_runner is not None:
             await admin_runner.cleanup()
         await housekeeping.close(_TICK_S * 2)
+        await loop.run_in_executor(None, parts.comparisons.close)
         await loop.run_in_executor(None, evidence.close, settings.drain_s)
     log.info("stopped")
     return 0

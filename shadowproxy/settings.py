@@ -75,6 +75,8 @@ class ShadowSettings:
     max_connections: int = 64
     """Pool size per shadow upstream: a stuck candidate cannot open more."""
     compare_max_bytes: int = MiB
+    inline_compare_max_bytes: int = 128 * 1024
+    """Bodies up to this size are compared on the event loop; larger ones on a worker thread."""
     mirror_max_body: int = MiB
     grace_s: float = 2.0
     """On shutdown, how long shadow work may finish before it is cancelled."""

@@ -16,11 +16,11 @@ import errno
 import grpc
 import structlog
 
-from shadowproxy.compare import Comparator
 from shadowproxy.grpcproxy.descriptors import Catalog, load_catalog
 from shadowproxy.grpcproxy.forward import GrpcForwarder
 from shadowproxy.grpcproxy.methods import MethodTable
 from shadowproxy.grpcproxy.shadow import GrpcEvidence, GrpcShadow
+from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import HostAddress, Settings
@@ -56,14 +56,14 @@ def _channel(target: str, max_receive: int) -> grpc.aio.Channel:
 
 
 class GrpcProxy:
-    """The gRPC listener; shares evidence, comparator, switch, lag and task pool with HTTP."""
+    """The gRPC listener; shares evidence, comparisons, switch, lag and task pool with HTTP."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         pool: TaskPool,
-        comparator: Comparator,
+        comparisons: Comparisons,
         evidence: GrpcEvidence,
         switch: ShadowSwitch,
         lag: LagMonitor,
@@ -92,7 +92,7 @@ class GrpcProxy:
                 pool=pool,
                 candidate=self._channels[1],
                 secondary=secondary,
-                comparator=comparator,
+                comparisons=comparisons,
                 evidence=evidence,
                 switch=switch,
                 lag=lag,

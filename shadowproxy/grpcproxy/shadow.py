@@ -20,13 +20,13 @@ from typing import Protocol
 
 import grpc
 
-from shadowproxy.compare import Comparator
 from shadowproxy.grpcproxy.answers import Answer, call_unary, observe
 from shadowproxy.grpcproxy.metadata import Metadata
 from shadowproxy.grpcproxy.methods import GrpcMethod
 from shadowproxy.grpcproxy.status import code_name
 from shadowproxy.model import Exchange, Observation, RequestFacts, SkipReason, Verdict
 from shadowproxy.model import Upstream as UpstreamName
+from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import ShadowSettings
@@ -88,7 +88,7 @@ class GrpcShadow:
         pool: TaskPool,
         candidate: grpc.aio.Channel,
         secondary: grpc.aio.Channel | None,
-        comparator: Comparator,
+        comparisons: Comparisons,
         evidence: GrpcEvidence,
         switch: ShadowSwitch,
         lag: LagMonitor,
@@ -97,7 +97,7 @@ class GrpcShadow:
         self._pool = pool
         self._candidate = candidate
         self._secondary = secondary
-        self._comparator = comparator
+        self._comparisons = comparisons
         self._evidence = evidence
         self._switch = switch
         self._lag = lag
@@ -153,7 +153,7 @@ class GrpcShadow:
             self.skip(method, SkipReason.BODY_TOO_LARGE)
             return
         exchange = Exchange(call.facts, legacy, candidate, secondary)
-        verdict = self._comparator.compare(exchange, method.rules)
+        verdict = await self._comparisons.compare(exchange, method.rules)
         self._evidence.on_verdict(exchange, _named(verdict, raw=method.output is None))
 
     async def _fetch_all(self, call: MirrorCall) -> tuple[Observation, Observation | None]:

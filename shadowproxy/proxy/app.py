@@ -16,7 +16,7 @@ from typing import Protocol
 
 from aiohttp import HttpVersion10, HttpVersion11, web
 
-from shadowproxy.compare import Comparator
+from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
 from shadowproxy.proxy.forward import Forwarder, RequestSink, json_error
 from shadowproxy.proxy.ownership import Ownership
@@ -42,7 +42,7 @@ class ProxyParts:
     sink: ProxySink
     switch: ShadowSwitch
     lag: LagMonitor
-    comparator: Comparator
+    comparisons: Comparisons
     ownership: Ownership | None = None
     """Route ownership; None answers every request from legacy."""
 
@@ -128,7 +128,7 @@ def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
             pool=pool,
             candidate=Upstream("candidate", settings.upstreams.candidate, shadow_sessions[0]),
             secondary=secondary,
-            comparator=parts.comparator,
+            comparisons=parts.comparisons,
             evidence=parts.sink,
             switch=parts.switch,
             lag=parts.lag,

@@ -21,9 +21,9 @@ from typing import Protocol
 
 import structlog
 
-from shadowproxy.compare import Comparator
 from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, SkipReason, Verdict
 from shadowproxy.model import Upstream as UpstreamName
+from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
 from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import Route
@@ -73,7 +73,7 @@ class Shadow:
         pool: TaskPool,
         candidate: Upstream,
         secondary: Upstream | None,
-        comparator: Comparator,
+        comparisons: Comparisons,
         evidence: EvidenceSink,
         switch: ShadowSwitch,
         lag: LagMonitor,
@@ -85,7 +85,7 @@ class Shadow:
         self._pool = pool
         self._candidate = candidate
         self._secondary = secondary
-        self._comparator = comparator
+        self._comparisons = comparisons
         self._evidence = evidence
         self._switch = switch
         self._lag = lag
@@ -147,7 +147,7 @@ class Shadow:
             return
         legacy, candidate = (mirrored, answer) if reverse else (answer, mirrored)
         exchange = Exchange(request.facts, legacy, candidate, secondary, request.answered_by)
-        verdict = self._comparator.compare(exchange, route.rules)
+        verdict = await self._comparisons.compare(exchange, route.rules)
         self._evidence.on_verdict(exchange, verdict)
         if reverse and self._ownership is not None:
             self._ownership.compared(

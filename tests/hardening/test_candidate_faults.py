@@ -9,9 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from shadowproxy.settings import Settings
 from tests.hardening.harden import exchange_records, fetch
 from tests.relay import Fault, MiB, Toxic, relay, relay_process
-from tests.support import backend, eventually, make_settings, running_proxy
+from tests.support import RunningProxy, backend, eventually, make_settings, running_proxy
 
 PAYLOAD = b'{"id": 7, "items": [1, 2, 3], "name": "widget"}'
 CAP = 256 * 1024
@@ -22,7 +23,7 @@ async def _payload(request: web.Request) -> web.Response:
     return web.Response(body=PAYLOAD, content_type="application/json")
 
 
-def _settings(legacy: str, candidate: str, log_dir: Path, **doc: Any) -> Any:
+def _settings(legacy: str, candidate: str, log_dir: Path, **doc: Any) -> Settings:
     shadow = {"grace_s": 0.5, "timeout_s": TIMEOUT_S, "compare_max_bytes": CAP}
     shadow.update(doc.pop("shadow", {}))
     return make_settings(legacy, candidate, log_dir, {"shadow": shadow, **doc})
@@ -119,11 +120,8 @@ class TestSlowAndBroken:
         assert sorted(r["candidate"]["error"] for r in records) == ["refused", "reset"]
 
 
-def _errors(proxy: Any, reason: str) -> float:
-    value: float = proxy.metric(
-        "shadowproxy_upstream_errors_total", upstream="candidate", reason=reason
-    )
-    return value
+def _errors(proxy: RunningProxy, reason: str) -> float:
+    return proxy.metric("shadowproxy_upstream_errors_total", upstream="candidate", reason=reason)
 
 
 class TestHostileContent:

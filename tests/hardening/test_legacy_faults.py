@@ -10,15 +10,23 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from shadowproxy.settings import Settings
 from tests.hardening.harden import fetch, strict_lines
 from tests.relay import Fault, Toxic, relay
-from tests.support import backend, eventually, json_ok, make_settings, running_proxy
+from tests.support import (
+    RunningProxy,
+    backend,
+    eventually,
+    json_ok,
+    make_settings,
+    running_proxy,
+)
 
 TIMEOUT_S = 0.3
 CONNECT_TIMEOUT_S = 2.0
 
 
-def _settings(legacy: str, candidate: str, log_dir: Path) -> object:
+def _settings(legacy: str, candidate: str, log_dir: Path) -> Settings:
     return make_settings(
         legacy,
         candidate,
@@ -30,9 +38,9 @@ def _settings(legacy: str, candidate: str, log_dir: Path) -> object:
     )
 
 
-def _compared(proxy: object, route: str) -> float:
+def _compared(proxy: RunningProxy, route: str) -> float:
     return sum(
-        proxy.metric(  # type: ignore[attr-defined]
+        proxy.metric(
             "shadowproxy_comparisons_total", route=route, domain="default", verdict=verdict
         )
         for verdict in ("match", "diverged", "noise", "error")

@@ -26,6 +26,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from shadowproxy.config import ConfigError, is_loopback
+from shadowproxy.proxy import logfilter
 from shadowproxy.proxy.admin import AdminContext, build_admin_app
 from shadowproxy.proxy.app import FORWARDER, POOL, ProxyParts, build_proxy_app, route_table
 from shadowproxy.proxy.comparisons import Comparisons
@@ -105,6 +106,7 @@ async def serve(
     """Run one proxy process until ``stop`` is set or SIGTERM/SIGINT arrives; returns 0."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
+    logfilter.install()
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     metrics.prime_routes((spec.name, spec.domain) for spec in settings.routes)

@@ -1,10 +1,11 @@
 """A toxiproxy-like TCP fault relay for the tests: put it in front of a backend and break it.
 
 ``Relay(upstream)`` listens on 127.0.0.1 and forwards bytes both ways to
-``upstream`` (``host:port``) until a ``Toxic`` says otherwise. The toxic is
-read when a connection is accepted and can be swapped at any time
-(``await relay.set(toxic)``), so one relay can flap between healthy, slow and
-down. Faults:
+``upstream`` (``host:port``) until a ``Toxic`` says otherwise. The toxic can
+be swapped at any time (``await relay.set(toxic)``), so one relay can flap
+between healthy, slow and down: the relaying faults (``latency``, ``drip``,
+``truncate``) apply to open keep-alive connections from their next chunk on,
+the others to connections accepted after the change. Faults:
 
 - ``latency``: every chunk from upstream is held back ``latency_s``;
 - ``drip``: upstream's answer trickles out ``drip_bytes`` per ``drip_interval_s``;
@@ -43,7 +44,6 @@ MiB = 1024 * 1024
 _CHUNK = 64 * 1024
 _HEAD_END = b"\r\n\r\n"
 _MAX_HEAD = 64 * 1024
-_WAIT_S = 10.0
 
 
 class Fault(StrEnum):
@@ -118,10 +118,7 @@ class Relay:
         self.port = 0
         self.accepted = 0
         """Connections accepted so far."""
-        self.requests = 0
-        """Request heads seen by the faults that read them."""
         self._open: set[asyncio.StreamWriter] = set()
-        self._changed = asyncio.Condition()
         self._server: asyncio.Server | None = None
 
     @property
@@ -148,7 +145,7 @@ class Relay:
                 self.port = probe.getsockname()[1]
 
     async def set(self, toxic: Toxic) -> None:
-        """Apply ``toxic`` to new connections (``refuse`` stops listening, others restart it)."""
+        """Apply ``toxic`` from now on (``refuse`` stops listening, the others listen again)."""
         refusing = toxic.fault is Fault.REFUSE
         self.toxic = toxic
         if refusing and self._server is not None:
@@ -157,11 +154,6 @@ class Relay:
             self._server = None
         elif not refusing and self._server is None:
             await self.start()
-
-    async def wait_idle(self) -> None:
-        """Wait (bounded) until no connection is open through the relay."""
-        async with asyncio.timeout(_WAIT_S), self._changed:
-            await self._changed.wait_for(lambda: not self._open)
 
     async def close(self) -> None:
         """Stop listening and abort every open connection."""
@@ -176,16 +168,12 @@ class Relay:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         self._open.add(writer)
-        toxic = self.toxic
         try:
-            await self._apply(toxic, reader, writer)
-        except (ConnectionError, OSError, asyncio.IncompleteReadError):
-            pass
+            with contextlib.suppress(ConnectionError, OSError, asyncio.IncompleteReadError):
+                await self._apply(self.toxic, reader, writer)
         finally:
             self._open.discard(writer)
             writer.close()
-            async with self._changed:
-                self._changed.notify_all()
 
     async def _apply(
         self, toxic: Toxic, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -199,7 +187,6 @@ class Relay:
                 pass
             return
         while await _read_head(reader):
-            self.requests += 1
             if fault is Fault.RESET:
                 _reset(writer)
                 return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -50,13 +51,13 @@ ODD_PATHS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
 class Upstreams:
     """The two recording backends and the proxy in front of them."""
 
-    def __init__(self, legacy: Recorder, candidate: Recorder, proxy: ProxyProcess) -> None:
-        self.legacy = legacy
-        self.candidate = candidate
-        self.proxy = proxy
+    legacy: Recorder
+    candidate: Recorder
+    proxy: ProxyProcess
 
 
 @pytest.fixture(scope="module", params=["c-parser", "pure-python-parser"])
@@ -98,6 +99,29 @@ class TestHostileRequests:
         assert lines[seen[0] :] == [b"GET /probe HTTP/1.1"]
         candidate = upstreams.candidate.wait_lines(seen[1] + 1)
         assert candidate[seen[1] :] == [b"GET /probe HTTP/1.1"]
+
+
+class TestRejectionLogs:
+    """Malformed requests leave one warning each: no traceback, none of the client's bytes."""
+
+    def test_no_traceback_or_client_bytes(self, upstreams: Upstreams) -> None:
+        """A rejected request logs a single warning naming only the kind of error."""
+        marker = b"X-Planted-Secret: CANARY-HOSTILE-0d2f"
+        seen = len(upstreams.proxy.log)
+        answer, _ = exchange(
+            upstreams.proxy.port,
+            b"GET /x HTTP/1.1\r\nHost: a\r\n" + marker + b"\r\n bad fold\r\n\r\n",
+        )
+        assert _status(answer) == 400
+        good, _ = exchange(
+            upstreams.proxy.port, b"GET /probe HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        assert _status(good) == 200
+        logged = b"\n".join(upstreams.proxy.log[seen:])
+        assert b"rejected malformed request: " in logged
+        assert b"Traceback" not in logged
+        assert b"CANARY-HOSTILE" not in logged
+        assert b'"level":"error"' not in logged.replace(b" ", b"")
 
 
 class TestOddPaths:

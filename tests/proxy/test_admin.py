@@ -65,7 +65,6 @@ class TestEndpoints:
                     {"ready": False, "legacy": "unreachable"},
                 )
 
-
     async def test_configured_routes_start_at_zero(self, tmp_path: Path) -> None:
         """Configured routes have series from the first scrape, so increase() sees the first."""
         routes = {"routes": [{"match": "/orders/{id}", "domain": "orders"}]}

@@ -22,14 +22,17 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The regression guard prints its figures after the suite; it has no thresholds.
 test: lint
+	$(BIN)/pytest -q tests/bench --benchmark-enable --benchmark-min-rounds=20 \
+		--benchmark-max-time=0.2 --benchmark-columns=min,median,rounds
 	$(BIN)/pytest -q
 
 bench-compare: $(STAMP)
-	$(BIN)/python bench/bench_compare.py
+	PYTHONPATH=. $(BIN)/python bench/bench_compare.py
 
 bench-report: $(STAMP)
-	$(BIN)/python bench/bench_report.py
+	PYTHONPATH=. $(BIN)/python bench/bench_report.py
 
 # Side by side with nginx proxy_pass and mirror; needs nginx and wrk (apt-get install nginx-light wrk).
 bench-proxy: $(STAMP)

@@ -58,6 +58,7 @@ _RESULTS = _HERE / "results" / "proxy.json"
 _BODIES = {"1kb": ("small.json", 1024), "50kb": ("large.json", 50 * 1024)}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _READY_S = 30.0
+_STEPS = ("direct", "nginx", "shadowproxy", "shadowproxy-diff", "lag-probe")
 
 # wrk prints this line from its `done` hook; latencies are in microseconds.
 _WRK_REPORT = """
@@ -661,12 +662,16 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                     for body in _BODIES:
                         results.append(_measure(target, body, load, port, pid, backends, script))
 
-            measure_all("direct", legacy, None)
-            nginx_ports = [ports["PROXY_PORT"], ports["MIRROR_PORT"]]
-            with _nginx(run, "proxies.conf", values, nginx_ports) as proxies:
-                measure_all("nginx", ports["PROXY_PORT"], proxies)
-                measure_all("nginx-mirror", ports["MIRROR_PORT"], proxies)
-            for name, upstream in (("shadowproxy", candidate), ("shadowproxy-diff", different)):
+            only = set(args.only)
+            if "direct" in only:
+                measure_all("direct", legacy, None)
+            if "nginx" in only:
+                nginx_ports = [ports["PROXY_PORT"], ports["MIRROR_PORT"]]
+                with _nginx(run, "proxies.conf", values, nginx_ports) as proxies:
+                    measure_all("nginx", ports["PROXY_PORT"], proxies)
+                    measure_all("nginx-mirror", ports["MIRROR_PORT"], proxies)
+            contenders = (("shadowproxy", candidate), ("shadowproxy-diff", different))
+            for name, upstream in ((n, u) for n, u in contenders if n in only):
                 with _shadowproxy(run, legacy, upstream, args.workers, name) as (pid, port, admin):
                     measure_all(name, port, pid)
                     if name == "shadowproxy":
@@ -675,7 +680,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                         measure_all("shadowproxy-paused", port, pid)
                     extra.setdefault("worker_rss_mb", []).extend(_worker_rss(pid))
                     extra.setdefault("metrics", {})[name] = _metrics(admin)
-            if not args.skip_lag_probe:
+            if not args.skip_lag_probe and "lag-probe" in only:
                 extra["loop_lag"] = _lag_probe(run, legacy, different, saturation, script)
                 print(f"loop lag (1 worker, 50kb diff): {extra['loop_lag']}", flush=True)
     return {
@@ -699,6 +704,13 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--workers", default="auto", help="shadowproxy --workers (default auto)")
     parser.add_argument("--skip-lag-probe", action="store_true", help="skip the loop-lag probe")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=_STEPS,
+        default=list(_STEPS),
+        help="run only these steps (nginx = proxy_pass and mirror; shadowproxy includes paused)",
+    )
     parser.add_argument("--output", type=Path, default=_RESULTS, help="results JSON file")
     return parser.parse_args(argv)
 

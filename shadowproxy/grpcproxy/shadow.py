@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,6 +27,7 @@ from shadowproxy.model import Exchange, Observation, RequestFacts, SkipReason, V
 from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
+from shadowproxy.proxy.gate import MirrorGate
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import ShadowSettings
 
@@ -94,17 +94,15 @@ class GrpcShadow:
         lag: LagMonitor,
     ) -> None:
         self.settings = settings
-        self._pool = pool
+        self._gate = MirrorGate(settings, pool, switch, lag)
         self._candidate = candidate
         self._secondary = secondary
         self._comparisons = comparisons
         self._evidence = evidence
-        self._switch = switch
-        self._lag = lag
 
     def decide(self, method: GrpcMethod, request_size: int) -> SkipReason | None:
         """Why this call is not mirrored, or None when it should be."""
-        if self._switch.paused:
+        if self._gate.paused:
             return SkipReason.PAUSED
         if method.cardinality != "unary_unary":
             return SkipReason.UPGRADE
@@ -112,11 +110,7 @@ class GrpcShadow:
             return SkipReason.METHOD
         if request_size > self.settings.mirror_max_body:
             return SkipReason.BODY_TOO_LARGE
-        if method.sample_percent < 100.0 and random.random() * 100.0 >= method.sample_percent:
-            return SkipReason.SAMPLED_OUT
-        if self._lag.lag_ms > self.settings.max_loop_lag_ms:
-            return SkipReason.OVERLOAD
-        return None
+        return self._gate.admit(method.sample_percent)
 
     def skip(self, method: GrpcMethod, reason: SkipReason) -> None:
         """Count a call that is not mirrored."""
@@ -127,11 +121,12 @@ class GrpcShadow:
 
         Returns None (and counts ``queue_full``) when the pool is full.
         """
-        legacy: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
-        if not self._pool.spawn(self._mirror(call, legacy), name=f"grpc-shadow-{call.facts.id}"):
+        answer: asyncio.Future[Answer | None] | None = self._gate.spawn(
+            lambda future: self._mirror(call, future), name=f"grpc-shadow-{call.facts.id}"
+        )
+        if answer is None:
             self.skip(call.method, SkipReason.QUEUE_FULL)
-            return None
-        return legacy
+        return answer
 
     async def _mirror(self, call: MirrorCall, legacy_future: asyncio.Future[Answer | None]) -> None:
         try:

@@ -17,6 +17,7 @@ same 502/504 JSON as for a legacy failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,13 +39,24 @@ from shadowproxy.proxy.upstream import PREAMBLE_ERRORS, Upstream, classify_error
 from shadowproxy.proxy.websocket import is_upgrade, tunnel_websocket
 from shadowproxy.settings import Settings
 
-__all__ = ["IDEMPOTENT_METHODS", "PROBE_HEADER", "Forwarder", "RequestSink", "json_error"]
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "ONE_WRITE_MAX_BYTES",
+    "PROBE_HEADER",
+    "Forwarder",
+    "RequestSink",
+    "json_error",
+]
 
 log = structlog.get_logger(__name__)
 
 VIA = "1.1 shadowproxy"
 _NO_BODY_STATUS = frozenset({204, 304})
 _MAX_REQUEST_ID = 128
+_BODY_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError)
+
+ONE_WRITE_MAX_BYTES = 64 * 1024
+"""Answers with a Content-Length up to this are read whole and sent in one write."""
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """RFC 9110 section 9.2.2: a failed candidate answer to these is retried on legacy."""
@@ -324,16 +336,43 @@ class Forwarder:
     ) -> tuple[web.StreamResponse, Observation | None]:
         cap = self.settings.shadow.compare_max_bytes
         headers = raw_headers(upstream)
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for name, value in response_headers(headers, VIA):
-            response.headers.add(name, value)
+        status = upstream.status
+        relayed = response_headers(headers, VIA)
         if PROBE_HEADER in request.headers:
-            response.headers["X-Shadow-Answered-By"] = str(answered_by)
-        self._sink.on_request(route.name, method, upstream.status)
+            relayed.append(("X-Shadow-Answered-By", str(answered_by)))
+        self._sink.on_request(route.name, method, status)
+        has_body = method != "HEAD" and status not in _NO_BODY_STATUS
+        declared = upstream.content_length if has_body else None
+        if declared is not None and declared <= ONE_WRITE_MAX_BYTES:
+            # Small and framed: read it whole and answer with one write (head and
+            # body together) instead of a write per header block and chunk.
+            try:
+                data = await upstream.read()
+            except _BODY_ERRORS as exc:
+                response = web.StreamResponse(status=status, reason=upstream.reason)
+                response.headers.extend(relayed)
+                with contextlib.suppress(*_BODY_ERRORS):
+                    # The head goes out first so the client sees a cut body, as when streaming.
+                    await response.prepare(request)
+                return response, self._failed_mid_body(request, route, started, answered_by, exc)
+            response = web.Response(
+                body=data, status=status, reason=upstream.reason, headers=relayed
+            )
+            observation = Observation(
+                status=status,
+                headers=headers,
+                body=data[:cap],
+                elapsed_s=time.perf_counter() - started,
+                body_size=len(data),
+                truncated=len(data) > cap,
+            )
+            self._sink.on_upstream(answered_by, route.name, observation)
+            return response, observation
+        response = web.StreamResponse(status=status, reason=upstream.reason)
+        response.headers.extend(relayed)
         await response.prepare(request)
         kept = bytearray()
         size = 0
-        has_body = method != "HEAD" and upstream.status not in _NO_BODY_STATUS
         try:
             if has_body:
                 async for chunk in upstream.content.iter_any():
@@ -342,23 +381,11 @@ class Forwarder:
                         kept += chunk[: cap + 1 - len(kept)]
                     await response.write(chunk)
             await response.write_eof()
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
-            if isinstance(exc, aiohttp.ClientConnectionResetError):
-                # The client went away; legacy is fine, there is just nobody to answer.
-                log.info("client disconnected", route=route.name)
-                return response, None
-            kind = classify_error(exc)
-            failed = Observation.failed(kind, time.perf_counter() - started, type(exc).__name__)
-            self._sink.on_upstream(answered_by, route.name, failed)
-            log.warning(
-                f"{answered_by} failed mid-body; aborting client connection", reason=str(kind)
-            )
-            if request.transport is not None:
-                request.transport.abort()
-            return response, failed if answered_by is UpstreamName.CANDIDATE else None
+        except _BODY_ERRORS as exc:
+            return response, self._failed_mid_body(request, route, started, answered_by, exc)
         truncated = len(kept) > cap
         observation = Observation(
-            status=upstream.status,
+            status=status,
             headers=headers,
             body=bytes(kept[:cap]),
             elapsed_s=time.perf_counter() - started,
@@ -367,3 +394,24 @@ class Forwarder:
         )
         self._sink.on_upstream(answered_by, route.name, observation)
         return response, observation
+
+    def _failed_mid_body(
+        self,
+        request: web.Request,
+        route: Route,
+        started: float,
+        answered_by: UpstreamName,
+        exc: BaseException,
+    ) -> Observation | None:
+        """Record an answer cut after its head and abort the client connection."""
+        if isinstance(exc, aiohttp.ClientConnectionResetError):
+            # The client went away; legacy is fine, there is just nobody to answer.
+            log.info("client disconnected", route=route.name)
+            return None
+        kind = classify_error(exc)
+        failed = Observation.failed(kind, time.perf_counter() - started, type(exc).__name__)
+        self._sink.on_upstream(answered_by, route.name, failed)
+        log.warning(f"{answered_by} failed mid-body; aborting client connection", reason=str(kind))
+        if request.transport is not None:
+            request.transport.abort()
+        return failed if answered_by is UpstreamName.CANDIDATE else None

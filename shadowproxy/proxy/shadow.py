@@ -15,7 +15,6 @@ by what it is, and its comparison feeds the route's rollback window.
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +24,7 @@ from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, Sk
 from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
+from shadowproxy.proxy.gate import MirrorGate
 from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import Route
 from shadowproxy.proxy.tasks import TaskPool
@@ -82,30 +82,24 @@ class Shadow:
         ownership: Ownership | None = None,
     ) -> None:
         self.settings = settings
-        self._pool = pool
+        self._gate = MirrorGate(settings, pool, switch, lag)
         self._candidate = candidate
         self._secondary = secondary
         self._comparisons = comparisons
         self._evidence = evidence
-        self._switch = switch
-        self._lag = lag
         self._own_host = own_host
         self._legacy = legacy
         self._ownership = ownership
 
     def decide(self, route: Route, method: str, *, body_complete: bool) -> SkipReason | None:
         """Why this request is not mirrored, or None when it should be."""
-        if self._switch.paused:
+        if self._gate.paused:
             return SkipReason.PAUSED
         if method not in MIRRORED_METHODS and not route.mirror_writes:
             return SkipReason.METHOD
         if not body_complete:
             return SkipReason.BODY_TOO_LARGE
-        if route.sample_percent < 100.0 and random.random() * 100.0 >= route.sample_percent:
-            return SkipReason.SAMPLED_OUT
-        if self._lag.lag_ms > self.settings.max_loop_lag_ms:
-            return SkipReason.OVERLOAD
-        return None
+        return self._gate.admit(route.sample_percent)
 
     def skip(self, route: Route, reason: SkipReason) -> None:
         """Count a request that is not mirrored."""
@@ -116,11 +110,12 @@ class Shadow:
 
         Returns None (and counts ``queue_full``) when the pool is full.
         """
-        legacy: asyncio.Future[Observation | None] = asyncio.get_running_loop().create_future()
-        if not self._pool.spawn(self._mirror(request, legacy), name=f"shadow-{request.facts.id}"):
+        answer: asyncio.Future[Observation | None] | None = self._gate.spawn(
+            lambda future: self._mirror(request, future), name=f"shadow-{request.facts.id}"
+        )
+        if answer is None:
             self.skip(request.route, SkipReason.QUEUE_FULL)
-            return None
-        return legacy
+        return answer
 
     async def _mirror(
         self, request: ShadowRequest, answer_future: asyncio.Future[Observation | None]

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from tests.peers import peer
+from tests.relay import Fault, Toxic, relay_process
 from tests.support import Backend, backend, json_ok, make_settings, running_proxy
 
 ROUNDS = 30
@@ -64,13 +64,13 @@ async def _resetting_candidate() -> AsyncIterator[Backend]:
 
 @asynccontextmanager
 async def _flooding_candidate() -> AsyncIterator[Backend]:
-    async with peer("flood") as url:
+    async with relay_process(Toxic(fault=Fault.HUGE)) as url:
         yield Backend(url=url)
 
 
 @asynccontextmanager
 async def _chunked_flooding_candidate() -> AsyncIterator[Backend]:
-    async with peer("flood", "--chunked") as url:
+    async with relay_process(Toxic(fault=Fault.HUGE, chunked=True)) as url:
         yield Backend(url=url)
 
 

@@ -1,0 +1,112 @@
+"""The ``grpc:`` section and the ``--grpc-*`` flags."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from shadowproxy.compare.rules import CompareRules
+from shadowproxy.config.overrides import Overrides
+from shadowproxy.config.reader import ConfigError, Reader, parse_address
+from shadowproxy.config.rules import compare_rules
+from shadowproxy.settings import GrpcCardinality, GrpcMethodSpec, GrpcSettings, ShadowSettings
+
+__all__ = ["grpc_settings"]
+
+GRPC_CARDINALITIES = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+
+
+def grpc_settings(
+    top: Reader, overrides: Overrides, shadow: ShadowSettings, rules: CompareRules
+) -> GrpcSettings | None:
+    """The ``grpc:`` section with the ``--grpc-*`` flags; None when neither asks for it."""
+    given = top.has("grpc")
+    reader = top.child("grpc")
+    source = top.source
+    flags = {
+        "listen": overrides.grpc_listen,
+        "descriptors": overrides.grpc_descriptors,
+        "legacy": overrides.grpc_legacy,
+        "candidate": overrides.grpc_candidate,
+        "secondary": overrides.grpc_secondary,
+    }
+    if not given and all(flag is None for flag in flags.values()):
+        return None
+    values: dict[str, str | None] = {}
+    for key, flag in flags.items():
+        value = flag if flag is not None else reader.string(key, None)
+        where = f"--grpc-{key}" if flag is not None else f"{source}: grpc.{key}"
+        if value is None and key in {"listen", "legacy", "candidate"}:
+            raise ConfigError(f"{source}: grpc.{key}: is required (or pass --grpc-{key} HOST:PORT)")
+        if value is not None and key != "descriptors":
+            parse_address(value, where)
+        values[key] = value
+    listen_text, legacy, candidate = values["listen"], values["legacy"], values["candidate"]
+    assert listen_text is not None and legacy is not None and candidate is not None
+    where = "--grpc-listen" if flags["listen"] is not None else f"{source}: grpc.listen"
+    descriptors = values["descriptors"]
+    known: frozenset[str] | None = None
+    if descriptors is not None:
+        from shadowproxy.grpcproxy.descriptors import DescriptorError, load_catalog
+
+        try:
+            known = frozenset(load_catalog(descriptors))
+        except DescriptorError as exc:
+            raise ConfigError(str(exc)) from None
+    domain = reader.string("domain", "default") or "default"
+    settings = GrpcSettings(
+        listen=parse_address(listen_text, where),
+        legacy=legacy,
+        candidate=candidate,
+        secondary=values["secondary"],
+        descriptors=descriptors,
+        methods=grpc_methods(reader, shadow, rules, domain, known),
+        domain=domain,
+        timeout_s=reader.number("timeout_s", 30.0, exclusive_min=True),
+    )
+    reader.finish()
+    return settings
+
+
+def grpc_methods(
+    reader: Reader,
+    shadow: ShadowSettings,
+    rules: CompareRules,
+    domain: str,
+    known: frozenset[str] | None,
+) -> tuple[GrpcMethodSpec, ...]:
+    value = reader.raw("methods")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise reader.error("must be a list of methods", "methods")
+    specs: list[GrpcMethodSpec] = []
+    for index, item in enumerate(value):
+        entry = Reader(reader.source, item, f"{reader.path}.methods[{index}]")
+        name = entry.string("method", None)
+        if name is None:
+            raise entry.error("is required", "method")
+        service, _, method = name[1:].partition("/") if name.startswith("/") else ("", "", "")
+        if not service or not method or "/" in method:
+            raise entry.error(f"must be /package.Service/Method, got {name!r}", "method")
+        if any(spec.method == name for spec in specs):
+            raise entry.error(f"duplicate method {name!r}", "method")
+        cardinality = entry.string("cardinality", None)
+        if cardinality is not None and cardinality not in GRPC_CARDINALITIES:
+            raise entry.error(f"must be one of {', '.join(GRPC_CARDINALITIES)}", "cardinality")
+        if known is not None and name not in known and cardinality is None:
+            raise entry.error("is not in the descriptors (or set cardinality)", "method")
+        mirror = entry.raw("mirror")
+        if mirror is not None and not isinstance(mirror, bool):
+            raise entry.error("must be true or false", "mirror")
+        specs.append(
+            GrpcMethodSpec(
+                method=name,
+                domain=entry.string("domain", domain) or domain,
+                mirror=mirror,
+                sample_percent=entry.number("sample_percent", shadow.sample_percent, maximum=100.0),
+                rules=compare_rules(entry.child("compare"), rules),
+                cardinality=cast("GrpcCardinality | None", cardinality),
+            )
+        )
+        entry.finish()
+    return tuple(specs)

@@ -1,0 +1,89 @@
+"""The ``routes:`` list and the ``cutover:`` section: which paths form a route, who answers it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from shadowproxy.compare.rules import CompareRules
+from shadowproxy.config.reader import ConfigError, Reader, section
+from shadowproxy.config.rules import compare_rules
+from shadowproxy.settings import CutoverSettings, RollbackSettings, RouteSpec, ShadowSettings
+
+__all__ = ["FORCE_LEGACY_ENV", "ROUTE_MODES", "cutover_settings", "route_specs"]
+
+FORCE_LEGACY_ENV = "SHADOWPROXY_FORCE_LEGACY"
+ROUTE_MODES = ("shadow", "canary", "candidate", "legacy-only")
+
+
+def route_specs(
+    reader: Reader, value: object, shadow: ShadowSettings, rules: CompareRules
+) -> tuple[RouteSpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise reader.error("must be a list of routes", "routes")
+    specs: list[RouteSpec] = []
+    names: set[str] = set()
+    for index, item in enumerate(value):
+        route = Reader(reader.source, item, f"routes[{index}]")
+        match = route.string("match", None)
+        if match is None:
+            raise route.error("is required", "match")
+        if not match.startswith("/"):
+            raise route.error("must start with /", "match")
+        for part in match.rstrip("*").split("/"):
+            if ("{" in part or "}" in part) and not (part.startswith("{") and part.endswith("}")):
+                raise route.error(f"a placeholder must be a whole segment, got {part!r}", "match")
+        name = route.string("name", match) or match
+        if name in names:
+            raise route.error(f"duplicate route name {name!r}", "name")
+        names.add(name)
+        specs.append(
+            RouteSpec(
+                match=match,
+                name=name,
+                domain=route.string("domain", "default") or "default",
+                sample_percent=route.number("sample_percent", shadow.sample_percent, maximum=100.0),
+                mirror_writes=route.boolean("mirror_writes", False),
+                rules=compare_rules(route.child("compare"), rules),
+                mode=mode(route, "mode", None),  # type: ignore[arg-type]
+                canary_percent=route.number("canary_percent", 0.0, maximum=100.0),
+                sticky=sticky(route),
+            )
+        )
+        route.finish()
+    return tuple(specs)
+
+
+def mode(reader: Reader, key: str, default: str | None) -> str | None:
+    value = reader.string(key, default)
+    if value is not None and value not in ROUTE_MODES:
+        raise reader.error(f"must be one of {', '.join(ROUTE_MODES)}", key)
+    return value
+
+
+def sticky(reader: Reader) -> str:
+    value = reader.string("sticky", "client") or "client"
+    kind, _, name = value.partition(":")
+    if value != "client" and (kind not in {"header", "cookie"} or not name):
+        raise reader.error("must be client, header:NAME or cookie:NAME", "sticky")
+    return value
+
+
+def cutover_settings(top: Reader, env: Mapping[str, str]) -> CutoverSettings:
+    """The ``cutover:`` section and the force-legacy environment variable."""
+    reader = top.child("cutover")
+    default_mode = mode(reader, "default_mode", "shadow")
+    rollback = section(reader, "rollback", RollbackSettings())
+    reader.finish()
+    if rollback.max_structural_rate > 1 or rollback.max_error_rate > 1:
+        rate = "max_structural_rate" if rollback.max_structural_rate > 1 else "max_error_rate"
+        raise reader.child("rollback").error("must be <= 1", rate)
+    flag = env.get(FORCE_LEGACY_ENV, "").strip().lower()
+    if flag not in {"", "0", "1", "true", "false", "yes", "no", "on", "off"}:
+        raise ConfigError(f"{FORCE_LEGACY_ENV}: must be 1 or 0, got {flag!r}")
+    return CutoverSettings(
+        default_mode=default_mode,  # type: ignore[arg-type]
+        force_legacy=flag in {"1", "true", "yes", "on"},
+        rollback=rollback,
+    )

@@ -53,6 +53,8 @@ log = structlog.get_logger(__name__)
 VIA = "1.1 shadowproxy"
 _NO_BODY_STATUS = frozenset({204, 304})
 _MAX_REQUEST_ID = 128
+# Host is set per upstream; aiohttp's server already answered any Expect.
+_NOT_RELAYED = frozenset({"host", "expect"})
 _BODY_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError)
 
 ONE_WRITE_MAX_BYTES = 64 * 1024
@@ -144,11 +146,16 @@ class Forwarder:
         path, _, query = raw_target.partition("?")
         route = self.routes.resolve(path)
         request_id = _request_id(request)
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        # bind/reset rather than bound_contextvars(): same effect without the
+        # context-manager generator on every request.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
             if is_upgrade(request):
                 self._shadow.skip(route, SkipReason.UPGRADE)
                 return await tunnel_websocket(request, self._legacy, raw_target)
             return await self._forward(request, route, raw_target, path, query, request_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     async def _forward(
         self,
@@ -164,17 +171,14 @@ class Forwarder:
         body = await _read_body(request, settings.shadow.mirror_max_body)
         scheme = request.scheme
         client_host = request.headers.get("Host")
-        upstream_headers = [
-            (name, value)
-            for name, value in request_headers(
-                request.headers.items(),
-                client_ip=request.remote or "",
-                scheme=scheme,
-                host=client_host,
-                via=VIA,
-            )
-            if name.lower() not in {"host", "expect"}
-        ]
+        upstream_headers = request_headers(
+            request.headers.items(),
+            client_ip=request.remote or "",
+            scheme=scheme,
+            host=client_host,
+            via=VIA,
+            drop=_NOT_RELAYED,
+        )
         own_host = settings.upstreams.host_header == "upstream"
 
         answered_by, mirror = UpstreamName.LEGACY, True

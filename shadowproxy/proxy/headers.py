@@ -67,11 +67,13 @@ def request_headers(
     host: str | None,
     via: str,
     upstream_host: str | None = None,
+    drop: frozenset[str] = frozenset(),
 ) -> Pairs:
     """Headers to send upstream: end-to-end ones plus X-Forwarded-* and Via.
 
     ``upstream_host`` replaces the client's Host when the upstream should see
-    its own name; otherwise the client's Host is kept.
+    its own name; otherwise the client's Host is kept. ``drop`` names (lower
+    case) further headers to leave out, in the same pass.
     """
     # One pass with one lower() per header: this runs on every client request.
     pairs = list(headers)
@@ -81,7 +83,7 @@ def request_headers(
     previous_via: list[str] = []
     for name, value in pairs:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named or lower in _FRAMING:
+        if lower in HOP_BY_HOP or lower in named or lower in _FRAMING or lower in drop:
             continue
         if lower == "x-forwarded-for":
             forwarded_for.append(value)

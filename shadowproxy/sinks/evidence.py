@@ -97,7 +97,7 @@ class Evidence:
     @_guarded("on_request")
     def on_request(self, route: str, method: str, status: int | None) -> None:
         """Count a client-facing answer; ``status`` None means the proxy itself failed."""
-        self._metrics.requests.labels(route, method_label(method), code_class(status)).inc()
+        self._metrics.requests_by.get(route, method_label(method), code_class(status)).inc()
 
     @_guarded("on_upstream")
     def on_upstream(self, upstream: str, route: str, observation: Observation) -> None:
@@ -108,16 +108,16 @@ class Evidence:
     def on_skip(self, route: str, domain: str, reason: str) -> None:
         """Count a request that was not mirrored."""
         label = str(reason) if reason in _SKIP_REASONS else "other"
-        self._metrics.skipped.labels(label).inc()
+        self._metrics.skipped_by.get(label).inc()
         self._rollups.tally(route, domain).add_skip(label)
 
     @_guarded("on_verdict")
     def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None:
         """Count a compared exchange and queue its ``exchange`` record when one is due."""
         request = exchange.request
-        self._metrics.comparisons.labels(request.route, request.domain, str(verdict.outcome)).inc()
+        self._metrics.comparisons_by.get(request.route, request.domain, verdict.outcome).inc()
         for cls in verdict.classes:
-            self._metrics.divergences.labels(request.route, request.domain, str(cls)).inc()
+            self._metrics.divergences_by.get(request.route, request.domain, cls).inc()
         self._rollups.tally(request.route, request.domain).add_verdict(exchange, verdict)
         if wanted(verdict, request.id, self._evidence):
             self._writer.submit(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,6 +34,7 @@ __all__ = [
     "METHODS",
     "ROLLBACK_REASONS",
     "ROUTE_MODES",
+    "Children",
     "Metrics",
     "code_class",
     "is_multiprocess",
@@ -74,6 +76,8 @@ LATENCY_BUCKETS_S = (
 """Upper bounds of ``shadowproxy_upstream_latency_seconds`` (covers the default 30 s timeout)."""
 
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
+_MAX_CHILDREN = 4096
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 
 def method_label(method: str) -> str:
@@ -87,6 +91,30 @@ def code_class(status: int | None) -> str:
     if status is None or not 100 <= status <= 599:
         return "error"
     return f"{status // 100}xx"
+
+
+class Children(Generic[_M]):
+    """A per-request cache of one metric's labelled children.
+
+    ``labels()`` validates its values and takes a lock on every call (about
+    2 us); the hot path calls it several times per request with a handful of
+    distinct label tuples. Bounded, so odd label values cannot grow it.
+    """
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: _M) -> None:
+        self._metric: _M = metric
+        self._children: dict[tuple[str, ...], _M] = {}
+
+    def get(self, *values: str) -> _M:
+        """The child for ``values``, as ``metric.labels(*values)`` returns it."""
+        child = self._children.get(values)
+        if child is None:
+            child = self._metric.labels(*values)
+            if len(self._children) < _MAX_CHILDREN:
+                self._children[values] = child
+        return child
 
 
 class Metrics:
@@ -176,6 +204,11 @@ class Metrics:
             ("route", "reason"),
             registry=registry,
         )
+        self.requests_by = Children(self.requests)
+        self.comparisons_by = Children(self.comparisons)
+        self.divergences_by = Children(self.divergences)
+        self.upstream_latency_by = Children(self.upstream_latency)
+        self.skipped_by = Children(self.skipped)
         # Known label values start at zero so rates and absent() behave from the first scrape.
         for reason in DROP_REASONS:
             self.jsonl_dropped.labels(reason)
@@ -202,7 +235,7 @@ class Metrics:
 
     def observe_upstream(self, upstream: str, route: str, observation: Observation) -> None:
         """Latency of every answer or failure; an error also counts under its reason."""
-        self.upstream_latency.labels(str(upstream), route).observe(max(observation.elapsed_s, 0.0))
+        self.upstream_latency_by.get(upstream, route).observe(max(observation.elapsed_s, 0.0))
         if observation.error is not None:
             self.upstream_errors.labels(str(upstream), str(observation.error)).inc()
 

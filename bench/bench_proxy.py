@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib.metadata
 import json
 import os
@@ -479,6 +480,19 @@ def _probe(argv: Sequence[str]) -> int:
 
     engine.Comparator.compare = timed  # type: ignore[method-assign]
 
+    # Collector pauses, by generation: a full collection over large parsed
+    # documents is a loop stall the comparison timings would not show.
+    gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_pauses[info["generation"]].append((time.perf_counter() - gc_started[0]) * 1e3)
+
+    gc.callbacks.append(on_gc)
+
     registry = CollectorRegistry()
 
     async def sample(stop: asyncio.Event) -> None:
@@ -491,7 +505,7 @@ def _probe(argv: Sequence[str]) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGUSR1, _clear, lags, inline, threaded)
+        loop.add_signal_handler(signal.SIGUSR1, _clear, lags, inline, threaded, *gc_pauses.values())
         sampler = asyncio.gather(sample(stop))
         await serve(settings, registry=registry, stop=stop)
         await sampler
@@ -518,6 +532,10 @@ def _probe(argv: Sequence[str]) -> int:
         **_percentiles(inline, "inline_compare_"),
         "thread_compare_calls": len(threaded),
         **_percentiles(threaded, "thread_compare_"),
+        "gc": {
+            f"gen{generation}": {"count": len(pauses), "max_ms": round(max(pauses, default=0), 3)}
+            for generation, pauses in gc_pauses.items()
+        },
         "skipped": skipped,
         "compared": compared,
     }

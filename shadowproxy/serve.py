@@ -171,7 +171,13 @@ async def serve(
             "evidence": evidence.stats(),
         }
 
+    handlers: dict[signal.Signals, Callable[[], None]] = {}
+    if install_signals:
+        handlers = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: reload_config}
+    signals = contextlib.ExitStack()
     try:
+        # Before anything listens: a SIGTERM during start-up must stop gracefully too.
+        signals.enter_context(_signals(loop, handlers))
         await runner.setup()
         reuse = settings.workers > 1
         site = web.TCPSite(
@@ -234,15 +240,7 @@ async def serve(
         _tune_gc()
         if on_ready is not None:
             on_ready(bound)
-        handlers: dict[signal.Signals, Callable[[], None]] = {}
-        if install_signals:
-            handlers = {
-                signal.SIGTERM: stop.set,
-                signal.SIGINT: stop.set,
-                signal.SIGHUP: reload_config,
-            }
-        with _signals(loop, handlers):
-            await stop.wait()
+        await stop.wait()
         log.info("shutting down", drain_s=settings.drain_s)
     finally:
         stop.set()
@@ -257,5 +255,6 @@ async def serve(
         await housekeeping.close(_TICK_S * 2)
         await loop.run_in_executor(None, parts.comparisons.close)
         await loop.run_in_executor(None, evidence.close, settings.drain_s)
+        signals.close()
     log.info("stopped")
     return 0

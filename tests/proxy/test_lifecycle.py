@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from shadowproxy.cli import main
 from tests.support import backend, json_ok
@@ -97,14 +98,20 @@ class TestGracefulStop:
 
 
 async def _wait_until_refusing(url: str) -> None:
-    """New connections are refused once the listener has closed (bounded polling)."""
+    """New connections are refused once the listener has closed (bounded polling).
+
+    Only TCP connects, never requests: a request on a connection accepted just
+    before the listener closed would wait for the drain, which waits for us.
+    """
+    host, port = URL(url).host, URL(url).port
     async with asyncio.timeout(10):
         while True:
             try:
-                async with aiohttp.ClientSession() as session, session.get(url + "/probe") as r:
-                    await r.read()
-            except aiohttp.ClientConnectionError:
+                _, writer = await asyncio.open_connection(host, port)
+            except OSError:
                 return
+            writer.close()
+            await writer.wait_closed()
             await asyncio.sleep(0.02)
 
 

@@ -79,6 +79,30 @@ def _piece_lines(piece: Piece) -> Iterator[bytes]:
             yield line
 
 
+def _cost(piece: Piece) -> int:
+    """Bytes of lines to read: a gzip file's uncompressed size, from its trailer."""
+    if piece.end is not None:
+        return piece.end - piece.start
+    size = piece.path.stat().st_size
+    if size < 4 or not _is_gzip(piece.path):
+        return size
+    with piece.path.open("rb") as handle:
+        handle.seek(-4, os.SEEK_END)
+        # ISIZE is the uncompressed size modulo 2**32; never less than the file.
+        return max(int.from_bytes(handle.read(4), "little"), size)
+
+
+def _balance(pieces: Sequence[Piece], count: int) -> list[list[Piece]]:
+    """Pieces dealt to ``count`` workers, largest first to the least loaded (LPT)."""
+    shares: list[list[Piece]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for cost, piece in sorted(((_cost(p), p) for p in pieces), key=lambda cp: -cp[0]):
+        lightest = loads.index(min(loads))
+        shares[lightest].append(piece)
+        loads[lightest] += cost
+    return [share for share in shares if share]
+
+
 def _aggregate(pieces: Sequence[Piece], windows: Windows) -> Aggregator:
     aggregator = Aggregator(windows.until, windows, timeline_start=windows.earliest)
     for piece in pieces:
@@ -103,10 +127,7 @@ def aggregate_files(
     count = workers or os.cpu_count() or 1
     if count < 2 or total < parallel_min_bytes:
         return _aggregate([Piece(path) for path in files], windows)
-    pieces = plan_pieces(files, chunk_bytes)
-    # Largest first, dealt round-robin: a simple balance across workers.
-    pieces.sort(key=lambda p: -((p.end or p.path.stat().st_size) - p.start))
-    shares = [pieces[i::count] for i in range(count) if pieces[i::count]]
+    shares = _balance(plan_pieces(files, chunk_bytes), count)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
         results = list(pool.map(_aggregate, shares, [windows] * len(shares)))

@@ -137,3 +137,23 @@ class TestParallel:
         assert split.noise_paths == alone.noise_paths
         assert split.inputs == alone.inputs
         assert alone.inputs.records == 1200
+
+
+class TestBalance:
+    """Pieces are dealt by the bytes of lines they hold, not by their size on disk."""
+
+    def test_gzip_counts_uncompressed(self, tmp_path: Path) -> None:
+        """A small gzip of many lines weighs its uncompressed size, and loads stay even."""
+        import gzip
+
+        from shadowproxy.report.parallel import Piece, _balance, _cost
+
+        packed = tmp_path / "big.jsonl.gz"
+        packed.write_bytes(gzip.compress(b'{"v":1}\n' * 100_000))
+        plain = tmp_path / "plain.jsonl"
+        plain.write_bytes(b"x" * 300_000)
+        pieces = [Piece(packed), *(Piece(plain, n * 100_000, (n + 1) * 100_000) for n in range(3))]
+        assert _cost(Piece(packed)) == 800_000 > packed.stat().st_size
+        shares = _balance(pieces, 2)
+        assert [Piece(packed)] in shares, "the heavy gzip gets a worker of its own"
+        assert sorted(len(share) for share in shares) == [1, 3]

@@ -40,6 +40,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from shadowproxy.demo.run import running_app
 from tests.relay import Fault, Relay, Toxic, relay
 
 __all__ = ["Sample", "main"]
@@ -84,15 +85,8 @@ async def _candidate(request: web.Request) -> web.Response:
 async def _serve(handler: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with running_app(app) as url:
+        yield url
 
 
 @dataclass(frozen=True, slots=True)

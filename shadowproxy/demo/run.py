@@ -25,7 +25,7 @@ from shadowproxy.report.command import add_report_arguments, run_report
 from shadowproxy.serve import Bound, serve
 from shadowproxy.settings import Settings
 
-__all__ = ["DEMO_CONFIG", "demo_settings", "run_demo", "running_backend"]
+__all__ = ["DEMO_CONFIG", "demo_settings", "run_demo", "running_app", "running_backend"]
 
 DEMO_CONFIG: dict[str, object] = {
     "routes": [
@@ -47,7 +47,14 @@ _CONCURRENCY = 2
 @asynccontextmanager
 async def running_backend(which: str) -> AsyncIterator[str]:
     """Serve a demo backend on an ephemeral loopback port; yields its base URL."""
-    runner = web.AppRunner(build_backend(which), access_log=None)
+    async with running_app(build_backend(which)) as url:
+        yield url
+
+
+@asynccontextmanager
+async def running_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on an ephemeral loopback port; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -21,7 +21,8 @@ from typing import Any
 
 from shadowproxy.model import Upstream
 from shadowproxy.settings import RouteSpec, Settings
-from shadowproxy.sinks.records import SCHEMA_VERSION, rfc3339
+from shadowproxy.sinks.records import SCHEMA_VERSION
+from shadowproxy.timestamps import rfc3339
 
 __all__ = [
     "ALL_ROUTES",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from shadowproxy.timestamps import rfc3339
+
 __all__ = ["format_instant", "parse_duration", "parse_instant", "parse_record_ts"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -64,7 +66,4 @@ def _parse(text: str) -> float:
 
 def format_instant(epoch: float | None) -> str | None:
     """RFC 3339 UTC with milliseconds, the evidence files' own format."""
-    if epoch is None:
-        return None
-    moment = datetime.fromtimestamp(epoch, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return None if epoch is None else rfc3339(epoch)

@@ -24,10 +24,11 @@ import structlog
 from shadowproxy.model import Exchange, Observation, SkipReason, Verdict
 from shadowproxy.settings import Settings
 from shadowproxy.sinks.metrics import Metrics, code_class, method_label
-from shadowproxy.sinks.records import SCHEMA_VERSION, exchange_record, rfc3339, wanted
+from shadowproxy.sinks.records import SCHEMA_VERSION, exchange_record, wanted
 from shadowproxy.sinks.redact import Redactor
 from shadowproxy.sinks.rollup import Rollups
 from shadowproxy.sinks.writer import JsonlWriter
+from shadowproxy.timestamps import rfc3339
 
 __all__ = ["Evidence", "default_worker_id"]
 

@@ -8,28 +8,20 @@ then bounding before they land in a record. No I/O.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 
 from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verdict
 from shadowproxy.settings import EvidenceSettings
 from shadowproxy.sinks.redact import Redactor
 from shadowproxy.sinks.values import bound_value
+from shadowproxy.timestamps import rfc3339
 
-__all__ = ["SCHEMA_VERSION", "exchange_record", "record_path", "rfc3339", "sampled", "wanted"]
+__all__ = ["SCHEMA_VERSION", "exchange_record", "record_path", "sampled", "wanted"]
 
 SCHEMA_VERSION = 1
 """The ``v`` of every record this module writes."""
 
 _SAMPLE_SCALE = 1_000_000
 _MAX_PATH_CHARS = 2048
-
-
-def rfc3339(ts: float) -> str:
-    """``ts`` (seconds since the epoch) as RFC 3339 UTC with milliseconds.
-
-    For example ``2026-11-23T13:40:00.123Z``.
-    """
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sampled(exchange_id: str, percent: float) -> bool:

@@ -10,7 +10,8 @@ import math
 
 from shadowproxy.histogram import LatencyHistogram
 from shadowproxy.model import DiffClass, Exchange, Outcome, Verdict
-from shadowproxy.sinks.records import SCHEMA_VERSION, rfc3339
+from shadowproxy.sinks.records import SCHEMA_VERSION
+from shadowproxy.timestamps import rfc3339
 
 __all__ = ["Rollups", "RouteTally"]
 

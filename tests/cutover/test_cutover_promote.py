@@ -12,7 +12,7 @@ import pytest
 
 from shadowproxy.cli import main
 from shadowproxy.histogram import LatencyHistogram
-from shadowproxy.sinks.records import rfc3339
+from shadowproxy.timestamps import rfc3339
 from tests.cutover.cutover_support import admin, records, side, valid
 from tests.support import backend, eventually, make_settings, running_proxy
 

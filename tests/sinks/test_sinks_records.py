@@ -12,9 +12,10 @@ import pytest
 
 from shadowproxy.model import DiffClass, Difference, ErrorKind, Outcome
 from shadowproxy.settings import EvidenceSettings, RedactSettings
-from shadowproxy.sinks.records import exchange_record, rfc3339, sampled, wanted
+from shadowproxy.sinks.records import exchange_record, sampled, wanted
 from shadowproxy.sinks.redact import REDACTED, Redactor
 from shadowproxy.sinks.rollup import RouteTally
+from shadowproxy.timestamps import rfc3339
 from tests.sinks.sinks_factories import T0, make_exchange, make_observation, make_verdict
 
 

@@ -5,20 +5,31 @@ histograms from ``rollup`` records (the denominators), per-fingerprint
 counters from ``exchange`` records (capped, overflow counted), noise paths,
 per-domain timelines and ``ownership`` history. Memory depends on routes,
 the caps and the timeline width, never on the number of records.
-Imports orjson, the histogram core and the report's own values.
+Well-formed exchanges and rollups are decoded typed (``records``); any other
+line takes the general path through orjson. Imports orjson, the histogram core
+and the report's own values.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import orjson
 
 from shadowproxy.histogram import BUCKETS, LatencyHistogram
+from shadowproxy.report.records import (
+    Difference,
+    ExchangeRecord,
+    RollupRecord,
+    decode_record,
+    raw_text,
+)
 from shadowproxy.report.summary import (
     COUNTED,
     Counts,
@@ -53,6 +64,8 @@ _BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError)
 _NEVER = float("inf")
 _INT_TYPE = frozenset({int})
 _BUCKET_KEYS = frozenset(str(i) for i in range(BUCKETS))
+_TYPED = frozenset({"exchange", "rollup"})
+_COUNTERS = operator.attrgetter(*COUNTED)
 
 
 class _HistogramAcc:
@@ -88,8 +101,10 @@ class _HistogramAcc:
     def add(self, buckets: Mapping[str, int], sum_ms: float) -> None:
         """Add checked buckets."""
         mine = self.buckets
-        for key, n in buckets.items():
-            mine[key] = mine.get(key, 0) + n
+        keys = buckets.keys()
+        # Every step is a C loop: old counts, plus the new ones, written back.
+        sums = map(operator.add, map(mine.get, keys, repeat(0)), buckets.values())
+        mine.update(zip(keys, sums, strict=True))
         self.sum_ms += sum_ms
 
     def histogram(self) -> LatencyHistogram:
@@ -123,10 +138,9 @@ class _FingerprintAcc:
         self.example = example
 
 
-def _example(record: Mapping[str, Any], diff: Mapping[str, Any]) -> str:
-    legacy = orjson.dumps(diff.get("legacy")).decode()
-    candidate = orjson.dumps(diff.get("candidate")).decode()
-    text = f"{record.get('method', '?')} {record.get('path', '?')}: {legacy} -> {candidate}"
+def _example(record: ExchangeRecord, diff: Difference) -> str:
+    legacy, candidate = raw_text(diff.legacy), raw_text(diff.candidate)
+    text = f"{record.method} {record.path}: {legacy} -> {candidate}"
     return text if len(text) <= _EXAMPLE_CHARS else text[: _EXAMPLE_CHARS - 1] + "…"
 
 
@@ -202,16 +216,20 @@ class Aggregator:
                 records += 1
                 continue
             try:
-                record = loads(line)
-                kind = record.get("type")
-                if kind == "exchange":
-                    exchange(record)
-                elif kind == "rollup":
-                    rollup(record)
-                elif kind == "ownership":
-                    self._ownership_change(record)
+                typed = decode_record(line)
+                if isinstance(typed, ExchangeRecord):
+                    exchange(typed)
+                elif typed is not None:
+                    rollup(typed)
                 else:
-                    self._unknown += 1
+                    record = loads(line)
+                    kind = record.get("type")
+                    if kind in _TYPED:
+                        raise ValueError(f"malformed {kind} record")
+                    if kind == "ownership":
+                        self._ownership_change(record)
+                    else:
+                        self._unknown += 1
                 records += 1
             except orjson.JSONDecodeError:
                 malformed += 1 if line.strip() else 0
@@ -283,19 +301,17 @@ class Aggregator:
         self._outside += 1
         return False
 
-    def _rollup(self, record: dict[str, Any]) -> None:
-        route, domain = record["route"], record["domain"]
-        if not isinstance(route, str) or not isinstance(domain, str):
-            raise TypeError("route and domain must be strings")
-        start = parse_record_ts(record["ts_start"])
-        end = parse_record_ts(record.get("ts_end") or record["ts_start"])
-        values = [record.get(name, 0) for name in COUNTED]
+    def _rollup(self, record: RollupRecord) -> None:
+        route, domain = record.route, record.domain
+        start = parse_record_ts(record.ts_start)
+        end = parse_record_ts(record.ts_end or record.ts_start)
+        values: tuple[Any, ...] = _COUNTERS(record)
         if not all(type(v) is int and v >= 0 for v in values):
             raise ValueError("counters must be non-negative integers")
-        skipped = record.get("skipped") or {}
+        skipped = record.skipped or {}
         if not all(type(n) is int for n in skipped.values()):
             raise ValueError("skipped counts must be integers")
-        latency = record.get("latency") or {}
+        latency = record.latency or {}
         legacy = _HistogramAcc.checked(latency.get("legacy"))
         candidate = _HistogramAcc.checked(latency.get("candidate"))
         if not self._in_window(domain, start):
@@ -321,32 +337,25 @@ class Aggregator:
         point[0] += values[0]
         point[1] += values[2]
 
-    def _exchange(self, record: dict[str, Any]) -> None:
-        route, domain = record["route"], record["domain"]
-        if not isinstance(route, str) or not isinstance(domain, str):
-            raise TypeError("route and domain must be strings")
-        ts = parse_record_ts(record["ts"])
-        differences = record.get("differences") or ()
-        # Checked in full before anything is counted, so a bad record counts nothing.
-        parsed = [(d.get("noise"), d["class"], d["kind"], d["path"], d) for d in differences]
-        for _, cls, kind, path, _ in parsed:
-            if type(cls) is not str or type(kind) is not str or type(path) is not str:
-                raise TypeError("class, kind and path must be strings")
+    def _exchange(self, record: ExchangeRecord) -> None:
+        route, domain = record.route, record.domain
+        ts = parse_record_ts(record.ts)
         since = self._since.get(domain)
         if since is None or not since <= ts < self._until:
             if not self._in_window(domain, ts):
                 return
         elif ts < self._first_seen.get(domain, _NEVER):
             self._first_seen[domain] = ts
-        if "structural" in (record.get("classes") or ()) and ts > self._last_structural.get(
+        if "structural" in (record.classes or ()) and ts > self._last_structural.get(
             domain, float("-inf")
         ):
             self._last_structural[domain] = ts
-        for noise, cls, kind, path, diff in parsed:
-            if noise:
+        for diff in record.differences or ():
+            cls, path = diff.cls, diff.path
+            if diff.noise:
                 self._noise_path(route, path)
                 continue
-            key = (route, cls, kind, path)
+            key = (route, cls, diff.kind, path)
             acc = self._fingerprints.get(key)
             if acc is None:
                 if len(self._fingerprints) >= self._max_fingerprints:

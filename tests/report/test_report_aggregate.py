@@ -147,6 +147,48 @@ class TestAggregator:
         assert evidence.routes[0].counts.match == 7
         assert "5 malformed lines skipped" in evidence.notes
 
+    def test_malformed_exchanges_count_nothing(self, tmp_path: Path) -> None:
+        """An exchange with a wrongly typed field is malformed as a whole: none of it counts."""
+        no_route = exchange(differences=[difference()])
+        del no_route["route"]
+        path = write_jsonl(
+            tmp_path / "a.jsonl",
+            [
+                no_route,
+                {**exchange(differences=[difference()]), "route": 7},
+                {**exchange(differences=[difference()]), "ts": 1700000000},
+                {**exchange(), "differences": {"class": "semantic"}},
+                {**exchange(), "differences": [difference(), {**difference(), "class": 3}]},
+                {**exchange(), "differences": [{"kind": "value", "path": "$.a"}]},
+                exchange(differences=[difference(path="$.ok")]),
+            ],
+        )
+        evidence = aggregate(path)
+        assert evidence.inputs.malformed_lines == 6
+        assert [fp.path for fp in evidence.fingerprints] == ["$.ok"]
+
+    def test_exchange_fields_read_as_loosely_as_written(self, tmp_path: Path) -> None:
+        """Truthy noise flags, absent values and integers beyond 64 bits are all read."""
+        path = write_jsonl(
+            tmp_path / "a.jsonl",
+            [
+                {**exchange(), "differences": [{**difference(path="$.n"), "noise": 1}]},
+                {
+                    **exchange(),
+                    "differences": [{"class": "semantic", "kind": "value", "path": "$.x"}],
+                },
+                b'{"type":"exchange","route":"/r","domain":"d","ts":"2026-11-23T11:00:00.000Z",'
+                b'"differences":[{"class":"semantic","kind":"value","path":"$.big",'
+                b'"legacy":123456789012345678901234567890,"candidate":1}]}',
+            ],
+        )
+        evidence = aggregate(path)
+        assert evidence.inputs.malformed_lines == 0
+        assert [p.path for p in evidence.noise_paths] == ["$.n"]
+        examples = {fp.path: fp.example for fp in evidence.fingerprints}
+        assert examples["$.x"].endswith(": null -> null")
+        assert examples["$.big"] == "? ?: 123456789012345678901234567890 -> 1"
+
     def test_unknown_types_count_nothing(self, tmp_path: Path) -> None:
         """Records of an unknown type are read, counted as such and otherwise ignored."""
         path = write_jsonl(

@@ -2,22 +2,24 @@
 
 Owns parsing and the body-level kinds: ``parse`` (one side is JSON, the other
 is not), ``body`` (text or bytes differ), plus everything ``tree`` finds inside
-JSON. JSON is parsed with orjson; documents holding integers beyond 64 bits
-are parsed again with the standard library, because orjson would turn them
-into floats and lose digits. Pure code.
+JSON. JSON is parsed with msgspec, which keeps every digit of integers beyond
+64 bits (orjson would turn them into floats); a document it refuses is parsed
+once more by orjson only for its error message, which names the line and
+column. Pure code.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
+import msgspec
 import orjson
 
 from shadowproxy.compare.found import Collector, Found
 from shadowproxy.compare.media import BodyKind, MediaType, body_kind
 from shadowproxy.compare.tree import TreeRules, diff_json, json_type
+from shadowproxy.compare.window import same_kind_number_change
 
 __all__ = ["BODY_PATH", "ParsedJson", "diff_bodies", "parse_json"]
 
@@ -25,16 +27,7 @@ BODY_PATH = "$"
 """Path of differences about a whole body (``parse``, ``body``)."""
 
 _MAX_LINE_CHARS = 200
-# 19 or more digits in a row may not fit in 64 bits, and orjson would turn such
-# an integer into a float. Mapping every digit to "0" and searching for a run is
-# much faster than a regex; digits inside strings only cost a reparse.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_LONG_DIGIT_RUN = b"0" * 19
-
-
-def _reject_constant(name: str) -> object:
-    # orjson rejects NaN and Infinity; the fallback must agree.
-    raise ValueError(f"invalid JSON constant {name}")
+_DECODER = msgspec.json.Decoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +41,12 @@ class ParsedJson:
 def parse_json(data: bytes) -> ParsedJson:
     """Parse ``data`` as JSON, exactly: big integers keep every digit."""
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        return ParsedJson(error=str(exc))
-    if _LONG_DIGIT_RUN not in data.translate(_DIGITS_AS_ZERO):
-        return ParsedJson(value)
-    try:
-        return ParsedJson(json.loads(data, parse_constant=_reject_constant))
-    except (ValueError, RecursionError) as exc:
+        return ParsedJson(_DECODER.decode(data))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError as detailed:
+            return ParsedJson(error=str(detailed))
         return ParsedJson(error=str(exc))
 
 
@@ -106,7 +97,8 @@ def diff_bodies(
     if BodyKind.JSON in kinds:
         left, right = parse_json(legacy), parse_json(candidate)
         if left.error is None and right.error is None:
-            diff_json(left.value, right.value, rules, out)
+            single = same_kind_number_change(legacy, candidate)
+            diff_json(left.value, right.value, rules, out, single)
             return
         if left.error is None or right.error is None:
             out.add(Found("parse", BODY_PATH, _parse_side(left), _parse_side(right), ()))

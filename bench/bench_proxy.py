@@ -23,8 +23,8 @@ connection). CPU per request is the growth of the contender's processes'
 utime + stime (``/proc/PID/stat``) over the run, divided by the requests. A
 last step runs one shadowproxy worker in a probe process that samples its
 own event-loop lag every millisecond under the 50 KB and the 1 MB diff load,
-and times comparisons apart by where they ran (inline on the loop, or on the
-comparison thread).
+and times the comparisons that run inline on the loop (larger ones run in the
+comparison worker process).
 
 Prints one table and writes ``bench/results/proxy.json``. Not part of the
 test suite; numbers on a shared machine are noisy, the ratios less so.
@@ -47,7 +47,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -61,7 +60,7 @@ _ROOT = _HERE.parent
 _RESULTS = _HERE / "results" / "proxy.json"
 _BODIES = {"1kb": ("small.json", 1024), "50kb": ("large.json", 50 * 1024)}
 # Only the loop-lag probe uses it: just under the default compare_max_bytes (1 MiB),
-# so every answer is compared, on the comparison thread (above 128 KiB inline).
+# so every answer is compared, in the comparison worker process (above 128 KiB inline).
 _PROBE_BODIES = {**_BODIES, "1mb": ("huge.json", 1_000_000)}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _READY_S = 30.0
@@ -463,20 +462,16 @@ def _probe(argv: Sequence[str]) -> int:
 
     lags: list[float] = []
     inline: list[float] = []
-    threaded: list[float] = []
     compare = engine.Comparator.compare
-    loop_thread = threading.get_ident()
 
     def timed(self: engine.Comparator, exchange: Any, rules: Any) -> Any:
+        # Only inline comparisons run in this process (larger ones run in the
+        # comparison worker process), and each blocks the loop for its duration.
         started = time.perf_counter()
         try:
             return compare(self, exchange, rules)
         finally:
-            # An inline comparison blocks the loop for its whole duration; one on
-            # the comparison thread only competes for the interpreter lock, which
-            # the loop gets back every switch interval (the lag samples show it).
-            ran_on_loop = threading.get_ident() == loop_thread
-            (inline if ran_on_loop else threaded).append((time.perf_counter() - started) * 1e3)
+            inline.append((time.perf_counter() - started) * 1e3)
 
     engine.Comparator.compare = timed  # type: ignore[method-assign]
 
@@ -505,7 +500,7 @@ def _probe(argv: Sequence[str]) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGUSR1, _clear, lags, inline, threaded, *gc_pauses.values())
+        loop.add_signal_handler(signal.SIGUSR1, _clear, lags, inline, *gc_pauses.values())
         sampler = asyncio.gather(sample(stop))
         await serve(settings, registry=registry, stop=stop)
         await sampler
@@ -530,8 +525,6 @@ def _probe(argv: Sequence[str]) -> int:
         "over_50ms": sum(1 for lag in lags if lag > 50.0),
         "inline_compare_calls": len(inline),
         **_percentiles(inline, "inline_compare_"),
-        "thread_compare_calls": len(threaded),
-        **_percentiles(threaded, "thread_compare_"),
         "gc": {
             f"gen{generation}": {"count": len(pauses), "max_ms": round(max(pauses, default=0), 3)}
             for generation, pauses in gc_pauses.items()

@@ -60,7 +60,7 @@ _ROOT = _HERE.parent
 _RESULTS = _HERE / "results" / "proxy.json"
 _BODIES = {"1kb": ("small.json", 1024), "50kb": ("large.json", 50 * 1024)}
 # Only the loop-lag probe uses it: just under the default compare_max_bytes (1 MiB),
-# so every answer is compared, in the comparison worker process (above 128 KiB inline).
+# so every answer is compared, in the comparison worker process (above 32 KiB inline).
 _PROBE_BODIES = {**_BODIES, "1mb": ("huge.json", 1_000_000)}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _READY_S = 30.0

@@ -253,7 +253,7 @@ async def serve(
         if admin_runner is not None:
             await admin_runner.cleanup()
         await housekeeping.close(_TICK_S * 2)
-        await loop.run_in_executor(None, parts.comparisons.close)
+        await parts.comparisons.aclose()
         await loop.run_in_executor(None, evidence.close, settings.drain_s)
         signals.close()
     log.info("stopped")

@@ -75,7 +75,7 @@ class ShadowSettings:
     max_connections: int = 64
     """Pool size per shadow upstream: a stuck candidate cannot open more."""
     compare_max_bytes: int = MiB
-    inline_compare_max_bytes: int = 128 * 1024
+    inline_compare_max_bytes: int = 32 * 1024
     """Bodies up to this size are compared on the event loop; larger ones in a worker process."""
     mirror_max_body: int = MiB
     grace_s: float = 2.0

@@ -1,69 +1,139 @@
 """Where comparisons run: small ones inline on the event loop, large ones in a worker process.
 
-A 50 KB pair compares in about half a millisecond, cheaper inline than any
-hand-off. A 1 MB pair takes tens of milliseconds. On a thread it would still
-hold the interpreter lock through every C-level parse, and the event loop,
-which gives the lock up at each system call, would wait to get it back every
-time: the loop-lag probe measured single stalls of 0.2 to 0.7 s that way (see
-docs/performance.md). Large pairs therefore go to one spawned worker process
-with its own interpreter and its own ``Comparator``, so noise is learned per
-side, as it is for the inline comparator. The executor's own threads pickle
-the exchange and unpickle the verdict; the parse and the walk never touch this
-process's interpreter lock. The process starts with the first large pair and
-is started again if it dies.
+A 30 KB pair compares in a fraction of a millisecond, cheaper inline than any
+hand-off, and so does any pair whose bodies are equal bytes. A 50 KB pair that
+differs takes about a millisecond, a 1 MB one tens of milliseconds. Those go to
+one comparison process per proxy worker (``compare_worker``), with its own
+interpreter and its own ``Comparator``, so noise is learned per side, as it is
+for the inline comparator.
+
+The process is fed from the event loop itself, through asyncio pipes: a
+thread or an executor would need this process's interpreter lock for every
+hand-off, and the loop holds it for up to a switch interval at a time (the
+loop-lag probe measured single stalls of 0.2 to 0.7 s with a comparison thread,
+and an executor's hand-off threads capped comparisons near 200/s). At most
+``_IN_FLIGHT`` requests are on the wire; further callers wait, which holds their
+shadow task and so fills the shadow pool, whose drops are counted. The process
+starts with the first large pair and again after it dies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
-import signal
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import pickle
+import sys
+from collections import deque
 from dataclasses import replace
+from pathlib import Path
 from types import MappingProxyType
 
+import shadowproxy
 from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Verdict
+from shadowproxy.proxy.compare_worker import HEADER_BYTES, frame
+from shadowproxy.proxy.tasks import TaskPool
 
-__all__ = ["ComparisonWorkerLostError", "Comparisons"]
+__all__ = ["ComparisonWorkerError", "Comparisons"]
 
-_PARENT_POLL_S = 1.0
-_WORKER_COMPARATOR = Comparator()
-"""The worker process's comparator (this module is imported afresh there)."""
-
-
-class ComparisonWorkerLostError(RuntimeError):
-    """The comparison process died mid-comparison; the next large pair starts a new one."""
-
-
-def _worker_init(parent: int) -> None:
-    # The parent owns the signals: Ctrl-C in a terminal reaches the whole process
-    # group, SIGHUP means reload, SIGTERM means drain. The worker ends when the
-    # parent shuts the executor down, or soon after the parent dies.
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    threading.Thread(
-        target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True
-    ).start()
+_IN_FLIGHT = 8
+_EXITED = "the comparison worker process exited"
+_STOP_S = 5.0
+# The package's parent directory, so the worker imports this very code even
+# when the proxy runs from a source tree rather than an installed package.
+_PACKAGE_ROOT = str(Path(shadowproxy.__file__).resolve().parents[1])
 
 
-def _exit_with_parent(parent: int) -> None:
-    # A worker killed with SIGKILL cannot stop its comparison process, and the
-    # process would otherwise wait on its call queue forever.
-    while os.getppid() == parent:
-        time.sleep(_PARENT_POLL_S)
-    os._exit(0)
+class ComparisonWorkerError(RuntimeError):
+    """A comparison in the worker process failed, or the process died during it."""
 
 
-def _compare_in_worker(exchange: Exchange, rules: CompareRules) -> Verdict:
-    verdict = _WORKER_COMPARATOR.compare(exchange, rules)
-    # A read-only mapping view does not pickle; the parent makes it read-only again.
-    return replace(verdict, equivalences=dict(verdict.equivalences))
+class _Worker:
+    """One comparison process; replies arrive in request order."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        self._waiting: deque[asyncio.Future[Verdict]] = deque()
+        self._broken = False
+        self._reader = TaskPool(1)
+        self._reader.spawn(self._read(), name="compare-worker-reader")
+
+    @classmethod
+    async def start(cls) -> _Worker:
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (_PACKAGE_ROOT, path)))}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "shadowproxy.proxy.compare_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        return cls(process)
+
+    @property
+    def alive(self) -> bool:
+        return not self._broken
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    async def compare(self, exchange: Exchange, rules: CompareRules) -> Verdict:
+        stdin = self._process.stdin
+        assert stdin is not None
+        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        try:
+            stdin.writelines(frame((exchange, rules)))
+            await stdin.drain()
+        except ConnectionError:
+            self._broken = True
+            if future in self._waiting:
+                self._waiting.remove(future)
+            raise ComparisonWorkerError(_EXITED) from None
+        return await future
+
+    async def _read(self) -> None:
+        stdout = self._process.stdout
+        assert stdout is not None
+        try:
+            while True:
+                header = await stdout.readexactly(HEADER_BYTES)
+                ok, value = pickle.loads(await stdout.readexactly(int.from_bytes(header, "big")))
+                future = self._waiting.popleft()
+                if future.done():
+                    continue
+                if ok:
+                    # Read-only again, as the engine returns it.
+                    future.set_result(
+                        replace(value, equivalences=MappingProxyType(value.equivalences))
+                    )
+                else:
+                    future.set_exception(ComparisonWorkerError(value))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._broken = True
+            while self._waiting:
+                future = self._waiting.popleft()
+                if not future.done():
+                    future.set_exception(
+                        ComparisonWorkerError("the comparison worker process exited")
+                    )
+
+    async def stop(self) -> None:
+        stdin = self._process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+        try:
+            await asyncio.wait_for(self._process.wait(), _STOP_S)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+        await self._reader.close(_STOP_S)
 
 
 class Comparisons:
@@ -72,38 +142,39 @@ class Comparisons:
     def __init__(self, inline_max_bytes: int) -> None:
         self._inline_max_bytes = inline_max_bytes
         self._inline = Comparator()
-        self._executor: ProcessPoolExecutor | None = None
+        self._worker: _Worker | None = None
+        self._starting = asyncio.Lock()
+        self._slots = asyncio.Semaphore(_IN_FLIGHT)
 
-    def _worker(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            # One process: callers are already bounded by the shadow pool, so the
-            # queue is too. Spawned, never forked: the parent runs threads.
-            self._executor = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init,
-                initargs=(os.getpid(),),
-            )
-        return self._executor
+    def _cheap(self, exchange: Exchange) -> bool:
+        """True when comparing inline costs less than the hand-off: no large body to parse."""
+        legacy, candidate, secondary = exchange.legacy, exchange.candidate, exchange.secondary
+        bodies = [legacy.body, candidate.body]
+        if secondary is not None:
+            bodies.append(secondary.body)
+        if max(map(len, bodies)) <= self._inline_max_bytes or candidate.error is not None:
+            return True
+        # Equal bytes take the engine's fast path: nothing is decoded or parsed.
+        return all(body == legacy.body for body in bodies)
+
+    async def _running(self) -> _Worker:
+        async with self._starting:
+            if self._worker is None or not self._worker.alive:
+                if self._worker is not None:
+                    await self._worker.stop()
+                self._worker = await _Worker.start()
+            return self._worker
 
     async def compare(self, exchange: Exchange, rules: CompareRules) -> Verdict:
         """The verdict for ``exchange``; large bodies are compared in the worker process."""
-        largest = max(len(exchange.legacy.body), len(exchange.candidate.body))
-        if largest <= self._inline_max_bytes:
+        if self._cheap(exchange):
             return self._inline.compare(exchange, rules)
-        executor = self._worker()
-        loop = asyncio.get_running_loop()
-        try:
-            verdict = await loop.run_in_executor(executor, _compare_in_worker, exchange, rules)
-        except BrokenProcessPool:
-            if self._executor is executor:
-                self._executor = None
-                executor.shutdown(wait=False, cancel_futures=True)
-            raise ComparisonWorkerLostError("the comparison worker process exited") from None
-        return replace(verdict, equivalences=MappingProxyType(verdict.equivalences))
+        async with self._slots:
+            worker = await self._running()
+            return await worker.compare(exchange, rules)
 
-    def close(self) -> None:
-        """Stop the worker process once queued comparisons are done."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+    async def aclose(self) -> None:
+        """Stop the worker process once the comparisons sent to it are answered."""
+        if self._worker is not None:
+            await self._worker.stop()
+            self._worker = None

@@ -1,9 +1,12 @@
-"""Comparisons: small pairs inline on the loop, large pairs in the worker process."""
+"""Comparisons: small or equal pairs inline on the loop, large ones in the worker process."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+import pickle
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -14,7 +17,8 @@ import pytest
 from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verdict
-from shadowproxy.proxy.comparisons import Comparisons, ComparisonWorkerLostError
+from shadowproxy.proxy.compare_worker import frame, serve
+from shadowproxy.proxy.comparisons import Comparisons, ComparisonWorkerError
 from tests.support import eventually
 
 JSON = (("Content-Type", "application/json"),)
@@ -31,6 +35,9 @@ def _exchange(legacy: object, candidate: object) -> Exchange:
     )
 
 
+LARGE = _exchange({"a": 1, "pad": PAD}, {"a": 2, "pad": PAD})
+
+
 class _Counting:
     """Delegates to a Comparator and counts the calls made in this process."""
 
@@ -43,59 +50,74 @@ class _Counting:
         return self._comparator.compare(exchange, rules)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class TestComparisons:
     """Where the comparison runs never changes the verdict."""
 
-    async def test_small_inline_large_in_the_worker_process(self) -> None:
-        """A pair over the inline bound is compared in another process, with the same verdict."""
+    async def test_small_and_equal_inline_large_in_the_worker_process(self) -> None:
+        """Only a large pair that differs goes to the worker process, with the same verdict."""
         comparisons = Comparisons(inline_max_bytes=64)
         inline = _Counting(comparisons._inline)
         comparisons._inline = inline  # type: ignore[assignment]
         try:
             small = await comparisons.compare(_exchange({"a": 1}, {"a": 2}), CompareRules())
-            assert comparisons._executor is None
-            big = await comparisons.compare(
-                _exchange({"a": 1, "pad": PAD}, {"a": 2, "pad": PAD}), CompareRules()
+            same = await comparisons.compare(
+                _exchange({"a": 1, "pad": PAD}, {"a": 1, "pad": PAD}), CompareRules()
             )
-            assert comparisons._executor is not None
-            worker_pids = list(comparisons._executor._processes)  # type: ignore[attr-defined]
+            assert comparisons._worker is None
+            big = await comparisons.compare(LARGE, CompareRules())
+            assert comparisons._worker is not None
+            worker = comparisons._worker.pid
         finally:
-            comparisons.close()
-        assert inline.calls == 1
-        assert worker_pids and os.getpid() not in worker_pids
+            await comparisons.aclose()
+        assert inline.calls == 2
+        assert worker != os.getpid()
+        assert same.outcome is Outcome.MATCH
         assert small.outcome is big.outcome is Outcome.DIVERGED
         assert [d.path for d in small.differences] == [d.path for d in big.differences] == ["$.a"]
+        assert small == big
+        assert not _alive(worker)
 
-    async def test_rules_cross_to_the_worker(self) -> None:
-        """Route rules travel with the exchange: an ignored path is noise in the worker too."""
+    async def test_rules_cross_to_the_worker_and_answers_keep_their_order(self) -> None:
+        """Concurrent large pairs each get their own verdict; route rules travel with them."""
         comparisons = Comparisons(inline_max_bytes=64)
+        ignore_a = CompareRules(ignore=("$.a",))
         try:
-            verdict = await comparisons.compare(
-                _exchange({"a": 1, "pad": PAD}, {"a": 2, "pad": PAD}),
-                CompareRules(ignore=("$.a",)),
+            verdicts = await asyncio.gather(
+                *(
+                    comparisons.compare(
+                        _exchange({"a": n, "pad": PAD}, {"a": n + 1, "pad": PAD}),
+                        ignore_a if n % 2 else CompareRules(),
+                    )
+                    for n in range(20)
+                )
             )
         finally:
-            comparisons.close()
-        assert verdict.outcome is Outcome.NOISE
-        assert [(d.path, d.noise) for d in verdict.differences] == [("$.a", True)]
+            await comparisons.aclose()
+        assert [v.outcome for v in verdicts] == [Outcome.DIVERGED, Outcome.NOISE] * 10
+        assert [v.differences[0].legacy for v in verdicts] == list(range(20))
 
     async def test_a_dead_worker_is_replaced(self) -> None:
-        """If the worker process dies, that comparison fails clearly and the next one works."""
+        """If the worker process dies, its comparison fails clearly and the next one works."""
         comparisons = Comparisons(inline_max_bytes=64)
-        large = _exchange({"a": 1, "pad": PAD}, {"a": 2, "pad": PAD})
         try:
-            await comparisons.compare(large, CompareRules())
-            executor = comparisons._executor
-            assert executor is not None
-            for process in list(executor._processes.values()):  # type: ignore[attr-defined]
-                process.kill()
-                process.join()
-            with pytest.raises(ComparisonWorkerLostError):
-                await comparisons.compare(large, CompareRules())
-            verdict = await comparisons.compare(large, CompareRules())
-            assert comparisons._executor is not executor
+            await comparisons.compare(LARGE, CompareRules())
+            first = comparisons._worker
+            assert first is not None
+            os.kill(first.pid, signal.SIGKILL)
+            with pytest.raises(ComparisonWorkerError, match="exited"):
+                await comparisons.compare(LARGE, CompareRules())
+            verdict = await comparisons.compare(LARGE, CompareRules())
+            assert comparisons._worker is not first
         finally:
-            comparisons.close()
+            await comparisons.aclose()
         assert verdict.outcome is Outcome.DIVERGED
 
     async def test_worker_exits_when_its_parent_is_killed(self, tmp_path: Path) -> None:
@@ -117,11 +139,10 @@ class TestComparisons:
                         facts, Observation(200, json, b"[1]"), Observation(200, json, b"[2]")
                     )
                     await comparisons.compare(exchange, CompareRules())
-                    print(*comparisons._executor._processes, flush=True)
+                    print(comparisons._worker.pid, flush=True)
                     os.kill(os.getpid(), signal.SIGKILL)
 
-                if __name__ == "__main__":
-                    asyncio.run(main())
+                asyncio.run(main())
                 """
             )
         )
@@ -129,18 +150,32 @@ class TestComparisons:
             sys.executable,
             str(script),
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         out, _ = await parent.communicate()
-        assert parent.returncode == -9
-        (worker,) = map(int, out.split())
+        assert parent.returncode == -signal.SIGKILL
+        worker = int(out)
+        await eventually(lambda: not _alive(worker))
 
-        def gone() -> bool:
-            try:
-                os.kill(worker, 0)
-            except ProcessLookupError:
-                return True
-            return False
 
-        await eventually(gone)
+class TestWorkerLoop:
+    def test_an_engine_failure_is_answered_not_fatal(self) -> None:
+        """A comparison that raises is reported back, and the next request is still served."""
+        unpicklable_rules = object()
+        requests = io.BytesIO(
+            b"".join(
+                (
+                    *frame((LARGE, unpicklable_rules)),
+                    *frame((LARGE, CompareRules())),
+                )
+            )
+        )
+        replies = io.BytesIO()
+        serve(requests, replies)
+        replies.seek(0)
+        answers = []
+        while header := replies.read(8):
+            answers.append(pickle.loads(replies.read(int.from_bytes(header, "big"))))
+        assert [ok for ok, _ in answers] == [False, True]
+        assert "AttributeError" in answers[0][1]
+        assert answers[1][1].outcome is Outcome.DIVERGED

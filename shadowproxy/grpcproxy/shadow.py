@@ -149,6 +149,9 @@ class GrpcShadow:
             return
         exchange = Exchange(call.facts, legacy, candidate, secondary)
         verdict = await self._comparisons.compare(exchange, method.rules)
+        if verdict is None:
+            self.skip(method, SkipReason.QUEUE_FULL)
+            return
         self._evidence.on_verdict(exchange, _named(verdict, raw=method.output is None))
 
     async def _fetch_all(self, call: MirrorCall) -> tuple[Observation, Observation | None]:

@@ -11,10 +11,11 @@ The process is fed from the event loop itself, through asyncio pipes: a
 thread or an executor would need this process's interpreter lock for every
 hand-off, and the loop holds it for up to a switch interval at a time (the
 loop-lag probe measured single stalls of 0.2 to 0.7 s with a comparison thread,
-and an executor's hand-off threads capped comparisons near 200/s). At most
-``_IN_FLIGHT`` requests are on the wire; further callers wait, which holds their
-shadow task and so fills the shadow pool, whose drops are counted. The process
-starts with the first large pair and again after it dies.
+and an executor's hand-off threads capped comparisons near 200/s). At most ``MAX_IN_FLIGHT``
+requests are on the wire; a large pair beyond that is dropped, not queued, so
+waiting exchanges never pile up in memory, and the caller counts it as
+``queue_full``. The process starts with the first large pair and again after
+it dies.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from shadowproxy.model import Exchange, Verdict
 from shadowproxy.proxy.compare_worker import HEADER_BYTES, frame
 from shadowproxy.proxy.tasks import TaskPool
 
-__all__ = ["ComparisonWorkerError", "Comparisons"]
+__all__ = ["MAX_IN_FLIGHT", "ComparisonWorkerError", "Comparisons"]
 
-_IN_FLIGHT = 8
+MAX_IN_FLIGHT = 8
+"""Large pairs on the wire to the worker process at once; more are dropped."""
 _EXITED = "the comparison worker process exited"
 _STOP_S = 5.0
 # The package's parent directory, so the worker imports this very code even
@@ -144,7 +146,7 @@ class Comparisons:
         self._inline = Comparator()
         self._worker: _Worker | None = None
         self._starting = asyncio.Lock()
-        self._slots = asyncio.Semaphore(_IN_FLIGHT)
+        self._in_flight = 0
 
     def _cheap(self, exchange: Exchange) -> bool:
         """True when comparing inline costs less than the hand-off: no large body to parse."""
@@ -165,13 +167,21 @@ class Comparisons:
                 self._worker = await _Worker.start()
             return self._worker
 
-    async def compare(self, exchange: Exchange, rules: CompareRules) -> Verdict:
-        """The verdict for ``exchange``; large bodies are compared in the worker process."""
+    async def compare(self, exchange: Exchange, rules: CompareRules) -> Verdict | None:
+        """The verdict for ``exchange``, or None when the worker process has no room for it.
+
+        Large bodies that differ are compared in the worker process.
+        """
         if self._cheap(exchange):
             return self._inline.compare(exchange, rules)
-        async with self._slots:
+        if self._in_flight >= MAX_IN_FLIGHT:
+            return None
+        self._in_flight += 1
+        try:
             worker = await self._running()
             return await worker.compare(exchange, rules)
+        finally:
+            self._in_flight -= 1
 
     async def aclose(self) -> None:
         """Stop the worker process once the comparisons sent to it are answered."""

@@ -143,6 +143,9 @@ class Shadow:
         legacy, candidate = (mirrored, answer) if reverse else (answer, mirrored)
         exchange = Exchange(request.facts, legacy, candidate, secondary, request.answered_by)
         verdict = await self._comparisons.compare(exchange, route.rules)
+        if verdict is None:
+            self.skip(route, SkipReason.QUEUE_FULL)
+            return
         self._evidence.on_verdict(exchange, verdict)
         if reverse and self._ownership is not None:
             self._ownership.compared(

@@ -18,7 +18,7 @@ from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verdict
 from shadowproxy.proxy.compare_worker import frame, serve
-from shadowproxy.proxy.comparisons import Comparisons, ComparisonWorkerError
+from shadowproxy.proxy.comparisons import MAX_IN_FLIGHT, Comparisons, ComparisonWorkerError
 from tests.support import eventually
 
 JSON = (("Content-Type", "application/json"),)
@@ -80,6 +80,8 @@ class TestComparisons:
         assert inline.calls == 2
         assert worker != os.getpid()
         assert same.outcome is Outcome.MATCH
+        assert big is not None
+        assert small is not None and same is not None
         assert small.outcome is big.outcome is Outcome.DIVERGED
         assert [d.path for d in small.differences] == [d.path for d in big.differences] == ["$.a"]
         assert small == big
@@ -96,13 +98,30 @@ class TestComparisons:
                         _exchange({"a": n, "pad": PAD}, {"a": n + 1, "pad": PAD}),
                         ignore_a if n % 2 else CompareRules(),
                     )
-                    for n in range(20)
+                    for n in range(MAX_IN_FLIGHT)
                 )
             )
         finally:
             await comparisons.aclose()
-        assert [v.outcome for v in verdicts] == [Outcome.DIVERGED, Outcome.NOISE] * 10
-        assert [v.differences[0].legacy for v in verdicts] == list(range(20))
+        assert [v.outcome if v else None for v in verdicts] == [
+            Outcome.DIVERGED,
+            Outcome.NOISE,
+        ] * (MAX_IN_FLIGHT // 2)
+        assert [v.differences[0].legacy if v else None for v in verdicts] == list(
+            range(MAX_IN_FLIGHT)
+        )
+
+    async def test_a_full_worker_drops_instead_of_queueing(self) -> None:
+        """Past the in-flight bound a large pair is refused at once; small ones still run inline."""
+        comparisons = Comparisons(inline_max_bytes=64)
+        try:
+            verdicts = await asyncio.gather(
+                *(comparisons.compare(LARGE, CompareRules()) for _ in range(MAX_IN_FLIGHT + 1)),
+                comparisons.compare(_exchange({"a": 1}, {"a": 2}), CompareRules()),
+            )
+        finally:
+            await comparisons.aclose()
+        assert [v is None for v in verdicts] == [False] * MAX_IN_FLIGHT + [True, False]
 
     async def test_a_dead_worker_is_replaced(self) -> None:
         """If the worker process dies, its comparison fails clearly and the next one works."""
@@ -118,7 +137,7 @@ class TestComparisons:
             assert comparisons._worker is not first
         finally:
             await comparisons.aclose()
-        assert verdict.outcome is Outcome.DIVERGED
+        assert verdict is not None and verdict.outcome is Outcome.DIVERGED
 
     async def test_worker_exits_when_its_parent_is_killed(self, tmp_path: Path) -> None:
         """A proxy worker killed with SIGKILL leaves no comparison process behind."""

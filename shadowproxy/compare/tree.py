@@ -91,6 +91,7 @@ def _all_same(left: Sequence[object], right: Sequence[object]) -> bool:
 
 
 def _trusted(left: Sequence[object], right: Sequence[object]) -> bool:
+    # What plain == accepted needs no re-check when the texts differ in one number.
     return True
 
 
@@ -103,11 +104,11 @@ def diff_json(
     (``window.same_kind_number_change``): ``==`` between their values then
     implies equal types, and at most one child of any container differs.
     """
-    confirm = _trusted if single else _all_same
+    walk = _Walk(rules, out, single)
     try:
-        if _same(legacy, candidate) and confirm([legacy], [candidate]):
+        if _same(legacy, candidate) and walk.confirm([legacy], [candidate]):
             return
-        _Walk(rules, out, single).node(legacy, candidate, ())
+        walk.node(legacy, candidate, ())
     except RecursionError:
         # Nesting deeper than the interpreter's stack: report it rather than fail.
         out.add(Found("parse", "$", _TOO_DEEP, _TOO_DEEP, ()))

@@ -10,12 +10,12 @@ for the inline comparator.
 The process is fed from the event loop itself, through asyncio pipes: a
 thread or an executor would need this process's interpreter lock for every
 hand-off, and the loop holds it for up to a switch interval at a time (the
-loop-lag probe measured single stalls of 0.2 to 0.7 s with a comparison thread,
-and an executor's hand-off threads capped comparisons near 200/s). At most ``MAX_IN_FLIGHT``
-requests are on the wire; a large pair beyond that is dropped, not queued, so
-waiting exchanges never pile up in memory, and the caller counts it as
-``queue_full``. The process starts with the first large pair and again after
-it dies.
+loop-lag probe measured single stalls of 0.2 to 0.7 s with a comparison
+thread, and an executor's hand-off threads capped comparisons near 200/s).
+At most ``MAX_IN_FLIGHT`` requests are on the wire; a large pair beyond that
+is dropped, not queued, so waiting exchanges never pile up in memory, and the
+caller counts it as ``queue_full``. The process starts with the first large
+pair and again after it dies.
 """
 
 from __future__ import annotations
@@ -122,9 +122,7 @@ class _Worker:
             while self._waiting:
                 future = self._waiting.popleft()
                 if not future.done():
-                    future.set_exception(
-                        ComparisonWorkerError("the comparison worker process exited")
-                    )
+                    future.set_exception(ComparisonWorkerError(_EXITED))
 
     async def stop(self) -> None:
         stdin = self._process.stdin

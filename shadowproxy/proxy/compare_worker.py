@@ -8,7 +8,8 @@ safe here: both ends are the same program, connected by a private pipe. The
 process ignores SIGINT, SIGHUP and SIGTERM (the proxy worker owns those) and
 exits when its stdin closes, which also happens when the proxy worker dies.
 
-Run as ``python -m shadowproxy.proxy.compare_worker``.
+``comparisons`` starts it with ``python -c`` and its own import path; ``python
+-m shadowproxy.proxy.compare_worker`` runs it too.
 """
 
 from __future__ import annotations

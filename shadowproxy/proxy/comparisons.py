@@ -21,15 +21,12 @@ pair and again after it dies.
 from __future__ import annotations
 
 import asyncio
-import os
 import pickle
 import sys
 from collections import deque
 from dataclasses import replace
-from pathlib import Path
 from types import MappingProxyType
 
-import shadowproxy
 from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Verdict
@@ -42,9 +39,12 @@ MAX_IN_FLIGHT = 8
 """Large pairs on the wire to the worker process at once; more are dropped."""
 _EXITED = "the comparison worker process exited"
 _STOP_S = 5.0
-# The package's parent directory, so the worker imports this very code even
-# when the proxy runs from a source tree rather than an installed package.
-_PACKAGE_ROOT = str(Path(shadowproxy.__file__).resolve().parents[1])
+# The worker gets this process's import path, so it runs this very code
+# whether the proxy runs from an installed package or from a source tree.
+_BOOT = (
+    "import sys; sys.path[:] = {path!r}; "
+    "from shadowproxy.proxy.compare_worker import main; sys.exit(main())"
+)
 
 
 class ComparisonWorkerError(RuntimeError):
@@ -63,15 +63,12 @@ class _Worker:
 
     @classmethod
     async def start(cls) -> _Worker:
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (_PACKAGE_ROOT, path)))}
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "shadowproxy.proxy.compare_worker",
+            "-c",
+            _BOOT.format(path=sys.path),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            env=env,
         )
         return cls(process)
 

@@ -8,12 +8,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from tests.relay import Fault, Toxic, relay_process
-from tests.support import Backend, backend, json_ok, make_settings, running_proxy
+from tests.support import Backend, backend, eventually, json_ok, make_settings, running_proxy
 
 ROUNDS = 30
 
@@ -221,3 +223,43 @@ class TestMirroring:
 async def _status(url: str) -> tuple[int, bytes]:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return response.status, await response.read()
+
+
+def _exchange_records(log_dir: Path) -> list[dict[str, Any]]:
+    records = (
+        orjson.loads(line)
+        for path in sorted(log_dir.glob("shadow-*.jsonl*"))
+        for line in path.read_bytes().splitlines()
+    )
+    return [record for record in records if record["type"] == "exchange"]
+
+
+class TestLargeComparisons:
+    """Differing answers over the inline bound are compared in the comparison process."""
+
+    async def test_large_difference_reaches_the_evidence(self, tmp_path: Path) -> None:
+        """A 100 KB pair that differs in one field gets its verdict and its path."""
+
+        def answer(price: float) -> Callable[[web.Request], Any]:
+            items = [{"id": i, "name": f"item {i}", "price": 1.5 + i} for i in range(2000)]
+
+            async def handler(request: web.Request) -> web.Response:
+                items[1234]["price"] = price
+                return web.json_response({"items": items})
+
+            return handler
+
+        async with backend(answer(7.0)) as legacy, backend(answer(8.0)) as candidate:
+            settings = make_settings(legacy.url, candidate.url, tmp_path)
+            async with running_proxy(settings) as proxy, aiohttp.ClientSession() as session:
+                async with session.get(proxy.url + "/catalog") as response:
+                    body = await response.read()
+                assert len(body) > settings.shadow.inline_compare_max_bytes
+
+                def diverged() -> bool:
+                    labels = {"route": "/catalog", "domain": "default", "verdict": "diverged"}
+                    return proxy.metric("shadowproxy_comparisons_total", **labels) == 1
+
+                await eventually(diverged)
+        exchanges = _exchange_records(tmp_path)
+        assert [d["path"] for d in exchanges[0]["differences"]] == ["$.items[1234].price"]

@@ -76,7 +76,7 @@ class ShadowSettings:
     """Pool size per shadow upstream: a stuck candidate cannot open more."""
     compare_max_bytes: int = MiB
     inline_compare_max_bytes: int = 32 * 1024
-    """Bodies up to this size are compared on the event loop; larger ones in a worker process."""
+    """Uncompressed bodies up to this size compare on the event loop; others in a worker process."""
     mirror_max_body: int = MiB
     grace_s: float = 2.0
     """On shutdown, how long shadow work may finish before it is cancelled."""

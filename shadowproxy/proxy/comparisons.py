@@ -1,7 +1,8 @@
 """Where comparisons run: small ones inline on the event loop, large ones in a worker process.
 
 A 30 KB pair compares in a fraction of a millisecond, cheaper inline than any
-hand-off, and so does any pair whose bodies are equal bytes. A 50 KB pair that
+hand-off, and so does any pair whose bodies are equal bytes. A compressed body
+is never small: a few KB of gzip may decode to a megabyte. A 50 KB pair that
 differs takes about a millisecond, a 1 MB one tens of milliseconds. Those go to
 one comparison process per proxy worker (``compare_worker``), with its own
 interpreter and its own ``Comparator``, so noise is learned per side, as it is
@@ -38,6 +39,7 @@ __all__ = ["MAX_IN_FLIGHT", "ComparisonWorkerError", "Comparisons"]
 MAX_IN_FLIGHT = 8
 """Large pairs on the wire to the worker process at once; more are dropped."""
 _EXITED = "the comparison worker process exited"
+_IDENTITY = frozenset({"", "identity"})
 _STOP_S = 5.0
 # The worker gets this process's import path, so it runs this very code
 # whether the proxy runs from an installed package or from a source tree.
@@ -146,13 +148,18 @@ class Comparisons:
     def _cheap(self, exchange: Exchange) -> bool:
         """True when comparing inline costs less than the hand-off: no large body to parse."""
         legacy, candidate, secondary = exchange.legacy, exchange.candidate, exchange.secondary
-        bodies = [legacy.body, candidate.body]
-        if secondary is not None:
-            bodies.append(secondary.body)
-        if max(map(len, bodies)) <= self._inline_max_bytes or candidate.error is not None:
+        sides = [legacy, candidate] if secondary is None else [legacy, candidate, secondary]
+        if candidate.error is not None:
             return True
         # Equal bytes take the engine's fast path: nothing is decoded or parsed.
-        return all(body == legacy.body for body in bodies)
+        if all(side.body == legacy.body for side in sides):
+            return True
+        # A small compressed body may decode to as much as compare.max_decoded_bytes.
+        return all(
+            len(side.body) <= self._inline_max_bytes
+            and (side.header("content-encoding") or "").strip().lower() in _IDENTITY
+            for side in sides
+        )
 
     async def _running(self) -> _Worker:
         async with self._starting:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import os
 import pickle
@@ -86,6 +87,26 @@ class TestComparisons:
         assert [d.path for d in small.differences] == [d.path for d in big.differences] == ["$.a"]
         assert small == big
         assert not _alive(worker)
+
+    async def test_small_compressed_pairs_go_to_the_worker(self) -> None:
+        """A few KB of gzip may decode to a megabyte, so a differing pair never runs inline."""
+        gzip_json = (*JSON, ("Content-Encoding", "GZIP"))
+
+        def gzipped(document: object) -> Observation:
+            return Observation(200, gzip_json, gzip.compress(orjson.dumps(document)))
+
+        facts = RequestFacts("id", "GET", "/x", "", "/x", "default", 0.0)
+        pad = "x" * 100_000
+        exchange = Exchange(facts, gzipped({"a": 1, "pad": pad}), gzipped({"a": 2, "pad": pad}))
+        assert len(exchange.legacy.body) < 1024
+        comparisons = Comparisons(inline_max_bytes=1024)
+        try:
+            verdict = await comparisons.compare(exchange, CompareRules())
+            assert comparisons._worker is not None
+        finally:
+            await comparisons.aclose()
+        assert verdict is not None
+        assert [d.path for d in verdict.differences] == ["$.a"]
 
     async def test_rules_cross_to_the_worker_and_answers_keep_their_order(self) -> None:
         """Concurrent large pairs each get their own verdict; route rules travel with them."""

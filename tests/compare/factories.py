@@ -5,9 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from shadowproxy.compare.paths import Segments
 from shadowproxy.model import ErrorKind, Exchange, Headers, Observation, RequestFacts
 
-__all__ = ["as_body", "make_exchange", "make_observation", "make_request"]
+__all__ = [
+    "as_body",
+    "leaf_paths",
+    "make_exchange",
+    "make_observation",
+    "make_request",
+    "value_at",
+    "with_value_at",
+]
 
 JSON = "application/json"
 
@@ -75,3 +84,30 @@ def make_exchange(
         candidate=candidate if candidate is not None else make_observation(),
         secondary=secondary,
     )
+
+
+def leaf_paths(value: object, at: Segments = ()) -> list[Segments]:
+    """The path of every leaf of a parsed document (an empty container is a leaf)."""
+    if isinstance(value, dict) and value:
+        return [p for k, v in value.items() for p in leaf_paths(v, (*at, k))]
+    if isinstance(value, list) and value:
+        return [p for i, v in enumerate(value) for p in leaf_paths(v, (*at, i))]
+    return [at]
+
+
+def value_at(value: object, path: Segments) -> object:
+    """The value at ``path`` in a parsed document."""
+    for segment in path:
+        value = value[segment]  # type: ignore[index]
+    return value
+
+
+def with_value_at(value: object, path: Segments, new: object) -> object:
+    """A copy of a parsed document with ``new`` at ``path``."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {k: (with_value_at(v, rest, new) if k == head else v) for k, v in value.items()}
+    assert isinstance(value, list)
+    return [(with_value_at(v, rest, new) if i == head else v) for i, v in enumerate(value)]

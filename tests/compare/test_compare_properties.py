@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from shadowproxy.compare import Comparator, CompareRules
 from shadowproxy.compare.paths import Segments, format_path
 from shadowproxy.model import Outcome, Verdict
-from tests.compare.factories import make_exchange, make_observation
+from tests.compare.factories import leaf_paths, make_exchange, make_observation, with_value_at
 
 KEYS = st.text(alphabet="abcxyz _'é", min_size=1, max_size=4)
 LEAVES = (
@@ -44,24 +44,6 @@ def _shuffle_keys(value: object, rng: random.Random) -> object:
     if isinstance(value, list):
         return [_shuffle_keys(v, rng) for v in value]
     return value
-
-
-def _leaf_paths(value: object, at: Segments = ()) -> list[Segments]:
-    if isinstance(value, dict) and value:
-        return [p for k, v in value.items() for p in _leaf_paths(v, (*at, k))]
-    if isinstance(value, list) and value:
-        return [p for i, v in enumerate(value) for p in _leaf_paths(v, (*at, i))]
-    return [at]
-
-
-def _set(value: object, path: Segments, new: object) -> object:
-    if not path:
-        return new
-    head, rest = path[0], path[1:]
-    if isinstance(value, dict):
-        return {k: (_set(v, rest, new) if k == head else v) for k, v in value.items()}
-    assert isinstance(value, list)
-    return [(_set(v, rest, new) if i == head else v) for i, v in enumerate(value)]
 
 
 MARK = "\x00changed\x00"
@@ -123,14 +105,14 @@ class TestProperties:
         self, document: object, data: st.DataObject
     ) -> None:
         """A secondary differing at one leaf makes exactly that candidate difference noise."""
-        paths = _leaf_paths(document)
+        paths = leaf_paths(document)
         noisy = data.draw(st.sampled_from(paths))
         others: list[Segments | None] = [p for p in paths if p != noisy] or [None]
         other = data.draw(st.sampled_from(others))
-        candidate = _set(document, noisy, MARK)
+        candidate = with_value_at(document, noisy, MARK)
         if other is not None:
-            candidate = _set(candidate, other, MARK)
-        secondary = _set(document, noisy, MARK + "2")
+            candidate = with_value_at(candidate, other, MARK)
+        secondary = with_value_at(document, noisy, MARK + "2")
         verdict = Comparator().compare(
             make_exchange(
                 make_observation(body=document),

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from shadowproxy.compare.body import parse_json
 from shadowproxy.compare.found import Collector
-from shadowproxy.compare.paths import Segments
 from shadowproxy.compare.tree import TreeRules, diff_json
 from shadowproxy.compare.window import common_prefix, common_suffix, same_kind_number_change
-from tests.compare.test_compare_properties import DOCUMENTS, _leaf_paths, _set
+from tests.compare.factories import leaf_paths, value_at, with_value_at
+from tests.compare.test_compare_properties import DOCUMENTS
 
 
 def _naive_prefix(a: bytes, b: bytes) -> int:
@@ -64,18 +64,18 @@ class TestSameKindNumberChange:
         self, document: object, data: st.DataObject
     ) -> None:
         """Whenever the shortcut applies, the walk reports exactly what it does without it."""
-        numbers = [p for p in _leaf_paths(document) if _is_number(_get(document, p))]
+        numbers = [p for p in leaf_paths(document) if _is_number(value_at(document, p))]
         if not numbers:
             return
         path = data.draw(st.sampled_from(numbers))
-        old = _get(document, path)
+        old = value_at(document, path)
         new: object = (
             data.draw(st.integers(-(2**70), 2**70))
             if isinstance(old, int)
             else data.draw(st.floats(allow_nan=False, allow_infinity=False))
         )
         legacy = json.dumps(document).encode()
-        candidate = json.dumps(_set(document, path, new)).encode()
+        candidate = json.dumps(with_value_at(document, path, new)).encode()
         if not same_kind_number_change(legacy, candidate):
             return
         left, right = parse_json(legacy).value, parse_json(candidate).value
@@ -101,9 +101,3 @@ class TestSameKindNumberChange:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _get(value: object, path: Segments) -> object:
-    for segment in path:
-        value = value[segment]  # type: ignore[index]
-    return value

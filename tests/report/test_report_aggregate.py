@@ -10,9 +10,10 @@ import pytest
 
 from shadowproxy.report.aggregate import Aggregator
 from shadowproxy.report.errors import ReportInputError
+from shadowproxy.report.records import RollupRecord
 from shadowproxy.report.sources import expand_paths, iter_lines
 from shadowproxy.report.stats import Rate, wilson_upper
-from shadowproxy.report.summary import Evidence
+from shadowproxy.report.summary import COUNTED, Evidence
 from shadowproxy.report.timeparse import format_instant, parse_duration, parse_instant
 from tests.report.report_factories import UNTIL, difference, exchange, rollup, write_jsonl
 
@@ -146,6 +147,10 @@ class TestAggregator:
         assert evidence.inputs.records == 1
         assert evidence.routes[0].counts.match == 7
         assert "5 malformed lines skipped" in evidence.notes
+
+    def test_typed_rollups_carry_every_counter(self) -> None:
+        """The typed rollup declares each counter the report sums, so none reads as absent."""
+        assert set(COUNTED) <= set(RollupRecord.__struct_fields__)
 
     def test_malformed_exchanges_count_nothing(self, tmp_path: Path) -> None:
         """An exchange with a wrongly typed field is malformed as a whole: none of it counts."""

@@ -23,7 +23,7 @@ from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import RouteTable
 from shadowproxy.proxy.shadow import EvidenceSink, Shadow
 from shadowproxy.proxy.tasks import TaskPool
-from shadowproxy.proxy.upstream import Upstream, open_session
+from shadowproxy.proxy.upstream import open_upstream
 from shadowproxy.settings import Settings
 
 __all__ = ["FORWARDER", "MAX_HEADERS", "POOL", "ProxyParts", "build_proxy_app", "route_table"]
@@ -98,36 +98,39 @@ def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
     )
 
     async def upstreams(app: web.Application) -> AsyncIterator[None]:
-        legacy_session = open_session(
+        names = settings.upstreams
+        legacy = open_upstream(
+            "legacy",
+            names.legacy,
             connect_timeout_s=settings.legacy.connect_timeout_s,
             read_timeout_s=settings.legacy.timeout_s,
             limit=settings.legacy.max_connections,
+            websocket=True,
         )
-        shadow_sessions = [
-            open_session(
+        shadow_upstreams = [
+            open_upstream(
+                name,
+                base,
                 connect_timeout_s=settings.shadow.connect_timeout_s,
                 read_timeout_s=settings.shadow.timeout_s,
                 limit=settings.shadow.max_connections,
             )
-            for _ in range(2 if settings.upstreams.secondary else 1)
+            for name, base in (("candidate", names.candidate), ("secondary", names.secondary))
+            if base
         ]
-        answer_session = open_session(
+        answering = open_upstream(
+            "candidate",
+            names.candidate,
             connect_timeout_s=settings.legacy.connect_timeout_s,
             read_timeout_s=settings.legacy.timeout_s,
             limit=settings.legacy.max_connections,
         )
         pool = TaskPool(settings.shadow.max_inflight, on_change=parts.sink.set_inflight)
-        legacy = Upstream("legacy", settings.upstreams.legacy, legacy_session)
-        secondary = (
-            Upstream("secondary", settings.upstreams.secondary, shadow_sessions[1])
-            if settings.upstreams.secondary
-            else None
-        )
         shadow = Shadow(
             settings=settings.shadow,
             pool=pool,
-            candidate=Upstream("candidate", settings.upstreams.candidate, shadow_sessions[0]),
-            secondary=secondary,
+            candidate=shadow_upstreams[0],
+            secondary=shadow_upstreams[1] if len(shadow_upstreams) > 1 else None,
             comparisons=parts.comparisons,
             evidence=parts.sink,
             switch=parts.switch,
@@ -143,15 +146,15 @@ def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
             legacy=legacy,
             shadow=shadow,
             sink=parts.sink,
-            candidate=Upstream("candidate", settings.upstreams.candidate, answer_session),
+            candidate=answering,
             ownership=parts.ownership,
         )
         try:
             yield
         finally:
             await pool.close(settings.shadow.grace_s)
-            for session in (legacy_session, answer_session, *shadow_sessions):
-                await session.close()
+            for upstream in (legacy, answering, *shadow_upstreams):
+                await upstream.aclose()
 
     async def handle(request: web.Request) -> web.StreamResponse:
         return await request.app[FORWARDER].handle(request)

@@ -31,11 +31,17 @@ from aiohttp import web
 from shadowproxy.model import ErrorKind, Observation, RequestFacts, SkipReason
 from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.cutover import sticky_key
+from shadowproxy.proxy.h1 import Response as UpstreamResponse
 from shadowproxy.proxy.headers import request_headers, response_headers
 from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import Route, RouteTable
 from shadowproxy.proxy.shadow import Shadow, ShadowRequest
-from shadowproxy.proxy.upstream import PREAMBLE_ERRORS, Upstream, classify_error, raw_headers
+from shadowproxy.proxy.upstream import (
+    PREAMBLE_ERRORS,
+    Upstream,
+    UpstreamError,
+    failed_observation,
+)
 from shadowproxy.proxy.websocket import is_upgrade, tunnel_websocket
 from shadowproxy.settings import Settings
 
@@ -55,7 +61,8 @@ _NO_BODY_STATUS = frozenset({204, 304})
 _MAX_REQUEST_ID = 128
 # Host is set per upstream; aiohttp's server already answered any Expect.
 _NOT_RELAYED = frozenset({"host", "expect"})
-_BODY_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError)
+# Legacy's body cut or stalled, or the client gone while we write to it.
+_BODY_ERRORS = (UpstreamError, aiohttp.ClientConnectionError, TimeoutError)
 
 ONE_WRITE_MAX_BYTES = 64 * 1024
 """Answers with a Content-Length up to this are read whole and sent in one write."""
@@ -303,16 +310,12 @@ class Forwarder:
             headers = [*headers, ("Content-Length", str(request.content_length))]
         try:
             async with asyncio.timeout(settings.legacy.timeout_s):
-                upstream_response = await target.session.request(
-                    method,
-                    target.url(raw_target),
-                    headers=headers,
-                    data=data if (body.data or not body.complete) else None,
-                    allow_redirects=False,
+                upstream_response = await target.pool.request(
+                    method, target.target(raw_target), headers, data
                 )
         except PREAMBLE_ERRORS as exc:
-            kind = classify_error(exc)
-            failed = Observation.failed(kind, time.perf_counter() - started, type(exc).__name__)
+            failed = failed_observation(exc, started)
+            kind = failed.error
             self._sink.on_upstream(name, route.name, failed)
             kept = failed if name is UpstreamName.CANDIDATE else None
             if retry is not None:
@@ -334,12 +337,12 @@ class Forwarder:
         request: web.Request,
         route: Route,
         method: str,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         started: float,
         answered_by: UpstreamName = UpstreamName.LEGACY,
     ) -> tuple[web.StreamResponse, Observation | None]:
         cap = self.settings.shadow.compare_max_bytes
-        headers = raw_headers(upstream)
+        headers = upstream.headers
         status = upstream.status
         relayed = response_headers(headers, VIA)
         if PROBE_HEADER in request.headers:
@@ -379,7 +382,7 @@ class Forwarder:
         size = 0
         try:
             if has_body:
-                async for chunk in upstream.content.iter_any():
+                async for chunk in upstream.chunks():
                     size += len(chunk)
                     if len(kept) <= cap:
                         kept += chunk[: cap + 1 - len(kept)]
@@ -412,8 +415,8 @@ class Forwarder:
             # The client went away; legacy is fine, there is just nobody to answer.
             log.info("client disconnected", route=route.name)
             return None
-        kind = classify_error(exc)
-        failed = Observation.failed(kind, time.perf_counter() - started, type(exc).__name__)
+        failed = failed_observation(exc, started)
+        kind = failed.error
         self._sink.on_upstream(answered_by, route.name, failed)
         log.warning(f"{answered_by} failed mid-body; aborting client connection", reason=str(kind))
         if request.transport is not None:

@@ -1,9 +1,10 @@
-"""Upstream clients: one ClientSession per backend, and failures turned into values.
+"""Upstreams: one connection pool per backend, and failures turned into values.
 
-Each upstream gets its own session and connection pool, so a candidate that
-hangs can never take legacy's connections. Sessions never decompress, never
-follow redirects, keep no cookies and add no headers of their own: the
+Each upstream gets its own pool (``shadowproxy.proxy.h1``), so a candidate
+that hangs can never take legacy's connections. Requests never decompress,
+never follow redirects, keep no cookies and add no headers of their own: the
 upstream sees what the client sent, and the client gets what legacy sent.
+WebSocket upgrades to legacy go through an aiohttp session of its own.
 """
 
 from __future__ import annotations
@@ -11,36 +12,41 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
-from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
 
-from shadowproxy.model import ErrorKind, Headers, Observation
+from shadowproxy.model import ErrorKind, Observation
+from shadowproxy.proxy.h1 import Pool, Response, UpstreamError
 
 __all__ = [
     "PREAMBLE_ERRORS",
     "Upstream",
+    "UpstreamError",
     "classify_error",
+    "failed_observation",
     "fetch_observation",
     "open_session",
-    "raw_headers",
+    "open_upstream",
 ]
 
 # Exceptions that mean "this upstream failed", as opposed to a bug here.
 PREAMBLE_ERRORS: tuple[type[BaseException], ...] = (
+    UpstreamError,
     aiohttp.ClientError,
     asyncio.TimeoutError,
     OSError,
 )
 
 _AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def open_session(
     *, connect_timeout_s: float, read_timeout_s: float, limit: int
 ) -> aiohttp.ClientSession:
-    """A session for one upstream: its own pool, no cookies, no added headers."""
+    """An aiohttp session for WebSocket upgrades: its own pool, no cookies, no added headers."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300),
         timeout=aiohttp.ClientTimeout(
@@ -58,23 +64,76 @@ def open_session(
 
 
 class Upstream:
-    """A backend's base URL and its session."""
+    """A backend: its base URL, its connection pool and, for legacy, a WebSocket session."""
 
-    __slots__ = ("base", "host", "name", "session")
+    __slots__ = ("_session", "base", "host", "name", "pool", "prefix")
 
-    def __init__(self, name: str, base: str, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, name: str, base: str, pool: Pool, session: aiohttp.ClientSession | None = None
+    ) -> None:
         self.name = name
         self.base = base.rstrip("/")
         self.host = URL(base).raw_authority
-        self.session = session
+        self.prefix = urlsplit(self.base).path
+        """The base URL's path, put before every request target."""
+        self.pool = pool
+        self._session = session
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The session WebSocket upgrades use (only legacy has one)."""
+        if self._session is None:
+            raise RuntimeError(f"{self.name} has no WebSocket session")
+        return self._session
+
+    def target(self, raw_target: str) -> str:
+        """The request target sent upstream, byte-identical to the client's (no re-encoding)."""
+        return self.prefix + raw_target
 
     def url(self, raw_target: str) -> URL:
         """The upstream URL for a raw request target, byte-identical (no re-encoding)."""
         return URL(self.base + raw_target, encoded=True)
 
+    async def aclose(self) -> None:
+        """Close the pool's connections and the session."""
+        await self.pool.close()
+        if self._session is not None:
+            await self._session.close()
+
+
+def open_upstream(
+    name: str,
+    base: str,
+    *,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    limit: int,
+    websocket: bool = False,
+) -> Upstream:
+    """An upstream with its own pool of at most ``limit`` connections."""
+    parts = urlsplit(base)
+    pool = Pool(
+        parts.hostname or "",
+        parts.port or _DEFAULT_PORTS[parts.scheme],
+        tls=parts.scheme == "https",
+        limit=limit,
+        connect_timeout_s=connect_timeout_s,
+        read_timeout_s=read_timeout_s,
+    )
+    session = (
+        open_session(
+            connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s, limit=limit
+        )
+        if websocket
+        else None
+    )
+    return Upstream(name, base, pool, session)
+
 
 def classify_error(exc: BaseException) -> ErrorKind:
     """Map a client-side exception to the reason recorded as evidence."""
+    if isinstance(exc, UpstreamError):
+        return exc.kind
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ErrorKind.INCOMPLETE
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
@@ -96,24 +155,16 @@ def classify_error(exc: BaseException) -> ErrorKind:
     return ErrorKind.OTHER
 
 
-def raw_headers(response: aiohttp.ClientResponse) -> Headers:
-    """Response headers in wire order, repeated ones kept."""
-    return tuple(
-        (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.raw_headers
-    )
+def failed_observation(exc: BaseException, started: float) -> Observation:
+    """The observation of an upstream that failed with ``exc``."""
+    detail = exc.detail if isinstance(exc, UpstreamError) else type(exc).__name__
+    return Observation.failed(classify_error(exc), time.perf_counter() - started, detail)
 
 
-def _declared_length(headers: Mapping[str, str]) -> int | None:
-    value = headers.get("Content-Length")
-    return int(value) if value is not None and value.isdigit() else None
-
-
-def _too_large(
-    response: aiohttp.ClientResponse, kept: bytes, size: int, started: float
-) -> Observation:
+def _too_large(response: Response, kept: bytes, size: int, started: float) -> Observation:
     return Observation(
         status=response.status,
-        headers=raw_headers(response),
+        headers=response.headers,
         body=kept,
         elapsed_s=time.perf_counter() - started,
         body_size=size,
@@ -140,34 +191,30 @@ async def fetch_observation(
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
-            async with upstream.session.request(
-                method,
-                upstream.url(raw_target),
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-            ) as response:
-                declared = _declared_length(response.headers)
+            response = await upstream.pool.request(
+                method, upstream.target(raw_target), headers, body
+            )
+            async with response:
+                declared = response.content_length
                 if declared is not None and declared > max_bytes:
                     # Known to be over the cap: reading any of it would only cost CPU.
-                    response.close()
                     return _too_large(response, b"", declared, started)
-                received = bytearray()
-                while chunk := await response.content.read(max_bytes + 1 - len(received)):
-                    received += chunk
-                    if len(received) > max_bytes:
-                        response.close()
-                        return _too_large(
-                            response, bytes(received[:max_bytes]), len(received), started
-                        )
+                if declared is not None:
+                    data = await response.read()
+                else:
+                    received = bytearray()
+                    async for chunk in response.chunks():
+                        received += chunk
+                        if len(received) > max_bytes:
+                            kept = bytes(received[:max_bytes])
+                            return _too_large(response, kept, len(received), started)
+                    data = bytes(received)
                 return Observation(
                     status=response.status,
-                    headers=raw_headers(response),
-                    body=bytes(received),
+                    headers=response.headers,
+                    body=data,
                     elapsed_s=time.perf_counter() - started,
-                    body_size=len(received),
+                    body_size=len(data),
                 )
     except PREAMBLE_ERRORS as exc:
-        return Observation.failed(
-            classify_error(exc), time.perf_counter() - started, type(exc).__name__
-        )
+        return failed_observation(exc, started)

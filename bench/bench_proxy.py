@@ -589,6 +589,7 @@ def _versions() -> dict[str, str]:
     return {
         "python": sys.version.split()[0],
         "aiohttp": aiohttp.__version__,
+        "httptools": importlib.metadata.version("httptools"),
         "event_loop": loop,
         "nginx": nginx.removeprefix("nginx version: "),
         "wrk": wrk[0] if wrk else "?",

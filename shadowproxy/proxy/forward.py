@@ -308,12 +308,16 @@ class Forwarder:
         data = body.data if body.complete else _stream_rest(body.data, request)
         if not body.complete and request.content_length is not None:
             headers = [*headers, ("Content-Length", str(request.content_length))]
+        upstream_response: UpstreamResponse | None = None
         try:
             async with asyncio.timeout(settings.legacy.timeout_s):
                 upstream_response = await target.pool.request(
                     method, target.target(raw_target), headers, data
                 )
         except PREAMBLE_ERRORS as exc:
+            if upstream_response is not None:
+                # The timeout expired just as the head arrived: the connection can't be kept.
+                upstream_response.release()
             failed = failed_observation(exc, started)
             kind = failed.error
             self._sink.on_upstream(name, route.name, failed)

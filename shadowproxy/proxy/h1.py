@@ -77,6 +77,7 @@ class Response:
         "_done",
         "_error",
         "_waiter",
+        "_whole",
         "buffered",
         "content_length",
         "headers",
@@ -98,6 +99,7 @@ class Response:
         self._done = False
         self._error: UpstreamError | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._whole = False
 
     @property
     def complete(self) -> bool:
@@ -106,6 +108,9 @@ class Response:
 
     async def read(self) -> bytes:
         """The whole body (callers bound it by ``content_length`` or ``chunks``)."""
+        # Everything will be held anyway: buffering limits would only stall the read.
+        self._whole = True
+        self._connection.resume()
         while not self._done:
             await self._wait()
         if self._error is not None:
@@ -268,6 +273,7 @@ class Connection(asyncio.Protocol):
         response.reason = self._reason.decode("latin-1")
         response.headers = tuple(self._header_list)
         framed = False
+        tokens = ""
         for name, value in self._header_list:
             lowered = name.lower()
             if lowered == "content-length" and value.isdigit():
@@ -275,9 +281,20 @@ class Connection(asyncio.Protocol):
                 framed = True
             elif lowered == "transfer-encoding":
                 framed = True
-        self._reusable = parser.should_keep_alive()
+            elif lowered == "connection":
+                tokens += "," + value.lower()
         self._in_body = True
         no_body = self._no_body or status in _NO_BODY_STATUS
+        if self._no_body:
+            # An answer to HEAD without a length looks to llhttp like a body that
+            # runs to the connection's end; decide from the version and Connection.
+            options = {token.strip() for token in tokens.split(",")}
+            if parser.get_http_version() == "1.0":
+                self._reusable = "keep-alive" in options
+            else:
+                self._reusable = "close" not in options
+        else:
+            self._reusable = parser.should_keep_alive()
         self._until_eof = not framed and not no_body
         if no_body:
             response.content_length = 0
@@ -290,16 +307,16 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         response = self._response
-        if response is None:
-            return
+        if response is None or response._done:
+            return  # a body after a HEAD answer's head, sent against the rules
         response._feed(body)
-        if response.buffered > _HIGH_WATER and not self._reading_paused:
+        if response.buffered > _HIGH_WATER and not response._whole and not self._reading_paused:
             self._reading_paused = True
             assert self._transport is not None
             self._transport.pause_reading()
 
     def on_message_complete(self) -> None:
-        if self._response is not None:
+        if self._response is not None and not self._response._done:
             parser = self._parser
             self._reusable = self._reusable and parser is not None and parser.should_keep_alive()
             self._end_message()

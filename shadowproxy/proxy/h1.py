@@ -487,7 +487,8 @@ class Pool:
         length for one in memory. Raises ``UpstreamError``.
         """
         head, chunked = _head(method, target, headers, body)
-        replayable = isinstance(body, bytes) and method in _REPLAYABLE
+        # RFC 9112 section 9.3.1: an idempotent request may be sent again once.
+        replay = isinstance(body, bytes) and method in _REPLAYABLE
         while True:
             connection = await self._acquire()
             reused = connection.used
@@ -497,8 +498,9 @@ class Pool:
                 )
             except UpstreamError as exc:
                 # A kept-alive connection the upstream closed as we sent: try a fresh one.
-                if not (reused and replayable and exc.kind is ErrorKind.RESET):
+                if not (reused and replay and exc.kind is ErrorKind.RESET):
                     raise
+                replay = False
             except BaseException:
                 connection.close()
                 raise

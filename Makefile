@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-compare bench-report bench-proxy clean
+.PHONY: demo test lint bench bench-compare bench-report bench-proxy bench-client clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,11 @@ bench-report: $(STAMP)
 bench-proxy: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/bench_proxy.py $(BENCH_ARGS)
 
-bench: bench-compare bench-report bench-proxy
+# The upstream client alone: h1 next to aiohttp's client, CPU per request; needs nginx.
+bench-client: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/bench_client.py
+
+bench: bench-compare bench-report bench-client bench-proxy
 
 clean:
 	rm -rf $(VENV) shadow-logs

@@ -229,9 +229,8 @@ class Connection(asyncio.Protocol):
         self._closed = True
         self._stop_timer()
         if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_exception(
-                UpstreamError(ErrorKind.RESET, "connection closed while sending")
-            )
+            # The sender stops at its next step and meets the failure below.
+            self._drain_waiter.set_result(None)
         if self._parser is not None:
             # Cut before the head was complete, the request may never have been
             # read (a kept-alive connection closed as we sent): a reset.
@@ -378,6 +377,12 @@ class Connection(asyncio.Protocol):
         """Close now, failing any answer still expected."""
         self._abort()
 
+    def abandon(self) -> None:
+        """The caller stopped waiting for the answer: close without failing anyone."""
+        if self._head_ready is not None and not self._head_ready.done():
+            self._head_ready.cancel()
+        self._abort()
+
     # -- internals ------------------------------------------------------------
 
     async def _send_stream(self, body: AsyncIterable[bytes], *, chunked: bool) -> None:
@@ -450,21 +455,24 @@ class Connection(asyncio.Protocol):
 
 
 class Pool:
-    """Connections to one upstream: at most ``limit`` open (0: no limit), idle ones reused."""
+    """Connections to one upstream: at most ``limit`` open (0: no limit), idle ones reused.
+
+    ``tls`` is the context for an https upstream, None for plain TCP.
+    """
 
     def __init__(
         self,
         host: str,
         port: int,
         *,
-        tls: bool,
+        tls: ssl.SSLContext | None,
         limit: int,
         connect_timeout_s: float,
         read_timeout_s: float,
     ) -> None:
         self.host = host
         self.port = port
-        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
+        self._ssl = tls
         self._slots = asyncio.Semaphore(limit) if limit > 0 else None
         self._max_idle = limit if limit > 0 else MAX_IDLE_UNLIMITED
         self._idle: collections.deque[Connection] = collections.deque()
@@ -502,7 +510,7 @@ class Pool:
                     raise
                 replay = False
             except BaseException:
-                connection.close()
+                connection.abandon()
                 raise
 
     def release(self, connection: Connection) -> None:

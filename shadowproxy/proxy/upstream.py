@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ssl
 import time
 from urllib.parse import urlsplit
 
@@ -115,7 +116,8 @@ def open_upstream(
     pool = Pool(
         parts.hostname or "",
         parts.port or _DEFAULT_PORTS[parts.scheme],
-        tls=parts.scheme == "https",
+        # The system's trust store, with hostname checking, as aiohttp did.
+        tls=ssl.create_default_context() if parts.scheme == "https" else None,
         limit=limit,
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,

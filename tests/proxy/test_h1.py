@@ -7,11 +7,13 @@ import contextlib
 import random
 import re
 import socket
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import cast
 
 import pytest
+import trustme
 
 from shadowproxy.model import ErrorKind
 from shadowproxy.proxy.h1 import MAX_HEAD_BYTES, Pool, Response, UpstreamError
@@ -76,16 +78,29 @@ class Peer:
 Handler = Callable[[Peer], Awaitable[None]]
 
 
-def new_pool(port: int, limit: int = 0, connect_s: float = WAIT_S, read_s: float = WAIT_S) -> Pool:
-    return Pool("127.0.0.1", port, tls=False, limit=limit, connect_timeout_s=connect_s,
+def new_pool(
+    port: int,
+    limit: int = 0,
+    connect_s: float = WAIT_S,
+    read_s: float = WAIT_S,
+    tls: ssl.SSLContext | None = None,
+) -> Pool:
+    return Pool("127.0.0.1", port, tls=tls, limit=limit, connect_timeout_s=connect_s,
                 read_timeout_s=read_s)  # fmt: skip
 
 
 @contextlib.asynccontextmanager
 async def serve(
-    handler: Handler, limit: int = 0, connect_s: float = WAIT_S, read_s: float = WAIT_S
+    handler: Handler,
+    limit: int = 0,
+    connect_s: float = WAIT_S,
+    read_s: float = WAIT_S,
+    tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None,
 ) -> AsyncIterator[tuple[Upstream, Pool]]:
-    """A loopback server running ``handler`` per connection (closed after it), and a pool to it."""
+    """A loopback server running ``handler`` per connection (closed after it), and a pool to it.
+
+    ``tls`` is the server's and the client's context, for an https upstream.
+    """
     upstream = Upstream()
     peers: list[tuple[asyncio.Task[object], asyncio.StreamWriter]] = []
 
@@ -101,8 +116,9 @@ async def serve(
                 await writer.wait_closed()
             upstream.server_closed.set()
 
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    pool = new_pool(server.sockets[0].getsockname()[1], limit, connect_s, read_s)
+    server_tls, client_tls = tls or (None, None)
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=server_tls)
+    pool = new_pool(server.sockets[0].getsockname()[1], limit, connect_s, read_s, client_tls)
     try:
         yield upstream, pool
     finally:
@@ -423,3 +439,31 @@ class TestLargeBodies:
             async with await pool.request("GET", "/", []) as response:
                 async with asyncio.timeout(WAIT_S):
                     assert await response.read() == sent
+
+
+class TestTLS:
+    """An https upstream: verified against the pool's trust, then plain HTTP/1.1 inside."""
+
+    @staticmethod
+    def contexts(ca: trustme.CA, trusted: bool) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(server)
+        client = ssl.create_default_context()
+        if trusted:
+            ca.configure_trust(client)
+        return server, client
+
+    async def test_answers_and_keep_alive_over_tls(self) -> None:
+        """Two GETs to a trusted https upstream share one connection and arrive exact."""
+        async with serve(always(OK), tls=self.contexts(trustme.CA(), trusted=True)) as (up, pool):
+            assert [(await fetch(pool))[1] for _ in range(2)] == [b"ok", b"ok"]
+        assert (up.accepted, len(up.received)) == (1, 2)
+
+    async def test_untrusted_certificate_is_refused(self) -> None:
+        """A certificate the pool does not trust fails the connect: refused, nothing sent."""
+        async with serve(always(OK), tls=self.contexts(trustme.CA(), trusted=False)) as (up, pool):
+            with pytest.raises(UpstreamError) as failure:
+                await fetch(pool)
+        assert failure.value.kind is ErrorKind.REFUSED
+        assert "certificate" in failure.value.detail.lower()
+        assert up.received == []

@@ -1,8 +1,8 @@
 """The upstream HTTP/1.1 client: a keep-alive pool of asyncio protocols, parsed by llhttp.
 
-aiohttp's client costs about 130 µs of CPU per request on the benchmark
-machine before any proxy work is done (URL objects, header multidicts,
-tracing hooks, a stream reader per response); a proxy makes two upstream
+aiohttp's client spends up to twice this one's CPU per request (URL objects,
+header multidicts, tracing hooks, a stream reader per response;
+``bench/bench_client.py`` measures both), and a proxy makes two upstream
 requests per mirrored client request. This client does only what a reverse
 proxy needs: send a request head and body exactly as given, parse the answer
 with llhttp (httptools), hand back the raw header block and the body bytes
@@ -172,6 +172,31 @@ class Response:
 class Connection(asyncio.Protocol):
     """One upstream connection: writes request heads and bodies, parses answers."""
 
+    __slots__ = (
+        "_closed",
+        "_drain_waiter",
+        "_head",
+        "_head_bytes",
+        "_head_ready",
+        "_header_list",
+        "_in_body",
+        "_last_read",
+        "_loop",
+        "_no_body",
+        "_parser",
+        "_pool",
+        "_reading_paused",
+        "_reason",
+        "_response",
+        "_reusable",
+        "_timer",
+        "_transport",
+        "_until_eof",
+        "_write_paused",
+        "idle_since",
+        "used",
+    )
+
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
         self._loop = asyncio.get_running_loop()
@@ -236,6 +261,9 @@ class Connection(asyncio.Protocol):
             # read (a kept-alive connection closed as we sent): a reset.
             kind = ErrorKind.INCOMPLETE if self._in_body else ErrorKind.RESET
             self._fail(UpstreamError(kind, "connection closed before the answer was complete"))
+        # The answer refers back to this connection: without the cycle,
+        # reference counting frees both now, not a full collection much later.
+        self._response = None
         self._pool.lost(self)
 
     def pause_writing(self) -> None:
@@ -354,7 +382,12 @@ class Connection(asyncio.Protocol):
         else:
             transport.write(head)
             await self._send_stream(body, chunked=chunked)
-        return await self._head_ready
+        try:
+            return await self._head_ready
+        finally:
+            # Its result refers back to this connection; a pooled connection
+            # kept in that cycle would outlive its close until a full collection.
+            self._head_ready = None
 
     def resume(self) -> None:
         """Read from the socket again once the consumer caught up."""

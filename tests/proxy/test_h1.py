@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import re
 import socket
@@ -16,7 +17,7 @@ import pytest
 import trustme
 
 from shadowproxy.model import ErrorKind
-from shadowproxy.proxy.h1 import MAX_HEAD_BYTES, Pool, Response, UpstreamError
+from shadowproxy.proxy.h1 import MAX_HEAD_BYTES, Connection, Pool, Response, UpstreamError
 from tests.support import WAIT_S
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -467,3 +468,25 @@ class TestTLS:
         assert failure.value.kind is ErrorKind.REFUSED
         assert "certificate" in failure.value.detail.lower()
         assert up.received == []
+
+
+class TestMemory:
+    """Connections are freed by reference counting once closed, not by a later collection."""
+
+    async def test_closed_connections_leave_no_cycles(self) -> None:
+        """With the collector off, no connection object outlives its pool's close."""
+        gc.collect()
+        gc.disable()
+        try:
+            async with serve(always(OK)) as (up, pool):
+                for _ in range(3):
+                    await fetch(pool)
+            async with serve(once(b"not http\r\n\r\n", close=True)) as (_, pool):
+                # A failed answer too: its traceback must not pin the connection.
+                with pytest.raises(UpstreamError):
+                    await fetch(pool)
+            alive = [o for o in gc.get_objects() if isinstance(o, Connection)]
+        finally:
+            gc.enable()
+        assert up.accepted == 1
+        assert alive == []

@@ -114,7 +114,7 @@ class Response:
         while not self._done:
             await self._wait()
         if self._error is not None:
-            raise self._error
+            raise self._failure()
         data = b"".join(self._chunks)
         self._chunks.clear()
         self.buffered = 0
@@ -130,7 +130,7 @@ class Response:
                     self._connection.resume()
                 yield chunk
             elif self._error is not None:
-                raise self._error
+                raise self._failure()
             elif self._done:
                 return
             else:
@@ -145,6 +145,12 @@ class Response:
     def release(self) -> None:
         """Give the connection back (body read to the end) or close it (anything else)."""
         self._connection.finished(self)
+
+    def _failure(self) -> UpstreamError:
+        # A new exception each time: the stored one's traceback would hold this
+        # answer, and through it the connection, in a cycle.
+        assert self._error is not None
+        return UpstreamError(self._error.kind, self._error.detail)
 
     async def _wait(self) -> None:
         self._waiter = asyncio.get_running_loop().create_future()

@@ -481,10 +481,11 @@ class TestMemory:
             async with serve(always(OK)) as (up, pool):
                 for _ in range(3):
                     await fetch(pool)
-            async with serve(once(b"not http\r\n\r\n", close=True)) as (_, pool):
-                # A failed answer too: its traceback must not pin the connection.
-                with pytest.raises(UpstreamError):
-                    await fetch(pool)
+            for answer in (b"not http\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\ncut"):
+                async with serve(once(answer, close=True)) as (_, pool):
+                    # Failed answers too: their tracebacks must not pin the connection.
+                    with pytest.raises(UpstreamError):
+                        await fetch(pool)
             alive = [o for o in gc.get_objects() if isinstance(o, Connection)]
         finally:
             gc.enable()

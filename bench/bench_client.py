@@ -34,7 +34,7 @@ from typing import Any
 
 import uvloop
 
-from bench.bench_proxy import _document, _free_port, _nginx, _versions
+from bench.bench_proxy import _backend_root, _free_port, _nginx, _versions
 from shadowproxy.proxy.h1 import Pool
 from shadowproxy.proxy.upstream import open_session
 
@@ -107,11 +107,7 @@ async def _bench(port: int, requests: int, rounds: int) -> dict[str, dict[str, d
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="shadowproxy-bench-client-") as tmp:
         run = Path(tmp)
-        run.chmod(0o755)
-        for sub in ("tmp", "www/legacy", "www/candidate", "www/different"):
-            (run / sub).mkdir(parents=True)
-        for name, size in _FILES.values():
-            (run / "www/legacy" / name).write_bytes(_document(size, changed=False))
+        _backend_root(run, _FILES.values())
         ports = {name: _free_port() for name in ("LEGACY_PORT", "CANDIDATE_PORT", "DIFFERENT_PORT")}
         with _nginx(run, "backends.conf", {**ports, "WORKERS": 1}, [ports["LEGACY_PORT"]]):
             best = uvloop.run(_bench(ports["LEGACY_PORT"], args.requests, args.rounds))

@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,17 @@ def _document(size: int, changed: bool) -> bytes:
         items[len(items) // 2]["price"] = 0.5
     text = json.dumps(doc, separators=(",", ":"))
     return (text + " " * (size - len(text))).encode()
+
+
+def _backend_root(run: Path, bodies: Iterable[tuple[str, int]]) -> None:
+    """nginx's directories under ``run``, and each body for legacy, candidate and differing."""
+    run.chmod(0o755)
+    for sub in ("tmp", "www/legacy", "www/candidate", "www/different"):
+        (run / sub).mkdir(parents=True)
+    for name, size in bodies:
+        (run / "www/legacy" / name).write_bytes(_document(size, changed=False))
+        (run / "www/candidate" / name).write_bytes(_document(size, changed=False))
+        (run / "www/different" / name).write_bytes(_document(size, changed=True))
 
 
 def _render(template: str, run: Path, values: dict[str, object]) -> Path:
@@ -664,13 +675,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="shadowproxy-bench-") as tmp:
         run = Path(tmp)
-        run.chmod(0o755)
-        for sub in ("tmp", "www/legacy", "www/candidate", "www/different"):
-            (run / sub).mkdir(parents=True)
-        for name, size in _PROBE_BODIES.values():
-            (run / "www/legacy" / name).write_bytes(_document(size, changed=False))
-            (run / "www/candidate" / name).write_bytes(_document(size, changed=False))
-            (run / "www/different" / name).write_bytes(_document(size, changed=True))
+        _backend_root(run, _PROBE_BODIES.values())
         script = run / "report.lua"
         script.write_text(_WRK_REPORT)
         ports = {

@@ -29,6 +29,7 @@ from typing import Final, cast
 import httptools
 
 from shadowproxy.model import ErrorKind, Headers
+from shadowproxy.proxy.headers import connection_tokens
 
 __all__ = [
     "MAX_HEAD_BYTES",
@@ -237,7 +238,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._parser is None:
             # Bytes nobody asked for: the connection's framing can't be trusted.
-            self._abort()
+            self.close()
             return
         self._last_read = self._loop.time()
         try:
@@ -306,7 +307,6 @@ class Connection(asyncio.Protocol):
         response.reason = self._reason.decode("latin-1")
         response.headers = tuple(self._header_list)
         framed = False
-        tokens = ""
         for name, value in self._header_list:
             lowered = name.lower()
             if lowered == "content-length" and value.isdigit():
@@ -314,14 +314,12 @@ class Connection(asyncio.Protocol):
                 framed = True
             elif lowered == "transfer-encoding":
                 framed = True
-            elif lowered == "connection":
-                tokens += "," + value.lower()
         self._in_body = True
         no_body = self._no_body or status in _NO_BODY_STATUS
         if self._no_body:
             # An answer to HEAD without a length looks to llhttp like a body that
             # runs to the connection's end; decide from the version and Connection.
-            options = {token.strip() for token in tokens.split(",")}
+            options = connection_tokens(self._header_list)
             if parser.get_http_version() == "1.0":
                 self._reusable = "keep-alive" in options
             else:
@@ -410,17 +408,13 @@ class Connection(asyncio.Protocol):
             self._response = None
             self._pool.release(self)
         else:
-            self._abort()
-
-    def close(self) -> None:
-        """Close now, failing any answer still expected."""
-        self._abort()
+            self.close()
 
     def abandon(self) -> None:
         """The caller stopped waiting for the answer: close without failing anyone."""
         if self._head_ready is not None and not self._head_ready.done():
             self._head_ready.cancel()
-        self._abort()
+        self.close()
 
     # -- internals ------------------------------------------------------------
 
@@ -463,9 +457,10 @@ class Connection(asyncio.Protocol):
         self._head = None
         if self._response is not None:
             self._response._finish(error)
-        self._abort()
+        self.close()
 
-    def _abort(self) -> None:
+    def close(self) -> None:
+        """Close now, failing any answer still expected."""
         self._reusable = False
         if self._transport is not None and not self._transport.is_closing():
             self._transport.abort()

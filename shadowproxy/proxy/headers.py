@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "HOP_BY_HOP",
+    "connection_tokens",
     "end_to_end",
     "request_headers",
     "response_headers",
@@ -40,7 +41,8 @@ Pairs = list[tuple[str, str]]
 _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
 
 
-def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+def connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+    """The options every Connection header names, lowercased (``close``, header names)."""
     tokens: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
@@ -51,7 +53,7 @@ def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
 def end_to_end(headers: Iterable[tuple[str, str]]) -> Pairs:
     """Drop hop-by-hop headers and every header the Connection header names."""
     pairs = list(headers)
-    named = _connection_tokens(pairs)
+    named = connection_tokens(pairs)
     return [
         (name, value)
         for name, value in pairs
@@ -77,7 +79,7 @@ def request_headers(
     """
     # One pass with one lower() per header: this runs on every client request.
     pairs = list(headers)
-    named = _connection_tokens(pairs)
+    named = connection_tokens(pairs)
     kept: Pairs = []
     forwarded_for: list[str] = []
     previous_via: list[str] = []
@@ -110,7 +112,7 @@ def response_headers(headers: Iterable[tuple[str, str]], via: str) -> Pairs:
     aborts the connection if fewer bytes arrive.
     """
     pairs = list(headers)
-    named = _connection_tokens(pairs)
+    named = connection_tokens(pairs)
     kept: Pairs = []
     previous_via: list[str] = []
     for name, value in pairs:

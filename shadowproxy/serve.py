@@ -32,6 +32,7 @@ from shadowproxy.proxy.app import FORWARDER, POOL, ProxyParts, build_proxy_app, 
 from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch, SharedFlag
 from shadowproxy.proxy.ownership import Ownership
+from shadowproxy.proxy.server import Server
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import HostAddress, Settings
 from shadowproxy.sinks import Evidence, Metrics, default_worker_id, render_metrics
@@ -58,6 +59,16 @@ class Bound:
 def _bound(runner: web.AppRunner) -> HostAddress:
     host, port = runner.addresses[0][:2]
     return HostAddress(str(host), int(port))
+
+
+async def _drain(server: Server, runner: web.AppRunner, timeout_s: float) -> None:
+    """Drain both servers at once: connections handed to aiohttp's get the same deadline."""
+    handed_over = runner.server
+    if handed_over is None:
+        await server.shutdown(timeout_s)
+        return
+    handed_over.pre_shutdown()
+    await asyncio.gather(server.shutdown(timeout_s), handed_over.shutdown(timeout_s))
 
 
 def _tune_gc() -> None:
@@ -127,9 +138,11 @@ async def serve(
         ownership=ownership,
     )
     app = build_proxy_app(settings, parts)
+    # aiohttp's server takes only the connections the lean server hands over; it listens nowhere.
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=settings.drain_s
     )
+    server: Server | None = None
     admin_runner: web.AppRunner | None = None
     grpc_proxy: GrpcProxy | None = None
     housekeeping = TaskPool(3)
@@ -179,11 +192,14 @@ async def serve(
         # Before anything listens: a SIGTERM during start-up must stop gracefully too.
         signals.enter_context(_signals(loop, handlers))
         await runner.setup()
-        reuse = settings.workers > 1
-        site = web.TCPSite(
-            runner, settings.listen.host, settings.listen.port, reuse_port=reuse, backlog=1024
+        assert runner.server is not None
+        server = Server(app[FORWARDER].handle, runner.server)
+        await server.start(
+            settings.listen.host,
+            settings.listen.port,
+            reuse_port=settings.workers > 1,
+            backlog=1024,
         )
-        await site.start()
         if settings.grpc is not None:
             from shadowproxy.grpcproxy import DescriptorError, GrpcProxy
 
@@ -226,7 +242,7 @@ async def serve(
         if cutover_state_dir is not None:
             housekeeping.spawn(ownership.follow(stop), name="cutover-follower")
         bound = Bound(
-            proxy=_bound(runner),
+            proxy=HostAddress(*server.address),
             admin=admin_address,
             grpc=grpc_proxy.address if grpc_proxy is not None else None,
         )
@@ -247,6 +263,8 @@ async def serve(
         lag.stop()
         if grpc_proxy is not None:
             await grpc_proxy.stop(settings.drain_s)
+        if server is not None:
+            await _drain(server, runner, settings.drain_s)
         await runner.cleanup()
         if grpc_proxy is not None:
             await grpc_proxy.close()

@@ -21,12 +21,13 @@ from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
 from shadowproxy.proxy.forward import Forwarder, RequestSink, json_error
 from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import RouteTable
+from shadowproxy.proxy.server import MAX_HEADERS
 from shadowproxy.proxy.shadow import EvidenceSink, Shadow
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.proxy.upstream import open_upstream
 from shadowproxy.settings import Settings
 
-__all__ = ["FORWARDER", "MAX_HEADERS", "POOL", "ProxyParts", "build_proxy_app", "route_table"]
+__all__ = ["FORWARDER", "POOL", "ProxyParts", "build_proxy_app", "route_table"]
 
 
 class ProxySink(RequestSink, EvidenceSink, Protocol):
@@ -47,9 +48,6 @@ class ProxyParts:
     """Route ownership; None answers every request from legacy."""
 
 
-MAX_HEADERS = 100
-"""Requests with more header lines are refused with 431 (aiohttp's parsers allow 128 and
-count differently from each other, so the check is made here)."""
 _HTTP_VERSIONS = frozenset({HttpVersion10, HttpVersion11})
 
 FORWARDER = web.AppKey("forwarder", Forwarder)
@@ -81,6 +79,7 @@ async def _origin_form_only(
     if request.version not in _HTTP_VERSIONS:
         # aiohttp's pure-Python parser accepts any HTTP/x.y; an upstream might read it otherwise.
         return _refuse(400, "unsupported HTTP version")
+    # aiohttp's parsers allow 128 header lines and count differently from each other.
     if len(request.raw_headers) > MAX_HEADERS:
         return _refuse(431, "too many request headers")
     if request.method == "CONNECT":
@@ -157,7 +156,7 @@ def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
                 await upstream.aclose()
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        return await request.app[FORWARDER].handle(request)
+        return await request.app[FORWARDER].handle_aiohttp(request)
 
     app.cleanup_ctx.append(upstreams)
     app.router.add_route("*", "/{tail:.*}", handle)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
+import http
+import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
 import structlog
 from aiohttp import web
 
@@ -33,6 +34,7 @@ from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.cutover import sticky_key
 from shadowproxy.proxy.h1 import Response as UpstreamResponse
 from shadowproxy.proxy.headers import request_headers, response_headers
+from shadowproxy.proxy.inbound import JSON, AiohttpInbound, Inbound, error_body
 from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import Route, RouteTable
 from shadowproxy.proxy.shadow import Shadow, ShadowRequest
@@ -59,10 +61,10 @@ log = structlog.get_logger(__name__)
 VIA = "1.1 shadowproxy"
 _NO_BODY_STATUS = frozenset({204, 304})
 _MAX_REQUEST_ID = 128
-# Host is set per upstream; aiohttp's server already answered any Expect.
+# Host is set per upstream; Expect requests go to aiohttp's server, which answers it.
 _NOT_RELAYED = frozenset({"host", "expect"})
-# Legacy's body cut or stalled, or the client gone while we write to it.
-_BODY_ERRORS = (UpstreamError, aiohttp.ClientConnectionError, TimeoutError)
+# Legacy's body cut or stalled, or the client gone (ConnectionResetError) while we write to it.
+_BODY_ERRORS = (UpstreamError, ConnectionError, TimeoutError)
 
 ONE_WRITE_MAX_BYTES = 64 * 1024
 """Answers with a Content-Length up to this are read whole and sent in one write."""
@@ -81,8 +83,10 @@ class RequestSink(Protocol):
 
 
 def json_error(status: int, upstream: str, reason: str) -> web.Response:
-    """The small JSON body the proxy answers with when it cannot relay legacy."""
-    return web.json_response({"error": reason, "upstream": upstream}, status=status)
+    """``error_body`` as an aiohttp answer."""
+    return web.Response(
+        body=error_body(upstream, reason), status=status, headers={"Content-Type": JSON}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,31 +96,36 @@ class _Body:
     """False when the body exceeded ``mirror_max_body`` and is being streamed."""
 
 
-def _request_id(request: web.Request) -> str:
+# A random prefix per process and a counter: unique without a system call per request.
+_ID_PREFIX = os.urandom(4).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def _request_id(request: Inbound) -> str:
     given = request.headers.get("X-Request-Id", "")
     if given and len(given) <= _MAX_REQUEST_ID and given.isprintable():
         return given
-    return secrets.token_hex(8)
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
-async def _read_body(request: web.Request, limit: int) -> _Body:
+async def _read_body(request: Inbound, limit: int) -> _Body:
     """Buffer the request body up to ``limit``; beyond it, stream the rest to legacy."""
-    if not request.body_exists:
+    if not request.has_body:
         return _Body(b"", True)
     declared = request.content_length
     if declared is not None and declared > limit:
         return _Body(b"", False)
     buffered = bytearray()
-    while chunk := await request.content.read(limit + 1 - len(buffered)):
+    while chunk := await request.read(limit + 1 - len(buffered)):
         buffered += chunk
         if len(buffered) > limit:
             return _Body(bytes(buffered), False)
     return _Body(bytes(buffered), True)
 
 
-async def _stream_rest(prefix: bytes, request: web.Request) -> AsyncIterator[bytes]:
+async def _stream_rest(prefix: bytes, request: Inbound) -> AsyncIterator[bytes]:
     yield prefix
-    async for chunk in request.content.iter_any():
+    async for chunk in request.body_chunks():
         yield chunk
 
 
@@ -147,9 +156,20 @@ class Forwarder:
         self.settings = settings
         self.routes = routes
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle_aiohttp(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp's handler: WebSocket tunnels, and every other request through ``handle``."""
+        if is_upgrade(request):
+            path = request.raw_path.partition("?")[0]
+            self._shadow.skip(self.routes.resolve(path), SkipReason.UPGRADE)
+            return await tunnel_websocket(request, self._legacy, request.raw_path)
+        inbound = AiohttpInbound(request)
+        await self.handle(inbound)
+        assert inbound.response is not None
+        return inbound.response
+
+    async def handle(self, request: Inbound) -> None:
         """Answer one client request from legacy and mirror it when allowed."""
-        raw_target = request.raw_path
+        raw_target = request.raw_target
         path, _, query = raw_target.partition("?")
         route = self.routes.resolve(path)
         request_id = _request_id(request)
@@ -157,22 +177,19 @@ class Forwarder:
         # context-manager generator on every request.
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            if is_upgrade(request):
-                self._shadow.skip(route, SkipReason.UPGRADE)
-                return await tunnel_websocket(request, self._legacy, raw_target)
-            return await self._forward(request, route, raw_target, path, query, request_id)
+            await self._forward(request, route, raw_target, path, query, request_id)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
 
     async def _forward(
         self,
-        request: web.Request,
+        request: Inbound,
         route: Route,
         raw_target: str,
         path: str,
         query: str,
         request_id: str,
-    ) -> web.StreamResponse:
+    ) -> None:
         settings = self.settings
         method = request.method
         body = await _read_body(request, settings.shadow.mirror_max_body)
@@ -180,7 +197,7 @@ class Forwarder:
         client_host = request.headers.get("Host")
         upstream_headers = request_headers(
             request.headers.items(),
-            client_ip=request.remote or "",
+            client_ip=request.remote,
             scheme=scheme,
             host=client_host,
             via=VIA,
@@ -197,7 +214,7 @@ class Forwarder:
                     ownership.sticky(route.name),
                     request.headers,
                     request.cookies,
-                    request.remote or "",
+                    request.remote,
                 ),
             )
             answered_by, mirror = decision.answered_by, decision.mirror
@@ -237,38 +254,37 @@ class Forwarder:
         observation: Observation | None = None
         try:
             if answered_by is UpstreamName.CANDIDATE and self._candidate is not None:
-                response, observation = await self._from_candidate(
+                observation = await self._from_candidate(
                     request, route, method, raw_target, with_host, body
                 )
-                return response
-            response, observation = await self._relay(
-                request, route, method, raw_target, with_host(self._legacy), body
-            )
-            return response
+            else:
+                observation = await self._relay(
+                    request, route, method, raw_target, with_host(self._legacy), body
+                )
         finally:
             if legacy_seen is not None and not legacy_seen.done():
                 legacy_seen.set_result(observation)
 
     async def _from_candidate(
         self,
-        request: web.Request,
+        request: Inbound,
         route: Route,
         method: str,
         raw_target: str,
         with_host: Callable[[Upstream], list[tuple[str, str]]],
         body: _Body,
-    ) -> tuple[web.StreamResponse, Observation | None]:
+    ) -> Observation | None:
         """Answer from the candidate; retry on legacy when it fails before answering."""
         assert self._candidate is not None and self._ownership is not None
-        retry: Callable[[], Awaitable[tuple[web.StreamResponse, Observation | None]]] | None = None
+        retry: Callable[[], Awaitable[Observation | None]] | None = None
         if method in IDEMPOTENT_METHODS and body.complete:
 
-            async def retry() -> tuple[web.StreamResponse, Observation | None]:
+            async def retry() -> Observation | None:
                 return await self._relay(
                     request, route, method, raw_target, with_host(self._legacy), body
                 )
 
-        response, observation = await self._relay(
+        observation = await self._relay(
             request,
             route,
             method,
@@ -281,11 +297,11 @@ class Forwarder:
         if observation is not None:
             error = not observation.ok or (observation.status or 0) >= 500
             self._ownership.answered(route.name, error=error)
-        return response, observation
+        return observation
 
     async def _relay(
         self,
-        request: web.Request,
+        request: Inbound,
         route: Route,
         method: str,
         raw_target: str,
@@ -293,31 +309,27 @@ class Forwarder:
         body: _Body,
         *,
         upstream: Upstream | None = None,
-        retry: Callable[[], Awaitable[tuple[web.StreamResponse, Observation | None]]] | None = None,
-    ) -> tuple[web.StreamResponse, Observation | None]:
+        retry: Callable[[], Awaitable[Observation | None]] | None = None,
+    ) -> Observation | None:
         """Send to legacy (or ``upstream``) and stream its answer back.
 
         The observation is None when legacy failed; a failed candidate gives
         its failed observation (the shadow path compares it as an error).
         ``retry`` answers instead when the upstream failed before responding.
         """
-        settings = self.settings
         target = upstream or self._legacy
         name = UpstreamName.CANDIDATE if upstream is not None else UpstreamName.LEGACY
         started = time.perf_counter()
         data = body.data if body.complete else _stream_rest(body.data, request)
         if not body.complete and request.content_length is not None:
             headers = [*headers, ("Content-Length", str(request.content_length))]
-        upstream_response: UpstreamResponse | None = None
         try:
-            async with asyncio.timeout(settings.legacy.timeout_s):
-                upstream_response = await target.pool.request(
-                    method, target.target(raw_target), headers, data
-                )
+            # The pool's own timers bound this (connect, then legacy.timeout_s of
+            # silence), so no asyncio.timeout per request is needed.
+            upstream_response = await target.pool.request(
+                method, target.target(raw_target), headers, data
+            )
         except PREAMBLE_ERRORS as exc:
-            if upstream_response is not None:
-                # The timeout expired just as the head arrived: the connection can't be kept.
-                upstream_response.release()
             failed = failed_observation(exc, started)
             kind = failed.error
             self._sink.on_upstream(name, route.name, failed)
@@ -326,25 +338,31 @@ class Forwarder:
                 log.warning(
                     "candidate failed; retrying on legacy", route=route.name, reason=str(kind)
                 )
-                response, _ = await retry()
-                return response, kept
+                await retry()
+                return kept
             status = 504 if kind is ErrorKind.TIMEOUT else 502
             self._sink.on_request(route.name, method, status)
             log.warning(f"{name} failed", route=route.name, reason=str(kind), status=status)
-            return json_error(status, str(name), str(kind)), kept
+            request.answer(
+                status,
+                http.HTTPStatus(status).phrase,
+                [("Content-Type", JSON)],
+                error_body(str(name), str(kind)),
+            )
+            return kept
 
         async with upstream_response:
             return await self._stream_back(request, route, method, upstream_response, started, name)
 
     async def _stream_back(
         self,
-        request: web.Request,
+        request: Inbound,
         route: Route,
         method: str,
         upstream: UpstreamResponse,
         started: float,
         answered_by: UpstreamName = UpstreamName.LEGACY,
-    ) -> tuple[web.StreamResponse, Observation | None]:
+    ) -> Observation | None:
         cap = self.settings.shadow.compare_max_bytes
         headers = upstream.headers
         status = upstream.status
@@ -360,15 +378,11 @@ class Forwarder:
             try:
                 data = await upstream.read()
             except _BODY_ERRORS as exc:
-                response = web.StreamResponse(status=status, reason=upstream.reason)
-                response.headers.extend(relayed)
                 with contextlib.suppress(*_BODY_ERRORS):
                     # The head goes out first so the client sees a cut body, as when streaming.
-                    await response.prepare(request)
-                return response, self._failed_mid_body(request, route, started, answered_by, exc)
-            response = web.Response(
-                body=data, status=status, reason=upstream.reason, headers=relayed
-            )
+                    await request.start(status, upstream.reason, relayed)
+                return self._failed_mid_body(request, route, started, answered_by, exc)
+            request.answer(status, upstream.reason, relayed, data)
             observation = Observation(
                 status=status,
                 headers=headers,
@@ -378,10 +392,8 @@ class Forwarder:
                 truncated=len(data) > cap,
             )
             self._sink.on_upstream(answered_by, route.name, observation)
-            return response, observation
-        response = web.StreamResponse(status=status, reason=upstream.reason)
-        response.headers.extend(relayed)
-        await response.prepare(request)
+            return observation
+        await request.start(status, upstream.reason, relayed)
         kept = bytearray()
         size = 0
         try:
@@ -390,10 +402,10 @@ class Forwarder:
                     size += len(chunk)
                     if len(kept) <= cap:
                         kept += chunk[: cap + 1 - len(kept)]
-                    await response.write(chunk)
-            await response.write_eof()
+                    await request.write(chunk)
+            await request.end()
         except _BODY_ERRORS as exc:
-            return response, self._failed_mid_body(request, route, started, answered_by, exc)
+            return self._failed_mid_body(request, route, started, answered_by, exc)
         truncated = len(kept) > cap
         observation = Observation(
             status=status,
@@ -404,18 +416,18 @@ class Forwarder:
             truncated=truncated,
         )
         self._sink.on_upstream(answered_by, route.name, observation)
-        return response, observation
+        return observation
 
     def _failed_mid_body(
         self,
-        request: web.Request,
+        request: Inbound,
         route: Route,
         started: float,
         answered_by: UpstreamName,
         exc: BaseException,
     ) -> Observation | None:
         """Record an answer cut after its head and abort the client connection."""
-        if isinstance(exc, aiohttp.ClientConnectionResetError):
+        if isinstance(exc, ConnectionResetError):
             # The client went away; legacy is fine, there is just nobody to answer.
             log.info("client disconnected", route=route.name)
             return None
@@ -423,6 +435,5 @@ class Forwarder:
         kind = failed.error
         self._sink.on_upstream(answered_by, route.name, failed)
         log.warning(f"{answered_by} failed mid-body; aborting client connection", reason=str(kind))
-        if request.transport is not None:
-            request.transport.abort()
+        request.abort()
         return failed if answered_by is UpstreamName.CANDIDATE else None

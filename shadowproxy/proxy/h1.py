@@ -181,6 +181,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "_closed",
+        "_deadline",
         "_drain_waiter",
         "_head",
         "_head_bytes",
@@ -226,6 +227,7 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0
+        self._deadline: float | None = None
         self.idle_since = 0.0
         self.used = False
 
@@ -290,7 +292,10 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_body:
             return  # trailers are not relayed
-        self._count(len(name) + len(value) + 4)
+        # _count inlined: this runs for every header of every answer.
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise UpstreamError(ErrorKind.OTHER, f"answer head over {MAX_HEAD_BYTES} bytes")
         self._header_list.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -367,8 +372,12 @@ class Connection(asyncio.Protocol):
         *,
         chunked: bool,
         read_timeout_s: float,
+        deadline: float | None = None,
     ) -> Response:
-        """Send one request; returns once the answer's head arrived."""
+        """Send one request; returns once the answer's head arrived.
+
+        ``deadline`` (loop time) bounds the whole exchange, body included.
+        """
         transport = self._transport
         assert transport is not None and self._parser is None
         self.used = True
@@ -380,6 +389,7 @@ class Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._in_body = self._until_eof = False
         self._no_body = method == "HEAD"
+        self._deadline = deadline
         self._start_timer(read_timeout_s)
         if isinstance(body, bytes):
             transport.write(head + body if body else head)
@@ -466,16 +476,24 @@ class Connection(asyncio.Protocol):
             self._transport.abort()
 
     def _start_timer(self, timeout_s: float) -> None:
-        self._last_read = self._loop.time()
-        self._timer = self._loop.call_later(timeout_s, self._check_idle, timeout_s)
+        now = self._last_read = self._loop.time()
+        first = timeout_s if self._deadline is None else min(timeout_s, self._deadline - now)
+        self._timer = self._loop.call_later(first, self._check_idle, timeout_s)
 
     def _check_idle(self, timeout_s: float) -> None:
         # One timer per request, re-armed only when it fires: cheaper than
         # cancelling and re-scheduling a timer on every read.
-        left = self._last_read + timeout_s - self._loop.time()
+        now = self._loop.time()
+        left = self._last_read + timeout_s - now
         if self._reading_paused:
             # Not reading because the consumer is slow is no upstream silence.
             left = timeout_s
+        if self._deadline is not None:
+            if self._deadline <= now:
+                self._timer = None
+                self._fail(UpstreamError(ErrorKind.TIMEOUT, "deadline passed"))
+                return
+            left = min(left, self._deadline - now)
         if left > 0:
             self._timer = self._loop.call_later(left, self._check_idle, timeout_s)
             return
@@ -521,14 +539,19 @@ class Pool:
         target: str,
         headers: list[tuple[str, str]],
         body: bytes | AsyncIterable[bytes] = b"",
+        *,
+        total_s: float | None = None,
     ) -> Response:
         """Send a request; returns its answer once the head arrived.
 
         ``headers`` go out in order, followed by the framing: the given
         ``Content-Length`` for a streamed body, else chunked; the body's
-        length for one in memory. Raises ``UpstreamError``.
+        length for one in memory. ``total_s`` bounds the whole exchange from
+        now until the answer's last byte (a timer the connection has anyway,
+        cheaper than an ``asyncio.timeout`` around it). Raises ``UpstreamError``.
         """
         head, chunked = _head(method, target, headers, body)
+        deadline = None if total_s is None else asyncio.get_running_loop().time() + total_s
         # RFC 9112 section 9.3.1: an idempotent request may be sent again once.
         replay = isinstance(body, bytes) and method in _REPLAYABLE
         while True:
@@ -536,7 +559,12 @@ class Pool:
             reused = connection.used
             try:
                 return await connection.send(
-                    method, head, body, chunked=chunked, read_timeout_s=self._read_timeout_s
+                    method,
+                    head,
+                    body,
+                    chunked=chunked,
+                    read_timeout_s=self._read_timeout_s,
+                    deadline=deadline,
                 )
             except UpstreamError as exc:
                 # A kept-alive connection the upstream closed as we sent: try a fresh one.

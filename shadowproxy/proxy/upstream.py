@@ -192,31 +192,30 @@ async def fetch_observation(
     """
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout_s):
-            response = await upstream.pool.request(
-                method, upstream.target(raw_target), headers, body
+        response = await upstream.pool.request(
+            method, upstream.target(raw_target), headers, body, total_s=timeout_s
+        )
+        async with response:
+            declared = response.content_length
+            if declared is not None and declared > max_bytes:
+                # Known to be over the cap: reading any of it would only cost CPU.
+                return _too_large(response, b"", declared, started)
+            if declared is not None:
+                data = await response.read()
+            else:
+                received = bytearray()
+                async for chunk in response.chunks():
+                    received += chunk
+                    if len(received) > max_bytes:
+                        kept = bytes(received[:max_bytes])
+                        return _too_large(response, kept, len(received), started)
+                data = bytes(received)
+            return Observation(
+                status=response.status,
+                headers=response.headers,
+                body=data,
+                elapsed_s=time.perf_counter() - started,
+                body_size=len(data),
             )
-            async with response:
-                declared = response.content_length
-                if declared is not None and declared > max_bytes:
-                    # Known to be over the cap: reading any of it would only cost CPU.
-                    return _too_large(response, b"", declared, started)
-                if declared is not None:
-                    data = await response.read()
-                else:
-                    received = bytearray()
-                    async for chunk in response.chunks():
-                        received += chunk
-                        if len(received) > max_bytes:
-                            kept = bytes(received[:max_bytes])
-                            return _too_large(response, kept, len(received), started)
-                    data = bytes(received)
-                return Observation(
-                    status=response.status,
-                    headers=response.headers,
-                    body=data,
-                    elapsed_s=time.perf_counter() - started,
-                    body_size=len(data),
-                )
     except PREAMBLE_ERRORS as exc:
         return failed_observation(exc, started)

@@ -354,6 +354,16 @@ class TestErrors:
                     await response.read()
         assert (error.value.kind, response.status, up.accepted) == (ErrorKind.INCOMPLETE, 200, 1)
 
+    async def test_total_bounds_a_body_that_stalls(self) -> None:
+        """total_s ends an exchange whose body stalls well within the read timeout."""
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd"
+        async with serve(once(answer)) as (_, pool):
+            response = await pool.request("GET", "/", [], total_s=0.2)
+            with pytest.raises(UpstreamError) as error:
+                async with response:
+                    await response.read()
+        assert (error.value.kind, error.value.detail) == (ErrorKind.TIMEOUT, "deadline passed")
+
     async def test_pool_limit_waits_then_times_out(self) -> None:
         """limit=1 with the connection held: a request times out; once released, it is reused."""
         async with serve(always(OK), limit=1, connect_s=0.2) as (up, pool):

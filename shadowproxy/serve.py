@@ -64,9 +64,7 @@ def _bound(runner: web.AppRunner) -> HostAddress:
 async def _drain(server: Server, runner: web.AppRunner, timeout_s: float) -> None:
     """Drain both servers at once: connections handed to aiohttp's get the same deadline."""
     handed_over = runner.server
-    if handed_over is None:
-        await server.shutdown(timeout_s)
-        return
+    assert handed_over is not None, "the runner is set up before the server starts"
     handed_over.pre_shutdown()
     await asyncio.gather(server.shutdown(timeout_s), handed_over.shutdown(timeout_s))
 

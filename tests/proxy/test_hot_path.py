@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from tests.support import backend, eventually, json_ok, make_settings, running_proxy
+from tests.support import WAIT_S, backend, eventually, json_ok, make_settings, running_proxy
 
 
 async def _fetch(
@@ -112,6 +113,31 @@ class TestPassThrough:
         assert legacy.seen[0].method == "POST"
         assert legacy.seen[0].path == "/orders?a=%2F&b=1"
         assert legacy.seen[0].body == b"\x00binary\xff"
+
+    async def test_chunked_upload_after_an_ordinary_request(self, tmp_path: Path) -> None:
+        """On one connection: a GET, then a chunked POST (handed to aiohttp's server), then a GET.
+
+        All three reach legacy whole and get legacy's answers, in order.
+        """
+        async with backend(json_ok) as legacy, backend(json_ok) as candidate:
+            async with running_proxy(make_settings(legacy.url, candidate.url, tmp_path)) as proxy:
+                host, port = str(proxy.bound.proxy).rsplit(":", 1)
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(
+                    b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                    b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                )
+                async with asyncio.timeout(WAIT_S):
+                    answers = await reader.read(-1)
+                writer.close()
+        assert [s.split(b" ")[1] for s in answers.split(b"HTTP/1.1")[1:]] == [b"200"] * 3
+        assert [(seen.method, seen.path, seen.body) for seen in legacy.seen] == [
+            ("GET", "/first", b""),
+            ("POST", "/upload", b"hello world"),
+            ("GET", "/last", b""),
+        ]
 
 
 class TestHopByHop:

@@ -428,11 +428,14 @@ class _Connection(asyncio.Protocol):
     def _next_request(self) -> None:
         """Start the next request whose head is buffered, or hand the connection over."""
         buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        # Only the new bytes are searched: a head trickling in byte by byte costs
+        # linear time, not quadratic.
+        start = max(0, self._scanned - 3)
+        end = buffer.find(b"\r\n\r\n", start)
         if end < 0:
             self._scanned = len(buffer)
             # A blank line ending in a bare LF: aiohttp's server decides what that is.
-            if len(buffer) > _MAX_HEAD or b"\n\n" in buffer:
+            if len(buffer) > _MAX_HEAD or buffer.find(b"\n\n", start) >= 0:
                 self._hand_over()
             return
         end += 4

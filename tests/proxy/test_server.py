@@ -752,6 +752,16 @@ class TestHandOver:
         assert answer.status == 400
         assert (harness.lean, harness.handed) == ([], [])
 
+    async def test_bare_lf_head_arriving_byte_by_byte(self) -> None:
+        """A bare-LF blank line is noticed across writes (only new bytes are searched)."""
+        async with serving() as harness:
+            client = await harness.connect()
+            for byte in b"GET / HTTP/1.1\nHost: a\n\n":
+                await client.send(bytes([byte]))
+            answer = await client.answer()
+        assert answer.status == 400
+        assert (harness.lean, harness.handed) == ([], [])
+
     @pytest.mark.parametrize("pipelined", [False, True], ids=["in-turn", "pipelined"])
     async def test_hand_over_after_a_lean_request(self, pipelined: bool) -> None:
         """An ordinary request then a chunked one on one connection: lean answers, then aiohttp."""

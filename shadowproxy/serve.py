@@ -190,8 +190,15 @@ async def serve(
         # Before anything listens: a SIGTERM during start-up must stop gracefully too.
         signals.enter_context(_signals(loop, handlers))
         await runner.setup()
-        assert runner.server is not None
-        server = Server(app[FORWARDER].handle, runner.server)
+        handed_over = runner.server
+        assert handed_over is not None
+        server = Server(
+            app[FORWARDER].handle,
+            handed_over,
+            max_connections=settings.max_client_connections,
+            elsewhere=lambda: len(handed_over.connections),
+            refused=evidence.on_connection_refused,
+        )
         await server.start(
             settings.listen.host,
             settings.listen.port,

@@ -218,6 +218,8 @@ class Settings:
     """Global comparison rules; routes inherit and override them."""
     routes: tuple[RouteSpec, ...] = ()
     max_routes: int = 500
+    max_client_connections: int = 10_000
+    """Client connections one worker keeps open; more are closed on arrival and counted."""
     evidence: EvidenceSettings = EvidenceSettings()
     redact: RedactSettings = RedactSettings()
     drain_s: float = 10.0

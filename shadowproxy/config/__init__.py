@@ -154,6 +154,7 @@ def settings_from_document(
     )
     drain_s = top.number("drain_s", 10.0, exclusive_min=True)
     max_routes = top.integer("max_routes", 500, minimum=1)
+    max_client_connections = top.integer("max_client_connections", 10_000, minimum=1)
     grpc = grpc_settings(top, overrides, shadow, rules)
     cutover = cutover_settings(top, env)
     if grpc is not None and grpc.listen.port != 0 and grpc.listen in (listen, admin):
@@ -174,6 +175,7 @@ def settings_from_document(
         compare=rules,
         routes=routes,
         max_routes=max_routes,
+        max_client_connections=max_client_connections,
         evidence=evidence,
         redact=redact,
         drain_s=drain_s,

@@ -317,8 +317,16 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
-        self._transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
+        tcp = cast(asyncio.Transport, transport)
+        server = self.server
+        if len(server.connections) + server.elsewhere() >= server.max_connections:
+            # At the bound: drop and count, before reading a byte.
+            self.closed = True
+            tcp.abort()
+            server.refused()
+            return
+        self._transport = tcp
+        peer = tcp.get_extra_info("peername")
         self.remote = str(peer[0]) if isinstance(peer, tuple) else ""
         self.server.connections.add(self)
         self._idle = self._loop.call_later(KEEPALIVE_S, self._check_idle)
@@ -556,12 +564,36 @@ class _Connection(asyncio.Protocol):
             self.close()
 
 
-class Server:
-    """Listens and serves; ``shutdown`` stops accepting and drains in-flight requests."""
+def _none() -> int:
+    return 0
 
-    def __init__(self, handler: Handler, fallback: Fallback) -> None:
+
+def _ignore() -> None:
+    return None
+
+
+class Server:
+    """Listens and serves; ``shutdown`` stops accepting and drains in-flight requests.
+
+    At most ``max_connections`` client connections are open at once, counting
+    the ``elsewhere()`` ones handed over; a connection beyond that is closed on
+    arrival and reported to ``refused``.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        fallback: Fallback,
+        *,
+        max_connections: int = 10_000,
+        elsewhere: Callable[[], int] = _none,
+        refused: Callable[[], None] = _ignore,
+    ) -> None:
         self.handler = handler
         self.fallback = fallback
+        self.max_connections = max_connections
+        self.elsewhere = elsewhere
+        self.refused = refused
         self.connections: set[_Connection] = set()
         self.closing = False
         self._server: asyncio.Server | None = None

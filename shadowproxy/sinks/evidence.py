@@ -137,6 +137,11 @@ class Evidence:
         """Count an automatic rollback of ``route`` (its ``ownership`` record is separate)."""
         self._metrics.rollbacks.labels(route, reason).inc()
 
+    @_guarded("on_connection_refused")
+    def on_connection_refused(self) -> None:
+        """Count a client connection closed on arrival (``max_client_connections``)."""
+        self._metrics.connections_refused.inc()
+
     @_guarded("set_inflight")
     def set_inflight(self, n: int) -> None:
         """Set the number of shadow requests in flight."""

@@ -166,6 +166,11 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.connections_refused = Counter(
+            "shadowproxy_client_connections_refused",
+            "Client connections closed on arrival: the worker had max_client_connections open.",
+            registry=registry,
+        )
         self.jsonl_records = Counter(
             "shadowproxy_jsonl_records",
             "JSONL evidence records written.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 from pathlib import Path
@@ -138,6 +139,32 @@ class TestPassThrough:
             ("POST", "/upload", b"hello world"),
             ("GET", "/last", b""),
         ]
+
+
+class TestConnectionBound:
+    """``max_client_connections`` bounds open client connections per worker."""
+
+    async def test_connection_over_the_bound_is_closed_and_counted(self, tmp_path: Path) -> None:
+        """With one allowed and one open, the next is closed unread and counted."""
+        async with backend(json_ok) as legacy, backend(json_ok) as candidate:
+            settings = make_settings(
+                legacy.url, candidate.url, tmp_path, {"max_client_connections": 1}
+            )
+            async with running_proxy(settings) as proxy:
+                host, port = str(proxy.bound.proxy).rsplit(":", 1)
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(b"GET /kept HTTP/1.1\r\nHost: a\r\n\r\n")
+                async with asyncio.timeout(WAIT_S):
+                    assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+                refused_reader, refused_writer = await asyncio.open_connection(host, int(port))
+                async with asyncio.timeout(WAIT_S):
+                    with contextlib.suppress(ConnectionError):
+                        assert await refused_reader.read() == b""
+                refused = proxy.metric("shadowproxy_client_connections_refused_total")
+                writer.close()
+                refused_writer.close()
+        assert refused == 1
+        assert [seen.path for seen in legacy.seen] == ["/kept"]
 
 
 class TestHopByHop:

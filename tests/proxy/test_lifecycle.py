@@ -143,6 +143,7 @@ class TestCliErrors:
                 "admin: binds beyond loopback",
             ),
             ("upstreams: [\n", "line 2"),
+            (UPSTREAMS + "max_client_connections: 0\n", "max_client_connections: must be >= 1"),
         ],
     )
     def test_bad_config_exits_2_with_one_line(

@@ -192,8 +192,11 @@ async def hello(request: Inbound) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(handler: Handler = echo) -> AsyncIterator[Harness]:
-    """A lean server on 127.0.0.1 running ``handler``; aiohttp answers what it hands over."""
+async def serving(handler: Handler = echo, **options: Any) -> AsyncIterator[Harness]:
+    """A lean server on 127.0.0.1 running ``handler``; aiohttp answers what it hands over.
+
+    ``options`` go to ``Server`` (its connection bound).
+    """
 
     async def fallback(request: web.BaseRequest) -> web.StreamResponse:
         body = await request.read()
@@ -208,7 +211,7 @@ async def serving(handler: Handler = echo) -> AsyncIterator[Harness]:
         await handler(request)
 
     aiohttp_server = web.Server(fallback)
-    harness = Harness(Server(recording, aiohttp_server), aiohttp_server)
+    harness = Harness(Server(recording, aiohttp_server, **options), aiohttp_server)
     await harness.server.start("127.0.0.1", 0, reuse_port=False, backlog=64)
     harness.address = harness.server.address
     try:
@@ -367,6 +370,37 @@ class TestOrdinaryRequests:
                 await client.send(data[at : at + 7])
             answer = await client.answer()
         assert (answer.json()["target"], answer.json()["body"]) == ("/split", "0123456789")
+
+
+class TestConnectionBound:
+    """At ``max_connections`` open connections, one more is closed on arrival and counted."""
+
+    async def test_one_over_the_bound_is_closed_and_counted(self) -> None:
+        """The third of two allowed is closed unread; once one closes, a new one is served."""
+        refused: list[None] = []
+        async with serving(max_connections=2, refused=lambda: refused.append(None)) as harness:
+            first, second = await harness.connect(), await harness.connect()
+            for client in (first, second):
+                await client.send(get("/"))
+                assert (await client.answer()).status == 200
+            third = await harness.connect()
+            assert await third.rest() == b""
+            assert len(refused) == 1
+            await first.close()
+            await eventually(lambda: len(harness.server.connections) == 1)
+            fourth = await harness.connect()
+            await fourth.send(get("/again"))
+            assert (await fourth.answer()).status == 200
+        assert [seen.target for seen in harness.lean] == ["/", "/", "/again"]
+
+    async def test_handed_over_connections_count_towards_the_bound(self) -> None:
+        """Connections aiohttp holds (``elsewhere``) leave room for fewer lean ones."""
+        async with serving(max_connections=2, elsewhere=lambda: 1) as harness:
+            first = await harness.connect()
+            await first.send(get("/"))
+            assert (await first.answer()).status == 200
+            second = await harness.connect()
+            assert await second.rest() == b""
 
 
 class TestRequestBodies:

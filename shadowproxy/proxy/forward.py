@@ -32,6 +32,7 @@ from aiohttp import web
 from shadowproxy.model import ErrorKind, Observation, RequestFacts, SkipReason
 from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.cutover import sticky_key
+from shadowproxy.proxy.h1 import IDEMPOTENT_METHODS
 from shadowproxy.proxy.h1 import Response as UpstreamResponse
 from shadowproxy.proxy.headers import request_headers, response_headers
 from shadowproxy.proxy.inbound import JSON, AiohttpInbound, Inbound, error_body
@@ -69,8 +70,6 @@ _BODY_ERRORS = (UpstreamError, ConnectionError, TimeoutError)
 ONE_WRITE_MAX_BYTES = 64 * 1024
 """Answers with a Content-Length up to this are read whole and sent in one write."""
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-"""RFC 9110 section 9.2.2: a failed candidate answer to these is retried on legacy."""
 PROBE_HEADER = "X-Shadow-Probe"
 """A request carrying it gets ``X-Shadow-Answered-By: legacy|candidate`` (used by drills)."""
 
@@ -277,6 +276,7 @@ class Forwarder:
         """Answer from the candidate; retry on legacy when it fails before answering."""
         assert self._candidate is not None and self._ownership is not None
         retry: Callable[[], Awaitable[Observation | None]] | None = None
+        # A failed candidate answer to an idempotent request is retried on legacy.
         if method in IDEMPOTENT_METHODS and body.complete:
 
             async def retry() -> Observation | None:

@@ -32,6 +32,7 @@ from shadowproxy.model import ErrorKind, Headers
 from shadowproxy.proxy.headers import connection_tokens
 
 __all__ = [
+    "IDEMPOTENT_METHODS",
     "MAX_HEAD_BYTES",
     "MAX_IDLE_UNLIMITED",
     "Connection",
@@ -49,7 +50,8 @@ MAX_IDLE_UNLIMITED: Final = 1024
 """Idle connections kept by a pool without a limit; more are closed when released."""
 _IDLE_S: Final = 30.0
 """Kept-alive connections unused this long are closed instead of reused."""
-_REPLAYABLE: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""RFC 9110 section 9.2.2: a request with one of these methods may be sent again."""
 # Other methods get an explicit empty body, as aiohttp sends: upstreams may insist on a length.
 _BODILESS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _NO_BODY_STATUS: Final = frozenset({204, 304})
@@ -292,10 +294,7 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_body:
             return  # trailers are not relayed
-        # _count inlined: this runs for every header of every answer.
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise UpstreamError(ErrorKind.OTHER, f"answer head over {MAX_HEAD_BYTES} bytes")
+        self._count(len(name) + len(value) + 4)
         self._header_list.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -553,7 +552,7 @@ class Pool:
         head, chunked = _head(method, target, headers, body)
         deadline = None if total_s is None else asyncio.get_running_loop().time() + total_s
         # RFC 9112 section 9.3.1: an idempotent request may be sent again once.
-        replay = isinstance(body, bytes) and method in _REPLAYABLE
+        replay = isinstance(body, bytes) and method in IDEMPOTENT_METHODS
         while True:
             connection = await self._acquire()
             reused = connection.used

@@ -564,14 +564,6 @@ class _Connection(asyncio.Protocol):
             self.close()
 
 
-def _none() -> int:
-    return 0
-
-
-def _ignore() -> None:
-    return None
-
-
 class Server:
     """Listens and serves; ``shutdown`` stops accepting and drains in-flight requests.
 
@@ -585,9 +577,9 @@ class Server:
         handler: Handler,
         fallback: Fallback,
         *,
-        max_connections: int = 10_000,
-        elsewhere: Callable[[], int] = _none,
-        refused: Callable[[], None] = _ignore,
+        max_connections: int,
+        elsewhere: Callable[[], int],
+        refused: Callable[[], None],
     ) -> None:
         self.handler = handler
         self.fallback = fallback

@@ -195,7 +195,7 @@ async def hello(request: Inbound) -> None:
 async def serving(handler: Handler = echo, **options: Any) -> AsyncIterator[Harness]:
     """A lean server on 127.0.0.1 running ``handler``; aiohttp answers what it hands over.
 
-    ``options`` go to ``Server`` (its connection bound).
+    ``options`` go to ``Server``, over a bound no other test reaches.
     """
 
     async def fallback(request: web.BaseRequest) -> web.StreamResponse:
@@ -211,7 +211,8 @@ async def serving(handler: Handler = echo, **options: Any) -> AsyncIterator[Harn
         await handler(request)
 
     aiohttp_server = web.Server(fallback)
-    harness = Harness(Server(recording, aiohttp_server, **options), aiohttp_server)
+    bound = {"max_connections": 64, "elsewhere": lambda: 0, "refused": lambda: None, **options}
+    harness = Harness(Server(recording, aiohttp_server, **bound), aiohttp_server)
     await harness.server.start("127.0.0.1", 0, reuse_port=False, backlog=64)
     harness.address = harness.server.address
     try:
@@ -949,8 +950,9 @@ class TestFailures:
             await eventually(lambda: bool(failures))
         assert [type(exc) for exc in failures] == [ConnectionResetError]
 
-    async def test_half_closed_client_gets_its_answer(self) -> None:
-        """A client shutting its write side after a request still gets the answer, then EOF."""
+    @pytest.mark.parametrize("requests", [1, 2], ids=["one", "pipelined"])
+    async def test_half_closed_client_gets_its_answers(self, requests: int) -> None:
+        """A client shutting its write side after its requests gets every answer, then EOF."""
         release = asyncio.Event()
 
         async def handler(request: Inbound) -> None:
@@ -959,30 +961,12 @@ class TestFailures:
 
         async with serving(handler) as harness:
             client = await harness.connect()
-            await client.send(get())
+            await client.send(b"".join(get(f"/{n}") for n in range(requests)))
             client.writer.write_eof()
             await eventually(lambda: len(harness.lean) == 1 and harness.connection()._eof)
             release.set()
             data = await client.rest()
-        assert data == b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"
-
-    async def test_half_closed_client_gets_pipelined_answers(self) -> None:
-        """Two pipelined requests then a half-close: both are answered before the EOF."""
-        release = asyncio.Event()
-
-        async def handler(request: Inbound) -> None:
-            await release.wait()
-            await hello(request)
-
-        async with serving(handler) as harness:
-            client = await harness.connect()
-            await client.send(get("/1") + get("/2"))
-            client.writer.write_eof()
-            await eventually(lambda: len(harness.lean) == 1 and harness.connection()._eof)
-            release.set()
-            data = await client.rest()
-        assert data.count(b"HTTP/1.1 200 OK\r\n") == 2
-        assert data == b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello" * 2
+        assert data == b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello" * requests
 
 
 class TestShutdown:

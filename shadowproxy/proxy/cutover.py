@@ -307,8 +307,6 @@ def sticky_key(
 def decide(state: CutoverState, route: str, key: Callable[[], str]) -> Decision:
     """Who answers a request of ``route``; ``key`` (the sticky key) is read only in canary."""
     mode = state.effective(route)
-    if mode == Mode.CANDIDATE:
-        return Decision(Upstream.CANDIDATE, True, mode)
     if mode == Mode.CANARY:
         answered_by = (
             Upstream.CANDIDATE
@@ -316,7 +314,16 @@ def decide(state: CutoverState, route: str, key: Callable[[], str]) -> Decision:
             else Upstream.LEGACY
         )
         return Decision(answered_by, True, mode)
-    return Decision(Upstream.LEGACY, mode != Mode.LEGACY_ONLY, mode)
+    return _FIXED[mode]
+
+
+# Every mode but canary decides the same way for every request: one value each.
+_FIXED: dict[str, Decision] = {
+    Mode.SHADOW: Decision(Upstream.LEGACY, True, Mode.SHADOW),
+    FORCE_LEGACY: Decision(Upstream.LEGACY, True, FORCE_LEGACY),
+    Mode.CANDIDATE: Decision(Upstream.CANDIDATE, True, Mode.CANDIDATE),
+    Mode.LEGACY_ONLY: Decision(Upstream.LEGACY, False, Mode.LEGACY_ONLY),
+}
 
 
 def shown_routes(state: CutoverState, configured_names: Iterable[str]) -> list[str]:

@@ -95,6 +95,8 @@ class _Body:
     """False when the body exceeded ``mirror_max_body`` and is being streamed."""
 
 
+_NO_BODY = _Body(b"", True)
+
 # A random prefix per process and a counter: unique without a system call per request.
 _ID_PREFIX = os.urandom(4).hex()
 _ID_COUNTER = itertools.count(1)
@@ -110,7 +112,7 @@ def _request_id(request: Inbound) -> str:
 async def _read_body(request: Inbound, limit: int) -> _Body:
     """Buffer the request body up to ``limit``; beyond it, stream the rest to legacy."""
     if not request.has_body:
-        return _Body(b"", True)
+        return _NO_BODY
     declared = request.content_length
     if declared is not None and declared > limit:
         return _Body(b"", False)

@@ -601,13 +601,18 @@ class Pool:
 
     async def _acquire(self) -> Connection:
         loop = asyncio.get_running_loop()
-        if self._slots is not None:
-            try:
-                # Waiting for a free slot counts against the connect timeout, as in aiohttp.
-                async with asyncio.timeout(self._connect_timeout_s):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise UpstreamError(ErrorKind.TIMEOUT, "no free connection") from None
+        slots = self._slots
+        if slots is not None:
+            if slots.locked():
+                try:
+                    # Waiting for a free slot counts against the connect timeout, as in aiohttp.
+                    async with asyncio.timeout(self._connect_timeout_s):
+                        await slots.acquire()
+                except TimeoutError:
+                    raise UpstreamError(ErrorKind.TIMEOUT, "no free connection") from None
+            else:
+                # A free slot is taken without suspending: no timer to arm and cancel.
+                await slots.acquire()
         now = loop.time()
         while self._idle:
             connection = self._idle.pop()

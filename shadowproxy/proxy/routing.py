@@ -31,6 +31,10 @@ _OPAQUE = re.compile(r"^[A-Za-z0-9_\-.~=+]{24,}$")
 _HAS_DIGIT = re.compile(r"\d")
 _MAX_SEGMENT = 64
 _MAX_SEGMENTS = 16
+# Resolved paths remembered per table: at most this many, each at most this long
+# (a few hundred KB at worst); when full, the memory starts over.
+_MAX_RESOLVED = 1024
+_MAX_RESOLVED_PATH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,8 @@ class RouteTable:
         self._default_rules = default_rules
         self._max_routes = max_routes
         self._seen: dict[str, Route] = {}
+        # Most traffic repeats a few paths; matching and normalising each time is not free.
+        self._resolved: dict[str, Route] = {}
         self._other = self._unconfigured(OTHER)
 
     def _unconfigured(self, name: str) -> Route:
@@ -148,6 +154,17 @@ class RouteTable:
         The path is matched after ``route_path``, so ``/static/../admin`` is
         labelled (and compared) as ``/admin``, which is what an upstream serves.
         """
+        route = self._resolved.get(path)
+        if route is not None:
+            return route
+        route = self._resolve(path)
+        if len(path) <= _MAX_RESOLVED_PATH:
+            if len(self._resolved) >= _MAX_RESOLVED:
+                self._resolved.clear()
+            self._resolved[path] = route
+        return route
+
+    def _resolve(self, path: str) -> Route:
         path = route_path(path)
         segments = path.split("/")
         for template in self._templates:

@@ -52,6 +52,19 @@ class TestRouteTable:
         assert len(names) <= 51
         assert OTHER in names
 
+    def test_repeated_paths_resolve_as_the_first_time(self) -> None:
+        """Remembered resolutions agree with a fresh table, past the memory's bound too."""
+        table = _table(_spec("/orders/{id}"), max_routes=100)
+        paths = [f"/orders/{n}" for n in range(3000)] + [f"/x{n}/y" for n in range(3000)]
+        paths += ["/a/" + "b" * 300, "/static/../orders/7", "/orders/7"]
+        first = [table.resolve(path) for path in paths]
+        again = [table.resolve(path) for path in reversed(paths)]
+        fresh = _table(_spec("/orders/{id}"), max_routes=100)
+        expected = [fresh.resolve(path) for path in paths]
+        assert [r.name for r in first] == [r.name for r in expected]
+        assert [r.name for r in reversed(again)] == [r.name for r in expected]
+        assert first[-2].name == first[-1].name == "/orders/{id}"
+
 
 class TestNormalisePath:
     """Identifier-like segments become {id}."""

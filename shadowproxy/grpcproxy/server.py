@@ -101,6 +101,7 @@ class GrpcProxy:
         )
         self._server: grpc.aio.Server | None = None
         self._reuse_port = settings.workers > 1
+        self._max_connections = settings.max_client_connections
         self.address: HostAddress | None = None
 
     def reconfigure(self, settings: Settings) -> None:
@@ -114,6 +115,9 @@ class GrpcProxy:
         server = grpc.aio.server(
             options=[
                 ("grpc.so_reuseport", 1 if self._reuse_port else 0),
+                # gRPC core closes connections past this on arrival (uncounted:
+                # it tells nobody), as the HTTP listener does with its own.
+                ("grpc.max_allowed_incoming_connections", self._max_connections),
                 ("grpc.max_receive_message_length", _UNLIMITED),
                 ("grpc.max_send_message_length", _UNLIMITED),
             ]

@@ -34,7 +34,7 @@ from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.cutover import sticky_key
 from shadowproxy.proxy.h1 import IDEMPOTENT_METHODS
 from shadowproxy.proxy.h1 import Response as UpstreamResponse
-from shadowproxy.proxy.headers import request_headers, response_headers
+from shadowproxy.proxy.headers import NO_BODY_STATUS, request_headers, response_headers
 from shadowproxy.proxy.inbound import JSON, AiohttpInbound, Inbound, error_body
 from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import Route, RouteTable
@@ -60,7 +60,6 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 VIA = "1.1 shadowproxy"
-_NO_BODY_STATUS = frozenset({204, 304})
 _MAX_REQUEST_ID = 128
 # Host is set per upstream; Expect requests go to aiohttp's server, which answers it.
 _NOT_RELAYED = frozenset({"host", "expect"})
@@ -372,7 +371,7 @@ class Forwarder:
         if PROBE_HEADER in request.headers:
             relayed.append(("X-Shadow-Answered-By", str(answered_by)))
         self._sink.on_request(route.name, method, status)
-        has_body = method != "HEAD" and status not in _NO_BODY_STATUS
+        has_body = method != "HEAD" and status not in NO_BODY_STATUS
         declared = upstream.content_length if has_body else None
         if declared is not None and declared <= ONE_WRITE_MAX_BYTES:
             # Small and framed: read it whole and answer with one write (head and

@@ -29,7 +29,7 @@ from typing import Final, cast
 import httptools
 
 from shadowproxy.model import ErrorKind, Headers
-from shadowproxy.proxy.headers import connection_tokens
+from shadowproxy.proxy.headers import NO_BODY_STATUS, connection_tokens
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -54,7 +54,6 @@ IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT",
 """RFC 9110 section 9.2.2: a request with one of these methods may be sent again."""
 # Other methods get an explicit empty body, as aiohttp sends: upstreams may insist on a length.
 _BODILESS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_NO_BODY_STATUS: Final = frozenset({204, 304})
 
 
 class UpstreamError(Exception):
@@ -319,7 +318,7 @@ class Connection(asyncio.Protocol):
             elif lowered == "transfer-encoding":
                 framed = True
         self._in_body = True
-        no_body = self._no_body or status in _NO_BODY_STATUS
+        no_body = self._no_body or status in NO_BODY_STATUS
         if self._no_body:
             # An answer to HEAD without a length looks to llhttp like a body that
             # runs to the connection's end; decide from the version and Connection.

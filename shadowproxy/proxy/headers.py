@@ -1,5 +1,8 @@
 """Header rewriting between client and upstreams: hop-by-hop stripping and forwarding headers.
 
+Also the one framing rule all three HTTP/1.1 speakers (the client-facing
+server, the upstream client, the hot path) share: which statuses carry no body.
+
 Pure functions over ``(name, value)`` pairs so the rules are testable and
 fuzzable without a server. Order and repetition (two Set-Cookie lines) are
 kept; only hop-by-hop headers and those named in Connection are removed.
@@ -11,11 +14,15 @@ from collections.abc import Iterable
 
 __all__ = [
     "HOP_BY_HOP",
+    "NO_BODY_STATUS",
     "connection_tokens",
     "end_to_end",
     "request_headers",
     "response_headers",
 ]
+
+NO_BODY_STATUS = frozenset({204, 304})
+"""Answers that never carry a body, whatever their headers say (RFC 9112 section 6.3)."""
 
 HOP_BY_HOP = frozenset(
     {

@@ -32,6 +32,7 @@ import httptools
 import structlog
 from multidict import CIMultiDict, MultiMapping
 
+from shadowproxy.proxy.headers import NO_BODY_STATUS
 from shadowproxy.proxy.inbound import JSON, Inbound, Pairs, error_body
 
 __all__ = ["KEEPALIVE_S", "MAX_HEADERS", "MAX_LINE", "Fallback", "Handler", "Server"]
@@ -53,7 +54,6 @@ _VERSIONS: Final = frozenset({"1.0", "1.1"})
 # Requests carrying these go to aiohttp, which owns upgrades, 100-continue and
 # every transfer coding (and their smuggling checks).
 _HANDED_OVER: Final = frozenset({"upgrade", "expect", "transfer-encoding"})
-_NO_BODY_STATUS: Final = frozenset({204, 304})
 # Fields a request may carry once; a repeat goes to aiohttp, which refuses it.
 _SINGLE: Final = frozenset({"content-length", "host"})
 
@@ -235,7 +235,7 @@ class _Request:
         framing = ""
         # RFC 9110 section 8.6: no Content-Length on 1xx or 204; a 304's describes
         # another answer, so it is never invented.
-        framed = status >= 200 and status not in _NO_BODY_STATUS
+        framed = status >= 200 and status not in NO_BODY_STATUS
         if framed and not any(name.lower() == "content-length" for name, _ in headers):
             framing = f"Content-Length: {len(body)}\r\n"
         head = self._head(status, reason, headers, framing)
@@ -244,7 +244,7 @@ class _Request:
 
     async def start(self, status: int, reason: str, headers: Pairs) -> None:
         framing = ""
-        bodiless = self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
+        bodiless = self.method == "HEAD" or status in NO_BODY_STATUS or status < 200
         self._bodiless = bodiless
         if not bodiless and not any(name.lower() == "content-length" for name, _ in headers):
             if self.version == "1.1":

@@ -160,3 +160,32 @@ class TestStreamsPassThrough:
         assert echoed == ["ITEM0", "ITEM1", "ITEM2"]
         assert skipped == 2
         assert candidate.seen == []
+
+
+class TestConnectionBound:
+    """``max_client_connections`` bounds the gRPC listener's client connections too."""
+
+    async def test_one_more_connection_is_closed(self, shop: ShopCode, tmp_path: Path) -> None:
+        """With a bound of 1, a second client connection is refused; the first keeps working."""
+        async with shop_server(shop) as legacy, shop_server(shop) as candidate:
+            async with proxied(
+                shop,
+                tmp_path,
+                legacy=legacy.target,
+                candidate=candidate.target,
+                document={"max_client_connections": 1},
+            ) as p:
+                first = await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"))
+                # A channel of its own: channels to one target otherwise share a connection.
+                own = [("grpc.use_local_subchannel_pool", 1)]
+                target = str(p.proxy.bound.grpc)
+                async with grpc.aio.insecure_channel(target, options=own) as other:
+                    refused = await _error(
+                        shop.pb2_grpc.ShopStub(other).GetItem(
+                            shop.pb2.GetItemRequest(id="2"), timeout=10
+                        )
+                    )
+                again = await p.stub.GetItem(shop.pb2.GetItemRequest(id="3"))
+        assert (first.id, again.id) == ("1", "3")
+        assert refused.code() is grpc.StatusCode.UNAVAILABLE
+        assert [call.method for call in legacy.seen] == ["GetItem", "GetItem"]

@@ -1,11 +1,11 @@
 """Header rewriting between client and upstreams: hop-by-hop stripping and forwarding headers.
 
-Also the one framing rule all three HTTP/1.1 speakers (the client-facing
-server, the upstream client, the hot path) share: which statuses carry no body.
-
 Pure functions over ``(name, value)`` pairs so the rules are testable and
 fuzzable without a server. Order and repetition (two Set-Cookie lines) are
 kept; only hop-by-hop headers and those named in Connection are removed.
+
+Also the one framing rule all three HTTP/1.1 speakers (the client-facing
+server, the upstream client, the hot path) share: which statuses carry no body.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -18,6 +19,7 @@ import trustme
 
 from shadowproxy.model import ErrorKind
 from shadowproxy.proxy.h1 import MAX_HEAD_BYTES, Connection, Pool, Response, UpstreamError
+from shadowproxy.proxy.upstream import open_upstream
 from tests.support import WAIT_S
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -478,6 +480,35 @@ class TestTLS:
         assert failure.value.kind is ErrorKind.REFUSED
         assert "certificate" in failure.value.detail.lower()
         assert up.received == []
+
+    async def test_private_ca_named_by_ssl_cert_file(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """An upstream signed by a private CA is trusted once SSL_CERT_FILE names its bundle."""
+        ca = trustme.CA()
+        bundle = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(bundle))
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        server, _ = self.contexts(ca, trusted=False)
+        async with serve(always(OK), tls=(server, ssl.create_default_context())) as (up, pool):
+            base = f"https://127.0.0.1:{pool.port}"
+            system = open_upstream(
+                "legacy", base, connect_timeout_s=WAIT_S, read_timeout_s=WAIT_S, limit=0
+            )
+            monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+            private = open_upstream(
+                "legacy", base, connect_timeout_s=WAIT_S, read_timeout_s=WAIT_S, limit=0
+            )
+            try:
+                with pytest.raises(UpstreamError) as failure:
+                    await fetch(system.pool)
+                _, body = await fetch(private.pool)
+            finally:
+                await system.aclose()
+                await private.aclose()
+        assert failure.value.kind is ErrorKind.REFUSED
+        assert body == b"ok"
+        assert len(up.received) == 1
 
 
 class TestMemory:

@@ -6,7 +6,18 @@ import json
 
 import pytest
 
-from bench.bench_proxy import _PROBE_BODIES, _document, _percentiles, _verdicts
+from bench.bench_proxy import (
+    _PROBE_BODIES,
+    Result,
+    _document,
+    _median_results,
+    _percentiles,
+    _verdicts,
+)
+
+
+def _result(target: str, rps: float, body: str = "1kb", load: str = "saturation") -> Result:
+    return Result(target, body, load, int(rps * 5), rps, 1.0, 1.5, 2.0, 3.0, 0, 0, 100.0, 10.0)
 
 
 class TestDocument:
@@ -50,5 +61,49 @@ class TestVerdicts:
         assert targets["inline_compare_stall_max_ms_1mb_diff"] == {
             "value": 0.0,
             "target": "<= 5.0",
+            "met": True,
+        }
+
+
+class TestRounds:
+    """With ``--rounds``, each contender reports its median round and ratios their median."""
+
+    def test_median_round_per_contender(self) -> None:
+        """Three rounds: the middle throughput is kept, whole, per target, body and load."""
+        rounds = [
+            [_result("nginx-mirror", 100.0), _result("shadowproxy", 60.0)],
+            [_result("nginx-mirror", 140.0), _result("shadowproxy", 50.0)],
+            [_result("nginx-mirror", 120.0), _result("shadowproxy", 70.0)],
+        ]
+        picked = {r.target: r for r in _median_results(rounds)}
+        assert (picked["nginx-mirror"].rps, picked["shadowproxy"].rps) == (120.0, 60.0)
+        assert picked["shadowproxy"].requests == 300
+
+    def test_even_rounds_keep_the_lower_middle(self) -> None:
+        """Two rounds: the slower one is reported, so a lucky run never sets the figure."""
+        rounds = [[_result("shadowproxy", 80.0)], [_result("shadowproxy", 60.0)]]
+        assert [r.rps for r in _median_results(rounds)] == [60.0]
+
+    def test_ratio_is_the_median_of_side_by_side_ratios(self) -> None:
+        """Each round's ratio pairs that round's runs; the target is their median."""
+        rounds = [
+            [_result("nginx-mirror", 100.0), _result("shadowproxy", 60.0)],
+            [_result("nginx-mirror", 140.0), _result("shadowproxy", 49.0)],
+            [_result("nginx-mirror", 120.0), _result("shadowproxy", 66.0)],
+        ]
+        targets = _verdicts(_median_results(rounds), {}, rounds)
+        assert targets["throughput_vs_nginx_mirror_1kb"] == {
+            "value": 0.55,
+            "target": ">= 1.0",
+            "met": False,
+            "rounds": [0.6, 0.35, 0.55],
+        }
+
+    def test_one_round_has_no_rounds_list(self) -> None:
+        """A single run reports its ratio as before, without a ``rounds`` list."""
+        results = [_result("nginx-mirror", 100.0), _result("shadowproxy", 120.0)]
+        assert _verdicts(results, {})["throughput_vs_nginx_mirror_1kb"] == {
+            "value": 1.2,
+            "target": ">= 1.0",
             "met": True,
         }

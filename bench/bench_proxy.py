@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["main"]
 
@@ -68,6 +68,7 @@ _BODIES = {"1kb": ("small.json", 1024), "50kb": ("large.json", 50 * 1024)}
 _PROBE_BODIES = {**_BODIES, "1mb": ("huge.json", 1_000_000)}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _READY_S = 30.0
+_T = TypeVar("_T")
 _STEPS = ("direct", "nginx", "shadowproxy", "shadowproxy-diff", "lag-probe")
 
 # wrk prints this line from its `done` hook; latencies are in microseconds.
@@ -632,7 +633,7 @@ def _throughput_ratio(
             ratios.append(own.rps / mirror.rps)
     if not ratios:
         return None
-    ratio = sorted(ratios)[(len(ratios) - 1) // 2]
+    ratio = _middle(ratios, float)
     verdict: dict[str, Any] = {"value": round(ratio, 2), "target": ">= 1.0", "met": ratio >= 1.0}
     if len(ratios) > 1:
         verdict["rounds"] = [round(r, 2) for r in ratios]
@@ -704,11 +705,12 @@ def _median_results(rounds: Sequence[Sequence[Result]]) -> list[Result]:
     for measured in rounds:
         for result in measured:
             keyed.setdefault((result.target, result.body, result.load), []).append(result)
-    picked = []
-    for results in keyed.values():
-        ordered = sorted(results, key=lambda r: r.rps)
-        picked.append(ordered[(len(ordered) - 1) // 2])
-    return picked
+    return [_middle(results, lambda r: r.rps) for results in keyed.values()]
+
+
+def _middle(items: Sequence[_T], key: Callable[[_T], float]) -> _T:
+    """The median item by ``key``; of two in the middle, the lower one."""
+    return sorted(items, key=key)[(len(items) - 1) // 2]
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:

@@ -189,7 +189,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _document(size: int, changed: bool) -> bytes:
-    """A JSON order of about ``size`` bytes; ``changed`` alters one price in the middle."""
+    """A JSON order of ``size`` bytes; ``changed`` alters one price in the middle.
+
+    The changed price keeps its length (49 cents instead of 99), so the two
+    texts differ in that one number and nowhere else, padding included.
+    """
     items: list[dict[str, object]] = []
     doc: dict[str, object] = {"order": 42, "currency": "EUR", "items": items}
     # Track the encoded length item by item: re-encoding the whole document per
@@ -207,7 +211,8 @@ def _document(size: int, changed: bool) -> bytes:
         items.append(item)
         length += len(json.dumps(item, separators=(",", ":"))) + (1 if index else 0)
     if changed:
-        items[len(items) // 2]["price"] = 0.5
+        index = len(items) // 2
+        items[index]["price"] = round(9.49 + index, 2)
     text = json.dumps(doc, separators=(",", ":"))
     return (text + " " * (size - len(text))).encode()
 

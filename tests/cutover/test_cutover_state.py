@@ -129,6 +129,17 @@ class TestPrecedence:
         assert decide(state, "/a", lambda: "k").mirror is False
         assert decide(replace(state, force_legacy=True), "/a", lambda: "k").mirror is False
 
+    @pytest.mark.parametrize("force_legacy", [False, True])
+    @pytest.mark.parametrize("mode", list(Mode))
+    def test_every_mode_decides(self, mode: Mode, force_legacy: bool) -> None:
+        """Each mode, with force-legacy on or off, gives a decision naming its effective mode."""
+        state = CutoverState(default=Assignment.of(mode, 100), force_legacy=force_legacy)
+        decision = decide(state, "/a", lambda: "k")
+        assert decision.mode == state.effective("/a")
+        answering = mode in {Mode.CANARY, Mode.CANDIDATE} and not force_legacy
+        assert decision.answered_by is (Upstream.CANDIDATE if answering else Upstream.LEGACY)
+        assert decision.mirror is (mode is not Mode.LEGACY_ONLY)
+
 
 class TestTransitions:
     """Every change yields one ownership record; no-ops yield none."""

@@ -206,6 +206,18 @@ class TestEvaluateGates:
         assert gate(results, "error_rate").status is GateStatus.INSUFFICIENT
         assert not any(g.passed for g in results)
 
+    def test_thin_p99_fails_only_with_slow_exchanges(self) -> None:
+        """Below min_compared, a p99 over the maximum fails only if some exchange was slow."""
+        quick = Counts.of({"compared": 40, "match": 40})
+        slow = Counts.of({"compared": 40, "match": 39, "diverged": 1, "timing": 1})
+        unbacked = gate(
+            evaluate_gates(evidence(quick, SLOW), GatesConfig(), KnownSet()), "p99_ratio"
+        )
+        backed = gate(evaluate_gates(evidence(slow, SLOW), GatesConfig(), KnownSet()), "p99_ratio")
+        assert (unbacked.status, unbacked.value) == (GateStatus.INSUFFICIENT, 2.5)
+        assert unbacked.reason.startswith("insufficient evidence (candidate p99")
+        assert (backed.status, backed.value) == (GateStatus.FAIL, 2.5)
+
     def test_domain_named_in_gates_without_records(self) -> None:
         """A domain the gates file names but the evidence lacks is insufficient, not passed."""
         config = GatesConfig(domains={"payments": GateSpec(min_compared=10)})
@@ -249,6 +261,13 @@ class TestRouteStatus:
             ),
             ({"compared": 5000, "match": 5000}, SLOW, RouteStatus.TIMING_REGRESSION),
             ({"compared": 10, "match": 10}, FAST, RouteStatus.INSUFFICIENT_EVIDENCE),
+            # A slow p99 of ten samples is one slow sample, unless exchanges were slow too.
+            ({"compared": 10, "match": 10}, SLOW, RouteStatus.INSUFFICIENT_EVIDENCE),
+            (
+                {"compared": 10, "match": 9, "diverged": 1, "timing": 1},
+                SLOW,
+                RouteStatus.TIMING_REGRESSION,
+            ),
         ],
     )
     def test_status_order(

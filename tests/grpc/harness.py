@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import orjson
 
-from tests.grpc.shop import ShopCode
+from tests.grpc.shop import ShopCode, ShopServer, shop_server
 from tests.support import RunningProxy, make_settings, running_proxy
 
 UNUSED_HTTP = "http://127.0.0.1:9"
@@ -88,6 +88,18 @@ async def proxied(
         assert proxy.bound.grpc is not None
         async with grpc.aio.insecure_channel(str(proxy.bound.grpc)) as channel:
             yield Proxied(proxy, shop.pb2_grpc.ShopStub(channel), channel)
+
+
+@contextlib.asynccontextmanager
+async def shop_pair(
+    shop: ShopCode, tmp_path: Path, **options: Any
+) -> AsyncIterator[tuple[ShopServer, ShopServer, Proxied]]:
+    """Default legacy and candidate Shop servers, and the proxy in front of both."""
+    async with shop_server(shop) as legacy, shop_server(shop) as candidate:
+        async with proxied(
+            shop, tmp_path, legacy=legacy.target, candidate=candidate.target, **options
+        ) as p:
+            yield legacy, candidate, p
 
 
 def records(tmp_path: Path, route: str | None = None) -> list[dict[str, Any]]:

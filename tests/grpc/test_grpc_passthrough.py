@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.grpc.harness import proxied
+from tests.grpc.harness import proxied, shop_pair
 from tests.grpc.shop import Script, ShopCode, shop_server
 from tests.support import eventually
 
@@ -67,12 +67,9 @@ class TestUnaryPassThrough:
 
     async def test_deadline_propagates(self, shop: ShopCode, tmp_path: Path) -> None:
         """Legacy sees the client's remaining deadline, never more."""
-        async with shop_server(shop) as legacy, shop_server(shop) as candidate:
-            async with proxied(
-                shop, tmp_path, legacy=legacy.target, candidate=candidate.target
-            ) as p:
-                await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"), timeout=5.0)
-                await p.stub.GetItem(shop.pb2.GetItemRequest(id="2"))
+        async with shop_pair(shop, tmp_path) as (legacy, _candidate, p):
+            await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"), timeout=5.0)
+            await p.stub.GetItem(shop.pb2.GetItemRequest(id="2"))
         with_deadline, without = legacy.seen
         # grpc-timeout travels in coarse units rounded up, hence the small slack.
         assert with_deadline.time_remaining is not None
@@ -149,13 +146,10 @@ class TestStreamsPassThrough:
             for n in range(3):
                 yield shop.pb2.Item(id=str(n), name=f"item{n}")
 
-        async with shop_server(shop) as legacy, shop_server(shop) as candidate:
-            async with proxied(
-                shop, tmp_path, legacy=legacy.target, candidate=candidate.target
-            ) as p:
-                uploaded = await p.stub.UploadItems(items())
-                echoed = [item.name async for item in p.stub.Chat(items())]
-                skipped = p.metric("shadowproxy_shadow_skipped_total", reason="upgrade")
+        async with shop_pair(shop, tmp_path) as (_legacy, candidate, p):
+            uploaded = await p.stub.UploadItems(items())
+            echoed = [item.name async for item in p.stub.Chat(items())]
+            skipped = p.metric("shadowproxy_shadow_skipped_total", reason="upgrade")
         assert [item.id for item in uploaded.items] == ["0", "1", "2"]
         assert echoed == ["ITEM0", "ITEM1", "ITEM2"]
         assert skipped == 2
@@ -167,25 +161,19 @@ class TestConnectionBound:
 
     async def test_one_more_connection_is_closed(self, shop: ShopCode, tmp_path: Path) -> None:
         """With a bound of 1, a second client connection is refused; the first keeps working."""
-        async with shop_server(shop) as legacy, shop_server(shop) as candidate:
-            async with proxied(
-                shop,
-                tmp_path,
-                legacy=legacy.target,
-                candidate=candidate.target,
-                document={"max_client_connections": 1},
-            ) as p:
-                first = await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"))
-                # A channel of its own: channels to one target otherwise share a connection.
-                own = [("grpc.use_local_subchannel_pool", 1)]
-                target = str(p.proxy.bound.grpc)
-                async with grpc.aio.insecure_channel(target, options=own) as other:
-                    refused = await _error(
-                        shop.pb2_grpc.ShopStub(other).GetItem(
-                            shop.pb2.GetItemRequest(id="2"), timeout=10
-                        )
+        bound = {"max_client_connections": 1}
+        async with shop_pair(shop, tmp_path, document=bound) as (legacy, _candidate, p):
+            first = await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"))
+            # A channel of its own: channels to one target otherwise share a connection.
+            own = [("grpc.use_local_subchannel_pool", 1)]
+            target = str(p.proxy.bound.grpc)
+            async with grpc.aio.insecure_channel(target, options=own) as other:
+                refused = await _error(
+                    shop.pb2_grpc.ShopStub(other).GetItem(
+                        shop.pb2.GetItemRequest(id="2"), timeout=10
                     )
-                again = await p.stub.GetItem(shop.pb2.GetItemRequest(id="3"))
+                )
+            again = await p.stub.GetItem(shop.pb2.GetItemRequest(id="3"))
         assert (first.id, again.id) == ("1", "3")
         assert refused.code() is grpc.StatusCode.UNAVAILABLE
         assert [call.method for call in legacy.seen] == ["GetItem", "GetItem"]

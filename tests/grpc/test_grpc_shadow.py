@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import jsonschema
 
-from tests.grpc.harness import Proxied, proxied, records
+from tests.grpc.harness import Proxied, proxied, records, shop_pair
 from tests.grpc.shop import Script, ShopCode, shop_server
 from tests.support import WAIT_S, eventually
 
@@ -153,12 +153,9 @@ class TestMirrorPolicy:
 
     async def test_mutating_method_not_mirrored(self, shop: ShopCode, tmp_path: Path) -> None:
         """DeleteItem reaches legacy only and counts as skipped ``method``."""
-        async with shop_server(shop) as legacy, shop_server(shop) as candidate:
-            async with proxied(
-                shop, tmp_path, legacy=legacy.target, candidate=candidate.target
-            ) as p:
-                await p.stub.DeleteItem(shop.pb2.GetItemRequest(id="1"))
-                skipped = p.metric("shadowproxy_shadow_skipped_total", reason="method")
+        async with shop_pair(shop, tmp_path) as (legacy, candidate, p):
+            await p.stub.DeleteItem(shop.pb2.GetItemRequest(id="1"))
+            skipped = p.metric("shadowproxy_shadow_skipped_total", reason="method")
         assert len(legacy.seen) == 1
         assert candidate.seen == []
         assert skipped == 1
@@ -168,16 +165,9 @@ class TestMirrorPolicy:
     ) -> None:
         """``mirror: true`` mirrors a write, marked with ``x-shadow-request``."""
         section = {"methods": [{"method": DELETE, "mirror": True}]}
-        async with shop_server(shop) as legacy, shop_server(shop) as candidate:
-            async with proxied(
-                shop,
-                tmp_path,
-                legacy=legacy.target,
-                candidate=candidate.target,
-                grpc_section=section,
-            ) as p:
-                await p.stub.DeleteItem(shop.pb2.GetItemRequest(id="1"))
-                await _compared(p, DELETE)
+        async with shop_pair(shop, tmp_path, grpc_section=section) as (legacy, candidate, p):
+            await p.stub.DeleteItem(shop.pb2.GetItemRequest(id="1"))
+            await _compared(p, DELETE)
         assert ("x-shadow-request", "1") in candidate.seen[0].metadata
         assert ("x-shadow-request", "1") not in legacy.seen[0].metadata
 
@@ -185,15 +175,12 @@ class TestMirrorPolicy:
         """While paused through the admin API nothing is mirrored (skip ``paused``)."""
         import aiohttp
 
-        async with shop_server(shop) as legacy, shop_server(shop) as candidate:
-            async with proxied(
-                shop, tmp_path, legacy=legacy.target, candidate=candidate.target
-            ) as p:
-                async with aiohttp.ClientSession() as session:
-                    async with session.post(f"{p.proxy.admin}/shadow/pause") as response:
-                        assert response.status == 200
-                await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"))
-                paused = p.metric("shadowproxy_shadow_skipped_total", reason="paused")
+        async with shop_pair(shop, tmp_path) as (_legacy, candidate, p):
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"{p.proxy.admin}/shadow/pause") as response:
+                    assert response.status == 200
+            await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"))
+            paused = p.metric("shadowproxy_shadow_skipped_total", reason="paused")
         assert paused == 1
         assert candidate.seen == []
 
@@ -282,27 +269,20 @@ class TestReload:
     async def test_sighup_changes_mirror_policy(self, shop: ShopCode, tmp_path: Path) -> None:
         """After a reload marking GetItem ``mirror: false`` it is no longer mirrored."""
         reloaded = {"methods": [{"method": GET, "mirror": False}]}
-        async with shop_server(shop) as legacy, shop_server(shop) as candidate:
-            async with proxied(
-                shop,
-                tmp_path,
-                legacy=legacy.target,
-                candidate=candidate.target,
-                reloaded=reloaded,
-            ) as p:
-                await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"))
-                await _compared(p, GET)
-                os.kill(os.getpid(), signal.SIGHUP)
+        async with shop_pair(shop, tmp_path, reloaded=reloaded) as (_legacy, candidate, p):
+            await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"))
+            await _compared(p, GET)
+            os.kill(os.getpid(), signal.SIGHUP)
 
-                async def skipped() -> bool:
-                    await p.stub.GetItem(shop.pb2.GetItemRequest(id="2"))
-                    return p.metric("shadowproxy_shadow_skipped_total", reason="method") > 0
+            async def skipped() -> bool:
+                await p.stub.GetItem(shop.pb2.GetItemRequest(id="2"))
+                return p.metric("shadowproxy_shadow_skipped_total", reason="method") > 0
 
-                async with asyncio.timeout(WAIT_S):
-                    while not await skipped():
-                        pass
-                before = p.metric("shadowproxy_shadow_skipped_total", reason="method")
-                await p.stub.GetItem(shop.pb2.GetItemRequest(id="3"))
-                after = p.metric("shadowproxy_shadow_skipped_total", reason="method")
+            async with asyncio.timeout(WAIT_S):
+                while not await skipped():
+                    pass
+            before = p.metric("shadowproxy_shadow_skipped_total", reason="method")
+            await p.stub.GetItem(shop.pb2.GetItemRequest(id="3"))
+            after = p.metric("shadowproxy_shadow_skipped_total", reason="method")
         assert after == before + 1
         assert candidate.seen

@@ -187,39 +187,36 @@ def evaluate_gates(
         counts = summary.counts if summary else Counts()
         latency = summary.latency if summary else LatencySummary()
         evidence_gate = _evidence_gate(evidence, domain, spec)
+        enough = evidence_gate.status is GateStatus.PASS
         gates = [
             evidence_gate,
             _structural_gate(domain, counts, spec),
             _semantic_gate(evidence, domain, counts, spec, known),
-            _p99_gate(domain, latency, spec),
+            _p99_gate(domain, latency, spec, conclusive=_p99_conclusive(counts, enough)),
             _error_gate(domain, counts, spec),
         ]
-        if evidence_gate.status is not GateStatus.PASS:
-            gates[1:] = [_insufficient(g, counts) for g in gates[1:]]
+        if not enough:
+            gates[1:] = [_insufficient(g) for g in gates[1:]]
         results.extend(gates)
     return tuple(results)
 
 
-def _insufficient(gate: GateResult, counts: Counts) -> GateResult:
-    """What ``gate`` says on thin evidence.
+def _insufficient(gate: GateResult) -> GateResult:
+    if gate.status is not GateStatus.PASS:
+        return gate
+    return replace(
+        gate, status=GateStatus.INSUFFICIENT, reason=f"insufficient evidence ({gate.reason})"
+    )
 
-    A pass is insufficient, and so is a p99 failure that no timing difference backs.
+
+def _p99_conclusive(counts: Counts, enough: bool) -> bool:
+    """Whether a p99 ratio over the maximum is a failure rather than thin evidence.
+
+    With fewer than ``min_compared`` exchanges the p99 ratio alone proves
+    nothing (a p99 of a few dozen samples is about their maximum, and one slow
+    sample moves it a bucket); exchanges that broke ``compare.timing`` do.
     """
-    thin_p99 = gate.name == "p99_ratio" and not _slow_exchanges(counts)
-    if gate.status is GateStatus.PASS or (gate.status is GateStatus.FAIL and thin_p99):
-        return replace(
-            gate, status=GateStatus.INSUFFICIENT, reason=f"insufficient evidence ({gate.reason})"
-        )
-    return gate
-
-
-def _slow_exchanges(counts: Counts) -> bool:
-    """Some exchanges were timing differences (each broke the ``compare.timing`` rule).
-
-    On thin evidence the p99 ratio alone proves nothing: a p99 of a few dozen
-    samples is about their maximum, and one slow sample moves it a bucket.
-    """
-    return counts.timing > 0
+    return enough or counts.timing > 0
 
 
 def _evidence_gate(evidence: Evidence, domain: str, spec: GateSpec) -> GateResult:
@@ -335,7 +332,9 @@ def _semantic_gate(
     )
 
 
-def _p99_gate(domain: str, latency: LatencySummary, spec: GateSpec) -> GateResult:
+def _p99_gate(
+    domain: str, latency: LatencySummary, spec: GateSpec, *, conclusive: bool
+) -> GateResult:
     ratio = latency.p99_ratio
     if ratio is None:
         return GateResult(
@@ -350,10 +349,13 @@ def _p99_gate(domain: str, latency: LatencySummary, spec: GateSpec) -> GateResul
     reason = (
         f"candidate p99 {latency.candidate.p99:.3f} ms vs legacy p99 {latency.legacy.p99:.3f} ms"
     )
+    status = GateStatus.PASS if ok else GateStatus.FAIL
+    if not ok and not conclusive:
+        status, reason = GateStatus.INSUFFICIENT, f"insufficient evidence ({reason})"
     return GateResult(
         "p99_ratio",
         domain,
-        GateStatus.PASS if ok else GateStatus.FAIL,
+        status,
         reason,
         round(ratio, 4),
         spec.max_p99_ratio,
@@ -422,7 +424,7 @@ def route_status(
         elif (
             ratio is not None
             and ratio > spec.max_p99_ratio + 1e-9
-            and (counts.compared >= spec.min_compared or _slow_exchanges(counts))
+            and _p99_conclusive(counts, counts.compared >= spec.min_compared)
         ):
             status = RouteStatus.TIMING_REGRESSION
         elif counts.compared < spec.min_compared or ratio is None:

@@ -24,10 +24,10 @@ from shadowproxy.grpcproxy.metadata import Metadata
 from shadowproxy.grpcproxy.methods import GrpcMethod
 from shadowproxy.grpcproxy.status import code_name
 from shadowproxy.model import Exchange, Observation, RequestFacts, SkipReason, Verdict
-from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
 from shadowproxy.proxy.gate import MirrorGate
+from shadowproxy.proxy.mirror import EvidenceSink, Recorder, fetch_copies
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import ShadowSettings
 
@@ -40,13 +40,10 @@ SHADOW_MARK = ("x-shadow-request", "1")
 """Metadata added to mirrored calls, as ``X-Shadow-Request`` is for HTTP."""
 
 
-class GrpcEvidence(Protocol):
+class GrpcEvidence(EvidenceSink, Protocol):
     """What the gRPC listener reports to (``shadowproxy.sinks.Evidence`` is one)."""
 
     def on_request(self, route: str, method: str, status: int | None) -> None: ...
-    def on_upstream(self, upstream: UpstreamName, route: str, observation: Observation) -> None: ...
-    def on_skip(self, route: str, domain: str, reason: SkipReason) -> None: ...
-    def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +94,7 @@ class GrpcShadow:
         self._gate = MirrorGate(settings, pool, switch, lag)
         self._candidate = candidate
         self._secondary = secondary
-        self._comparisons = comparisons
-        self._evidence = evidence
+        self._recorder = Recorder(comparisons, evidence)
 
     def decide(self, method: GrpcMethod, request_size: int) -> SkipReason | None:
         """Why this call is not mirrored, or None when it should be."""
@@ -114,7 +110,7 @@ class GrpcShadow:
 
     def skip(self, method: GrpcMethod, reason: SkipReason) -> None:
         """Count a call that is not mirrored."""
-        self._evidence.on_skip(method.name, method.domain, reason)
+        self._recorder.skip(method, reason)
 
     def start(self, call: MirrorCall) -> asyncio.Future[Answer | None] | None:
         """Spawn the mirror; returns the future the hot path resolves with legacy's answer.
@@ -129,38 +125,23 @@ class GrpcShadow:
         return answer
 
     async def _mirror(self, call: MirrorCall, legacy_future: asyncio.Future[Answer | None]) -> None:
-        try:
-            candidate, secondary = await self._fetch_all(call)
-            legacy_answer = await legacy_future
-        finally:
-            if not legacy_future.done():
-                legacy_future.cancel()
+        candidate, secondary, legacy_answer = await fetch_copies(
+            lambda channel: self._fetch(channel, call),
+            self._candidate,
+            self._secondary,
+            legacy_future,
+        )
         method = call.method
         cap = self.settings.compare_max_bytes
         legacy = None if legacy_answer is None else observe(legacy_answer, method.output, cap=cap)
         if legacy is None or not legacy.ok:
-            self.skip(method, SkipReason.LEGACY_FAILED)
+            self._recorder.skip(method, SkipReason.LEGACY_FAILED)
             return
-        self._evidence.on_upstream(UpstreamName.CANDIDATE, method.name, candidate)
-        if secondary is not None:
-            self._evidence.on_upstream(UpstreamName.SECONDARY, method.name, secondary)
-        if legacy.truncated:
-            self.skip(method, SkipReason.BODY_TOO_LARGE)
-            return
-        exchange = Exchange(call.facts, legacy, candidate, secondary)
-        verdict = await self._comparisons.compare(exchange, method.rules)
-        if verdict is None:
-            self.skip(method, SkipReason.QUEUE_FULL)
-            return
-        self._evidence.on_verdict(exchange, _named(verdict, raw=method.output is None))
-
-    async def _fetch_all(self, call: MirrorCall) -> tuple[Observation, Observation | None]:
-        if self._secondary is None:
-            return await self._fetch(self._candidate, call), None
-        candidate, secondary = await asyncio.gather(
-            self._fetch(self._candidate, call), self._fetch(self._secondary, call)
+        await self._recorder.settle(
+            Exchange(call.facts, legacy, candidate, secondary),
+            method,
+            lambda verdict: _named(verdict, raw=method.output is None),
         )
-        return candidate, secondary
 
     async def _fetch(self, channel: grpc.aio.Channel, call: MirrorCall) -> Observation:
         timeout = self.settings.timeout_s

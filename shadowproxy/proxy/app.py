@@ -19,10 +19,11 @@ from aiohttp import HttpVersion10, HttpVersion11, web
 from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
 from shadowproxy.proxy.forward import Forwarder, RequestSink, json_error
+from shadowproxy.proxy.mirror import EvidenceSink
 from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import RouteTable
 from shadowproxy.proxy.server import MAX_HEADERS
-from shadowproxy.proxy.shadow import EvidenceSink, Shadow
+from shadowproxy.proxy.shadow import Shadow
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.proxy.upstream import open_upstream
 from shadowproxy.settings import Settings

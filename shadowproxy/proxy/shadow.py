@@ -16,35 +16,27 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 
-from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, SkipReason, Verdict
+from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, SkipReason
 from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
 from shadowproxy.proxy.gate import MirrorGate
+from shadowproxy.proxy.mirror import EvidenceSink, Recorder, fetch_copies
 from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import Route
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.proxy.upstream import Upstream, fetch_observation
 from shadowproxy.settings import ShadowSettings
 
-__all__ = ["MIRRORED_METHODS", "EvidenceSink", "Shadow", "ShadowRequest"]
+__all__ = ["MIRRORED_METHODS", "Shadow", "ShadowRequest"]
 
 log = structlog.get_logger(__name__)
 
 MIRRORED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Idempotent methods mirrored on every route; others only where a route opts in."""
-
-
-class EvidenceSink(Protocol):
-    """What the shadow path reports to (``shadowproxy.sinks.Evidence``)."""
-
-    def on_upstream(self, upstream: UpstreamName, route: str, observation: Observation) -> None: ...
-    def on_skip(self, route: str, domain: str, reason: SkipReason) -> None: ...
-    def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +69,15 @@ class Shadow:
         evidence: EvidenceSink,
         switch: ShadowSwitch,
         lag: LagMonitor,
+        legacy: Upstream,
         own_host: bool = False,
-        legacy: Upstream | None = None,
         ownership: Ownership | None = None,
     ) -> None:
         self.settings = settings
         self._gate = MirrorGate(settings, pool, switch, lag)
         self._candidate = candidate
         self._secondary = secondary
-        self._comparisons = comparisons
-        self._evidence = evidence
+        self._recorder = Recorder(comparisons, evidence)
         self._own_host = own_host
         self._legacy = legacy
         self._ownership = ownership
@@ -103,7 +94,7 @@ class Shadow:
 
     def skip(self, route: Route, reason: SkipReason) -> None:
         """Count a request that is not mirrored."""
-        self._evidence.on_skip(route.name, route.domain, reason)
+        self._recorder.skip(route, reason)
 
     def start(self, request: ShadowRequest) -> asyncio.Future[Observation | None] | None:
         """Spawn the mirror; returns the future the hot path resolves with legacy's observation.
@@ -120,50 +111,27 @@ class Shadow:
     async def _mirror(
         self, request: ShadowRequest, answer_future: asyncio.Future[Observation | None]
     ) -> None:
-        reverse = request.answered_by is UpstreamName.CANDIDATE and self._legacy is not None
-        target = self._legacy if reverse and self._legacy is not None else self._candidate
-        try:
-            mirrored, secondary = await self._fetch_all(request, target)
-            answer = await answer_future
-        finally:
-            if not answer_future.done():
-                answer_future.cancel()
+        reverse = request.answered_by is UpstreamName.CANDIDATE
+        mirrored, secondary, answer = await fetch_copies(
+            lambda upstream: self._fetch(upstream, request),
+            self._legacy if reverse else self._candidate,
+            self._secondary,
+            answer_future,
+        )
         route = request.route
         if answer is None:
-            self.skip(route, SkipReason.LEGACY_FAILED)
-            return
-        mirrored_name = UpstreamName.LEGACY if reverse else UpstreamName.CANDIDATE
-        self._evidence.on_upstream(mirrored_name, route.name, mirrored)
-        if secondary is not None:
-            self._evidence.on_upstream(UpstreamName.SECONDARY, route.name, secondary)
-        if answer.truncated:
-            # Comparing prefixes of an oversized answer would invent differences.
-            self.skip(route, SkipReason.BODY_TOO_LARGE)
+            self._recorder.skip(route, SkipReason.LEGACY_FAILED)
             return
         legacy, candidate = (mirrored, answer) if reverse else (answer, mirrored)
         exchange = Exchange(request.facts, legacy, candidate, secondary, request.answered_by)
-        verdict = await self._comparisons.compare(exchange, route.rules)
-        if verdict is None:
-            self.skip(route, SkipReason.QUEUE_FULL)
-            return
-        self._evidence.on_verdict(exchange, verdict)
-        if reverse and self._ownership is not None:
+        verdict = await self._recorder.settle(exchange, route)
+        if verdict is not None and reverse and self._ownership is not None:
             self._ownership.compared(
                 route.name,
                 structural=DiffClass.STRUCTURAL in verdict.classes,
                 candidate_s=candidate.elapsed_s if candidate.ok else None,
                 legacy_s=legacy.elapsed_s if legacy.ok else None,
             )
-
-    async def _fetch_all(
-        self, request: ShadowRequest, target: Upstream
-    ) -> tuple[Observation, Observation | None]:
-        if self._secondary is None:
-            return await self._fetch(target, request), None
-        mirrored, secondary = await asyncio.gather(
-            self._fetch(target, request), self._fetch(self._secondary, request)
-        )
-        return mirrored, secondary
 
     async def _fetch(self, upstream: Upstream, request: ShadowRequest) -> Observation:
         host = upstream.host if self._own_host else request.host

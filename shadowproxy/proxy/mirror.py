@@ -1,0 +1,108 @@
+"""What every admitted mirror does, whatever the protocol: fetch the copies, then record.
+
+HTTP (``proxy.shadow``) and gRPC (``grpcproxy.shadow``) differ in how they
+replay a request and read an answer. From the observations on, the steps and
+their evidence are one: the mirrored upstreams' observations, ``body_too_large``
+for a truncated answer (comparing prefixes would invent differences), the
+comparison (``queue_full`` when the comparison pool is full), then the verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from shadowproxy.compare.rules import CompareRules
+from shadowproxy.model import Exchange, Observation, SkipReason, Upstream, Verdict
+from shadowproxy.proxy.comparisons import Comparisons
+
+__all__ = ["EvidenceSink", "MirroredRoute", "Recorder", "fetch_copies"]
+
+U = TypeVar("U")
+T = TypeVar("T")
+
+
+class EvidenceSink(Protocol):
+    """What the shadow paths report to (``shadowproxy.sinks.Evidence``)."""
+
+    def on_upstream(self, upstream: Upstream, route: str, observation: Observation) -> None: ...
+    def on_skip(self, route: str, domain: str, reason: SkipReason) -> None: ...
+    def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None: ...
+
+
+class MirroredRoute(Protocol):
+    """An HTTP route or a gRPC method: what the evidence is filed under and compared by."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def domain(self) -> str: ...
+    @property
+    def rules(self) -> CompareRules: ...
+
+
+async def fetch_copies(
+    fetch: Callable[[U], Awaitable[Observation]],
+    target: U,
+    secondary: U | None,
+    answer: asyncio.Future[T],
+) -> tuple[Observation, Observation | None, T]:
+    """The copies from ``target`` and ``secondary`` (at once), then the hot path's ``answer``.
+
+    ``answer`` is cancelled when this ends without it, so the hot path's later
+    attempt to resolve it is a no-op rather than a result nobody reads.
+    """
+    try:
+        if secondary is None:
+            mirrored, second = await fetch(target), None
+        else:
+            mirrored, second = await asyncio.gather(fetch(target), fetch(secondary))
+        return mirrored, second, await answer
+    finally:
+        if not answer.done():
+            answer.cancel()
+
+
+class Recorder:
+    """Files one worker's mirrors as evidence: skips, observations, comparisons and verdicts."""
+
+    __slots__ = ("_comparisons", "_evidence")
+
+    def __init__(self, comparisons: Comparisons, evidence: EvidenceSink) -> None:
+        self._comparisons = comparisons
+        self._evidence = evidence
+
+    def skip(self, route: MirroredRoute, reason: SkipReason) -> None:
+        """Count a request that is not mirrored, or not compared."""
+        self._evidence.on_skip(route.name, route.domain, reason)
+
+    async def settle(
+        self,
+        exchange: Exchange,
+        route: MirroredRoute,
+        present: Callable[[Verdict], Verdict] | None = None,
+    ) -> Verdict | None:
+        """Record ``exchange`` and compare it; the verdict, or None when it was skipped.
+
+        The side that did not answer the client (``exchange.answered_by``) is
+        the mirrored one. ``present`` rewrites the verdict for the evidence only
+        (gRPC names its status codes); the caller gets the verdict as compared.
+        """
+        reverse = exchange.answered_by is Upstream.CANDIDATE
+        legacy, candidate = exchange.legacy, exchange.candidate
+        mirrored, answer = (legacy, candidate) if reverse else (candidate, legacy)
+        self._evidence.on_upstream(
+            Upstream.LEGACY if reverse else Upstream.CANDIDATE, route.name, mirrored
+        )
+        if exchange.secondary is not None:
+            self._evidence.on_upstream(Upstream.SECONDARY, route.name, exchange.secondary)
+        if answer.truncated:
+            self.skip(route, SkipReason.BODY_TOO_LARGE)
+            return None
+        verdict = await self._comparisons.compare(exchange, route.rules)
+        if verdict is None:
+            self.skip(route, SkipReason.QUEUE_FULL)
+            return None
+        self._evidence.on_verdict(exchange, verdict if present is None else present(verdict))
+        return verdict

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from aiohttp import web
 
 from shadowproxy.demo.run import running_app
 from tests.relay import Fault, Relay, Toxic, relay
+from tests.support import proxy_process
 
 __all__ = ["Sample", "main"]
 
@@ -87,64 +87,6 @@ async def _serve(handler: Callable[[web.Request], Awaitable[web.Response]]) -> A
     app.router.add_get("/{tail:.*}", handler)
     async with running_app(app) as url:
         yield url
-
-
-@dataclass(frozen=True, slots=True)
-class _Proxy:
-    process: asyncio.subprocess.Process
-    url: str
-    admin: str
-
-
-@contextlib.asynccontextmanager
-async def _proxy(legacy: str, candidate: str, log_dir: str) -> AsyncIterator[_Proxy]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shadowproxy",
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--legacy",
-        legacy,
-        "--candidate",
-        candidate,
-        "--log-dir",
-        log_dir,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=_REPO,
-        env={**os.environ, "PYTHONPATH": str(_REPO)},
-    )
-    assert process.stdout is not None
-    drain: asyncio.Future[tuple[None]] | None = None
-    try:
-        async with asyncio.timeout(30):
-            while line := await process.stdout.readline():
-                with contextlib.suppress(ValueError):
-                    event = json.loads(line)
-                    if event.get("event") == "shadowproxy listening":
-                        break
-            else:
-                raise RuntimeError("the proxy exited before listening")
-        # Keep reading its log so a full pipe never blocks the proxy.
-        drain = asyncio.gather(_discard(process.stdout))
-        yield _Proxy(process, f"http://{event['proxy']}", f"http://{event['admin']}")
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), 30)
-        if drain is not None:
-            await drain
-
-
-async def _discard(stream: asyncio.StreamReader) -> None:
-    while await stream.read(65536):
-        pass
 
 
 def _rss_kib(pid: int) -> int:
@@ -259,7 +201,18 @@ async def _soak(args: argparse.Namespace) -> dict[str, object]:
     phases: list[str] = []
     with tempfile.TemporaryDirectory(prefix="soak-") as log_dir:
         async with _serve(_legacy) as legacy, _serve(_candidate) as origin:
-            async with relay(origin) as candidate, _proxy(legacy, candidate.url, log_dir) as proxy:
+            async with (
+                relay(origin) as candidate,
+                proxy_process(
+                    "--legacy",
+                    legacy,
+                    "--candidate",
+                    candidate.url,
+                    "--log-dir",
+                    log_dir,
+                    shed_on_lag=True,
+                ) as proxy,
+            ):
                 pid = proxy.process.pid
                 load = _Load(proxy.url, args.rate, args.clients)
                 started = time.monotonic()

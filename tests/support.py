@@ -1,9 +1,15 @@
-"""Test helpers: recording backends, an in-process proxy, raw HTTP peers and bounded waits."""
+"""Test helpers: recording backends, the proxy in-process or as a child process, bounded waits."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +22,7 @@ from shadowproxy.config import Overrides, settings_from_document
 from shadowproxy.serve import Bound, serve
 from shadowproxy.settings import Settings
 
+REPO = Path(__file__).resolve().parents[1]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WAIT_S = 10.0
 """Upper bound on any wait in the tests; reaching it means the behaviour is broken."""
@@ -172,3 +179,85 @@ async def eventually(check: Callable[[], bool]) -> None:
     async with asyncio.timeout(WAIT_S):
         while not check():  # noqa: ASYNC110 - metrics and files offer no event to wait on
             await asyncio.sleep(0.01)
+
+
+@dataclass(frozen=True)
+class ProxyProcess:
+    """A ``shadowproxy run`` child process and its bound addresses."""
+
+    process: asyncio.subprocess.Process
+    url: str
+    admin: str
+
+    async def terminate(self, timeout_s: float = 30) -> int:
+        """SIGTERM (a graceful stop), then its exit code."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def proxy_process(*args: str, shed_on_lag: bool = False) -> AsyncIterator[ProxyProcess]:
+    """Run ``shadowproxy run`` on ephemeral loopback ports until the block ends.
+
+    Its log is read as it comes, so a full pipe never blocks the proxy; the
+    last lines are kept for the message when it fails to start. Unless
+    ``shed_on_lag`` (or a ``--config`` of the caller's), loop-lag shedding is
+    put out of reach, so a busy CI machine never skips the mirrors a test
+    counts. A process still running at the end is stopped with SIGTERM.
+    """
+    if "--config" not in args and not shed_on_lag:
+        config = Path(tempfile.mkdtemp(prefix="shadowproxy-test-")) / "config.yaml"
+        config.write_text("shadow: {max_loop_lag_ms: 60000}\n")
+        args = ("--config", str(config), *args)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "shadowproxy",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert process.stdout is not None
+    tail: deque[bytes] = deque(maxlen=40)
+    event: dict[str, Any] | None = None
+    drain: asyncio.Future[tuple[None]] | None = None
+    try:
+        with contextlib.suppress(TimeoutError):
+            event = await asyncio.wait_for(_listening(process.stdout, tail), 30)
+        if event is None:
+            output = b"".join(tail).decode(errors="replace")
+            raise AssertionError(f"the proxy did not start: {output}")
+        drain = asyncio.gather(_discard(process.stdout))
+        yield ProxyProcess(process, f"http://{event['proxy']}", f"http://{event['admin']}")
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 30)
+        if drain is not None:
+            await drain
+
+
+async def _listening(stream: asyncio.StreamReader, tail: deque[bytes]) -> dict[str, Any] | None:
+    """The proxy's "shadowproxy listening" event, or None when its log ends first."""
+    while line := await stream.readline():
+        tail.append(line)
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict) and event.get("event") == "shadowproxy listening":
+                return event
+    return None
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass

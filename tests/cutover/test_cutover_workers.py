@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from pathlib import Path
 
 from aiohttp import web
 
 from tests.cutover.cutover_support import admin, probe
-from tests.proxy.test_lifecycle import _start_proxy
-from tests.support import WAIT_S, backend
+from tests.support import WAIT_S, backend, proxy_process
 
 CONFIG = """
 routes:
@@ -48,23 +45,19 @@ class TestWorkers:
         config = tmp_path / "c.yaml"
         config.write_text(CONFIG)
         async with backend(legacy_handler) as legacy, backend(candidate_handler) as candidate:
-            process, url, admin_url = await _start_proxy(
+            async with proxy_process(
                 "--config", str(config), "--legacy", legacy.url, "--candidate", candidate.url,
                 "--log-dir", str(tmp_path / "logs"), "--workers", "2",
-            )  # fmt: skip
-            try:
+            ) as proxy:  # fmt: skip
                 status, _ = await admin(
-                    admin_url, "POST", "/cutover", {"route": "/a", "mode": "candidate"}
+                    proxy.admin, "POST", "/cutover", {"route": "/a", "mode": "candidate"}
                 )
                 assert status == 200
-                await _all_answered_by(url + "/a/1", "candidate")
+                await _all_answered_by(proxy.url + "/a/1", "candidate")
                 failing.set()
-                await _all_answered_by(url + "/a/1", "legacy")
-                _, listing = await admin(admin_url, "GET", "/cutover")
-            finally:
-                assert process.pid is not None
-                os.kill(process.pid, signal.SIGTERM)
-                assert await asyncio.wait_for(process.wait(), 60) == 0
+                await _all_answered_by(proxy.url + "/a/1", "legacy")
+                _, listing = await admin(proxy.admin, "GET", "/cutover")
+                assert await proxy.terminate(60) == 0
         assert listing["routes"]["/a"]["mode"] == "shadow"
         assert [(r["source"], r["to"]) for r in listing["history"]] == [
             ("api", "candidate"),

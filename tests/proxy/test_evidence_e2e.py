@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import random
-import signal
 import string
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,7 @@ from aiohttp import web
 from yarl import URL
 
 from shadowproxy.sinks import configure_logging
-from tests.proxy.test_lifecycle import _start_proxy
-from tests.support import backend, make_settings, running_proxy
+from tests.support import backend, make_settings, proxy_process, running_proxy
 
 CANARIES = {
     "auth": "CANARY-AUTH-7f3a",
@@ -164,16 +161,14 @@ class TestNothingLostOnStop:
             return web.json_response({"v": 2})
 
         async with backend(legacy_handler) as legacy, backend(candidate_handler) as candidate:
-            process, url, _ = await _start_proxy(
+            async with proxy_process(
                 "--legacy", legacy.url, "--candidate", candidate.url, "--log-dir", str(tmp_path)
-            )
-            async with aiohttp.ClientSession() as session:
-                for n in range(requests):
-                    async with session.get(f"{url}/item/{n}") as response:
-                        assert response.status == 200
-            assert process.pid is not None
-            os.kill(process.pid, signal.SIGTERM)
-            assert await asyncio.wait_for(process.wait(), 30) == 0
+            ) as proxy:
+                async with aiohttp.ClientSession() as session:
+                    for n in range(requests):
+                        async with session.get(f"{proxy.url}/item/{n}") as response:
+                            assert response.status == 200
+                assert await proxy.terminate() == 0
         records = _records(tmp_path)
         exchanges = [r for r in records if r["type"] == "exchange"]
         rollups = [r for r in records if r["type"] == "rollup"]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -16,53 +14,10 @@ from aiohttp import web
 from yarl import URL
 
 from shadowproxy.cli import main
-from tests.support import backend, json_ok
+from tests.support import backend, json_ok, proxy_process
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAMS = "upstreams: {legacy: 'http://a:1', candidate: 'http://b:2'}\n"
-
-
-async def _start_proxy(*args: str) -> tuple[asyncio.subprocess.Process, str, str]:
-    """Start ``shadowproxy run`` on ephemeral ports; returns the process, proxy and admin URLs.
-
-    Output goes to a file, never an undrained pipe that could block the proxy's
-    logging. Without ``--config``, a file that puts loop-lag shedding out of
-    reach is added, so a busy CI machine never skips the mirrors a test counts.
-    """
-    scratch = Path(tempfile.mkdtemp(prefix="shadowproxy-test-"))
-    if "--config" not in args:
-        (scratch / "config.yaml").write_text("shadow: {max_loop_lag_ms: 60000}\n")
-        args = ("--config", str(scratch / "config.yaml"), *args)
-    output = scratch / "output.log"
-    with output.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "shadowproxy",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            *args,
-            stdout=sink,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-    async with asyncio.timeout(30):
-        while process.returncode is None:
-            for line in output.read_bytes().splitlines():
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if event.get("event") == "shadowproxy listening":
-                    return process, f"http://{event['proxy']}", f"http://{event['admin']}"
-            await asyncio.sleep(0.02)
-    raise AssertionError(f"proxy did not start: {output.read_text(errors='replace')[-2000:]}")
 
 
 class TestGracefulStop:
@@ -79,21 +34,23 @@ class TestGracefulStop:
             return web.json_response({"done": True})
 
         async with backend(slow) as legacy, backend(json_ok) as candidate:
-            process, url, _ = await _start_proxy(
-                "--legacy", legacy.url, "--candidate", candidate.url, "--log-dir", str(tmp_path)
-            )
-            async with aiohttp.ClientSession() as session:
-                pending = asyncio.gather(session.get(url + "/slow"))
+            async with (
+                proxy_process(
+                    "--legacy", legacy.url, "--candidate", candidate.url, "--log-dir", str(tmp_path)
+                ) as proxy,
+                aiohttp.ClientSession() as session,
+            ):
+                pending = asyncio.gather(session.get(proxy.url + "/slow"))
                 await asyncio.wait_for(arrived.wait(), 10)
-                process.send_signal(signal.SIGTERM)
+                proxy.process.send_signal(signal.SIGTERM)
                 # The proxy is draining; only now may legacy finish.
-                await _wait_until_refusing(url)
+                await _wait_until_refusing(proxy.url)
                 release.set()
                 (response,) = await pending
                 async with response:
                     assert response.status == 200
                     assert await response.json() == {"done": True}
-            assert await asyncio.wait_for(process.wait(), 30) == 0
+                assert await proxy.terminate() == 0
         assert list(tmp_path.glob("*.jsonl*")), "evidence flushed"  # noqa: ASYNC240 - after the run
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
 from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.proxy.test_lifecycle import _start_proxy
-from tests.support import backend, json_ok
+from tests.support import backend, json_ok, proxy_process
 
 REQUESTS = 60
 
@@ -31,7 +27,7 @@ class TestWorkers:
     async def test_two_workers(self, tmp_path: Path) -> None:
         """Both workers serve; metrics are summed; pause reaches every worker; SIGTERM exits 0."""
         async with backend(json_ok) as legacy, backend(json_ok) as candidate:
-            process, url, admin = await _start_proxy(
+            async with proxy_process(
                 "--legacy",
                 legacy.url,
                 "--candidate",
@@ -40,35 +36,36 @@ class TestWorkers:
                 str(tmp_path),
                 "--workers",
                 "2",
-                "--listen",
-                "127.0.0.1:0",
-            )
-            try:
+            ) as proxy:
+                url = proxy.url
                 async with aiohttp.ClientSession() as session:
                     # The supervisor announces itself only once every worker listens.
-                    async with session.get(admin + "/status") as response:
+                    async with session.get(proxy.admin + "/status") as response:
                         status = await response.json()
                     assert (status["workers_ready"], len(status["worker_pids"])) == (2, 2)
                     # A new connection per request lets the kernel spread them over workers.
                     for n in range(REQUESTS):
-                        async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/w/{n}") as r:
+                        async with (
+                            aiohttp.ClientSession() as fresh,
+                            fresh.get(f"{url}/w/{n}") as r,
+                        ):
                             assert r.status == 200
                     await candidate.wait_for(lambda seen: len(seen) == REQUESTS)
-                    async with session.get(admin + "/metrics") as response:
+                    async with session.get(proxy.admin + "/metrics") as response:
                         metrics = await response.text()
                     assert _sum(metrics, "shadowproxy_requests_total") == REQUESTS
-                    async with session.post(admin + "/shadow/pause") as response:
+                    async with session.post(proxy.admin + "/shadow/pause") as response:
                         assert response.status == 200
                     for n in range(10):
-                        async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/p/{n}") as r:
+                        async with (
+                            aiohttp.ClientSession() as fresh,
+                            fresh.get(f"{url}/p/{n}") as r,
+                        ):
                             assert r.status == 200
-                    async with session.get(admin + "/metrics") as response:
+                    async with session.get(proxy.admin + "/metrics") as response:
                         metrics = await response.text()
                     assert _sum(metrics, "shadowproxy_shadow_skipped_total", reason="paused") == 10
-            finally:
-                assert process.pid is not None
-                os.kill(process.pid, signal.SIGTERM)
-                assert await asyncio.wait_for(process.wait(), 60) == 0
+                assert await proxy.terminate(60) == 0
         assert len(candidate.seen) == REQUESTS, "nothing was mirrored while paused"
         files = {p.name for p in tmp_path.glob("shadow-*.jsonl")}  # noqa: ASYNC240 - after the run
         assert len(files) == 2, "one evidence file per worker"

@@ -26,8 +26,7 @@ from shadowproxy.grpcproxy.status import code_name
 from shadowproxy.model import Exchange, Observation, RequestFacts, SkipReason, Verdict
 from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
-from shadowproxy.proxy.gate import MirrorGate
-from shadowproxy.proxy.mirror import EvidenceSink, Recorder, fetch_copies
+from shadowproxy.proxy.mirror import EvidenceSink, Mirrors, fetch_copies
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import ShadowSettings
 
@@ -91,14 +90,13 @@ class GrpcShadow:
         lag: LagMonitor,
     ) -> None:
         self.settings = settings
-        self._gate = MirrorGate(settings, pool, switch, lag)
+        self._mirrors = Mirrors(settings, pool, switch, lag, comparisons, evidence)
         self._candidate = candidate
         self._secondary = secondary
-        self._recorder = Recorder(comparisons, evidence)
 
     def decide(self, method: GrpcMethod, request_size: int) -> SkipReason | None:
         """Why this call is not mirrored, or None when it should be."""
-        if self._gate.paused:
+        if self._mirrors.paused:
             return SkipReason.PAUSED
         if method.cardinality != "unary_unary":
             return SkipReason.UPGRADE
@@ -106,23 +104,22 @@ class GrpcShadow:
             return SkipReason.METHOD
         if request_size > self.settings.mirror_max_body:
             return SkipReason.BODY_TOO_LARGE
-        return self._gate.admit(method.sample_percent)
+        return self._mirrors.admit(method.sample_percent)
 
     def skip(self, method: GrpcMethod, reason: SkipReason) -> None:
         """Count a call that is not mirrored."""
-        self._recorder.skip(method, reason)
+        self._mirrors.skip(method, reason)
 
     def start(self, call: MirrorCall) -> asyncio.Future[Answer | None] | None:
         """Spawn the mirror; returns the future the hot path resolves with legacy's answer.
 
         Returns None (and counts ``queue_full``) when the pool is full.
         """
-        answer: asyncio.Future[Answer | None] | None = self._gate.spawn(
-            lambda future: self._mirror(call, future), name=f"grpc-shadow-{call.facts.id}"
+        return self._mirrors.spawn(
+            call.method,
+            lambda future: self._mirror(call, future),
+            name=f"grpc-shadow-{call.facts.id}",
         )
-        if answer is None:
-            self.skip(call.method, SkipReason.QUEUE_FULL)
-        return answer
 
     async def _mirror(self, call: MirrorCall, legacy_future: asyncio.Future[Answer | None]) -> None:
         candidate, secondary, legacy_answer = await fetch_copies(
@@ -135,9 +132,9 @@ class GrpcShadow:
         cap = self.settings.compare_max_bytes
         legacy = None if legacy_answer is None else observe(legacy_answer, method.output, cap=cap)
         if legacy is None or not legacy.ok:
-            self._recorder.skip(method, SkipReason.LEGACY_FAILED)
+            self._mirrors.skip(method, SkipReason.LEGACY_FAILED)
             return
-        await self._recorder.settle(
+        await self._mirrors.settle(
             Exchange(call.facts, legacy, candidate, secondary),
             method,
             lambda verdict: _named(verdict, raw=method.output is None),

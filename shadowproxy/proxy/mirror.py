@@ -1,23 +1,30 @@
-"""What every admitted mirror does, whatever the protocol: fetch the copies, then record.
+"""What every mirror shares, whatever the protocol: admission, spawning, fetching, recording.
 
-HTTP (``proxy.shadow``) and gRPC (``grpcproxy.shadow``) differ in how they
-replay a request and read an answer. From the observations on, the steps and
-their evidence are one: the mirrored upstreams' observations, ``body_too_large``
-for a truncated answer (comparing prefixes would invent differences), the
-comparison (``queue_full`` when the comparison pool is full), then the verdict.
+HTTP (``proxy.shadow``) and gRPC (``grpcproxy.shadow``) each decide first what
+only they know (methods, body size, call type), and each replays a request and
+reads an answer its own way. The rest is one: the kill switch, sampling,
+loop-lag shedding and the hand-off to the bounded task pool (``queue_full``
+when it is full); the copies fetched at once; then the evidence in one order:
+the mirrored upstreams' observations, ``body_too_large`` for a truncated answer
+(comparing prefixes would invent differences), the comparison (``queue_full``
+when the comparison pool is full), and the verdict.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Observation, SkipReason, Upstream, Verdict
 from shadowproxy.proxy.comparisons import Comparisons
+from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
+from shadowproxy.proxy.tasks import TaskPool
+from shadowproxy.settings import ShadowSettings
 
-__all__ = ["EvidenceSink", "MirroredRoute", "Recorder", "fetch_copies"]
+__all__ = ["EvidenceSink", "MirroredRoute", "Mirrors", "fetch_copies"]
 
 U = TypeVar("U")
 T = TypeVar("T")
@@ -64,14 +71,55 @@ async def fetch_copies(
             answer.cancel()
 
 
-class Recorder:
-    """Files one worker's mirrors as evidence: skips, observations, comparisons and verdicts."""
+class Mirrors:
+    """One worker's mirrors of one protocol: admitted, spawned, then filed as evidence."""
 
-    __slots__ = ("_comparisons", "_evidence")
+    __slots__ = ("_comparisons", "_evidence", "_lag", "_pool", "_switch", "settings")
 
-    def __init__(self, comparisons: Comparisons, evidence: EvidenceSink) -> None:
+    def __init__(
+        self,
+        settings: ShadowSettings,
+        pool: TaskPool,
+        switch: ShadowSwitch,
+        lag: LagMonitor,
+        comparisons: Comparisons,
+        evidence: EvidenceSink,
+    ) -> None:
+        self.settings = settings
+        self._pool = pool
+        self._switch = switch
+        self._lag = lag
         self._comparisons = comparisons
         self._evidence = evidence
+
+    @property
+    def paused(self) -> bool:
+        """True while the kill switch is on."""
+        return self._switch.paused
+
+    def admit(self, sample_percent: float) -> SkipReason | None:
+        """``sampled_out`` or ``overload``, or None: the last checks before mirroring."""
+        if sample_percent < 100.0 and random.random() * 100.0 >= sample_percent:
+            return SkipReason.SAMPLED_OUT
+        if self._lag.lag_ms > self.settings.max_loop_lag_ms:
+            return SkipReason.OVERLOAD
+        return None
+
+    def spawn(
+        self,
+        route: MirroredRoute,
+        mirror: Callable[[asyncio.Future[T]], Coroutine[Any, Any, None]],
+        name: str,
+    ) -> asyncio.Future[T] | None:
+        """Start ``mirror(answer)`` in the pool; returns ``answer`` for the hot path to resolve.
+
+        None, counted as ``queue_full``, when the pool is full: nothing waits.
+        """
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if not self._pool.spawn(mirror(answer), name=name):
+            self.skip(route, SkipReason.QUEUE_FULL)
+            return None
+        return answer
 
     def skip(self, route: MirroredRoute, reason: SkipReason) -> None:
         """Count a request that is not mirrored, or not compared."""

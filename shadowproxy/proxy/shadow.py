@@ -23,8 +23,7 @@ from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, Sk
 from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
-from shadowproxy.proxy.gate import MirrorGate
-from shadowproxy.proxy.mirror import EvidenceSink, Recorder, fetch_copies
+from shadowproxy.proxy.mirror import EvidenceSink, Mirrors, fetch_copies
 from shadowproxy.proxy.ownership import Ownership
 from shadowproxy.proxy.routing import Route
 from shadowproxy.proxy.tasks import TaskPool
@@ -74,39 +73,37 @@ class Shadow:
         ownership: Ownership | None = None,
     ) -> None:
         self.settings = settings
-        self._gate = MirrorGate(settings, pool, switch, lag)
+        self._mirrors = Mirrors(settings, pool, switch, lag, comparisons, evidence)
         self._candidate = candidate
         self._secondary = secondary
-        self._recorder = Recorder(comparisons, evidence)
         self._own_host = own_host
         self._legacy = legacy
         self._ownership = ownership
 
     def decide(self, route: Route, method: str, *, body_complete: bool) -> SkipReason | None:
         """Why this request is not mirrored, or None when it should be."""
-        if self._gate.paused:
+        if self._mirrors.paused:
             return SkipReason.PAUSED
         if method not in MIRRORED_METHODS and not route.mirror_writes:
             return SkipReason.METHOD
         if not body_complete:
             return SkipReason.BODY_TOO_LARGE
-        return self._gate.admit(route.sample_percent)
+        return self._mirrors.admit(route.sample_percent)
 
     def skip(self, route: Route, reason: SkipReason) -> None:
         """Count a request that is not mirrored."""
-        self._recorder.skip(route, reason)
+        self._mirrors.skip(route, reason)
 
     def start(self, request: ShadowRequest) -> asyncio.Future[Observation | None] | None:
         """Spawn the mirror; returns the future the hot path resolves with legacy's observation.
 
         Returns None (and counts ``queue_full``) when the pool is full.
         """
-        answer: asyncio.Future[Observation | None] | None = self._gate.spawn(
-            lambda future: self._mirror(request, future), name=f"shadow-{request.facts.id}"
+        return self._mirrors.spawn(
+            request.route,
+            lambda future: self._mirror(request, future),
+            name=f"shadow-{request.facts.id}",
         )
-        if answer is None:
-            self.skip(request.route, SkipReason.QUEUE_FULL)
-        return answer
 
     async def _mirror(
         self, request: ShadowRequest, answer_future: asyncio.Future[Observation | None]
@@ -120,11 +117,11 @@ class Shadow:
         )
         route = request.route
         if answer is None:
-            self._recorder.skip(route, SkipReason.LEGACY_FAILED)
+            self._mirrors.skip(route, SkipReason.LEGACY_FAILED)
             return
         legacy, candidate = (mirrored, answer) if reverse else (answer, mirrored)
         exchange = Exchange(request.facts, legacy, candidate, secondary, request.answered_by)
-        verdict = await self._recorder.settle(exchange, route)
+        verdict = await self._mirrors.settle(exchange, route)
         if verdict is not None and reverse and self._ownership is not None:
             self._ownership.compared(
                 route.name,

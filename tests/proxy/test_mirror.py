@@ -1,4 +1,4 @@
-"""The steps every admitted mirror shares, HTTP or gRPC: fetching the copies, then recording."""
+"""What every mirror shares, HTTP or gRPC: spawning, fetching the copies, then recording."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ from shadowproxy.model import (
     Verdict,
 )
 from shadowproxy.proxy.comparisons import Comparisons
-from shadowproxy.proxy.mirror import Recorder, fetch_copies
+from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
+from shadowproxy.proxy.mirror import Mirrors, fetch_copies
+from shadowproxy.proxy.tasks import TaskPool
+from shadowproxy.settings import ShadowSettings
 
 JSON = (("Content-Type", "application/json"),)
 FACTS = RequestFacts("id", "GET", "/x", "", "/x", "default", 0.0)
@@ -48,8 +51,15 @@ class _Sink:
         self.events.append(("verdict", verdict.note))
 
 
-def _recorder(sink: _Sink) -> Recorder:
-    return Recorder(Comparisons(inline_max_bytes=1024), sink)
+def _mirrors(sink: _Sink, pool: TaskPool | None = None) -> Mirrors:
+    return Mirrors(
+        ShadowSettings(),
+        TaskPool(1) if pool is None else pool,
+        ShadowSwitch(),
+        LagMonitor(),
+        Comparisons(inline_max_bytes=1024),
+        sink,
+    )
 
 
 def _seen(body: bytes, *, truncated: bool = False) -> Observation:
@@ -102,11 +112,34 @@ class TestFetchCopies:
         assert answer.cancelled()
 
 
-class TestRecorder:
+class TestSpawn:
+    async def test_full_pool_counts_queue_full_and_starts_nothing(self) -> None:
+        sink = _Sink()
+        pool = TaskPool(1)
+        mirrors = _mirrors(sink, pool)
+        release = asyncio.Event()
+        ran: list[str] = []
+
+        async def mirror(name: str, answer: asyncio.Future[str]) -> None:
+            ran.append(name)
+            ran.append(await answer)
+            await release.wait()
+
+        first = mirrors.spawn(_Route(), lambda answer: mirror("first", answer), name="first")
+        second = mirrors.spawn(_Route(), lambda answer: mirror("second", answer), name="second")
+        assert first is not None and second is None
+        assert sink.events == [("skip", "/x", "default", SkipReason.QUEUE_FULL)]
+        first.set_result("answered")
+        release.set()
+        assert await pool.close(grace_s=10) == 0
+        assert ran == ["first", "answered"]
+
+
+class TestSettle:
     async def test_files_the_mirrored_side_and_the_secondary_then_the_verdict(self) -> None:
         sink = _Sink()
         exchange = Exchange(FACTS, _seen(b"{}"), _seen(b"{}"), _seen(b"{}"))
-        verdict = await _recorder(sink).settle(exchange, _Route())
+        verdict = await _mirrors(sink).settle(exchange, _Route())
         assert verdict is not None and verdict.outcome is Outcome.MATCH
         assert [e[:2] for e in sink.events] == [
             ("upstream", Upstream.CANDIDATE),
@@ -120,7 +153,7 @@ class TestRecorder:
         exchange = Exchange(
             FACTS, _seen(b'{"from":"legacy"}'), _seen(b"{}"), answered_by=Upstream.CANDIDATE
         )
-        await _recorder(sink).settle(exchange, _Route())
+        await _mirrors(sink).settle(exchange, _Route())
         assert sink.events[0] == ("upstream", Upstream.LEGACY, b'{"from":"legacy"}')
 
     @pytest.mark.parametrize("answered_by", [Upstream.LEGACY, Upstream.CANDIDATE])
@@ -132,14 +165,14 @@ class TestRecorder:
             (answer, mirrored) if answered_by is Upstream.LEGACY else (mirrored, answer)
         )
         exchange = Exchange(FACTS, legacy, candidate, answered_by=answered_by)
-        verdict = await _recorder(sink).settle(exchange, _Route())
+        verdict = await _mirrors(sink).settle(exchange, _Route())
         assert verdict is None
         assert sink.events[-1] == ("skip", "/x", "default", SkipReason.BODY_TOO_LARGE)
 
     async def test_present_rewrites_the_evidence_not_the_verdict_returned(self) -> None:
         sink = _Sink()
         exchange = Exchange(FACTS, _seen(b"{}"), _seen(b"{}"))
-        verdict = await _recorder(sink).settle(
+        verdict = await _mirrors(sink).settle(
             exchange, _Route(), lambda v: dataclasses.replace(v, note="presented")
         )
         assert verdict is not None and verdict.note is None

@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import structlog
-
 from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, SkipReason
 from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.proxy.comparisons import Comparisons
@@ -31,8 +29,6 @@ from shadowproxy.proxy.upstream import Upstream, fetch_observation
 from shadowproxy.settings import ShadowSettings
 
 __all__ = ["MIRRORED_METHODS", "Shadow", "ShadowRequest"]
-
-log = structlog.get_logger(__name__)
 
 MIRRORED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Idempotent methods mirrored on every route; others only where a route opts in."""

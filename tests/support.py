@@ -181,6 +181,34 @@ async def eventually(check: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
+def proxy_command(*args: str) -> list[str]:
+    """``shadowproxy run`` on ephemeral loopback ports, logging JSON, plus ``args``."""
+    return [
+        sys.executable,
+        "-m",
+        "shadowproxy",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        *args,
+    ]
+
+
+def listening(line: bytes) -> dict[str, Any] | None:
+    """The "shadowproxy listening" event (with the bound addresses) if ``line`` is it."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(event, dict) and event.get("event") == "shadowproxy listening":
+        return event
+    return None
+
+
 @dataclass(frozen=True)
 class ProxyProcess:
     """A ``shadowproxy run`` child process and its bound addresses."""
@@ -211,17 +239,7 @@ async def proxy_process(*args: str, shed_on_lag: bool = False) -> AsyncIterator[
         config.write_text("shadow: {max_loop_lag_ms: 60000}\n")
         args = ("--config", str(config), *args)
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shadowproxy",
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        *args,
+        *proxy_command(*args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=REPO,
@@ -251,10 +269,8 @@ async def _listening(stream: asyncio.StreamReader, tail: deque[bytes]) -> dict[s
     """The proxy's "shadowproxy listening" event, or None when its log ends first."""
     while line := await stream.readline():
         tail.append(line)
-        with contextlib.suppress(ValueError):
-            event = json.loads(line)
-            if isinstance(event, dict) and event.get("event") == "shadowproxy listening":
-                return event
+        if (event := listening(line)) is not None:
+            return event
     return None
 
 

@@ -9,12 +9,10 @@ imported, hence the separate process).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from tests.support import REPO, WAIT_S, listening, proxy_command
+
 __all__ = ["ProxyProcess", "Recorder", "exchange", "proxy_process", "recording_backend"]
 
-REPO = Path(__file__).resolve().parents[2]
-WAIT_S = 10.0
 _ANSWER = (
     b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{"ok": true}'
 )
@@ -113,24 +111,18 @@ def proxy_process(
     env.pop("AIOHTTP_NO_EXTENSIONS", None)
     if pure_python:
         env["AIOHTTP_NO_EXTENSIONS"] = "1"
-    args = [sys.executable, "-m", "shadowproxy", "run", "--listen", "127.0.0.1:0"]
-    args += ["--admin", "127.0.0.1:0", "--log-format", "json", "--log-dir", str(log_dir)]
-    args += ["--legacy", legacy, "--candidate", candidate]
+    args = ["--log-dir", str(log_dir), "--legacy", legacy, "--candidate", candidate]
     if config is not None:
         args += ["--config", str(config)]
     process = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, env=env
+        proxy_command(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, env=env
     )
     assert process.stdout is not None
     reader: threading.Thread | None = None
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (line := process.stdout.readline()):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "shadowproxy listening":
+            if (event := listening(line)) is not None:
                 port = int(event["proxy"].rsplit(":", 1)[1])
                 log: list[bytes] = []
                 # Keep draining the log so the process never blocks on a full pipe.

@@ -45,7 +45,6 @@ from tests.support import proxy_process
 
 __all__ = ["Sample", "main"]
 
-_REPO = Path(__file__).resolve().parents[1]
 _PHASES = (
     ("healthy", Toxic()),
     ("slow", Toxic(Fault.LATENCY, latency_s=0.5)),

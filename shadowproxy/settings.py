@@ -28,6 +28,7 @@ __all__ = [
     "Settings",
     "ShadowSettings",
     "UpstreamSettings",
+    "UpstreamTLS",
 ]
 
 MiB = 1024 * 1024
@@ -45,6 +46,18 @@ class HostAddress:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamTLS:
+    """Files for TLS to https upstreams; None means the default (system trust, no certificate)."""
+
+    ca_file: str | None = None
+    """PEM bundle of the CAs trusted instead of the system's."""
+    cert_file: str | None = None
+    """PEM client certificate (chain) presented when an upstream asks for one."""
+    key_file: str | None = None
+    """PEM private key of ``cert_file``, unless that file holds it."""
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     """Base URLs of the backends. ``host_header`` says which Host they receive."""
 
@@ -52,6 +65,7 @@ class UpstreamSettings:
     candidate: str
     secondary: str | None = None
     host_header: Literal["client", "upstream"] = "client"
+    tls: UpstreamTLS = field(default_factory=UpstreamTLS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import sys
 import tempfile
 from collections import deque
@@ -53,8 +54,11 @@ class Backend:
 
 
 @contextlib.asynccontextmanager
-async def backend(handler: Handler) -> AsyncIterator[Backend]:
-    """Serve ``handler`` for every path on 127.0.0.1; record each request first."""
+async def backend(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[Backend]:
+    """Serve ``handler`` for every path on 127.0.0.1; record each request first.
+
+    With ``tls`` (a server context) it serves https.
+    """
     state = Backend(url="")
 
     async def recording(request: web.Request) -> web.StreamResponse:
@@ -70,9 +74,9 @@ async def backend(handler: Handler) -> AsyncIterator[Backend]:
     app.router.add_route("*", "/{tail:.*}", recording)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
     host, port = runner.addresses[0][:2]
-    state.url = f"http://{host}:{port}"
+    state.url = f"{'http' if tls is None else 'https'}://{host}:{port}"
     try:
         yield state
     finally:

@@ -39,8 +39,10 @@ from shadowproxy.settings import (
     Settings,
     ShadowSettings,
     UpstreamSettings,
+    UpstreamTLS,
 )
 from shadowproxy.sinks import Redactor
+from shadowproxy.tls import TLSSetupError, client_context
 
 __all__ = [
     "ADMIN_TOKEN_ENV",
@@ -112,6 +114,7 @@ def settings_from_document(
     host_header = ups.string("host_header", "client")
     if host_header not in {"client", "upstream"}:
         raise ups.error("must be 'client' or 'upstream'", "host_header")
+    tls = upstream_tls(ups.child("tls"))
     ups.finish()
     legacy_url, candidate_url = upstream_urls["legacy"], upstream_urls["candidate"]
     if legacy_url is None:
@@ -167,6 +170,7 @@ def settings_from_document(
             candidate=candidate_url,
             secondary=upstream_urls["secondary"],
             host_header=host_header,  # type: ignore[arg-type]
+            tls=tls,
         ),
         listen=listen,
         admin=AdminSettings(listen=admin, token=token),
@@ -185,6 +189,24 @@ def settings_from_document(
         cutover=cutover,
     )
     return replace(settings, digest=digest(settings))
+
+
+def upstream_tls(reader: Reader) -> UpstreamTLS:
+    """``upstreams.tls``, its files loaded once so that a bad one is reported here."""
+    tls = UpstreamTLS(
+        ca_file=reader.string("ca_file", None),
+        cert_file=reader.string("cert_file", None),
+        key_file=reader.string("key_file", None),
+    )
+    reader.finish()
+    if tls.key_file is not None and tls.cert_file is None:
+        raise reader.error("needs cert_file, the certificate it belongs to", "key_file")
+    if tls != UpstreamTLS():
+        try:
+            client_context(tls)
+        except TLSSetupError as exc:
+            raise reader.error(str(exc), exc.key) from None
+    return tls
 
 
 def digest(settings: Settings) -> str:

@@ -27,6 +27,7 @@ from shadowproxy.proxy.shadow import Shadow
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.proxy.upstream import open_upstream
 from shadowproxy.settings import Settings
+from shadowproxy.tls import client_context
 
 __all__ = ["FORWARDER", "POOL", "ProxyParts", "build_proxy_app", "route_table"]
 
@@ -99,12 +100,14 @@ def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
 
     async def upstreams(app: web.Application) -> AsyncIterator[None]:
         names = settings.upstreams
+        tls = client_context(names.tls)
         legacy = open_upstream(
             "legacy",
             names.legacy,
             connect_timeout_s=settings.legacy.connect_timeout_s,
             read_timeout_s=settings.legacy.timeout_s,
             limit=settings.legacy.max_connections,
+            tls=tls,
             websocket=True,
         )
         shadow_upstreams = [
@@ -114,6 +117,7 @@ def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
                 connect_timeout_s=settings.shadow.connect_timeout_s,
                 read_timeout_s=settings.shadow.timeout_s,
                 limit=settings.shadow.max_connections,
+                tls=tls,
             )
             for name, base in (("candidate", names.candidate), ("secondary", names.secondary))
             if base
@@ -124,6 +128,7 @@ def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
             connect_timeout_s=settings.legacy.connect_timeout_s,
             read_timeout_s=settings.legacy.timeout_s,
             limit=settings.legacy.max_connections,
+            tls=tls,
         )
         pool = TaskPool(settings.shadow.max_inflight, on_change=parts.sink.set_inflight)
         shadow = Shadow(

@@ -45,11 +45,18 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def open_session(
-    *, connect_timeout_s: float, read_timeout_s: float, limit: int
+    *,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    limit: int,
+    tls: ssl.SSLContext,
 ) -> aiohttp.ClientSession:
-    """An aiohttp session for WebSocket upgrades: its own pool, no cookies, no added headers."""
+    """An aiohttp session for WebSocket upgrades: its own pool, no cookies, no added headers.
+
+    ``tls`` is the context for ``https`` targets, as for the upstream's pool.
+    """
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300),
+        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300, ssl=tls),
         timeout=aiohttp.ClientTimeout(
             total=None,
             connect=connect_timeout_s,
@@ -109,22 +116,28 @@ def open_upstream(
     connect_timeout_s: float,
     read_timeout_s: float,
     limit: int,
+    tls: ssl.SSLContext,
     websocket: bool = False,
 ) -> Upstream:
-    """An upstream with its own pool of at most ``limit`` connections."""
+    """An upstream with its own pool of at most ``limit`` connections.
+
+    ``tls`` (``shadowproxy.tls.client_context``) is used when ``base`` is https.
+    """
     parts = urlsplit(base)
     pool = Pool(
         parts.hostname or "",
         parts.port or _DEFAULT_PORTS[parts.scheme],
-        # The system's trust store, with hostname checking, as aiohttp did.
-        tls=ssl.create_default_context() if parts.scheme == "https" else None,
+        tls=tls if parts.scheme == "https" else None,
         limit=limit,
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,
     )
     session = (
         open_session(
-            connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s, limit=limit
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
+            limit=limit,
+            tls=tls,
         )
         if websocket
         else None

@@ -20,6 +20,8 @@ import trustme
 from shadowproxy.model import ErrorKind
 from shadowproxy.proxy.h1 import MAX_HEAD_BYTES, Connection, Pool, Response, UpstreamError
 from shadowproxy.proxy.upstream import open_upstream
+from shadowproxy.settings import UpstreamTLS
+from shadowproxy.tls import client_context
 from tests.support import WAIT_S
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -493,11 +495,22 @@ class TestTLS:
         async with serve(always(OK), tls=(server, ssl.create_default_context())) as (up, pool):
             base = f"https://127.0.0.1:{pool.port}"
             system = open_upstream(
-                "legacy", base, connect_timeout_s=WAIT_S, read_timeout_s=WAIT_S, limit=0
+                "legacy",
+                base,
+                connect_timeout_s=WAIT_S,
+                read_timeout_s=WAIT_S,
+                limit=0,
+                tls=client_context(UpstreamTLS()),
             )
+            # OpenSSL reads the variable when the default context loads its trust.
             monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
             private = open_upstream(
-                "legacy", base, connect_timeout_s=WAIT_S, read_timeout_s=WAIT_S, limit=0
+                "legacy",
+                base,
+                connect_timeout_s=WAIT_S,
+                read_timeout_s=WAIT_S,
+                limit=0,
+                tls=client_context(UpstreamTLS()),
             )
             try:
                 with pytest.raises(UpstreamError) as failure:

@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from shadowproxy.config import ConfigError, is_loopback
+from shadowproxy.config import ConfigError, is_loopback, reloaded
 from shadowproxy.proxy import logfilter
 from shadowproxy.proxy.admin import AdminContext, build_admin_app
 from shadowproxy.proxy.app import FORWARDER, POOL, ProxyParts, build_proxy_app, route_table
@@ -146,13 +146,14 @@ async def serve(
     housekeeping = TaskPool(3)
     current = settings
     reloads = {"applied": 0, "rejected": 0}
+    restart_needed: tuple[str, ...] = ()
 
     def reload_config() -> None:
-        nonlocal current
+        nonlocal current, restart_needed
         if reload is None:
             return
         try:
-            fresh = reload()
+            fresh, restart_needed = reloaded(current, reload())
         except ConfigError as exc:
             reloads["rejected"] += 1
             log.error("reload rejected; keeping the running configuration", error=str(exc))
@@ -164,12 +165,15 @@ async def serve(
         current = fresh
         reloads["applied"] += 1
         log.info("configuration reloaded", digest=fresh.digest, routes=len(fresh.routes))
+        if restart_needed:
+            log.warning("reload left these keys for a restart", keys=list(restart_needed))
 
     def status() -> dict[str, Any]:
         return {
             "config_digest": current.digest,
             "config_source": current.source,
             "reloads": dict(reloads),
+            "restart_needed": list(restart_needed),
             "upstreams": {
                 "legacy": current.upstreams.legacy,
                 "candidate": current.upstreams.candidate,

@@ -31,7 +31,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from shadowproxy.config import ConfigError, Overrides, is_loopback, load_settings
+from shadowproxy.config import ConfigError, Overrides, is_loopback, load_settings, reloaded
 from shadowproxy.proxy.admin import AdminContext, build_admin_app
 from shadowproxy.proxy.control import ShadowSwitch, SharedFlag
 from shadowproxy.settings import HostAddress, Settings
@@ -184,21 +184,28 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
     ownership = Ownership(settings, records, state_dir=fleet.cutover_state_dir)
     ownership.publish()
 
+    restart_needed: tuple[str, ...] = ()
+
     def reload() -> None:
+        nonlocal restart_needed
         try:
-            fresh = load_settings(config_path, overrides)
+            fresh, restart_needed = reloaded(fleet.settings, load_settings(config_path, overrides))
         except ConfigError as exc:
             log.error("reload rejected; keeping the running configuration", error=str(exc))
             return
+        # Workers started from now on (a replacement for one that died) get it too.
         fleet.settings = fresh
         ownership.reload(fresh, controller=True)
         fleet.signal_all(signal.SIGHUP)
         log.info("configuration reloaded", digest=fresh.digest)
+        if restart_needed:
+            log.warning("reload left these keys for a restart", keys=list(restart_needed))
 
     def status() -> dict[str, Any]:
         return {
             "config_digest": fleet.settings.digest,
             "config_source": fleet.settings.source,
+            "restart_needed": list(restart_needed),
             "upstreams": {
                 "legacy": settings.upstreams.legacy,
                 "candidate": settings.upstreams.candidate,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
+from typing import TYPE_CHECKING, TypeGuard
 
 import orjson
 
@@ -44,6 +45,9 @@ from shadowproxy.settings import (
 from shadowproxy.sinks import Redactor
 from shadowproxy.tls import TLSSetupError, client_context
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__ = [
     "ADMIN_TOKEN_ENV",
     "FORCE_LEGACY_ENV",
@@ -52,6 +56,7 @@ __all__ = [
     "is_loopback",
     "load_settings",
     "parse_address",
+    "reloaded",
     "settings_from_document",
 ]
 
@@ -207,6 +212,60 @@ def upstream_tls(reader: Reader) -> UpstreamTLS:
         except TLSSetupError as exc:
             raise reader.error(str(exc), exc.key) from None
     return tls
+
+
+def reloaded(running: Settings, fresh: Settings) -> tuple[Settings, tuple[str, ...]]:
+    """What a reload applies, and the keys it leaves for a restart.
+
+    A reload swaps routes, sampling, comparison rules, cutover settings and
+    gRPC methods. Everything else (listeners, upstreams and their TLS, pools
+    and timeouts, shadow bounds, evidence, redaction, workers) was fixed when the
+    process started, so it keeps its running value: every worker, including
+    one restarted later, runs one configuration, and ``/status`` shows it.
+    """
+    grpc = running.grpc
+    if grpc is not None and fresh.grpc is not None:
+        grpc = replace(
+            grpc,
+            methods=fresh.grpc.methods,
+            domain=fresh.grpc.domain,
+            timeout_s=fresh.grpc.timeout_s,
+        )
+    applied = replace(
+        running,
+        shadow=replace(running.shadow, sample_percent=fresh.shadow.sample_percent),
+        compare=fresh.compare,
+        routes=fresh.routes,
+        max_routes=fresh.max_routes,
+        cutover=fresh.cutover,
+        grpc=grpc,
+        source=fresh.source,
+        digest="",
+    )
+    # Equal to the file's digest exactly when the whole file is in effect.
+    applied = replace(applied, digest=digest(applied))
+    return applied, _changed(applied, fresh)
+
+
+def _changed(old: DataclassInstance, new: DataclassInstance, prefix: str = "") -> tuple[str, ...]:
+    """Dotted names of the fields that differ, one section deep (names only, never values)."""
+    keys: list[str] = []
+    for field in fields(old):
+        if field.name == "digest":
+            continue
+        a, b = getattr(old, field.name), getattr(new, field.name)
+        if a == b:
+            continue
+        name = prefix + field.name
+        if not prefix and _section(a) and _section(b):
+            keys.extend(_changed(a, b, f"{name}."))
+        else:
+            keys.append(name)
+    return tuple(keys)
+
+
+def _section(value: object) -> TypeGuard[DataclassInstance]:
+    return is_dataclass(value) and not isinstance(value, type)
 
 
 def digest(settings: Settings) -> str:

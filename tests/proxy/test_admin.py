@@ -150,7 +150,10 @@ class TestReload:
                     write(100)
                     os.kill(os.getpid(), signal.SIGHUP)
                     status = await _status_when(proxy.admin, lambda s: s["reloads"]["applied"] == 1)
+                    # The runbook's check: the running digest is the new file's.
+                    assert status["config_digest"] == load_settings(str(path)).digest
                     assert status["config_digest"] != settings.digest
+                    assert status["restart_needed"] == []
                     async with session.get(proxy.url + "/r") as response:
                         assert response.status == 200
                     await candidate.wait_for(lambda seen: len(seen) == 1)
@@ -164,6 +167,43 @@ class TestReload:
                     async with session.get(proxy.url + "/r") as response:
                         assert response.status == 200
                     await candidate.wait_for(lambda seen: len(seen) == 2)
+
+    async def test_sighup_leaves_restart_only_keys_as_they_run(self, tmp_path: Path) -> None:
+        """Routes change; a new legacy URL and pool bound wait for a restart, and say so."""
+        async with (
+            backend(json_ok) as legacy,
+            backend(json_ok) as other,
+            backend(json_ok) as candidate,
+        ):
+            path = tmp_path / "shadowproxy.yaml"
+
+            def write(legacy_url: str, sample: int, inflight: int) -> None:
+                path.write_text(
+                    f"upstreams: {{legacy: '{legacy_url}', candidate: '{candidate.url}'}}\n"
+                    "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n"
+                    f"log_dir: '{tmp_path / 'logs'}'\n"
+                    f"shadow: {{grace_s: 0.5, max_inflight: {inflight}}}\n"
+                    f"routes: [{{match: '/r', domain: d, sample_percent: {sample}}}]\n"
+                )
+
+            write(legacy.url, 0, 256)
+            settings = load_settings(str(path))
+            async with running_proxy(settings, reload=lambda: load_settings(str(path))) as proxy:
+                write(other.url, 100, 8)
+                os.kill(os.getpid(), signal.SIGHUP)
+                status = await _status_when(proxy.admin, lambda s: s["reloads"]["applied"] == 1)
+                assert status["restart_needed"] == ["upstreams.legacy", "shadow.max_inflight"]
+                assert status["upstreams"]["legacy"] == legacy.url
+                assert status["max_inflight"] == 256
+                # The file is not wholly live: its digest is not the running one.
+                assert status["config_digest"] not in {
+                    settings.digest,
+                    load_settings(str(path)).digest,
+                }
+                async with aiohttp.ClientSession() as session, session.get(proxy.url + "/r") as r:
+                    assert r.status == 200
+                await candidate.wait_for(lambda seen: len(seen) == 1)
+        assert (len(legacy.seen), len(other.seen)) == (1, 0)
 
 
 async def _status_when(admin: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:

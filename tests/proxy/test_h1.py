@@ -19,6 +19,7 @@ import trustme
 
 from shadowproxy.model import ErrorKind
 from shadowproxy.proxy.h1 import MAX_HEAD_BYTES, Connection, Pool, Response, UpstreamError
+from shadowproxy.proxy.upstream import Upstream as UpstreamClient
 from shadowproxy.proxy.upstream import open_upstream
 from shadowproxy.settings import UpstreamTLS
 from shadowproxy.tls import client_context
@@ -494,24 +495,22 @@ class TestTLS:
         server, _ = self.contexts(ca, trusted=False)
         async with serve(always(OK), tls=(server, ssl.create_default_context())) as (up, pool):
             base = f"https://127.0.0.1:{pool.port}"
-            system = open_upstream(
-                "legacy",
-                base,
-                connect_timeout_s=WAIT_S,
-                read_timeout_s=WAIT_S,
-                limit=0,
-                tls=client_context(UpstreamTLS()),
-            )
-            # OpenSSL reads the variable when the default context loads its trust.
+
+            def default_trust() -> UpstreamClient:
+                # OpenSSL reads SSL_CERT_FILE when the default context loads its trust.
+                tls = client_context(UpstreamTLS())
+                return open_upstream(
+                    "legacy",
+                    base,
+                    connect_timeout_s=WAIT_S,
+                    read_timeout_s=WAIT_S,
+                    limit=0,
+                    tls=tls,
+                )
+
+            system = default_trust()
             monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-            private = open_upstream(
-                "legacy",
-                base,
-                connect_timeout_s=WAIT_S,
-                read_timeout_s=WAIT_S,
-                limit=0,
-                tls=client_context(UpstreamTLS()),
-            )
+            private = default_trust()
             try:
                 with pytest.raises(UpstreamError) as failure:
                     await fetch(system.pool)

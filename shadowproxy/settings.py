@@ -204,7 +204,7 @@ class GrpcMethodSpec:
 
 @dataclass(frozen=True, slots=True)
 class GrpcSettings:
-    """The gRPC listener and its upstreams (``HOST:PORT`` targets, plaintext HTTP/2)."""
+    """The gRPC listener and its upstreams (``HOST:PORT`` targets, HTTP/2, TLS when ``tls``)."""
 
     listen: HostAddress
     legacy: str
@@ -217,6 +217,8 @@ class GrpcSettings:
     """Domain of methods that are not configured."""
     timeout_s: float = 30.0
     """Bound on a unary legacy call whose client sent no deadline."""
+    tls: bool = False
+    """Call the upstreams over TLS, with ``upstreams.tls``'s CAs and client certificate."""
 
 
 @dataclass(frozen=True, slots=True)

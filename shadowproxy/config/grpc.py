@@ -62,6 +62,7 @@ def grpc_settings(
         methods=grpc_methods(reader, shadow, rules, domain, known),
         domain=domain,
         timeout_s=reader.number("timeout_s", 30.0, exclusive_min=True),
+        tls=reader.boolean("tls", False),
     )
     reader.finish()
     return settings

@@ -1,7 +1,8 @@
 """The gRPC listener of one worker: channels, the grpc.aio server and their lifecycle.
 
-``GrpcProxy.start`` opens one channel per upstream (plaintext HTTP/2, no
-retries, legacy without message size limits, shadow channels capped at
+``GrpcProxy.start`` opens one channel per upstream (HTTP/2, over TLS with
+``upstreams.tls``'s files when ``grpc.tls`` is set; no retries; legacy
+without message size limits, shadow channels capped at
 ``shadow.compare_max_bytes`` so an oversized candidate answer is a
 ``too_large`` failure) and binds the server. Stopping comes in two steps so
 the caller can order them around the HTTP listener sharing the task pool:
@@ -12,6 +13,7 @@ channels after the pool's shadow work is done.
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import grpc
 import structlog
@@ -23,7 +25,7 @@ from shadowproxy.grpcproxy.shadow import GrpcEvidence, GrpcShadow
 from shadowproxy.proxy.comparisons import Comparisons
 from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
 from shadowproxy.proxy.tasks import TaskPool
-from shadowproxy.settings import HostAddress, Settings
+from shadowproxy.settings import HostAddress, Settings, UpstreamTLS
 
 __all__ = ["GrpcProxy", "method_table"]
 
@@ -44,15 +46,32 @@ def method_table(settings: Settings, catalog: Catalog | None) -> MethodTable:
     )
 
 
-def _channel(target: str, max_receive: int) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        target,
-        options=[
-            ("grpc.enable_retries", 0),
-            ("grpc.max_receive_message_length", max_receive),
-            ("grpc.max_send_message_length", _UNLIMITED),
-        ],
+def _credentials(tls: UpstreamTLS) -> grpc.ChannelCredentials:
+    """TLS credentials from ``upstreams.tls``: its CAs (else gRPC's roots), its certificate."""
+
+    def read(path: str | None) -> bytes | None:
+        return None if path is None else Path(path).read_bytes()
+
+    chain = read(tls.cert_file)
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(tls.ca_file),
+        # A key kept inside the certificate file is found there: PEM readers skip other blocks.
+        private_key=read(tls.key_file) or chain,
+        certificate_chain=chain,
     )
+
+
+def _channel(
+    target: str, max_receive: int, tls: grpc.ChannelCredentials | None
+) -> grpc.aio.Channel:
+    options = [
+        ("grpc.enable_retries", 0),
+        ("grpc.max_receive_message_length", max_receive),
+        ("grpc.max_send_message_length", _UNLIMITED),
+    ]
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, tls, options=options)
 
 
 class GrpcProxy:
@@ -75,13 +94,15 @@ class GrpcProxy:
         self._catalog = (
             load_catalog(settings.grpc.descriptors) if settings.grpc.descriptors else None
         )
+        tls = _credentials(settings.upstreams.tls) if settings.grpc.tls else None
+        shadow_cap = settings.shadow.compare_max_bytes
         self._channels = [
-            _channel(settings.grpc.legacy, _UNLIMITED),
-            _channel(settings.grpc.candidate, settings.shadow.compare_max_bytes),
+            _channel(settings.grpc.legacy, _UNLIMITED, tls),
+            _channel(settings.grpc.candidate, shadow_cap, tls),
         ]
         secondary = None
         if settings.grpc.secondary is not None:
-            secondary = _channel(settings.grpc.secondary, settings.shadow.compare_max_bytes)
+            secondary = _channel(settings.grpc.secondary, shadow_cap, tls)
             self._channels.append(secondary)
         self.forwarder = GrpcForwarder(
             settings=settings.grpc,

@@ -184,13 +184,18 @@ class _Shop:
 
 
 @contextlib.asynccontextmanager
-async def shop_server(code: ShopCode, script: Script | None = None) -> AsyncIterator[ShopServer]:
-    """Serve the Shop service on 127.0.0.1 until the block ends."""
+async def shop_server(
+    code: ShopCode, script: Script | None = None, tls: grpc.ServerCredentials | None = None
+) -> AsyncIterator[ShopServer]:
+    """Serve the Shop service on 127.0.0.1 until the block ends (over TLS with ``tls``)."""
     state = ShopServer(target="", script=script or Script())
     server = grpc.aio.server()
     servicer = type("Shop", (_Shop, code.pb2_grpc.ShopServicer), {})(code, state)
     code.pb2_grpc.add_ShopServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if tls is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", tls)
     await server.start()
     state.target = f"127.0.0.1:{port}"
     try:

@@ -141,6 +141,7 @@ class TestGrpcSection:
                 "cfg.yaml: grpc.methods[0].cardinality: must be one of",
             ),
             ({**TARGETS, "timeout_s": 0}, "cfg.yaml: grpc.timeout_s: must be > 0"),
+            ({**TARGETS, "tls": "yes"}, "cfg.yaml: grpc.tls: must be true or false"),
             ({**TARGETS, "listne": "x"}, "cfg.yaml: grpc.listne: unknown key"),
         ],
     )

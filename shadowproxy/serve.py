@@ -36,6 +36,7 @@ from shadowproxy.proxy.server import Server
 from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import HostAddress, Settings
 from shadowproxy.sinks import Evidence, Metrics, default_worker_id, render_metrics
+from shadowproxy.tls import server_context
 
 if TYPE_CHECKING:
     from shadowproxy.grpcproxy import GrpcProxy
@@ -208,6 +209,7 @@ async def serve(
             settings.listen.port,
             reuse_port=settings.workers > 1,
             backlog=1024,
+            tls=None if settings.listen_tls is None else server_context(settings.listen_tls),
         )
         if settings.grpc is not None:
             from shadowproxy.grpcproxy import DescriptorError, GrpcProxy
@@ -258,6 +260,7 @@ async def serve(
         log.info(
             "shadowproxy listening" if serve_admin else "worker listening",
             proxy=str(bound.proxy),
+            scheme=server.scheme,
             admin=str(bound.admin),
             legacy=settings.upstreams.legacy,
             candidate=settings.upstreams.candidate,

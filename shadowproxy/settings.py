@@ -21,6 +21,7 @@ __all__ = [
     "GrpcSettings",
     "HostAddress",
     "LegacySettings",
+    "ListenTLS",
     "RedactSettings",
     "RollbackSettings",
     "RouteMode",
@@ -53,6 +54,16 @@ class UpstreamTLS:
     """PEM bundle of the CAs trusted instead of the system's."""
     cert_file: str | None = None
     """PEM client certificate (chain) presented when an upstream asks for one."""
+    key_file: str | None = None
+    """PEM private key of ``cert_file``, unless that file holds it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenTLS:
+    """The client-facing listener's certificate: it serves HTTPS when this is set."""
+
+    cert_file: str
+    """PEM certificate chain the listener presents."""
     key_file: str | None = None
     """PEM private key of ``cert_file``, unless that file holds it."""
 
@@ -227,6 +238,8 @@ class Settings:
 
     upstreams: UpstreamSettings
     listen: HostAddress = HostAddress("127.0.0.1", 8080)
+    listen_tls: ListenTLS | None = None
+    """HTTPS on the client-facing listener; None serves plain HTTP."""
     admin: AdminSettings = AdminSettings()
     legacy: LegacySettings = LegacySettings()
     shadow: ShadowSettings = ShadowSettings()

@@ -248,6 +248,7 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
         log.info(
             "shadowproxy listening",
             proxy=str(settings.listen),
+            scheme="http" if settings.listen_tls is None else "https",
             admin=str(HostAddress(str(host), int(port))),
             workers=settings.workers,
         )

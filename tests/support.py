@@ -260,7 +260,8 @@ async def proxy_process(*args: str, shed_on_lag: bool = False) -> AsyncIterator[
             output = b"".join(tail).decode(errors="replace")
             raise AssertionError(f"the proxy did not start: {output}")
         drain = asyncio.gather(_discard(process.stdout))
-        yield ProxyProcess(process, f"http://{event['proxy']}", f"http://{event['admin']}")
+        url = f"{event.get('scheme', 'http')}://{event['proxy']}"
+        yield ProxyProcess(process, url, f"http://{event['admin']}")
     finally:
         if process.returncode is None:
             process.terminate()

@@ -36,6 +36,7 @@ from shadowproxy.settings import (
     AdminSettings,
     EvidenceSettings,
     LegacySettings,
+    ListenTLS,
     RedactSettings,
     Settings,
     ShadowSettings,
@@ -43,7 +44,7 @@ from shadowproxy.settings import (
     UpstreamTLS,
 )
 from shadowproxy.sinks import Redactor
-from shadowproxy.tls import TLSSetupError, client_context
+from shadowproxy.tls import TLSSetupError, client_context, server_context
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -109,6 +110,7 @@ def settings_from_document(
     )
     if (listen.host, listen.port) == (admin.host, admin.port) and listen.port != 0:
         raise ConfigError(f"{source}: admin: must differ from listen ({listen})")
+    tls_listener = listen_tls(top.child("listen_tls"))
 
     ups = top.child("upstreams")
     upstream_urls: dict[str, str | None] = {}
@@ -178,6 +180,7 @@ def settings_from_document(
             tls=tls,
         ),
         listen=listen,
+        listen_tls=tls_listener,
         admin=AdminSettings(listen=admin, token=token),
         legacy=legacy,
         shadow=shadow,
@@ -194,6 +197,23 @@ def settings_from_document(
         cutover=cutover,
     )
     return replace(settings, digest=digest(settings))
+
+
+def listen_tls(reader: Reader) -> ListenTLS | None:
+    """``listen_tls``, its files loaded once so that a bad one is reported here."""
+    cert_file = reader.string("cert_file", None)
+    key_file = reader.string("key_file", None)
+    reader.finish()
+    if cert_file is None:
+        if key_file is not None:
+            raise reader.error("needs cert_file, the certificate it belongs to", "key_file")
+        return None
+    tls = ListenTLS(cert_file, key_file)
+    try:
+        server_context(tls)
+    except TLSSetupError as exc:
+        raise reader.error(str(exc), exc.key) from None
+    return tls
 
 
 def upstream_tls(reader: Reader) -> UpstreamTLS:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import http
 import http.cookies
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final, cast
@@ -35,7 +36,15 @@ from multidict import CIMultiDict, MultiMapping
 from shadowproxy.proxy.headers import NO_BODY_STATUS
 from shadowproxy.proxy.inbound import JSON, Inbound, Pairs, error_body
 
-__all__ = ["KEEPALIVE_S", "MAX_HEADERS", "MAX_LINE", "Fallback", "Handler", "Server"]
+__all__ = [
+    "KEEPALIVE_S",
+    "MAX_HEADERS",
+    "MAX_LINE",
+    "TLS_HANDSHAKE_TIMEOUT_S",
+    "Fallback",
+    "Handler",
+    "Server",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +59,8 @@ _HIGH_WATER: Final = 256 * 1024
 KEEPALIVE_S: Final = 3630.0
 """Idle keep-alive connections close after this, as aiohttp's server does: longer
 than the idle timeouts of the load balancers in front, which must close first."""
+TLS_HANDSHAKE_TIMEOUT_S: Final = 10.0
+"""An HTTPS client that has not finished its handshake by then is disconnected."""
 _VERSIONS: Final = frozenset({"1.0", "1.1"})
 # Requests carrying these go to aiohttp, which owns upgrades, 100-continue and
 # every transfer coding (and their smuggling checks).
@@ -113,10 +124,9 @@ class _Request:
         "method",
         "raw_target",
         "remote",
+        "scheme",
         "version",
     )
-
-    scheme = "http"
 
     def __init__(
         self,
@@ -134,6 +144,7 @@ class _Request:
         self.version = version
         self.headers: MultiMapping[str] = headers
         self.remote = connection.remote
+        self.scheme = connection.server.scheme
         self.content_length: int | None = content_length if content_length else None
         self.has_body = content_length > 0
         self.keep_alive = keep_alive
@@ -588,12 +599,31 @@ class Server:
         self.refused = refused
         self.connections: set[_Connection] = set()
         self.closing = False
+        self.scheme = "http"
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int, *, reuse_port: bool, backlog: int) -> None:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool,
+        backlog: int,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """Listen on ``host:port``; HTTPS with ``tls``."""
         loop = asyncio.get_running_loop()
+        self.scheme = "http" if tls is None else "https"
         self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, reuse_port=reuse_port, backlog=backlog
+            lambda: _Connection(self),
+            host,
+            port,
+            reuse_port=reuse_port,
+            backlog=backlog,
+            ssl=tls,
+            # A connection counts against max_connections only once its
+            # handshake is done: a client stalling in it is cut off here.
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if tls is not None else None,
         )
 
     @property

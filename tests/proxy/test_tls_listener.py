@@ -1,0 +1,128 @@
+"""``listen_tls``: the client-facing listener serves HTTPS, on the lean path and aiohttp's."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import trustme
+
+from shadowproxy.cli import main
+from tests.support import backend, json_ok, make_settings, proxy_process, running_proxy
+
+UPSTREAMS = "upstreams: {legacy: 'http://a:1', candidate: 'http://b:2'}\n"
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def _listener_files(ca: trustme.CA, tmp_path: Path) -> dict[str, str]:
+    """``listen_tls`` for a certificate ``ca`` signed for 127.0.0.1."""
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "listener.pem", tmp_path / "listener.key"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    return {"cert_file": str(cert_file), "key_file": str(key_file)}
+
+
+async def _chunks() -> AsyncIterator[bytes]:
+    """A body aiohttp sends chunked: a request the lean server hands over."""
+    yield b"a"
+    yield b"b"
+
+
+def _trusting(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+class TestHttpsListener:
+    async def test_lean_and_handed_over_requests_over_https(
+        self, ca: trustme.CA, tmp_path: Path
+    ) -> None:
+        """A GET (lean server) and a chunked POST (aiohttp's) are answered over TLS, and
+        legacy learns the client spoke https."""
+        document = {"listen_tls": _listener_files(ca, tmp_path)}
+        async with (
+            backend(json_ok) as legacy,
+            backend(json_ok) as candidate,
+            running_proxy(make_settings(legacy.url, candidate.url, tmp_path, document)) as proxy,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=_trusting(ca))) as session,
+        ):
+            base = proxy.url.replace("http://", "https://")
+            async with session.get(base + "/lean") as response:
+                assert response.status == 200
+            async with session.post(base + "/handed-over", data=_chunks()) as response:
+                assert response.status == 200
+            await candidate.wait_for(lambda seen: len(seen) == 1)
+        forwarded = [dict(seen.headers).get("X-Forwarded-Proto") for seen in legacy.seen]
+        assert [seen.path for seen in legacy.seen] == ["/lean", "/handed-over"]
+        assert forwarded == ["https", "https"]
+
+    async def test_plain_http_to_the_https_port_gets_no_answer(
+        self, ca: trustme.CA, tmp_path: Path
+    ) -> None:
+        document = {"listen_tls": _listener_files(ca, tmp_path)}
+        async with (
+            backend(json_ok) as legacy,
+            backend(json_ok) as candidate,
+            running_proxy(make_settings(legacy.url, candidate.url, tmp_path, document)) as proxy,
+            aiohttp.ClientSession() as session,
+        ):
+            with pytest.raises(aiohttp.ClientError):
+                async with session.get(proxy.url + "/x"):
+                    pass
+        assert legacy.seen == []
+
+    async def test_process_announces_https(self, ca: trustme.CA, tmp_path: Path) -> None:
+        """``shadowproxy run`` with listen_tls says so in its listening line, and serves."""
+        files = _listener_files(ca, tmp_path)
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            f"listen_tls: {{cert_file: '{files['cert_file']}', key_file: '{files['key_file']}'}}\n"
+            "shadow: {max_loop_lag_ms: 60000}\n"
+        )
+        async with (
+            backend(json_ok) as legacy,
+            backend(json_ok) as candidate,
+            proxy_process(
+                "--config",
+                str(config),
+                "--legacy",
+                legacy.url,
+                "--candidate",
+                candidate.url,
+                "--log-dir",
+                str(tmp_path / "logs"),
+            ) as proxy,  # fmt: skip
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=_trusting(ca))) as session,
+            session.get(proxy.url + "/x") as response,
+        ):
+            assert proxy.url.startswith("https://")
+            assert response.status == 200
+
+
+class TestConfig:
+    @pytest.mark.parametrize(
+        ("section", "expected"),
+        [
+            ("{key_file: /k.pem}", "listen_tls.key_file: needs cert_file"),
+            ("{cert_file: /nonexistent/c.pem}", "listen_tls.cert_file: cannot read"),
+            ("{cert: /c.pem}", "listen_tls.cert: unknown key"),
+        ],
+    )
+    def test_bad_listen_tls_exits_2_with_one_line(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, expected: str
+    ) -> None:
+        path = tmp_path / "bad.yaml"
+        path.write_text(UPSTREAMS + f"listen_tls: {section}\n")
+        assert main(["check-config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert err.startswith(f"{path}: {expected}")

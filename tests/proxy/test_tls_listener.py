@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 import trustme
 
 from shadowproxy.cli import main
-from tests.support import backend, json_ok, make_settings, proxy_process, running_proxy
+from shadowproxy.proxy import server as server_module
+from tests.support import WAIT_S, backend, json_ok, make_settings, proxy_process, running_proxy
 
 UPSTREAMS = "upstreams: {legacy: 'http://a:1', candidate: 'http://b:2'}\n"
 
@@ -79,6 +81,23 @@ class TestHttpsListener:
                 async with session.get(proxy.url + "/x"):
                     pass
         assert legacy.seen == []
+
+    async def test_stalled_handshake_is_cut_off(
+        self, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A client that connects and never starts its handshake is disconnected."""
+        monkeypatch.setattr(server_module, "TLS_HANDSHAKE_TIMEOUT_S", 0.2)
+        document = {"listen_tls": _listener_files(ca, tmp_path)}
+        async with (
+            backend(json_ok) as legacy,
+            backend(json_ok) as candidate,
+            running_proxy(make_settings(legacy.url, candidate.url, tmp_path, document)) as proxy,
+        ):
+            address = proxy.bound.proxy
+            reader, writer = await asyncio.open_connection(address.host, address.port)
+            async with asyncio.timeout(WAIT_S):
+                assert await reader.read() == b""
+            writer.close()
 
     async def test_process_announces_https(self, ca: trustme.CA, tmp_path: Path) -> None:
         """``shadowproxy run`` with listen_tls says so in its listening line, and serves."""

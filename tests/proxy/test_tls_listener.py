@@ -11,11 +11,8 @@ import aiohttp
 import pytest
 import trustme
 
-from shadowproxy.cli import main
 from shadowproxy.proxy import server as server_module
 from tests.support import WAIT_S, backend, json_ok, make_settings, proxy_process, running_proxy
-
-UPSTREAMS = "upstreams: {legacy: 'http://a:1', candidate: 'http://b:2'}\n"
 
 
 @pytest.fixture
@@ -125,23 +122,3 @@ class TestHttpsListener:
         ):
             assert proxy.url.startswith("https://")
             assert response.status == 200
-
-
-class TestConfig:
-    @pytest.mark.parametrize(
-        ("section", "expected"),
-        [
-            ("{key_file: /k.pem}", "listen_tls.key_file: needs cert_file"),
-            ("{cert_file: /nonexistent/c.pem}", "listen_tls.cert_file: cannot read"),
-            ("{cert: /c.pem}", "listen_tls.cert: unknown key"),
-        ],
-    )
-    def test_bad_listen_tls_exits_2_with_one_line(
-        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, expected: str
-    ) -> None:
-        path = tmp_path / "bad.yaml"
-        path.write_text(UPSTREAMS + f"listen_tls: {section}\n")
-        assert main(["check-config", str(path)]) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1
-        assert err.startswith(f"{path}: {expected}")

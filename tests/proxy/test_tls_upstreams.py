@@ -1,4 +1,4 @@
-"""https upstreams with ``upstreams.tls``: a private CA, a client certificate, clear errors."""
+"""https upstreams with ``upstreams.tls``: a private CA, a client certificate; TLS config errors."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from shadowproxy.tls import TLSSetupError, client_context
 from tests.support import backend, make_settings, running_proxy
 
 UPSTREAMS = "upstreams: {legacy: 'https://a:1', candidate: 'https://b:2', tls: %s}\n"
+LISTEN = "upstreams: {legacy: 'http://a:1', candidate: 'http://b:2'}\nlisten_tls: %s\n"
 
 
 @dataclass(frozen=True)
@@ -169,25 +170,28 @@ def _loaded(bundle: Path) -> list[dict[str, object]]:
 
 
 class TestConfig:
-    """``check-config`` reports a bad ``upstreams.tls`` in one line, exit 2."""
+    """``check-config`` reports a bad ``upstreams.tls`` or ``listen_tls`` in one line, exit 2."""
 
     @pytest.mark.parametrize(
-        ("tls", "expected"),
+        ("document", "expected"),
         [
-            ("{key_file: /k.pem}", "upstreams.tls.key_file: needs cert_file"),
+            (UPSTREAMS % "{key_file: /k.pem}", "upstreams.tls.key_file: needs cert_file"),
             (
-                "{ca_file: /nonexistent/ca.pem}",
+                UPSTREAMS % "{ca_file: /nonexistent/ca.pem}",
                 "upstreams.tls.ca_file: cannot read: No such file or directory",
             ),
-            ("{cert_file: /nonexistent/c.pem}", "upstreams.tls.cert_file: cannot read"),
-            ("{cafile: /ca.pem}", "upstreams.tls.cafile: unknown key"),
+            (UPSTREAMS % "{cert_file: /nonexistent/c.pem}", "upstreams.tls.cert_file: cannot read"),
+            (UPSTREAMS % "{cafile: /ca.pem}", "upstreams.tls.cafile: unknown key"),
+            (LISTEN % "{key_file: /k.pem}", "listen_tls.key_file: needs cert_file"),
+            (LISTEN % "{cert_file: /nonexistent/c.pem}", "listen_tls.cert_file: cannot read"),
+            (LISTEN % "{cert: /c.pem}", "listen_tls.cert: unknown key"),
         ],
     )
     def test_bad_tls_exits_2_with_one_line(
-        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], tls: str, expected: str
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], document: str, expected: str
     ) -> None:
         path = tmp_path / "bad.yaml"
-        path.write_text(UPSTREAMS % tls)
+        path.write_text(document)
         assert main(["check-config", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1

@@ -14,14 +14,18 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from shadowproxy.cli import main
 from shadowproxy.config import Overrides, settings_from_document
 from shadowproxy.serve import Bound, serve
 from shadowproxy.settings import Settings
+
+if TYPE_CHECKING:
+    import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -176,6 +180,20 @@ async def running_proxy(
     finally:
         if not done.done():
             await proxy.close()
+
+
+def config_error(document: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``check-config`` of ``document``, which must exit 2 with one line naming the file.
+
+    Returns the rest of that line (the key and the problem).
+    """
+    path = tmp_path / "bad.yaml"
+    path.write_text(document)
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"{path}: ")
+    return err.removeprefix(f"{path}: ")
 
 
 async def eventually(check: Callable[[], bool]) -> None:

@@ -14,7 +14,7 @@ from aiohttp import web
 from yarl import URL
 
 from shadowproxy.cli import main
-from tests.support import backend, json_ok, proxy_process
+from tests.support import backend, config_error, json_ok, proxy_process
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAMS = "upstreams: {legacy: 'http://a:1', candidate: 'http://b:2'}\n"
@@ -107,13 +107,7 @@ class TestCliErrors:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], document: str, expected: str
     ) -> None:
         """check-config names the file and the key in a single line and exits 2."""
-        path = tmp_path / "bad.yaml"
-        path.write_text(document)
-        assert main(["check-config", str(path)]) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1
-        assert err.startswith(f"{path}: ")
-        assert expected in err
+        assert expected in config_error(document, tmp_path, capsys)
 
     def test_missing_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A missing config file is one line, exit 2."""

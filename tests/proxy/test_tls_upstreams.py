@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from shadowproxy.cli import main
 from shadowproxy.settings import UpstreamTLS
 from shadowproxy.tls import TLSSetupError, client_context
-from tests.support import backend, make_settings, running_proxy
+from tests.support import backend, config_error, make_settings, running_proxy
 
 UPSTREAMS = "upstreams: {legacy: 'https://a:1', candidate: 'https://b:2', tls: %s}\n"
 LISTEN = "upstreams: {legacy: 'http://a:1', candidate: 'http://b:2'}\nlisten_tls: %s\n"
@@ -190,12 +190,7 @@ class TestConfig:
     def test_bad_tls_exits_2_with_one_line(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], document: str, expected: str
     ) -> None:
-        path = tmp_path / "bad.yaml"
-        path.write_text(document)
-        assert main(["check-config", str(path)]) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1
-        assert err.startswith(f"{path}: {expected}")
+        assert config_error(document, tmp_path, capsys).startswith(expected)
 
     def test_good_tls_accepted(self, files: Files, tmp_path: Path) -> None:
         path = tmp_path / "good.yaml"

@@ -11,8 +11,8 @@ files on one kept-alive connection through each client, the way the proxy
 sends an upstream request: inside ``asyncio.timeout``, the body read whole.
 
 * ``aiohttp``: an ``aiohttp.ClientSession`` set up as ``open_session`` does
-  (the proxy's upstream client before ``shadowproxy/proxy/h1.py``);
-* ``h1``: ``shadowproxy.proxy.h1.Pool``.
+  (the proxy's upstream client before ``shadowproxy/http/h1.py``);
+* ``h1``: ``shadowproxy.http.h1.Pool``.
 
 CPU per request is this process's user + system time (``time.process_time``)
 over the run, divided by the requests; system calls count, nginx's work does
@@ -35,8 +35,8 @@ from typing import Any
 import uvloop
 
 from bench.bench_proxy import _backend_root, _free_port, _nginx, _versions
-from shadowproxy.proxy.h1 import Pool
-from shadowproxy.proxy.upstream import open_session
+from shadowproxy.http.h1 import Pool
+from shadowproxy.http.websocket import open_session
 
 __all__ = ["main"]
 

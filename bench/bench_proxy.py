@@ -469,7 +469,7 @@ def _probe(argv: Sequence[str]) -> int:
     import uvloop
 
     from shadowproxy.config import Overrides, load_settings
-    from shadowproxy.serve import serve
+    from shadowproxy.runtime.serve import serve
 
     settings = load_settings(
         None,

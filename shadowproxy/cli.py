@@ -123,10 +123,10 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(json=log_json)
     _use_uvloop()
     if settings.workers > 1:
-        from shadowproxy.supervisor import supervise
+        from shadowproxy.runtime.supervisor import supervise
 
         return supervise(settings, config_path=args.config, overrides=overrides, log_json=log_json)
-    from shadowproxy.serve import serve
+    from shadowproxy.runtime.serve import serve
 
     return asyncio.run(serve(settings, reload=lambda: load_settings(args.config, overrides)))
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shadowproxy.config import ADMIN_TOKEN_ENV
-from shadowproxy.proxy.cutover import Assignment, Mode, next_step
+from shadowproxy.cutover.state import Assignment, Mode, next_step
 from shadowproxy.report.aggregate import Windows
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.gates import evaluate_gates, load_gates

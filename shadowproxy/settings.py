@@ -110,7 +110,7 @@ class ShadowSettings:
 
 
 RouteMode = Literal["shadow", "canary", "candidate", "legacy-only"]
-"""Who answers a route (docs/cutover.md); ``shadowproxy.proxy.cutover.Mode`` names them."""
+"""Who answers a route (docs/cutover.md); ``shadowproxy.cutover.state.Mode`` names them."""
 
 
 @dataclass(frozen=True, slots=True)

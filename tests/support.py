@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from shadowproxy.cli import main
 from shadowproxy.config import Overrides, settings_from_document
-from shadowproxy.serve import Bound, serve
+from shadowproxy.runtime.serve import Bound, serve
 from shadowproxy.settings import Settings
 
 if TYPE_CHECKING:

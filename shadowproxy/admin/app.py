@@ -17,9 +17,9 @@ import structlog
 from aiohttp import web
 
 from shadowproxy import __version__
-from shadowproxy.proxy.control import ShadowSwitch
-from shadowproxy.proxy.cutover_api import Handler, add_cutover_routes
-from shadowproxy.proxy.ownership import Ownership
+from shadowproxy.admin.cutover import Handler, add_cutover_routes
+from shadowproxy.cutover.ownership import Ownership
+from shadowproxy.shadow.control import ShadowSwitch
 
 __all__ = ["AdminContext", "build_admin_app", "legacy_reachable"]
 

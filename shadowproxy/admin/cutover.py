@@ -21,9 +21,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from shadowproxy.proxy.cutover import Assignment, Mode
-from shadowproxy.proxy.ownership import Ownership
-from shadowproxy.sinks.records import SCHEMA_VERSION
+from shadowproxy.cutover.ownership import Ownership
+from shadowproxy.cutover.state import Assignment, Mode
+from shadowproxy.records import DRILL, SCHEMA_VERSION
 
 __all__ = ["API_SOURCES", "CUTOVER", "add_cutover_routes"]
 
@@ -187,7 +187,7 @@ async def _drill(request: web.Request) -> web.Response:
         raise _BadInputError("passed: must be true or false")
     record = {
         "v": SCHEMA_VERSION,
-        "type": "drill",
+        "type": DRILL,
         "route": route,
         "passed": passed,
         "steps": _steps(data.get("steps", [])),

@@ -1,23 +1,19 @@
-"""Configuration loading: one YAML file plus CLI flags, validated once into ``Settings``.
+"""The whole configuration document: one YAML file plus CLI flags, validated once into ``Settings``.
 
-Every problem raises ``ConfigError`` whose message is one line naming the
-file and the key (``config.yaml: shadow.timeout_s: must be > 0``); the CLI
-prints it and exits 2. Unknown keys are errors, so a typo never silently
-falls back to a default. Each section has its own module; this one puts the
-document together.
+Reads the top-level keys (listeners, upstreams, admin, evidence, redaction,
+workers, bounds) and puts together what the section modules (``routes``,
+``rules``, ``grpc``, ``tls``) validate. Flags override the file; the admin
+token and the redaction hash key come from the environment.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import fields, is_dataclass, replace
-from typing import TYPE_CHECKING, TypeGuard
-
-import orjson
+from dataclasses import replace
 
 from shadowproxy.compare.rules import CompareRules
+from shadowproxy.config.digest import digest
 from shadowproxy.config.grpc import grpc_settings
 from shadowproxy.config.overrides import Overrides
 from shadowproxy.config.reader import (
@@ -30,41 +26,27 @@ from shadowproxy.config.reader import (
     section,
     worker_count,
 )
-from shadowproxy.config.routes import FORCE_LEGACY_ENV, cutover_settings, route_specs
+from shadowproxy.config.routes import cutover_settings, route_specs
 from shadowproxy.config.rules import compare_rules
+from shadowproxy.config.tls import listen_tls, upstream_tls
 from shadowproxy.settings import (
     AdminSettings,
     EvidenceSettings,
     LegacySettings,
-    ListenTLS,
     RedactSettings,
     Settings,
     ShadowSettings,
     UpstreamSettings,
-    UpstreamTLS,
 )
 from shadowproxy.sinks import Redactor
-from shadowproxy.tls import TLSSetupError, client_context, server_context
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-__all__ = [
-    "ADMIN_TOKEN_ENV",
-    "FORCE_LEGACY_ENV",
-    "ConfigError",
-    "Overrides",
-    "is_loopback",
-    "load_settings",
-    "parse_address",
-    "reloaded",
-    "settings_from_document",
-]
+__all__ = ["ADMIN_TOKEN_ENV", "load_settings", "settings_from_document"]
 
 ADMIN_TOKEN_ENV = "SHADOWPROXY_ADMIN_TOKEN"
+"""The environment variable that holds the admin token (it wins over ``admin_token``)."""
 
 
-def hash_key(reader: Reader, env: Mapping[str, str]) -> bytes | None:
+def _hash_key(reader: Reader, env: Mapping[str, str]) -> bytes | None:
     name = reader.string("hash_key_env", None)
     if name is None:
         return None
@@ -143,7 +125,7 @@ def settings_from_document(
         headers=tuple(h.lower() for h in redact_reader.strings("headers")),
         body_paths=redact_reader.strings("body_paths"),
         query_params=tuple(q.lower() for q in redact_reader.strings("query_params")),
-        hash_key=hash_key(redact_reader, env),
+        hash_key=_hash_key(redact_reader, env),
     )
     redact_reader.finish()
     try:
@@ -197,110 +179,3 @@ def settings_from_document(
         cutover=cutover,
     )
     return replace(settings, digest=digest(settings))
-
-
-def listen_tls(reader: Reader) -> ListenTLS | None:
-    """``listen_tls``, its files loaded once so that a bad one is reported here."""
-    cert_file = reader.string("cert_file", None)
-    key_file = reader.string("key_file", None)
-    reader.finish()
-    if cert_file is None:
-        if key_file is not None:
-            raise reader.error("needs cert_file, the certificate it belongs to", "key_file")
-        return None
-    tls = ListenTLS(cert_file, key_file)
-    try:
-        server_context(tls)
-    except TLSSetupError as exc:
-        raise reader.error(str(exc), exc.key) from None
-    return tls
-
-
-def upstream_tls(reader: Reader) -> UpstreamTLS:
-    """``upstreams.tls``, its files loaded once so that a bad one is reported here."""
-    tls = UpstreamTLS(
-        ca_file=reader.string("ca_file", None),
-        cert_file=reader.string("cert_file", None),
-        key_file=reader.string("key_file", None),
-    )
-    reader.finish()
-    if tls.key_file is not None and tls.cert_file is None:
-        raise reader.error("needs cert_file, the certificate it belongs to", "key_file")
-    if tls != UpstreamTLS():
-        try:
-            client_context(tls)
-        except TLSSetupError as exc:
-            raise reader.error(str(exc), exc.key) from None
-    return tls
-
-
-def reloaded(running: Settings, fresh: Settings) -> tuple[Settings, tuple[str, ...]]:
-    """What a reload applies, and the keys it leaves for a restart.
-
-    A reload swaps routes, sampling, comparison rules, cutover settings and
-    gRPC methods. Everything else (listeners, upstreams and their TLS, pools
-    and timeouts, shadow bounds, evidence, redaction, workers) was fixed when the
-    process started, so it keeps its running value: every worker, including
-    one restarted later, runs one configuration, and ``/status`` shows it.
-    """
-    grpc = running.grpc
-    if grpc is not None and fresh.grpc is not None:
-        grpc = replace(
-            grpc,
-            methods=fresh.grpc.methods,
-            domain=fresh.grpc.domain,
-            timeout_s=fresh.grpc.timeout_s,
-        )
-    applied = replace(
-        running,
-        shadow=replace(running.shadow, sample_percent=fresh.shadow.sample_percent),
-        compare=fresh.compare,
-        routes=fresh.routes,
-        max_routes=fresh.max_routes,
-        cutover=fresh.cutover,
-        grpc=grpc,
-        source=fresh.source,
-        digest="",
-    )
-    # Equal to the file's digest exactly when the whole file is in effect.
-    applied = replace(applied, digest=digest(applied))
-    return applied, _changed(applied, fresh)
-
-
-def _changed(old: DataclassInstance, new: DataclassInstance, prefix: str = "") -> tuple[str, ...]:
-    """Dotted names of the fields that differ, one section deep (names only, never values)."""
-    keys: list[str] = []
-    for field in fields(old):
-        if field.name == "digest":
-            continue
-        a, b = getattr(old, field.name), getattr(new, field.name)
-        if a == b:
-            continue
-        name = prefix + field.name
-        if not prefix and _section(a) and _section(b):
-            keys.extend(_changed(a, b, f"{name}."))
-        else:
-            keys.append(name)
-    return tuple(keys)
-
-
-def _section(value: object) -> TypeGuard[DataclassInstance]:
-    return is_dataclass(value) and not isinstance(value, type)
-
-
-def digest(settings: Settings) -> str:
-    """A stable fingerprint of the effective settings, secrets left out."""
-    shown = replace(
-        settings,
-        admin=replace(settings.admin, token=None),
-        redact=replace(settings.redact, hash_key=None),
-        source="",
-    )
-    encoded = orjson.dumps(shown, default=_encode, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(encoded).hexdigest()[:16]
-
-
-def _encode(value: object) -> object:
-    if isinstance(value, frozenset | tuple):
-        return list(value)
-    raise TypeError

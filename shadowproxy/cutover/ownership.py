@@ -28,7 +28,8 @@ from typing import Protocol
 import orjson
 import structlog
 
-from shadowproxy.proxy.cutover import (
+from shadowproxy.cutover.rollback import RollbackWindows, Trigger
+from shadowproxy.cutover.state import (
     ALL_ROUTES,
     Assignment,
     Change,
@@ -40,7 +41,6 @@ from shadowproxy.proxy.cutover import (
     reconcile,
     shown_routes,
 )
-from shadowproxy.proxy.rollback import RollbackWindows, Trigger
 from shadowproxy.settings import Settings
 
 __all__ = ["STATE_FILE", "Ownership", "OwnershipSink"]

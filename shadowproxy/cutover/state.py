@@ -20,8 +20,8 @@ from enum import StrEnum
 from typing import Any
 
 from shadowproxy.model import Upstream
+from shadowproxy.records import OWNERSHIP, SCHEMA_VERSION
 from shadowproxy.settings import RouteSpec, Settings
-from shadowproxy.sinks.records import SCHEMA_VERSION
 from shadowproxy.timestamps import rfc3339
 
 __all__ = [
@@ -126,7 +126,7 @@ class Change:
         """The ``ownership`` record (docs/evidence.md)."""
         record: dict[str, object] = {
             "v": SCHEMA_VERSION,
-            "type": "ownership",
+            "type": OWNERSHIP,
             "ts": rfc3339(self.ts),
             "route": self.route,
             "from": self.before,

@@ -22,7 +22,7 @@ from aiohttp import web
 from shadowproxy.config import Overrides, settings_from_document
 from shadowproxy.demo.backends import DEMO_PATHS, build_backend
 from shadowproxy.report.command import add_report_arguments, run_report
-from shadowproxy.serve import Bound, serve
+from shadowproxy.runtime.serve import Bound, serve
 from shadowproxy.settings import Settings
 
 __all__ = ["DEMO_CONFIG", "demo_settings", "run_demo", "running_app", "running_backend"]

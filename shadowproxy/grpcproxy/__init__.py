@@ -16,8 +16,9 @@ thing:
 - ``forward``: the hot path (the generic handler);
 - ``server``: channels, the server and their lifecycle.
 
-This package sits beside ``shadowproxy.proxy`` (whose task pool and switches
-it shares) and below ``shadowproxy.serve``, which starts it.
+This package sits beside ``shadowproxy.http`` (never importing it), builds on
+``shadowproxy.shadow`` (the task pool, switches, mirrors and comparisons both
+share) and sits below ``shadowproxy.runtime.serve``, which starts it.
 """
 
 from shadowproxy.grpcproxy.descriptors import Catalog, DescriptorError, MethodShape, load_catalog

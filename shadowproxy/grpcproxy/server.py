@@ -22,10 +22,10 @@ from shadowproxy.grpcproxy.descriptors import Catalog, load_catalog
 from shadowproxy.grpcproxy.forward import GrpcForwarder
 from shadowproxy.grpcproxy.methods import MethodTable
 from shadowproxy.grpcproxy.shadow import GrpcEvidence, GrpcShadow
-from shadowproxy.proxy.comparisons import Comparisons
-from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
-from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import HostAddress, Settings, UpstreamTLS
+from shadowproxy.shadow.comparisons import Comparisons
+from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
+from shadowproxy.shadow.tasks import TaskPool
 
 __all__ = ["GrpcProxy", "method_table"]
 

@@ -24,11 +24,11 @@ from shadowproxy.grpcproxy.metadata import Metadata
 from shadowproxy.grpcproxy.methods import GrpcMethod
 from shadowproxy.grpcproxy.status import code_name
 from shadowproxy.model import Exchange, Observation, RequestFacts, SkipReason, Verdict
-from shadowproxy.proxy.comparisons import Comparisons
-from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
-from shadowproxy.proxy.mirror import EvidenceSink, Mirrors, fetch_copies
-from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import ShadowSettings
+from shadowproxy.shadow.comparisons import Comparisons
+from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
+from shadowproxy.shadow.mirror import EvidenceSink, Mirrors, fetch_copies
+from shadowproxy.shadow.tasks import TaskPool
 
 __all__ = ["RAW_NOTE", "SHADOW_MARK", "GrpcEvidence", "GrpcShadow", "MirrorCall"]
 

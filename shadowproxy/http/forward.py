@@ -27,25 +27,23 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
-from aiohttp import web
 
-from shadowproxy.model import ErrorKind, Observation, RequestFacts, SkipReason
-from shadowproxy.model import Upstream as UpstreamName
-from shadowproxy.proxy.cutover import sticky_key
-from shadowproxy.proxy.h1 import IDEMPOTENT_METHODS
-from shadowproxy.proxy.h1 import Response as UpstreamResponse
-from shadowproxy.proxy.headers import NO_BODY_STATUS, request_headers, response_headers
-from shadowproxy.proxy.inbound import JSON, AiohttpInbound, Inbound, error_body
-from shadowproxy.proxy.ownership import Ownership
-from shadowproxy.proxy.routing import Route, RouteTable
-from shadowproxy.proxy.shadow import Shadow, ShadowRequest
-from shadowproxy.proxy.upstream import (
+from shadowproxy.cutover.ownership import Ownership
+from shadowproxy.cutover.state import sticky_key
+from shadowproxy.http.h1 import IDEMPOTENT_METHODS
+from shadowproxy.http.h1_response import Response as UpstreamResponse
+from shadowproxy.http.headers import NO_BODY_STATUS, request_headers, response_headers
+from shadowproxy.http.inbound import JSON, Inbound, error_body
+from shadowproxy.http.routing import Route, RouteTable
+from shadowproxy.http.shadow import Shadow, ShadowRequest
+from shadowproxy.http.upstream import (
     PREAMBLE_ERRORS,
     Upstream,
     UpstreamError,
     failed_observation,
 )
-from shadowproxy.proxy.websocket import is_upgrade, tunnel_websocket
+from shadowproxy.model import ErrorKind, Observation, RequestFacts, SkipReason
+from shadowproxy.model import Upstream as UpstreamName
 from shadowproxy.settings import Settings
 
 __all__ = [
@@ -54,7 +52,6 @@ __all__ = [
     "PROBE_HEADER",
     "Forwarder",
     "RequestSink",
-    "json_error",
 ]
 
 log = structlog.get_logger(__name__)
@@ -78,13 +75,6 @@ class RequestSink(Protocol):
 
     def on_request(self, route: str, method: str, status: int | None) -> None: ...
     def on_upstream(self, upstream: UpstreamName, route: str, observation: Observation) -> None: ...
-
-
-def json_error(status: int, upstream: str, reason: str) -> web.Response:
-    """``error_body`` as an aiohttp answer."""
-    return web.Response(
-        body=error_body(upstream, reason), status=status, headers={"Content-Type": JSON}
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,16 +146,9 @@ class Forwarder:
         self.settings = settings
         self.routes = routes
 
-    async def handle_aiohttp(self, request: web.Request) -> web.StreamResponse:
-        """aiohttp's handler: WebSocket tunnels, and every other request through ``handle``."""
-        if is_upgrade(request):
-            path = request.raw_path.partition("?")[0]
-            self._shadow.skip(self.routes.resolve(path), SkipReason.UPGRADE)
-            return await tunnel_websocket(request, self._legacy, request.raw_path)
-        inbound = AiohttpInbound(request)
-        await self.handle(inbound)
-        assert inbound.response is not None
-        return inbound.response
+    def not_mirrored(self, raw_target: str, reason: SkipReason) -> None:
+        """Count a request answered outside ``handle`` (a WebSocket tunnel) as not mirrored."""
+        self._shadow.skip(self.routes.resolve(raw_target.partition("?")[0]), reason)
 
     async def handle(self, request: Inbound) -> None:
         """Answer one client request from legacy and mirror it when allowed."""

@@ -1,11 +1,11 @@
 """One client request as the hot path sees it, whichever HTTP server parsed it.
 
-Two servers feed the hot path: the lean one in ``shadowproxy/proxy/server.py``,
+Two servers feed the hot path: the lean one (``shadowproxy.http.server``),
 which takes the common requests, and aiohttp's, which takes the connections
 the lean one hands over (upgrades, ``Expect``, chunked uploads, anything
 malformed). ``Inbound`` is what ``Forwarder`` needs from either: the request's
-parts, its body, and a way to answer. ``AiohttpInbound`` adapts aiohttp's
-request and response to it.
+parts, its body, and a way to answer. The lean server's ``ServerRequest`` is
+one; ``shadowproxy.http.handover.AiohttpInbound`` adapts aiohttp's request.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
-from aiohttp import web
 from multidict import MultiMapping
 
-__all__ = ["JSON", "AiohttpInbound", "Inbound", "Pairs", "error_body"]
+__all__ = ["JSON", "Inbound", "Pairs", "error_body"]
 
 Pairs = list[tuple[str, str]]
 JSON = "application/json; charset=utf-8"
@@ -80,73 +79,3 @@ class Inbound(Protocol):
     def abort(self) -> None:
         """Drop the client connection, so a cut answer never looks complete."""
         ...
-
-
-class AiohttpInbound:
-    """``Inbound`` over an aiohttp request; the handler returns ``response``."""
-
-    __slots__ = ("_request", "response")
-
-    def __init__(self, request: web.Request) -> None:
-        self._request = request
-        self.response: web.StreamResponse | None = None
-
-    @property
-    def method(self) -> str:
-        return self._request.method
-
-    @property
-    def raw_target(self) -> str:
-        return self._request.raw_path
-
-    @property
-    def headers(self) -> MultiMapping[str]:
-        return self._request.headers
-
-    @property
-    def remote(self) -> str:
-        return self._request.remote or ""
-
-    @property
-    def scheme(self) -> str:
-        return self._request.scheme
-
-    @property
-    def content_length(self) -> int | None:
-        return self._request.content_length
-
-    @property
-    def has_body(self) -> bool:
-        return self._request.body_exists
-
-    @property
-    def cookies(self) -> Mapping[str, str]:
-        return self._request.cookies
-
-    async def read(self, limit: int) -> bytes:
-        return await self._request.content.read(limit)
-
-    async def body_chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._request.content.iter_any():
-            yield chunk
-
-    def answer(self, status: int, reason: str, headers: Pairs, body: bytes) -> None:
-        self.response = web.Response(body=body, status=status, reason=reason, headers=headers)
-
-    async def start(self, status: int, reason: str, headers: Pairs) -> None:
-        response = web.StreamResponse(status=status, reason=reason)
-        response.headers.extend(headers)
-        self.response = response
-        await response.prepare(self._request)
-
-    async def write(self, chunk: bytes) -> None:
-        assert self.response is not None
-        await self.response.write(chunk)
-
-    async def end(self) -> None:
-        assert self.response is not None
-        await self.response.write_eof()
-
-    def abort(self) -> None:
-        if self._request.transport is not None:
-            self._request.transport.abort()

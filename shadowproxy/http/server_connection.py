@@ -1,50 +1,30 @@
-"""The client-facing HTTP/1.1 server: llhttp-parsed heads, everything unusual handed to aiohttp.
+"""One client connection of the lean server: finds request heads, feeds bodies, hands over the rest.
 
-aiohttp's server costs about as much CPU per request as the rest of the hot
-path (request and response objects, header multidicts, the router, the
-middleware chain); ``docs/performance.md`` has the figures. This server takes
-the requests a proxy sees nearly all the time (HTTP/1.0 or 1.1, an
-origin-form target, a body framed by Content-Length or none) and answers
-them through the same handler, writing each answer with as few writes as
-possible.
-
-Any other request is handed over, with the connection, to aiohttp's server:
-upgrades, ``Expect``, any ``Transfer-Encoding`` (chunked uploads), targets
-that are not a path, more than ``MAX_HEADERS`` header lines, over-long
-lines, and anything llhttp or this server's checks refuse. The raw bytes of
-that request, and whatever followed it, go to aiohttp's protocol as if it
-had read them itself, so hostile and unusual input meets exactly the
-checks and answers it met before this server existed, and this server only
-ever deals with well-formed requests.
+Owns the connection's life: the bound on open connections (drop and count
+before reading a byte), the search for a complete head (linear in the bytes
+received), the checks that decide whether this server takes a request or
+hands the connection, with every byte it has read, to aiohttp's server, one
+request answered at a time, reading paused while a body waits to be read,
+and the keep-alive timer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
-import http.cookies
-import ssl
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 import structlog
-from multidict import CIMultiDict, MultiMapping
+from multidict import CIMultiDict
 
-from shadowproxy.proxy.headers import NO_BODY_STATUS
-from shadowproxy.proxy.inbound import JSON, Inbound, Pairs, error_body
+from shadowproxy.http.inbound import JSON, error_body
+from shadowproxy.http.server_request import BODY_HIGH_WATER, RequestHead, ServerRequest
 
-__all__ = [
-    "KEEPALIVE_S",
-    "MAX_HEADERS",
-    "MAX_LINE",
-    "TLS_HANDSHAKE_TIMEOUT_S",
-    "Fallback",
-    "Handler",
-    "Server",
-]
+if TYPE_CHECKING:
+    from shadowproxy.http.server import Server
+
+__all__ = ["KEEPALIVE_S", "MAX_HEADERS", "MAX_LINE", "ServerConnection"]
 
 log = structlog.get_logger(__name__)
 
@@ -54,13 +34,9 @@ refuses them with 431."""
 MAX_LINE: Final = 8190
 """Longest request line or header line taken here (aiohttp's limit; longer go to it)."""
 _MAX_HEAD: Final = 64 * 1024
-_HIGH_WATER: Final = 256 * 1024
-"""Request body bytes (or pipelined requests) buffered before reading pauses."""
 KEEPALIVE_S: Final = 3630.0
 """Idle keep-alive connections close after this, as aiohttp's server does: longer
 than the idle timeouts of the load balancers in front, which must close first."""
-TLS_HANDSHAKE_TIMEOUT_S: Final = 10.0
-"""An HTTPS client that has not finished its handshake by then is disconnected."""
 _VERSIONS: Final = frozenset({"1.0", "1.1"})
 # Requests carrying these go to aiohttp, which owns upgrades, 100-continue and
 # every transfer coding (and their smuggling checks).
@@ -68,225 +44,8 @@ _HANDED_OVER: Final = frozenset({"upgrade", "expect", "transfer-encoding"})
 # Fields a request may carry once; a repeat goes to aiohttp, which refuses it.
 _SINGLE: Final = frozenset({"content-length", "host"})
 
-Handler = Callable[[Inbound], Awaitable[None]]
-Fallback = Callable[[], asyncio.Protocol]
-"""Makes the aiohttp protocol a handed-over connection continues with."""
 
-
-class _Head:
-    """llhttp's callbacks for one request head."""
-
-    __slots__ = ("complete", "headers", "keep_alive", "method", "parser", "url", "version")
-
-    def __init__(self) -> None:
-        self.url = b""
-        self.headers: Pairs = []
-        self.complete = False
-        self.parser: httptools.HttpRequestParser | None = None
-        self.method = b""
-        self.version = ""
-        self.keep_alive = False
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        # Read now: llhttp resets them once a bodiless message completes.
-        parser = self.parser
-        assert parser is not None
-        self.method = parser.get_method()
-        self.version = parser.get_http_version()
-        self.keep_alive = parser.should_keep_alive()
-        self.complete = True
-
-
-class _Request:
-    """One request taken by this server: its parts, its body as it arrives, its answer."""
-
-    __slots__ = (
-        "_bodiless",
-        "_body",
-        "_buffered",
-        "_chunked",
-        "_connection",
-        "_cookies",
-        "_cut",
-        "_left",
-        "_waiter",
-        "answered",
-        "content_length",
-        "has_body",
-        "headers",
-        "keep_alive",
-        "method",
-        "raw_target",
-        "remote",
-        "scheme",
-        "version",
-    )
-
-    def __init__(
-        self,
-        connection: _Connection,
-        method: str,
-        raw_target: str,
-        version: str,
-        headers: CIMultiDict[str],
-        content_length: int,
-        keep_alive: bool,
-    ) -> None:
-        self._connection = connection
-        self.method = method
-        self.raw_target = raw_target
-        self.version = version
-        self.headers: MultiMapping[str] = headers
-        self.remote = connection.remote
-        self.scheme = connection.server.scheme
-        self.content_length: int | None = content_length if content_length else None
-        self.has_body = content_length > 0
-        self.keep_alive = keep_alive
-        self._left = content_length
-        self._body: deque[bytes] = deque()
-        self._buffered = 0
-        self._cut = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._cookies: Mapping[str, str] | None = None
-        self._chunked = False
-        self._bodiless = False
-        self.answered = False
-        """The head of an answer has been written."""
-
-    # -- body --------------------------------------------------------------
-
-    @property
-    def body_pending(self) -> bool:
-        """Body bytes the client has yet to send."""
-        return self._left > 0
-
-    def feed(self, data: bytes | bytearray | memoryview) -> int:
-        """Take what belongs to this body from ``data``; returns how many bytes."""
-        taken = min(self._left, len(data))
-        if taken:
-            self._left -= taken
-            self._body.append(bytes(data[:taken]))
-            self._buffered += taken
-            self._wake()
-        return taken
-
-    def lost(self) -> None:
-        if self._left:
-            self._cut = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def _next_chunk(self, limit: int) -> bytes:
-        while not self._body:
-            if self._cut:
-                # A new exception each time: one kept here would pin, through its
-                # traceback, the frames that hold this request.
-                raise ConnectionResetError("client closed the connection mid-body")
-            if not self._left:
-                return b""
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        chunk = self._body.popleft()
-        if len(chunk) > limit:
-            self._body.appendleft(chunk[limit:])
-            chunk = chunk[:limit]
-        self._buffered -= len(chunk)
-        if self._buffered < _HIGH_WATER:
-            self._connection.resume_reading()
-        return chunk
-
-    async def read(self, limit: int) -> bytes:
-        return await self._next_chunk(limit)
-
-    async def body_chunks(self) -> AsyncIterator[bytes]:
-        while chunk := await self._next_chunk(_HIGH_WATER):
-            yield chunk
-
-    @property
-    def cookies(self) -> Mapping[str, str]:
-        if self._cookies is None:
-            jar: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
-            with contextlib.suppress(http.cookies.CookieError):
-                for value in self.headers.getall("Cookie", ()):
-                    jar.load(value)
-            self._cookies = {name: morsel.value for name, morsel in jar.items()}
-        return self._cookies
-
-    # -- answer ------------------------------------------------------------
-
-    def _head(self, status: int, reason: str, headers: Pairs, framing: str) -> bytes:
-        connection = self._connection
-        if connection.server.closing:
-            self.keep_alive = False
-        lines = [f"HTTP/{self.version} {status} {reason}\r\n"]
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-        if framing:
-            lines.append(framing)
-        if not self.keep_alive:
-            lines.append("Connection: close\r\n")
-        elif self.version == "1.0":
-            lines.append("Connection: keep-alive\r\n")
-        lines.append("\r\n")
-        self.answered = True
-        return "".join(lines).encode("latin-1")
-
-    def answer(self, status: int, reason: str, headers: Pairs, body: bytes) -> None:
-        framing = ""
-        # RFC 9110 section 8.6: no Content-Length on 1xx or 204; a 304's describes
-        # another answer, so it is never invented.
-        framed = status >= 200 and status not in NO_BODY_STATUS
-        if framed and not any(name.lower() == "content-length" for name, _ in headers):
-            framing = f"Content-Length: {len(body)}\r\n"
-        head = self._head(status, reason, headers, framing)
-        sends_body = framed and self.method != "HEAD"
-        self._connection.write(head + body if sends_body else head)
-
-    async def start(self, status: int, reason: str, headers: Pairs) -> None:
-        framing = ""
-        bodiless = self.method == "HEAD" or status in NO_BODY_STATUS or status < 200
-        self._bodiless = bodiless
-        if not bodiless and not any(name.lower() == "content-length" for name, _ in headers):
-            if self.version == "1.1":
-                framing = "Transfer-Encoding: chunked\r\n"
-                self._chunked = True
-            else:
-                # An HTTP/1.0 client reads to the connection's end.
-                self.keep_alive = False
-        self._connection.write(self._head(status, reason, headers, framing))
-        await self._connection.drain()
-
-    async def write(self, chunk: bytes) -> None:
-        if not chunk or self._bodiless:
-            return
-        if self._chunked:
-            self._connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-        else:
-            self._connection.write(chunk)
-        await self._connection.drain()
-
-    async def end(self) -> None:
-        if self._chunked:
-            self._connection.write(b"0\r\n\r\n")
-            await self._connection.drain()
-
-    def abort(self) -> None:
-        self.keep_alive = False
-        self._connection.abort()
-
-
-class _Connection(asyncio.Protocol):
+class ServerConnection(asyncio.Protocol):
     """One client connection: finds request heads, feeds bodies, runs one request at a time."""
 
     __slots__ = (
@@ -312,7 +71,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._scanned = 0
-        self._request: _Request | None = None
+        self._request: ServerRequest | None = None
         self._task: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
@@ -347,14 +106,14 @@ class _Connection(asyncio.Protocol):
         if request is not None and request.body_pending:
             taken = request.feed(data)
             if taken == len(data):
-                if request._buffered >= _HIGH_WATER:
+                if request.buffered >= BODY_HIGH_WATER:
                     self._pause_reading()
                 return
             data = data[taken:]
         self._buffer += data
         if request is None:
             self._next_request()
-        elif len(self._buffer) >= _HIGH_WATER:
+        elif len(self._buffer) >= BODY_HIGH_WATER:
             self._pause_reading()
 
     def eof_received(self) -> bool:
@@ -420,7 +179,7 @@ class _Connection(asyncio.Protocol):
     # -- reading -----------------------------------------------------------
 
     def resume_reading(self) -> None:
-        if self._paused and self._transport is not None and len(self._buffer) < _HIGH_WATER:
+        if self._paused and self._transport is not None and len(self._buffer) < BODY_HIGH_WATER:
             self._paused = False
             self._transport.resume_reading()
 
@@ -458,7 +217,7 @@ class _Connection(asyncio.Protocol):
                 self._hand_over()
             return
         end += 4
-        head = _Head()
+        head = RequestHead()
         parser = head.parser = httptools.HttpRequestParser(head)
         try:
             parser.feed_data(memoryview(buffer)[:end])
@@ -481,7 +240,7 @@ class _Connection(asyncio.Protocol):
         self._request = request
         self._task = self._loop.create_task(self._answer(request))
 
-    def _take(self, head: _Head) -> _Request | None:
+    def _take(self, head: RequestHead) -> ServerRequest | None:
         """The request if this server takes it; None hands it over to aiohttp."""
         version = head.version
         url = head.url
@@ -507,7 +266,7 @@ class _Connection(asyncio.Protocol):
                     length = int(value)
             elif lower == "connection" and "upgrade" in value.lower():
                 return None
-        return _Request(
+        return ServerRequest(
             self,
             head.method.decode("ascii"),
             url.decode("latin-1"),
@@ -535,7 +294,7 @@ class _Connection(asyncio.Protocol):
             protocol.data_received(data)
         self._transport = None
 
-    async def _answer(self, request: _Request) -> None:
+    async def _answer(self, request: ServerRequest) -> None:
         try:
             await self.server.handler(request)
         except ConnectionError:
@@ -557,13 +316,13 @@ class _Connection(asyncio.Protocol):
         finally:
             self._finish(request)
 
-    def _finish(self, request: _Request) -> None:
+    def _finish(self, request: ServerRequest) -> None:
         self._request = None
         self._task = None
         if self.closed:
             return
         # A body nobody read leaves the connection mid-message: it cannot carry another.
-        if not request.keep_alive or request.body_pending or request._body or self.server.closing:
+        if not request.keep_alive or request.body_pending or request.unread or self.server.closing:
             self.close()
             return
         self._last_active = self._loop.time()
@@ -573,82 +332,3 @@ class _Connection(asyncio.Protocol):
         if self._eof and self._request is None:
             # A half-closed client has had every answer it can still ask for.
             self.close()
-
-
-class Server:
-    """Listens and serves; ``shutdown`` stops accepting and drains in-flight requests.
-
-    At most ``max_connections`` client connections are open at once, counting
-    the ``elsewhere()`` ones handed over; a connection beyond that is closed on
-    arrival and reported to ``refused``.
-    """
-
-    def __init__(
-        self,
-        handler: Handler,
-        fallback: Fallback,
-        *,
-        max_connections: int,
-        elsewhere: Callable[[], int],
-        refused: Callable[[], None],
-    ) -> None:
-        self.handler = handler
-        self.fallback = fallback
-        self.max_connections = max_connections
-        self.elsewhere = elsewhere
-        self.refused = refused
-        self.connections: set[_Connection] = set()
-        self.closing = False
-        self.scheme = "http"
-        self._server: asyncio.Server | None = None
-
-    async def start(
-        self,
-        host: str,
-        port: int,
-        *,
-        reuse_port: bool,
-        backlog: int,
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        """Listen on ``host:port``; HTTPS with ``tls``."""
-        loop = asyncio.get_running_loop()
-        self.scheme = "http" if tls is None else "https"
-        self._server = await loop.create_server(
-            lambda: _Connection(self),
-            host,
-            port,
-            reuse_port=reuse_port,
-            backlog=backlog,
-            ssl=tls,
-            # A connection counts against max_connections only once its
-            # handshake is done: a client stalling in it is cut off here.
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if tls is not None else None,
-        )
-
-    @property
-    def address(self) -> tuple[str, int]:
-        assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
-
-    async def shutdown(self, timeout_s: float) -> None:
-        """Stop accepting, close idle connections, give in-flight ones ``timeout_s``."""
-        self.closing = True
-        if self._server is not None:
-            self._server.close()
-        for connection in list(self.connections):
-            if connection.task is None:
-                connection.close()
-        busy = {c.task: c for c in self.connections if c.task is not None}
-        if not busy:
-            return
-        _, pending = await asyncio.wait(busy, timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
-        # Only the cut answers are aborted: finished ones are still leaving the
-        # socket buffers of connections that are closing.
-        for task in pending:
-            busy[task].abort()

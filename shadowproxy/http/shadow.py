@@ -17,16 +17,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from shadowproxy.cutover.ownership import Ownership
+from shadowproxy.http.routing import Route
+from shadowproxy.http.upstream import Upstream, fetch_observation
 from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, SkipReason
 from shadowproxy.model import Upstream as UpstreamName
-from shadowproxy.proxy.comparisons import Comparisons
-from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
-from shadowproxy.proxy.mirror import EvidenceSink, Mirrors, fetch_copies
-from shadowproxy.proxy.ownership import Ownership
-from shadowproxy.proxy.routing import Route
-from shadowproxy.proxy.tasks import TaskPool
-from shadowproxy.proxy.upstream import Upstream, fetch_observation
 from shadowproxy.settings import ShadowSettings
+from shadowproxy.shadow.comparisons import Comparisons
+from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
+from shadowproxy.shadow.mirror import EvidenceSink, Mirrors, fetch_copies
+from shadowproxy.shadow.tasks import TaskPool
 
 __all__ = ["MIRRORED_METHODS", "Shadow", "ShadowRequest"]
 

@@ -1,25 +1,25 @@
 """Upstreams: one connection pool per backend, and failures turned into values.
 
-Each upstream gets its own pool (``shadowproxy.proxy.h1``), so a candidate
+Each upstream gets its own pool (``shadowproxy.http.h1``), so a candidate
 that hangs can never take legacy's connections. Requests never decompress,
 never follow redirects, keep no cookies and add no headers of their own: the
 upstream sees what the client sent, and the client gets what legacy sent.
-WebSocket upgrades to legacy go through an aiohttp session of its own.
+Every failure of an upstream request becomes an ``Observation`` here
+(WebSocket upgrades go to legacy through ``shadowproxy.http.websocket``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ssl
 import time
 from urllib.parse import urlsplit
 
-import aiohttp
 from yarl import URL
 
+from shadowproxy.http.h1 import Pool
+from shadowproxy.http.h1_response import Response, UpstreamError
 from shadowproxy.model import ErrorKind, Observation
-from shadowproxy.proxy.h1 import Pool, Response, UpstreamError
 
 __all__ = [
     "PREAMBLE_ERRORS",
@@ -28,85 +28,35 @@ __all__ = [
     "classify_error",
     "failed_observation",
     "fetch_observation",
-    "open_session",
     "open_upstream",
 ]
 
 # Exceptions that mean "this upstream failed", as opposed to a bug here.
-PREAMBLE_ERRORS: tuple[type[BaseException], ...] = (
-    UpstreamError,
-    aiohttp.ClientError,
-    asyncio.TimeoutError,
-    OSError,
-)
+PREAMBLE_ERRORS: tuple[type[BaseException], ...] = (UpstreamError, TimeoutError, OSError)
 
-_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def open_session(
-    *,
-    connect_timeout_s: float,
-    read_timeout_s: float,
-    limit: int,
-    tls: ssl.SSLContext,
-) -> aiohttp.ClientSession:
-    """An aiohttp session for WebSocket upgrades: its own pool, no cookies, no added headers.
-
-    ``tls`` is the context for ``https`` targets, as for the upstream's pool.
-    """
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300, ssl=tls),
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            connect=connect_timeout_s,
-            sock_connect=connect_timeout_s,
-            sock_read=read_timeout_s,
-        ),
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=_AUTO_HEADERS,
-        trust_env=False,
-        raise_for_status=False,
-    )
-
-
 class Upstream:
-    """A backend: its base URL, its connection pool and, for legacy, a WebSocket session."""
+    """A backend: its name, its base URL and its connection pool."""
 
-    __slots__ = ("_session", "base", "host", "name", "pool", "prefix")
+    __slots__ = ("base", "host", "name", "pool", "prefix")
 
-    def __init__(
-        self, name: str, base: str, pool: Pool, session: aiohttp.ClientSession | None = None
-    ) -> None:
+    def __init__(self, name: str, base: str, pool: Pool) -> None:
         self.name = name
         self.base = base.rstrip("/")
         self.host = URL(base).raw_authority
         self.prefix = urlsplit(self.base).path
         """The base URL's path, put before every request target."""
         self.pool = pool
-        self._session = session
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The session WebSocket upgrades use (only legacy has one)."""
-        if self._session is None:
-            raise RuntimeError(f"{self.name} has no WebSocket session")
-        return self._session
 
     def target(self, raw_target: str) -> str:
         """The request target sent upstream, byte-identical to the client's (no re-encoding)."""
         return self.prefix + raw_target
 
-    def url(self, raw_target: str) -> URL:
-        """The upstream URL for a raw request target, byte-identical (no re-encoding)."""
-        return URL(self.base + raw_target, encoded=True)
-
     async def aclose(self) -> None:
-        """Close the pool's connections and the session."""
+        """Close the pool's connections."""
         await self.pool.close()
-        if self._session is not None:
-            await self._session.close()
 
 
 def open_upstream(
@@ -117,7 +67,6 @@ def open_upstream(
     read_timeout_s: float,
     limit: int,
     tls: ssl.SSLContext,
-    websocket: bool = False,
 ) -> Upstream:
     """An upstream with its own pool of at most ``limit`` connections.
 
@@ -132,41 +81,21 @@ def open_upstream(
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,
     )
-    session = (
-        open_session(
-            connect_timeout_s=connect_timeout_s,
-            read_timeout_s=read_timeout_s,
-            limit=limit,
-            tls=tls,
-        )
-        if websocket
-        else None
-    )
-    return Upstream(name, base, pool, session)
+    return Upstream(name, base, pool)
 
 
 def classify_error(exc: BaseException) -> ErrorKind:
-    """Map a client-side exception to the reason recorded as evidence."""
+    """Map an exception from an upstream request to the reason recorded as evidence."""
     if isinstance(exc, UpstreamError):
         return exc.kind
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ErrorKind.INCOMPLETE
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError):
         return ErrorKind.TIMEOUT
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, TimeoutError):
-            return ErrorKind.TIMEOUT
-        return ErrorKind.REFUSED
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ErrorKind.RESET
-    if isinstance(exc, aiohttp.ClientOSError | OSError):
-        code = getattr(exc, "errno", None)
+    if isinstance(exc, OSError):
+        code = exc.errno
         if code in {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}:
             return ErrorKind.RESET
         if code == errno.ECONNREFUSED:
             return ErrorKind.REFUSED
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return ErrorKind.INCOMPLETE
     return ErrorKind.OTHER
 
 

@@ -2,20 +2,24 @@
 
 A WebSocket session is stateful and usually not idempotent, so the copy the
 candidate would get is meaningless; the tunnel only keeps the client's
-connection working through the proxy.
+connection working through the proxy. It reaches legacy through an aiohttp
+session of its own (the upstream pools speak plain HTTP/1.1 only), with
+legacy's limits and timeouts, no cookies and no added headers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
-from shadowproxy.proxy.headers import end_to_end
-from shadowproxy.proxy.upstream import PREAMBLE_ERRORS, Upstream
+from shadowproxy.http.headers import end_to_end
+from shadowproxy.http.upstream import Upstream
 
-__all__ = ["is_upgrade", "tunnel_websocket"]
+__all__ = ["WebSocketTunnel", "is_upgrade", "open_session"]
 
 # Headers the WebSocket handshake itself owns; aiohttp sets them for legacy.
 _HANDSHAKE = frozenset(
@@ -28,6 +32,36 @@ _HANDSHAKE = frozenset(
         "content-length",
     }
 )
+_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+# Exceptions that mean "legacy or the client failed", as opposed to a bug here.
+_FAILURES: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+def open_session(
+    *,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    limit: int,
+    tls: ssl.SSLContext,
+) -> aiohttp.ClientSession:
+    """An aiohttp session for WebSocket upgrades: its own pool, no cookies, no added headers.
+
+    ``tls`` is the context for ``wss`` (``https``) targets, as for the upstream's pool.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300, ssl=tls),
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout_s,
+            sock_connect=connect_timeout_s,
+            sock_read=read_timeout_s,
+        ),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=_AUTO_HEADERS,
+        trust_env=False,
+        raise_for_status=False,
+    )
 
 
 def is_upgrade(request: web.Request) -> bool:
@@ -50,35 +84,55 @@ async def _pump(
     await sink.close()
 
 
-async def tunnel_websocket(
-    request: web.Request, legacy: Upstream, raw_target: str
-) -> web.StreamResponse:
-    """Relay a WebSocket session between the client and legacy until either side closes."""
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        return web.json_response(
-            {"error": "only WebSocket upgrades are supported", "upstream": "proxy"}, status=501
-        )
-    protocols = [
-        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
-    ]
-    headers = [
-        (n, v) for n, v in end_to_end(request.headers.items()) if n.lower() not in _HANDSHAKE
-    ]
-    try:
-        upstream = await legacy.session.ws_connect(
-            legacy.url(raw_target), headers=headers, protocols=protocols, autoclose=False
-        )
-    except PREAMBLE_ERRORS as exc:
-        return web.json_response(
-            {"error": f"websocket handshake failed: {type(exc).__name__}", "upstream": "legacy"},
-            status=502,
-        )
-    async with upstream:
-        client = web.WebSocketResponse(protocols=protocols, autoclose=False)
-        await client.prepare(request)
-        pumps = asyncio.gather(_pump(client, upstream), _pump(upstream, client))
+class WebSocketTunnel:
+    """Relays WebSocket sessions between clients and legacy."""
+
+    __slots__ = ("_legacy", "_session")
+
+    def __init__(self, legacy: Upstream, session: aiohttp.ClientSession) -> None:
+        self._legacy = legacy
+        self._session = session
+
+    def _url(self, raw_target: str) -> URL:
+        """Legacy's URL for a raw request target, byte-identical (no re-encoding)."""
+        return URL(self._legacy.base + raw_target, encoded=True)
+
+    async def relay(self, request: web.Request) -> web.StreamResponse:
+        """Relay one session until either side closes."""
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.json_response(
+                {"error": "only WebSocket upgrades are supported", "upstream": "proxy"}, status=501
+            )
+        protocols = [
+            p.strip()
+            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip()
+        ]
+        headers = [
+            (n, v) for n, v in end_to_end(request.headers.items()) if n.lower() not in _HANDSHAKE
+        ]
         try:
-            await pumps
-        except PREAMBLE_ERRORS:
-            pumps.cancel()
-        return client
+            upstream = await self._session.ws_connect(
+                self._url(request.raw_path), headers=headers, protocols=protocols, autoclose=False
+            )
+        except _FAILURES as exc:
+            return web.json_response(
+                {
+                    "error": f"websocket handshake failed: {type(exc).__name__}",
+                    "upstream": "legacy",
+                },
+                status=502,
+            )
+        async with upstream:
+            client = web.WebSocketResponse(protocols=protocols, autoclose=False)
+            await client.prepare(request)
+            pumps = asyncio.gather(_pump(client, upstream), _pump(upstream, client))
+            try:
+                await pumps
+            except _FAILURES:
+                pumps.cancel()
+            return client
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        await self._session.close()

@@ -25,16 +25,16 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from shadowproxy.admin.app import AdminContext, build_admin_app
 from shadowproxy.config import ConfigError, is_loopback, reloaded
-from shadowproxy.proxy import logfilter
-from shadowproxy.proxy.admin import AdminContext, build_admin_app
-from shadowproxy.proxy.app import FORWARDER, POOL, ProxyParts, build_proxy_app, route_table
-from shadowproxy.proxy.comparisons import Comparisons
-from shadowproxy.proxy.control import LagMonitor, ShadowSwitch, SharedFlag
-from shadowproxy.proxy.ownership import Ownership
-from shadowproxy.proxy.server import Server
-from shadowproxy.proxy.tasks import TaskPool
+from shadowproxy.cutover.ownership import Ownership
+from shadowproxy.http.handover import handover_app, install_log_filter
+from shadowproxy.http.server import Server
+from shadowproxy.runtime.worker import ProxyParts, Worker, build_worker, route_table
 from shadowproxy.settings import HostAddress, Settings
+from shadowproxy.shadow.comparisons import Comparisons
+from shadowproxy.shadow.control import LagMonitor, ShadowSwitch, SharedFlag
+from shadowproxy.shadow.tasks import TaskPool
 from shadowproxy.sinks import Evidence, Metrics, default_worker_id, render_metrics
 from shadowproxy.tls import server_context
 
@@ -116,7 +116,7 @@ async def serve(
     """Run one proxy process until ``stop`` is set or SIGTERM/SIGINT arrives; returns 0."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    logfilter.install()
+    install_log_filter()
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     metrics.prime_routes((spec.name, spec.domain) for spec in settings.routes)
@@ -136,11 +136,8 @@ async def serve(
         comparisons=Comparisons(settings.shadow.inline_compare_max_bytes),
         ownership=ownership,
     )
-    app = build_proxy_app(settings, parts)
-    # aiohttp's server takes only the connections the lean server hands over; it listens nowhere.
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=settings.drain_s
-    )
+    worker: Worker | None = None
+    runner: web.AppRunner | None = None
     server: Server | None = None
     admin_runner: web.AppRunner | None = None
     grpc_proxy: GrpcProxy | None = None
@@ -159,7 +156,8 @@ async def serve(
             reloads["rejected"] += 1
             log.error("reload rejected; keeping the running configuration", error=str(exc))
             return
-        app[FORWARDER].reconfigure(fresh, route_table(fresh))
+        if worker is not None:
+            worker.forwarder.reconfigure(fresh, route_table(fresh))
         ownership.reload(fresh, controller=serve_admin)
         if grpc_proxy is not None:
             grpc_proxy.reconfigure(fresh)
@@ -181,7 +179,7 @@ async def serve(
                 "secondary": current.upstreams.secondary,
             },
             "workers": current.workers,
-            "inflight": len(app[POOL]) if POOL in app else 0,
+            "inflight": len(worker.pool) if worker is not None else 0,
             "max_inflight": current.shadow.max_inflight,
             "loop_lag_ms": round(lag.lag_ms, 3),
             "evidence": evidence.stats(),
@@ -194,11 +192,20 @@ async def serve(
     try:
         # Before anything listens: a SIGTERM during start-up must stop gracefully too.
         signals.enter_context(_signals(loop, handlers))
+        worker = build_worker(settings, parts)
+        # aiohttp's server takes only the connections the lean server hands over;
+        # it listens nowhere.
+        runner = web.AppRunner(
+            handover_app(worker.forwarder, worker.tunnel),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=settings.drain_s,
+        )
         await runner.setup()
         handed_over = runner.server
         assert handed_over is not None
         server = Server(
-            app[FORWARDER].handle,
+            worker.forwarder.handle,
             handed_over,
             max_connections=settings.max_client_connections,
             elsewhere=lambda: len(handed_over.connections),
@@ -217,7 +224,7 @@ async def serve(
             try:
                 grpc_proxy = GrpcProxy(
                     settings,
-                    pool=app[POOL],
+                    pool=worker.pool,
                     comparisons=parts.comparisons,
                     evidence=evidence,
                     switch=switch,
@@ -275,9 +282,12 @@ async def serve(
         lag.stop()
         if grpc_proxy is not None:
             await grpc_proxy.stop(settings.drain_s)
-        if server is not None:
+        if server is not None and runner is not None:
             await _drain(server, runner, settings.drain_s)
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
+        if worker is not None:
+            await worker.aclose()
         if grpc_proxy is not None:
             await grpc_proxy.close()
         if admin_runner is not None:

@@ -31,10 +31,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from shadowproxy.admin.app import AdminContext, build_admin_app
 from shadowproxy.config import ConfigError, Overrides, is_loopback, load_settings, reloaded
-from shadowproxy.proxy.admin import AdminContext, build_admin_app
-from shadowproxy.proxy.control import ShadowSwitch, SharedFlag
 from shadowproxy.settings import HostAddress, Settings
+from shadowproxy.shadow.control import ShadowSwitch, SharedFlag
 
 __all__ = ["supervise"]
 
@@ -55,7 +55,7 @@ def _worker_main(
     cutover_state_dir: str | None = None,
 ) -> None:
     """Entry point of one worker process; ``ready`` turns 1 once it listens."""
-    from shadowproxy.serve import serve
+    from shadowproxy.runtime.serve import serve
     from shadowproxy.sinks import configure_logging
 
     configure_logging(json=log_json)
@@ -166,7 +166,7 @@ class _Fleet:
 async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Overrides) -> int:
     from prometheus_client import CollectorRegistry
 
-    from shadowproxy.proxy.ownership import Ownership
+    from shadowproxy.cutover.ownership import Ownership
     from shadowproxy.sinks import (
         Evidence,
         Metrics,

@@ -1,35 +1,33 @@
-"""The proxy's aiohttp application: upstream sessions, the shadow pool and the catch-all handler.
+"""One worker's HTTP data plane, built by plain code: upstreams, the shadow pool, the hot path.
 
-Sessions and the shadow pool live in the application's cleanup context.
-Cleanup runs after aiohttp has stopped accepting and drained in-flight client
-requests, and runs in reverse order: the shadow pool gets its grace period and
-is cancelled first, then the upstream sessions close. The candidate has a
-second session with legacy's limits for the requests it answers (canary,
-candidate mode), so answering never competes with mirroring for the shadow pool.
+``build_worker`` opens legacy's pool, the candidate's and secondary's pools for
+mirroring, a second candidate pool with legacy's limits for the requests the
+candidate answers (canary, candidate mode, so answering never competes with
+mirroring), the WebSocket tunnel to legacy, the bounded shadow task pool and
+the ``Forwarder`` over them. ``Worker.aclose`` undoes it after the listeners
+have drained: the shadow pool gets its grace period and is cancelled first,
+then the upstream connections close.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiohttp import HttpVersion10, HttpVersion11, web
-
-from shadowproxy.proxy.comparisons import Comparisons
-from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
-from shadowproxy.proxy.forward import Forwarder, RequestSink, json_error
-from shadowproxy.proxy.mirror import EvidenceSink
-from shadowproxy.proxy.ownership import Ownership
-from shadowproxy.proxy.routing import RouteTable
-from shadowproxy.proxy.server import MAX_HEADERS
-from shadowproxy.proxy.shadow import Shadow
-from shadowproxy.proxy.tasks import TaskPool
-from shadowproxy.proxy.upstream import open_upstream
+from shadowproxy.cutover.ownership import Ownership
+from shadowproxy.http.forward import Forwarder, RequestSink
+from shadowproxy.http.routing import RouteTable
+from shadowproxy.http.shadow import Shadow
+from shadowproxy.http.upstream import Upstream, open_upstream
+from shadowproxy.http.websocket import WebSocketTunnel, open_session
 from shadowproxy.settings import Settings
+from shadowproxy.shadow.comparisons import Comparisons
+from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
+from shadowproxy.shadow.mirror import EvidenceSink
+from shadowproxy.shadow.tasks import TaskPool
 from shadowproxy.tls import client_context
 
-__all__ = ["FORWARDER", "POOL", "ProxyParts", "build_proxy_app", "route_table"]
+__all__ = ["ProxyParts", "ProxySink", "Worker", "build_worker", "route_table"]
 
 
 class ProxySink(RequestSink, EvidenceSink, Protocol):
@@ -50,10 +48,23 @@ class ProxyParts:
     """Route ownership; None answers every request from legacy."""
 
 
-_HTTP_VERSIONS = frozenset({HttpVersion10, HttpVersion11})
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """The hot path and what it owns: the shadow pool, the upstreams, the WebSocket tunnel."""
 
-FORWARDER = web.AppKey("forwarder", Forwarder)
-POOL = web.AppKey("shadow_pool", TaskPool)
+    forwarder: Forwarder
+    pool: TaskPool
+    tunnel: WebSocketTunnel
+    upstreams: tuple[Upstream, ...]
+    grace_s: float
+    """How long shadow work may finish at stop before it is cancelled."""
+
+    async def aclose(self) -> None:
+        """Give shadow work its grace period, cancel the rest, close every upstream."""
+        await self.pool.close(self.grace_s)
+        for upstream in self.upstreams:
+            await upstream.aclose()
+        await self.tunnel.aclose()
 
 
 def route_table(settings: Settings) -> RouteTable:
@@ -66,104 +77,73 @@ def route_table(settings: Settings) -> RouteTable:
     )
 
 
-def _refuse(status: int, reason: str) -> web.Response:
-    """An answer to a malformed request; the connection closes after it."""
-    response = json_error(status, "proxy", reason)
-    response.force_close()
-    return response
+def build_worker(settings: Settings, parts: ProxyParts) -> Worker:
+    """The HTTP data plane of one worker (call it on the loop that will run it)."""
+    names = settings.upstreams
+    tls = client_context(names.tls)
+    # Legacy's limits and timeouts hold for every upstream that answers clients.
+    limits = settings.legacy
 
+    def answering(name: str, base: str) -> Upstream:
+        return open_upstream(
+            name,
+            base,
+            connect_timeout_s=limits.connect_timeout_s,
+            read_timeout_s=limits.timeout_s,
+            limit=limits.max_connections,
+            tls=tls,
+        )
 
-@web.middleware
-async def _origin_form_only(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """CONNECT, non-origin-form targets and unknown HTTP versions never reach an upstream."""
-    if request.version not in _HTTP_VERSIONS:
-        # aiohttp's pure-Python parser accepts any HTTP/x.y; an upstream might read it otherwise.
-        return _refuse(400, "unsupported HTTP version")
-    # aiohttp's parsers allow 128 header lines and count differently from each other.
-    if len(request.raw_headers) > MAX_HEADERS:
-        return _refuse(431, "too many request headers")
-    if request.method == "CONNECT":
-        return json_error(405, "proxy", "CONNECT is not supported")
-    if not request.raw_path.startswith("/"):
-        return json_error(400, "proxy", "request target must be a path")
-    return await handler(request)
-
-
-def build_proxy_app(settings: Settings, parts: ProxyParts) -> web.Application:
-    """The client-facing application for one worker."""
-    app = web.Application(
-        middlewares=[_origin_form_only],
-        handler_args={"max_field_size": 8190},
+    legacy = answering("legacy", names.legacy)
+    candidate = answering("candidate", names.candidate)
+    tunnel = WebSocketTunnel(
+        legacy,
+        open_session(
+            connect_timeout_s=limits.connect_timeout_s,
+            read_timeout_s=limits.timeout_s,
+            limit=limits.max_connections,
+            tls=tls,
+        ),
     )
-
-    async def upstreams(app: web.Application) -> AsyncIterator[None]:
-        names = settings.upstreams
-        tls = client_context(names.tls)
-        legacy = open_upstream(
-            "legacy",
-            names.legacy,
-            connect_timeout_s=settings.legacy.connect_timeout_s,
-            read_timeout_s=settings.legacy.timeout_s,
-            limit=settings.legacy.max_connections,
-            tls=tls,
-            websocket=True,
-        )
-        shadow_upstreams = [
-            open_upstream(
-                name,
-                base,
-                connect_timeout_s=settings.shadow.connect_timeout_s,
-                read_timeout_s=settings.shadow.timeout_s,
-                limit=settings.shadow.max_connections,
-                tls=tls,
-            )
-            for name, base in (("candidate", names.candidate), ("secondary", names.secondary))
-            if base
-        ]
-        answering = open_upstream(
-            "candidate",
-            names.candidate,
-            connect_timeout_s=settings.legacy.connect_timeout_s,
-            read_timeout_s=settings.legacy.timeout_s,
-            limit=settings.legacy.max_connections,
+    mirrored = [
+        open_upstream(
+            name,
+            base,
+            connect_timeout_s=settings.shadow.connect_timeout_s,
+            read_timeout_s=settings.shadow.timeout_s,
+            limit=settings.shadow.max_connections,
             tls=tls,
         )
-        pool = TaskPool(settings.shadow.max_inflight, on_change=parts.sink.set_inflight)
-        shadow = Shadow(
-            settings=settings.shadow,
-            pool=pool,
-            candidate=shadow_upstreams[0],
-            secondary=shadow_upstreams[1] if len(shadow_upstreams) > 1 else None,
-            comparisons=parts.comparisons,
-            evidence=parts.sink,
-            switch=parts.switch,
-            lag=parts.lag,
-            own_host=settings.upstreams.host_header == "upstream",
-            legacy=legacy,
-            ownership=parts.ownership,
-        )
-        app[POOL] = pool
-        app[FORWARDER] = Forwarder(
-            settings=settings,
-            routes=route_table(settings),
-            legacy=legacy,
-            shadow=shadow,
-            sink=parts.sink,
-            candidate=answering,
-            ownership=parts.ownership,
-        )
-        try:
-            yield
-        finally:
-            await pool.close(settings.shadow.grace_s)
-            for upstream in (legacy, answering, *shadow_upstreams):
-                await upstream.aclose()
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await request.app[FORWARDER].handle_aiohttp(request)
-
-    app.cleanup_ctx.append(upstreams)
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app
+        for name, base in (("candidate", names.candidate), ("secondary", names.secondary))
+        if base
+    ]
+    pool = TaskPool(settings.shadow.max_inflight, on_change=parts.sink.set_inflight)
+    shadow = Shadow(
+        settings=settings.shadow,
+        pool=pool,
+        candidate=mirrored[0],
+        secondary=mirrored[1] if len(mirrored) > 1 else None,
+        comparisons=parts.comparisons,
+        evidence=parts.sink,
+        switch=parts.switch,
+        lag=parts.lag,
+        own_host=names.host_header == "upstream",
+        legacy=legacy,
+        ownership=parts.ownership,
+    )
+    forwarder = Forwarder(
+        settings=settings,
+        routes=route_table(settings),
+        legacy=legacy,
+        shadow=shadow,
+        sink=parts.sink,
+        candidate=candidate,
+        ownership=parts.ownership,
+    )
+    return Worker(
+        forwarder=forwarder,
+        pool=pool,
+        tunnel=tunnel,
+        upstreams=(legacy, candidate, *mirrored),
+        grace_s=settings.shadow.grace_s,
+    )

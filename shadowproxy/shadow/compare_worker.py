@@ -9,7 +9,7 @@ process ignores SIGINT, SIGHUP and SIGTERM (the proxy worker owns those) and
 exits when its stdin closes, which also happens when the proxy worker dies.
 
 ``comparisons`` starts it with ``python -c`` and its own import path; ``python
--m shadowproxy.proxy.compare_worker`` runs it too.
+-m shadowproxy.shadow.compare_worker`` runs it too.
 """
 
 from __future__ import annotations

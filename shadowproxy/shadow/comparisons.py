@@ -31,8 +31,8 @@ from types import MappingProxyType
 from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Verdict
-from shadowproxy.proxy.compare_worker import HEADER_BYTES, frame
-from shadowproxy.proxy.tasks import TaskPool
+from shadowproxy.shadow.compare_worker import HEADER_BYTES, frame
+from shadowproxy.shadow.tasks import TaskPool
 
 __all__ = ["MAX_IN_FLIGHT", "ComparisonWorkerError", "Comparisons"]
 
@@ -45,7 +45,7 @@ _STOP_S = 5.0
 # whether the proxy runs from an installed package or from a source tree.
 _BOOT = (
     "import sys; sys.path[:] = {path!r}; "
-    "from shadowproxy.proxy.compare_worker import main; sys.exit(main())"
+    "from shadowproxy.shadow.compare_worker import main; sys.exit(main())"
 )
 
 

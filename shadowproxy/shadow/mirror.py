@@ -1,6 +1,6 @@
 """What every mirror shares, whatever the protocol: admission, spawning, fetching, recording.
 
-HTTP (``proxy.shadow``) and gRPC (``grpcproxy.shadow``) each decide first what
+HTTP (``http.shadow``) and gRPC (``grpcproxy.shadow``) each decide first what
 only they know (methods, body size, call type), and each replays a request and
 reads an answer its own way. The rest is one: the kill switch, sampling,
 loop-lag shedding and the hand-off to the bounded task pool (``queue_full``
@@ -19,10 +19,10 @@ from typing import Any, Protocol, TypeVar
 
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Observation, SkipReason, Upstream, Verdict
-from shadowproxy.proxy.comparisons import Comparisons
-from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
-from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import ShadowSettings
+from shadowproxy.shadow.comparisons import Comparisons
+from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
+from shadowproxy.shadow.tasks import TaskPool
 
 __all__ = ["EvidenceSink", "MirroredRoute", "Mirrors", "fetch_copies"]
 

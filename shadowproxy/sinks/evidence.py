@@ -22,9 +22,10 @@ from typing import Concatenate, ParamSpec
 import structlog
 
 from shadowproxy.model import Exchange, Observation, SkipReason, Verdict
+from shadowproxy.records import SCHEMA_VERSION
 from shadowproxy.settings import Settings
 from shadowproxy.sinks.metrics import Metrics, code_class, method_label
-from shadowproxy.sinks.records import SCHEMA_VERSION, exchange_record, wanted
+from shadowproxy.sinks.records import exchange_record, wanted
 from shadowproxy.sinks.redact import Redactor
 from shadowproxy.sinks.rollup import Rollups
 from shadowproxy.sinks.writer import JsonlWriter

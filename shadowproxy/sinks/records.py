@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 
 from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verdict
+from shadowproxy.records import EXCHANGE, SCHEMA_VERSION
 from shadowproxy.settings import EvidenceSettings
 from shadowproxy.sinks.redact import Redactor
 from shadowproxy.sinks.values import bound_value
 from shadowproxy.timestamps import rfc3339
 
-__all__ = ["SCHEMA_VERSION", "exchange_record", "record_path", "sampled", "wanted"]
-
-SCHEMA_VERSION = 1
-"""The ``v`` of every record this module writes."""
+__all__ = ["exchange_record", "record_path", "sampled", "wanted"]
 
 _SAMPLE_SCALE = 1_000_000
 _MAX_PATH_CHARS = 2048
@@ -63,7 +61,7 @@ def exchange_record(
         )
     record: dict[str, object] = {
         "v": SCHEMA_VERSION,
-        "type": "exchange",
+        "type": EXCHANGE,
         "ts": rfc3339(request.started_at),
         "id": request.id,
         "route": request.route,

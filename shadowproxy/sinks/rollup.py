@@ -10,7 +10,7 @@ import math
 
 from shadowproxy.histogram import LatencyHistogram
 from shadowproxy.model import DiffClass, Exchange, Outcome, Verdict
-from shadowproxy.sinks.records import SCHEMA_VERSION
+from shadowproxy.records import ROLLUP, SCHEMA_VERSION
 from shadowproxy.timestamps import rfc3339
 
 __all__ = ["Rollups", "RouteTally"]
@@ -55,7 +55,7 @@ class RouteTally:
         """The ``rollup`` record of this tally."""
         return {
             "v": SCHEMA_VERSION,
-            "type": "rollup",
+            "type": ROLLUP,
             "ts_start": rfc3339(ts_start),
             "ts_end": rfc3339(ts_end),
             "route": route,

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from shadowproxy.compare import Comparator, CompareRules
+from shadowproxy.http.headers import request_headers, response_headers
 from shadowproxy.model import Exchange, Outcome
-from shadowproxy.proxy.headers import request_headers, response_headers
 from tests.compare.factories import make_exchange, make_observation
 
 Benchmark = Callable[..., Any]

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from shadowproxy.proxy.admin import AdminContext, build_admin_app
-from shadowproxy.proxy.control import ShadowSwitch
-from shadowproxy.proxy.cutover import in_canary
-from shadowproxy.proxy.ownership import Ownership
+from shadowproxy.admin.app import AdminContext, build_admin_app
+from shadowproxy.cutover.ownership import Ownership
+from shadowproxy.cutover.state import in_canary
+from shadowproxy.shadow.control import ShadowSwitch
 from tests.cutover.cutover_support import admin, probe, records, side, valid
 from tests.support import backend, eventually, make_settings, running_proxy
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from shadowproxy.config import ConfigError, settings_from_document
-from shadowproxy.model import Upstream
-from shadowproxy.proxy.cutover import (
+from shadowproxy.cutover.rollback import RollbackWindows
+from shadowproxy.cutover.state import (
     ALL_ROUTES,
     Assignment,
     CutoverState,
@@ -23,7 +23,7 @@ from shadowproxy.proxy.cutover import (
     reconcile,
     sticky_key,
 )
-from shadowproxy.proxy.rollback import RollbackWindows
+from shadowproxy.model import Upstream
 from shadowproxy.settings import RollbackSettings
 
 UPSTREAMS = {"upstreams": {"legacy": "http://127.0.0.1:1", "candidate": "http://127.0.0.1:2"}}
@@ -300,10 +300,10 @@ class TestExports:
     @pytest.mark.parametrize(
         "name",
         [
-            "shadowproxy.proxy.cutover",
-            "shadowproxy.proxy.ownership",
-            "shadowproxy.proxy.rollback",
-            "shadowproxy.proxy.cutover_api",
+            "shadowproxy.cutover.state",
+            "shadowproxy.cutover.ownership",
+            "shadowproxy.cutover.rollback",
+            "shadowproxy.admin.cutover",
             "shadowproxy.promote",
         ],
     )

@@ -22,8 +22,8 @@ with atheris.instrument_imports():
     import orjson
 
     from shadowproxy.compare import Comparator, CompareRules
+    from shadowproxy.http.headers import HOP_BY_HOP, request_headers, response_headers
     from shadowproxy.model import Exchange, Observation, RequestFacts
-    from shadowproxy.proxy.headers import HOP_BY_HOP, request_headers, response_headers
     from shadowproxy.settings import EvidenceSettings, RedactSettings
     from shadowproxy.sinks.records import exchange_record
     from shadowproxy.sinks.redact import Redactor

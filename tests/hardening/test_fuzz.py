@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shadowproxy.compare import Comparator, CompareRules, Tolerance
+from shadowproxy.http.headers import HOP_BY_HOP, end_to_end, request_headers, response_headers
 from shadowproxy.model import (
     DiffClass,
     Difference,
@@ -28,7 +29,6 @@ from shadowproxy.model import (
     Outcome,
     RequestFacts,
 )
-from shadowproxy.proxy.headers import HOP_BY_HOP, end_to_end, request_headers, response_headers
 from shadowproxy.settings import EvidenceSettings, RedactSettings
 from shadowproxy.sinks.records import exchange_record
 from shadowproxy.sinks.redact import Redactor, is_marker

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.proxy.routing import RouteTable, route_path
+from shadowproxy.http.routing import RouteTable, route_path
 from shadowproxy.settings import RouteSpec
 
 

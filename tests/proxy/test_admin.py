@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from shadowproxy.admin.app import AdminContext, build_admin_app
 from shadowproxy.config import load_settings
-from shadowproxy.proxy.admin import AdminContext, build_admin_app
-from shadowproxy.proxy.control import ShadowSwitch
+from shadowproxy.shadow.control import ShadowSwitch
 from tests.support import backend, json_ok, make_settings, running_proxy
 
 

@@ -18,8 +18,8 @@ import pytest
 from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verdict
-from shadowproxy.proxy.compare_worker import frame, serve
-from shadowproxy.proxy.comparisons import MAX_IN_FLIGHT, Comparisons, ComparisonWorkerError
+from shadowproxy.shadow.compare_worker import frame, serve
+from shadowproxy.shadow.comparisons import MAX_IN_FLIGHT, Comparisons, ComparisonWorkerError
 from tests.support import eventually
 
 JSON = (("Content-Type", "application/json"),)
@@ -169,7 +169,7 @@ class TestComparisons:
                 import asyncio, os, signal
                 from shadowproxy.compare.rules import CompareRules
                 from shadowproxy.model import Exchange, Observation, RequestFacts
-                from shadowproxy.proxy.comparisons import Comparisons
+                from shadowproxy.shadow.comparisons import Comparisons
 
                 async def main():
                     comparisons = Comparisons(inline_max_bytes=1)

@@ -17,10 +17,12 @@ from typing import cast
 import pytest
 import trustme
 
+from shadowproxy.http.h1 import Pool
+from shadowproxy.http.h1_connection import MAX_HEAD_BYTES, Connection
+from shadowproxy.http.h1_response import Response, UpstreamError
+from shadowproxy.http.upstream import Upstream as UpstreamClient
+from shadowproxy.http.upstream import open_upstream
 from shadowproxy.model import ErrorKind
-from shadowproxy.proxy.h1 import MAX_HEAD_BYTES, Connection, Pool, Response, UpstreamError
-from shadowproxy.proxy.upstream import Upstream as UpstreamClient
-from shadowproxy.proxy.upstream import open_upstream
 from shadowproxy.settings import UpstreamTLS
 from shadowproxy.tls import client_context
 from tests.support import WAIT_S

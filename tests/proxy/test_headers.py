@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowproxy.proxy.headers import HOP_BY_HOP, end_to_end, request_headers, response_headers
+from shadowproxy.http.headers import HOP_BY_HOP, end_to_end, request_headers, response_headers
 
 NAMES = st.sampled_from(
     [

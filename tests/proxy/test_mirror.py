@@ -18,11 +18,11 @@ from shadowproxy.model import (
     Upstream,
     Verdict,
 )
-from shadowproxy.proxy.comparisons import Comparisons
-from shadowproxy.proxy.control import LagMonitor, ShadowSwitch
-from shadowproxy.proxy.mirror import Mirrors, fetch_copies
-from shadowproxy.proxy.tasks import TaskPool
 from shadowproxy.settings import ShadowSettings
+from shadowproxy.shadow.comparisons import Comparisons
+from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
+from shadowproxy.shadow.mirror import Mirrors, fetch_copies
+from shadowproxy.shadow.tasks import TaskPool
 
 JSON = (("Content-Type", "application/json"),)
 FACTS = RequestFacts("id", "GET", "/x", "", "/x", "default", 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.proxy.routing import OTHER, RouteTable, normalise_path
+from shadowproxy.http.routing import OTHER, RouteTable, normalise_path
 from shadowproxy.settings import RouteSpec
 
 

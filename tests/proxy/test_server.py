@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from shadowproxy.proxy import server as server_module
-from shadowproxy.proxy.inbound import Inbound
-from shadowproxy.proxy.server import MAX_HEADERS, MAX_LINE, Server
+from shadowproxy.http import server_connection
+from shadowproxy.http.inbound import Inbound
+from shadowproxy.http.server import Server
+from shadowproxy.http.server_connection import MAX_HEADERS, MAX_LINE, ServerConnection
+from shadowproxy.http.server_request import RequestHead, ServerRequest
 from tests.support import WAIT_S, eventually
 
 HIGH_WATER = 256 * 1024
@@ -161,7 +163,7 @@ class Harness:
         self.clients.append(client)
         return client
 
-    def connection(self) -> server_module._Connection:
+    def connection(self) -> ServerConnection:
         """The server side of the only open lean connection."""
         (connection,) = self.server.connections
         return connection
@@ -481,7 +483,7 @@ class TestRequestBodies:
             transport = harness.connection()._transport
             assert transport is not None
             await eventually(lambda: not transport.is_reading())
-            buffered = getattr(requests[0], "_buffered", None)
+            buffered = getattr(requests[0], "buffered", None)
             assert buffered is not None and HIGH_WATER <= buffered <= 2 * HIGH_WATER
             go.set()
             async with asyncio.timeout(WAIT_S):
@@ -585,7 +587,7 @@ class TestConnectionOptions:
     ) -> None:
         """A kept-alive connection left idle after its answer is closed by the keep-alive timer."""
         # Long enough for the request to arrive first; the timer re-arms at 1 s steps.
-        monkeypatch.setattr(server_module, "KEEPALIVE_S", 0.5)
+        monkeypatch.setattr(server_connection, "KEEPALIVE_S", 0.5)
         async with serving(hello) as harness:
             client = await harness.connect()
             await client.send(get())
@@ -1054,7 +1056,7 @@ class TestMemory:
     @staticmethod
     def alive() -> list[str]:
         """The server's connections, requests and heads the collector still tracks."""
-        kinds = (server_module._Connection, server_module._Request, server_module._Head)
+        kinds = (ServerConnection, ServerRequest, RequestHead)
         return [type(o).__name__ for o in gc.get_objects() if isinstance(o, kinds)]
 
     async def test_served_requests_leave_no_cycles(self) -> None:

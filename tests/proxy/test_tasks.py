@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shadowproxy.proxy.tasks import TaskPool
+from shadowproxy.shadow.tasks import TaskPool
 
 
 class TestTaskPool:

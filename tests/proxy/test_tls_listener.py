@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import trustme
 
-from shadowproxy.proxy import server as server_module
+from shadowproxy.http import server as server_module
 from tests.support import WAIT_S, backend, json_ok, make_settings, proxy_process, running_proxy
 
 

@@ -1,0 +1,163 @@
+"""One upstream answer as the caller reads it, and the error every upstream failure becomes.
+
+``Response`` hands back the status, the raw header block and the body as it
+arrives (``chunks``) or whole (``read``); its connection feeds it and resumes
+reading once the caller has taken the buffered bytes below ``LOW_WATER``.
+
+Errors::
+
+    UpstreamError(kind: ErrorKind)   the upstream gave no usable answer
+      REFUSED      connecting failed (refused or unresolvable)
+      TIMEOUT      connect, silence or the whole exchange took too long
+      RESET        closed before any byte of the answer
+      INCOMPLETE   closed or malformed after the answer began
+      OTHER        an answer that is not HTTP (or a head over MAX_HEAD_BYTES)
+
+``shadowproxy.http.upstream`` turns each into an ``Observation`` before the
+comparison core sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Final
+
+from shadowproxy.model import ErrorKind, Headers
+
+if TYPE_CHECKING:
+    from shadowproxy.http.h1_connection import Connection
+
+__all__ = ["LOW_WATER", "Response", "UpstreamError"]
+
+LOW_WATER: Final = 64 * 1024
+"""Buffered body bytes below which a paused connection reads again."""
+
+
+class UpstreamError(Exception):
+    """An upstream gave no usable answer; ``kind`` is the reason recorded as evidence."""
+
+    def __init__(self, kind: ErrorKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class Response:
+    """One answer: status, raw headers and a body read as it arrives.
+
+    Use it as an async context manager: leaving the block gives the
+    connection back to its pool when the body was read to its end and HTTP
+    allows reuse, and closes it otherwise.
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_connection",
+        "_done",
+        "_error",
+        "_waiter",
+        "buffered",
+        "content_length",
+        "headers",
+        "reading_whole",
+        "reason",
+        "status",
+    )
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self.status = 0
+        self.reason = ""
+        self.headers: Headers = ()
+        """Header fields in wire order, repeated ones kept, decoded as Latin-1."""
+        self.content_length: int | None = None
+        """The body's framed length: 0 for a HEAD, 204 or 304 answer, None when
+        chunked or delimited by the connection's end."""
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self._done = False
+        self._error: UpstreamError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.reading_whole = False
+
+    @property
+    def failed(self) -> bool:
+        """True when the body was cut short."""
+        return self._error is not None
+
+    @property
+    def complete(self) -> bool:
+        """True once the whole body has arrived."""
+        return self._done
+
+    async def read(self) -> bytes:
+        """The whole body (callers bound it by ``content_length`` or ``chunks``)."""
+        # Everything will be held anyway: buffering limits would only stall the read.
+        self.reading_whole = True
+        self._connection.resume()
+        while not self._done:
+            await self._wait()
+        if self._error is not None:
+            raise self._failure()
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self.buffered = 0
+        return data
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive; raises ``UpstreamError`` when the body is cut."""
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self.buffered -= len(chunk)
+                if self.buffered < LOW_WATER:
+                    self._connection.resume()
+                yield chunk
+            elif self._error is not None:
+                raise self._failure()
+            elif self._done:
+                return
+            else:
+                await self._wait()
+
+    async def __aenter__(self) -> Response:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Give the connection back (body read to the end) or close it (anything else)."""
+        self._connection.finished(self)
+
+    def _failure(self) -> UpstreamError:
+        # A new exception each time: the stored one's traceback would hold this
+        # answer, and through it the connection, in a cycle.
+        assert self._error is not None
+        return UpstreamError(self._error.kind, self._error.detail)
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def feed(self, chunk: bytes) -> None:
+        """Body bytes from the connection."""
+        self._chunks.append(chunk)
+        self.buffered += len(chunk)
+        self._wake()
+
+    def finish(self, error: UpstreamError | None = None) -> None:
+        """The body ended (cut short with ``error``); the connection calls it once."""
+        if not self._done:
+            self._done = True
+            self._error = error
+            self._wake()

@@ -119,6 +119,7 @@ class TestRejectionLogs:
         """A rejected request logs a single warning naming only the kind of error."""
         marker = b"X-Planted-Secret: CANARY-HOSTILE-0d2f"
         seen = len(upstreams.proxy.log)
+        mirrored = len(upstreams.candidate.lines)
         answer, _ = exchange(
             upstreams.proxy.port,
             b"GET /x HTTP/1.1\r\nHost: a\r\n" + marker + b"\r\n bad fold\r\n\r\n",
@@ -128,6 +129,8 @@ class TestRejectionLogs:
             upstreams.proxy.port, b"GET /probe HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
         )
         assert _status(good) == 200
+        # The probe's mirror lands now, not among the requests the next test counts.
+        upstreams.candidate.wait_lines(mirrored + 1)
         logged = _logged_after(upstreams.proxy, seen, b"rejected malformed request: ")
         assert b"Traceback" not in logged
         assert b"CANARY-HOSTILE" not in logged

@@ -182,6 +182,8 @@ class EvidenceSettings:
     rotate_bytes: int = 64 * MiB
     keep_files: int = 10
     max_total_bytes: int = 1024 * MiB
+    keep_rollups_days: float = 16.0
+    """Rollup files younger than this are never deleted: the longest gate window plus a margin."""
     queue_size: int = 10_000
     include_query: bool = False
     """Record the (redacted) query string in ``path``; off by default."""

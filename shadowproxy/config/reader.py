@@ -177,7 +177,7 @@ def section(reader: Reader, name: str, default: T, *, exclude: tuple[str, ...] =
                 f.name, current, minimum=0 if "max_connections" in f.name else 1
             )
         elif isinstance(current, float):
-            exclusive = f.name.endswith(("_s", "_ms"))
+            exclusive = f.name.endswith(("_s", "_ms", "_days"))
             maximum = 100.0 if f.name.endswith("percent") else None
             values[f.name] = section.number(
                 f.name, current, exclusive_min=exclusive, maximum=maximum

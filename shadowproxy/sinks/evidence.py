@@ -28,7 +28,7 @@ from shadowproxy.sinks.metrics import Metrics, code_class, method_label
 from shadowproxy.sinks.records import exchange_record, wanted
 from shadowproxy.sinks.redact import Redactor
 from shadowproxy.sinks.rollup import Rollups
-from shadowproxy.sinks.writer import JsonlWriter
+from shadowproxy.sinks.writer import JsonlWriter, Stream
 from shadowproxy.timestamps import rfc3339
 
 __all__ = ["Evidence", "default_worker_id"]
@@ -125,7 +125,9 @@ class Evidence:
             self._writer.submit(
                 functools.partial(
                     exchange_record, exchange, verdict, self._redactor, self._evidence
-                )
+                ),
+                Stream.EXCHANGES,
+                (request.route, request.domain),
             )
 
     @_guarded("on_cutover")
@@ -153,21 +155,22 @@ class Evidence:
         """Queue the rollups of a window that has ended (call about once a second)."""
         now = self._clock()
         if self._rollups.due(now):
-            for record in self._rollups.drain(now):
-                self._writer.submit(record)
+            for record in self._rollups.drain(now, self._writer.take_route_drops()):
+                self._writer.submit(record, Stream.ROLLUPS)
 
     @_guarded("write_record")
     def write_record(self, record: Mapping[str, object]) -> None:
         """Queue a record of another ``type``; ``v`` and ``ts`` are added when missing.
 
-        The record passes the free-form secret scrubber (``Redactor.mapping``).
+        It goes to the rollups file, kept for the gate window like rollups, and
+        passes the free-form secret scrubber (``Redactor.mapping``).
         """
         data = dict(record)
         if not isinstance(data.get("type"), str):
             raise ValueError("a record needs a string 'type'")
         data.setdefault("v", SCHEMA_VERSION)
         data.setdefault("ts", rfc3339(self._clock()))
-        self._writer.submit(functools.partial(self._redactor.mapping, data))
+        self._writer.submit(functools.partial(self._redactor.mapping, data), Stream.ROLLUPS)
 
     def close(self, timeout_s: float) -> bool:
         """Queue the final rollups, write everything queued and stop the writer thread.
@@ -175,7 +178,9 @@ class Evidence:
         Blocks up to ``timeout_s``; True when everything was flushed. Never raises.
         """
         try:
-            final: list[Mapping[str, object]] = list(self._rollups.drain(self._clock()))
+            final: list[Mapping[str, object]] = list(
+                self._rollups.drain(self._clock(), self._writer.take_route_drops())
+            )
         except Exception as exc:  # the remaining records still deserve a flush
             self._hook_failed("tick", exc)
             final = []

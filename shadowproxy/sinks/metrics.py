@@ -182,6 +182,13 @@ class Metrics:
             ("reason",),
             registry=registry,
         )
+        self.rollups_dropped = Counter(
+            "shadowproxy_rollups_dropped",
+            "Rollup, ownership and drill records dropped, by reason: the evidence of the gate"
+            " window has a gap.",
+            ("reason",),
+            registry=registry,
+        )
         self.evidence_errors = Counter(
             "shadowproxy_evidence_errors",
             "Evidence hook calls that failed (logged and ignored), by hook.",
@@ -217,6 +224,7 @@ class Metrics:
         # Known label values start at zero so rates and absent() behave from the first scrape.
         for reason in DROP_REASONS:
             self.jsonl_dropped.labels(reason)
+            self.rollups_dropped.labels(reason)
         for skip in SkipReason:
             self.skipped.labels(str(skip))
         for upstream in Upstream:

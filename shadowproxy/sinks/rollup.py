@@ -7,6 +7,7 @@ due. Runs on the event loop only, so it needs no locks. No I/O.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from shadowproxy.histogram import LatencyHistogram
 from shadowproxy.model import DiffClass, Exchange, Outcome, Verdict
@@ -26,13 +27,15 @@ _OUTCOME_FIELD = {
 class RouteTally:
     """What one route saw since its last rollup."""
 
-    __slots__ = ("candidate", "counts", "legacy", "skipped")
+    __slots__ = ("candidate", "counts", "dropped", "legacy", "skipped")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = dict.fromkeys(
             ("compared", *_OUTCOME_FIELD.values(), *(str(c) for c in DiffClass)), 0
         )
         self.skipped: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
+        """Exchange records of this route that were wanted but not written, by reason."""
         self.legacy = LatencyHistogram()
         self.candidate = LatencyHistogram()
 
@@ -51,6 +54,11 @@ class RouteTally:
         """Count one request that was not mirrored."""
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
+    def add_dropped(self, reasons: Mapping[str, int]) -> None:
+        """Count exchange records of this route the writer dropped, by reason."""
+        for reason, n in reasons.items():
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
     def record(self, route: str, domain: str, ts_start: float, ts_end: float) -> dict[str, object]:
         """The ``rollup`` record of this tally."""
         return {
@@ -62,6 +70,7 @@ class RouteTally:
             "domain": domain,
             **self.counts,
             "skipped": dict(sorted(self.skipped.items())),
+            "exchanges_dropped": dict(sorted(self.dropped.items())),
             "latency": {"legacy": self.legacy.to_json(), "candidate": self.candidate.to_json()},
         }
 
@@ -94,8 +103,16 @@ class Rollups:
         """True when the current window has ended."""
         return now >= self._due
 
-    def drain(self, now: float) -> list[dict[str, object]]:
-        """Close the window at ``now``: one record per active route, then start afresh."""
+    def drain(
+        self, now: float, dropped: Mapping[tuple[str, str], Mapping[str, int]] | None = None
+    ) -> list[dict[str, object]]:
+        """Close the window at ``now``: one record per active route, then start afresh.
+
+        ``dropped`` (exchange records the writer could not write, by route and
+        reason) is counted in the routes' records.
+        """
+        for key, reasons in (dropped or {}).items():
+            self.tally(*key).add_dropped(reasons)
         records = [
             tally.record(route, domain, self._start, now)
             for (route, domain), tally in sorted(self._tallies.items())

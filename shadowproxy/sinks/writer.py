@@ -2,10 +2,16 @@
 
 Owns everything between "a record is wanted" and "its bytes are on disk":
 the queue (a full queue drops and counts, never waits), serialisation with
-orjson, the per-worker file ``shadow-<worker_id>.jsonl`` (mode 0600), size
-rotation, the disk cap over every ``shadow-*`` file in ``log_dir``, and
-counting every record that could not be written. The event loop only ever
-calls ``submit``; all file I/O happens on the writer thread.
+orjson, the worker's two files (``files.Stream``: exchange records, and
+rollups with the other small records), size rotation, the disk cap over every
+``shadow-*`` file in ``log_dir``, and counting every record that could not be
+written: by reason, by route for exchange records (the next rollup carries
+them), and loudly for rollups, whose loss leaves a gap in the gate window.
+Under pressure exchange records go first: each stream has its own queue
+bound, and the cap deletes exchange files (this worker's active one last)
+before it would touch a rollup younger than ``keep_rollups_days``, which it
+never does. The event loop only ever calls ``submit``; all file I/O happens
+on the writer thread (``files``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ import contextlib
 import errno
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,109 +29,132 @@ import orjson
 import structlog
 
 from shadowproxy.settings import EvidenceSettings
+from shadowproxy.sinks.files import DiskCap, Stream, file_name, open_private, private_dir, rotate
 from shadowproxy.sinks.metrics import Metrics
 
-__all__ = ["Item", "JsonlWriter", "file_name", "open_private"]
+__all__ = ["Item", "JsonlWriter", "RouteKey", "Stream", "file_name", "open_private"]
 
 Item = Mapping[str, object] | Callable[[], Mapping[str, object] | None]
 """A record, or a builder the writer thread calls (None: nothing to write)."""
 
-_STOP = object()
+RouteKey = tuple[str, str]
+"""The (route, domain) an exchange record belongs to."""
+
+_DAY_S = 86_400.0
 _BATCH = 512
 _RETRY_S = 1.0
 _RESCAN_S = 0.5
-_ROTATED = re.compile(r"shadow-.+\.jsonl\.(\d+)(?:\.gz)?")
-_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 _ORJSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
 log = structlog.get_logger("shadowproxy.sinks")
 
-
-def file_name(worker_id: str) -> str:
-    """The active file name of worker ``worker_id`` (unsafe characters become ``_``)."""
-    return f"shadow-{_SAFE_ID.sub('_', worker_id)}.jsonl"
+_Line = tuple[bytes, RouteKey | None]
+_Entry = tuple[Item, Stream, RouteKey | None]
 
 
-def open_private(path: Path) -> int:
-    """Open ``path`` for appending, created with mode 0600, and return the descriptor."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    try:
-        # A file created earlier by someone else may be wider; evidence is private.
-        os.fchmod(fd, 0o600)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
+class _File:
+    """One of this worker's evidence files (writer thread only)."""
+
+    __slots__ = ("fd", "path", "size", "stream", "torn")
+
+    def __init__(self, path: Path, stream: Stream) -> None:
+        self.path = path
+        self.stream = stream
+        self.fd: int | None = None
+        self.size = 0
+        self.torn = False
+        """The last write failed part-way: the file may end mid-line."""
 
 
 class JsonlWriter:
-    """One worker's evidence file and the thread that writes it."""
+    """One worker's evidence files and the thread that writes them."""
 
     def __init__(self, settings: EvidenceSettings, worker_id: str, metrics: Metrics) -> None:
         self._settings = settings
         self._metrics = metrics
         self._dir = Path(settings.log_dir)
-        self._path = self._dir / file_name(worker_id)
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(settings.queue_size, 1))
+        self._files = {s: _File(self._dir / file_name(worker_id, s), s) for s in Stream}
+        # None is the stop marker.
+        self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
+        self._bound = max(settings.queue_size, 1)
         self._thread = threading.Thread(target=self._run, name="shadowproxy-jsonl", daemon=True)
         self._lock = threading.Lock()
+        self._pending = dict.fromkeys(Stream, 0)
         self._written = 0
         self._dropped: dict[str, int] = {}
+        self._route_drops: dict[RouteKey, dict[str, int]] = {}
+        self._rollups_dropped = 0
         self._last_error: str | None = None
         self._closed = False
         # Writer-thread state only:
-        self._fd: int | None = None
-        self._size = 0
-        self._torn = False
         self._retry_at = 0.0
-        self._dir_bytes = 0
+        self._cap = DiskCap(self._dir, settings.max_total_bytes)
         self._scanned_at = -float("inf")
-        self._rotated: list[tuple[int, Path]] = []
 
     @property
     def path(self) -> Path:
-        """The active file."""
-        return self._path
+        """The active exchange file."""
+        return self._files[Stream.EXCHANGES].path
+
+    @property
+    def rollups_path(self) -> Path:
+        """The active file of rollups and the other small records."""
+        return self._files[Stream.ROLLUPS].path
 
     def start(self) -> None:
         """Start the writer thread (once)."""
         if self._thread.ident is None:
             self._thread.start()
 
-    def submit(self, item: Item) -> bool:
-        """Queue ``item`` without ever blocking; False (and counted) when it was dropped."""
+    def submit(
+        self, item: Item, stream: Stream = Stream.EXCHANGES, route: RouteKey | None = None
+    ) -> bool:
+        """Queue ``item`` without ever blocking; False (and counted) when it was dropped.
+
+        ``route`` names the route of an exchange record, so a drop shows in its rollup.
+        """
         if self._closed:
-            self._drop("closed", 1)
+            self._drop("closed", stream, [route])
             return False
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self._drop("queue_full", 1)
+        with self._lock:
+            full = self._pending[stream] >= self._bound
+            if not full:
+                self._pending[stream] += 1
+        if full:
+            self._drop("queue_full", stream, [route])
             return False
+        self._queue.put((item, stream, route))
         return True
 
     def close(self, timeout_s: float, final: Sequence[Item] = ()) -> bool:
-        """Write ``final`` items and everything queued, then stop; True when all was flushed.
+        """Write ``final`` items (rollups) and everything queued, then stop; True when all was.
 
         Items still queued at the deadline are counted as dropped (``closed``).
         """
         if self._closed:
-            self._drop("closed", len(final))
+            self._drop("closed", Stream.ROLLUPS, [None] * len(final))
             return not self._thread.is_alive()
-        deadline = time.monotonic() + max(timeout_s, 0.0)
         self.start()
-        for item in [*final, _STOP]:
-            try:
-                self._queue.put(item, timeout=max(deadline - time.monotonic(), 0.0))
-            except queue.Full:
-                if item is not _STOP:
-                    self._drop("closed", 1)
+        with self._lock:
+            self._pending[Stream.ROLLUPS] += len(final)
+        for item in final:
+            self._queue.put((item, Stream.ROLLUPS, None))
+        self._queue.put(None)
         self._closed = True
-        self._thread.join(max(deadline - time.monotonic(), 0.0))
+        self._thread.join(max(timeout_s, 0.0))
         if self._thread.is_alive():
-            self._drop("closed", self._queue.qsize())
+            with self._lock:
+                pending = dict(self._pending)
+            for stream, n in pending.items():
+                self._drop("closed", stream, [None] * n)
             return False
         return True
+
+    def take_route_drops(self) -> dict[RouteKey, dict[str, int]]:
+        """Exchange records dropped per route since the last call, by reason."""
+        with self._lock:
+            drops, self._route_drops = self._route_drops, {}
+        return drops
 
     def stats(self) -> dict[str, object]:
         """Counters for ``/status``."""
@@ -134,22 +162,42 @@ class JsonlWriter:
             return {
                 "records_written": self._written,
                 "dropped": dict(sorted(self._dropped.items())),
-                "queue_depth": self._queue.qsize(),
-                "queue_size": self._queue.maxsize,
-                "file": str(self._path),
-                "file_bytes": self._size,
+                "rollups_dropped": self._rollups_dropped,
+                "queue_depth": sum(self._pending.values()),
+                "queue_size": self._bound,
+                "file": str(self.path),
+                "file_bytes": self._files[Stream.EXCHANGES].size,
+                "rollups_file": str(self.rollups_path),
                 "last_error": self._last_error,
             }
 
     # --- bookkeeping shared by both threads --------------------------------
 
-    def _drop(self, reason: str, n: int) -> None:
-        """Count ``n`` records dropped for ``reason``."""
+    def _drop(self, reason: str, stream: Stream, routes: Sequence[RouteKey | None]) -> None:
+        """Count the records of ``routes`` (one entry each) dropped for ``reason``."""
+        n = len(routes)
         if n <= 0:
             return
         with self._lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + n
+            for route in routes:
+                if route is not None:
+                    counts = self._route_drops.setdefault(route, {})
+                    counts[reason] = counts.get(reason, 0) + 1
+            if stream is Stream.ROLLUPS:
+                before = self._rollups_dropped
+                self._rollups_dropped += n
         self._metrics.jsonl_dropped.labels(reason).inc(n)
+        if stream is Stream.ROLLUPS:
+            self._metrics.rollups_dropped.labels(reason).inc(n)
+            # Loud, yet bounded: the first loss and then at every power of two.
+            if (before + n).bit_length() > before.bit_length():
+                log.error(
+                    "evidence_window_not_kept",
+                    reason=reason,
+                    rollups_dropped=before + n,
+                    keep_rollups_days=self._settings.keep_rollups_days,
+                )
 
     def _wrote(self, n: int) -> None:
         """Count ``n`` records written."""
@@ -171,19 +219,25 @@ class JsonlWriter:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            lines: list[bytes] = []
-            for item in items:
-                if item is _STOP:
+            lines: dict[Stream, list[_Line]] = {s: [] for s in Stream}
+            for entry in items:
+                if entry is None:
                     stop = True
                     continue
-                line = self._encode(item)
+                item, stream, route = entry
+                with self._lock:
+                    self._pending[stream] -= 1
+                line = self._encode(item, stream, route)
                 if line is not None:
-                    lines.append(line)
-            if lines:
-                self._write(lines)
-        self._release()
+                    lines[stream].append((line, route))
+            # Rollups first: under pressure they must find the room.
+            for stream in (Stream.ROLLUPS, Stream.EXCHANGES):
+                if lines[stream]:
+                    self._write(self._files[stream], lines[stream])
+        for file in self._files.values():
+            self._release(file)
 
-    def _encode(self, item: object) -> bytes | None:
+    def _encode(self, item: object, stream: Stream, route: RouteKey | None) -> bytes | None:
         """One JSON line, or None (counted) when the item cannot be built or serialised."""
         try:
             record = item() if callable(item) else item
@@ -191,164 +245,150 @@ class JsonlWriter:
                 return None
             return orjson.dumps(record, option=_ORJSON_OPTS)
         except Exception as exc:  # a bad record must not stop the writer
-            self._drop("encode_error", 1)
+            self._drop("encode_error", stream, [route])
             log.error("jsonl_encode_failed", error=type(exc).__name__)
             return None
 
-    def _write(self, lines: list[bytes]) -> None:
+    def _write(self, file: _File, lines: list[_Line]) -> None:
         """Append ``lines``, rotating and enforcing the disk cap; count what was not written."""
-        if self._fd is None and not self._open():
-            self._drop("write_error", len(lines))
+        if file.fd is None and not self._open(file):
+            self._drop("write_error", file.stream, [route for _, route in lines])
             return
-        chunk: list[bytes] = []
+        chunk: list[_Line] = []
         pending = 0
-        for i, line in enumerate(lines):
-            if self._size + pending + len(line) > self._settings.rotate_bytes and (
-                self._size + pending
+        for i, (line, route) in enumerate(lines):
+            if file.size + pending + len(line) > self._settings.rotate_bytes and (
+                file.size + pending
             ):
-                if not self._flush(chunk) or not self._rotate():
-                    self._drop("write_error", len(lines) - i)
+                if not self._flush(file, chunk) or not self._rotate(file):
+                    self._drop("write_error", file.stream, [r for _, r in lines[i:]])
                     return
                 chunk, pending = [], 0
-            if not self._fits(pending + len(line)):
-                self._drop("disk_cap", 1)
+            if not self._room(pending + len(line), file.stream):
+                self._drop("disk_cap", file.stream, [route])
                 continue
-            chunk.append(line)
+            chunk.append((line, route))
             pending += len(line)
-        self._flush(chunk)
+        self._flush(file, chunk)
 
-    def _flush(self, chunk: list[bytes]) -> bool:
-        """Write ``chunk`` to the open file; on failure count the lost lines and close."""
+    def _flush(self, file: _File, chunk: list[_Line]) -> bool:
+        """Write ``chunk`` to the open file; on failure count the lost lines and close it."""
         if not chunk:
             return True
-        assert self._fd is not None
+        if file.fd is None:
+            self._drop("write_error", file.stream, [route for _, route in chunk])
+            return False
         # After a failed write the file may end mid-line; start on a fresh line.
-        prefix = b"\n" if self._torn else b""
-        data = prefix + b"".join(chunk)
+        prefix = b"\n" if file.torn else b""
+        data = prefix + b"".join(line for line, _ in chunk)
         done = 0
         try:
             while done < len(data):
-                done += os.write(self._fd, memoryview(data)[done:])
+                done += os.write(file.fd, memoryview(data)[done:])
         except OSError as exc:
-            self._size += done
-            self._dir_bytes += done
+            file.size += done
+            self._cap.total += done
             written = _whole_lines(chunk, done - len(prefix))
             self._wrote(written)
-            self._drop("write_error", len(chunk) - written)
-            self._torn = True
-            self._failed(exc)
+            self._drop("write_error", file.stream, [route for _, route in chunk[written:]])
+            file.torn = True
+            self._failed(exc, file)
             return False
-        self._torn = False
-        self._size += done
-        self._dir_bytes += done
+        file.torn = False
+        file.size += done
+        self._cap.total += done
         self._wrote(len(chunk))
         return True
 
-    def _fits(self, extra: int) -> bool:
-        """Whether ``extra`` more bytes stay under ``max_total_bytes``.
+    def _room(self, extra: int, stream: Stream) -> bool:
+        """Whether ``extra`` more bytes fit under ``max_total_bytes``, deleting to make room.
 
-        Deletes the oldest rotated files (any worker's) to make room.
+        Rotated exchange files go first, then rollups older than the
+        retention window; for rollups, this worker's own exchange file too.
         """
-        cap = self._settings.max_total_bytes
-        if self._dir_bytes + extra <= cap:
+        if self._cap.fits(extra):
             return True
         now = time.monotonic()
-        if now - self._scanned_at >= _RESCAN_S:
-            self._scan(now)
-        while self._dir_bytes + extra > cap and self._rotated:
-            size, path = self._rotated.pop(0)
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass  # another worker deleted it first
-            except OSError as exc:
-                self._failed(exc)
-                continue
-            self._dir_bytes -= size
-        return self._dir_bytes + extra <= cap
+        if now - self._scanned_at >= _RESCAN_S and not self._rescan(now):
+            return False
+        keep_newer_than = time.time() - self._settings.keep_rollups_days * _DAY_S
+        self._note(self._cap.make_room(extra, keep_newer_than))
+        exchanges = self._files[Stream.EXCHANGES]
+        if self._cap.fits(extra) or stream is not Stream.ROLLUPS or not exchanges.size:
+            return self._cap.fits(extra)
+        # Rollups outrank exchange records: this worker's own exchange file goes too.
+        self._rotate(exchanges)
+        self._rescan(time.monotonic())
+        self._note(self._cap.make_room(extra, keep_newer_than))
+        return self._cap.fits(extra)
 
-    def _scan(self, now: float) -> None:
-        """Re-measure every evidence file in ``log_dir`` and list the rotated ones, oldest first."""
-        total = 0
-        rotated: list[tuple[float, int, int, Path]] = []
+    def _rescan(self, now: float) -> bool:
+        """Re-measure ``log_dir``; False (noted) when it cannot be listed."""
         try:
-            entries = list(os.scandir(self._dir))
+            self._cap.scan()
         except OSError as exc:
-            self._failed(exc)
-            entries = []
-        for entry in entries:
-            if not entry.name.startswith("shadow-") or ".jsonl" not in entry.name:
-                continue
-            try:
-                stat = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            total += stat.st_size
-            match = _ROTATED.fullmatch(entry.name)
-            if match:
-                # Equal mtimes: a higher suffix is an older file.
-                age = -int(match.group(1))
-                rotated.append((stat.st_mtime, age, stat.st_size, Path(entry.path)))
-        self._dir_bytes = total
+            self._note([exc])
+            return False
         self._scanned_at = now
-        rotated.sort(key=lambda item: item[:2])
-        self._rotated = [(size, path) for _, _, size, path in rotated]
+        return True
 
-    def _open(self) -> bool:
-        """Open the active file unless a recent failure says wait; False when it is not open."""
+    def _open(self, file: _File) -> bool:
+        """Open ``file`` unless a recent failure says wait; False when it is not open."""
         now = time.monotonic()
         if now < self._retry_at:
             return False
         try:
-            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = open_private(self._path)
-            size = os.fstat(fd).st_size
+            warning = private_dir(self._dir)
+            fd = open_private(file.path)
         except OSError as exc:
-            self._failed(exc)
+            self._failed(exc, file)
             return False
-        self._fd, self._size = fd, size
-        self._torn = self._torn and size > 0
-        self._scan(now)
+        if warning is not None:
+            log.warning("log_dir_tightened", detail=warning, log_dir=str(self._dir))
+        file.fd, file.size = fd, os.fstat(fd).st_size
+        file.torn = file.torn and file.size > 0
+        self._rescan(now)
         return True
 
-    def _rotate(self) -> bool:
-        """Shift ``.N`` files up, keep ``keep_files`` of them, and open a fresh active file."""
-        self._release()
-        keep = self._settings.keep_files
-        base = str(self._path)
+    def _rotate(self, file: _File) -> bool:
+        """Rotate ``file`` (rollups kept for the retention window) and open a fresh one."""
+        self._release(file)
+        keep_newer_than = (
+            time.time() - self._settings.keep_rollups_days * _DAY_S
+            if file.stream is Stream.ROLLUPS
+            else None
+        )
         try:
-            for suffix in ("", ".gz"):
-                oldest = Path(f"{base}.{keep}{suffix}")
-                if keep > 0 and oldest.exists():
-                    oldest.unlink()
-                for n in range(keep - 1, 0, -1):
-                    src = Path(f"{base}.{n}{suffix}")
-                    if src.exists():
-                        src.rename(f"{base}.{n + 1}{suffix}")
-            if keep > 0:
-                self._path.rename(f"{base}.1")
-            else:
-                self._path.unlink()
+            rotate(file.path, self._settings.keep_files, keep_newer_than)
         except OSError as exc:
-            self._failed(exc)
-        self._torn = False
-        return self._open()
+            self._failed(exc, file)
+        file.torn = False
+        return self._open(file)
 
-    def _failed(self, exc: OSError) -> None:
-        """Remember a file error (no data in it, only errno and path) and back off."""
+    def _note(self, errors: Sequence[OSError]) -> None:
+        """Remember file errors that cost no record (a rotated file that would not go)."""
+        for exc in errors:
+            self._remember(exc, self._dir)
+
+    def _failed(self, exc: OSError, file: _File) -> None:
+        """Remember a failure of ``file``, close it and back off before reopening."""
+        self._remember(exc, file.path)
+        self._release(file)
+        self._retry_at = time.monotonic() + _RETRY_S
+
+    def _remember(self, exc: OSError, where: Path) -> None:
+        """Keep the error for ``/status`` and log it when it changed (errno and path only)."""
         name = errno.errorcode.get(exc.errno or 0, "EIO")
-        message = f"{name}: {exc.strerror or 'error'} ({exc.filename or self._path})"
+        message = f"{name}: {exc.strerror or 'error'} ({exc.filename or where})"
         with self._lock:
             first = self._last_error != message
             self._last_error = message
         if first:
             log.error("jsonl_write_failed", error=message)
-        self._release()
-        self._retry_at = time.monotonic() + _RETRY_S
 
-    def _release(self) -> None:
-        """Close the active file (data is already in the kernel; fsync only on a clean stop)."""
-        fd, self._fd = self._fd, None
+    def _release(self, file: _File) -> None:
+        """Close ``file`` (data is already in the kernel; fsync only on a clean stop)."""
+        fd, file.fd = file.fd, None
         if fd is None:
             return
         # fsync or close failing on a broken disk changes nothing we can act on.
@@ -358,10 +398,10 @@ class JsonlWriter:
             os.close(fd)
 
 
-def _whole_lines(chunk: list[bytes], written: int) -> int:
+def _whole_lines(chunk: list[_Line], written: int) -> int:
     """How many leading lines of ``chunk`` fit in ``written`` bytes."""
     count = 0
-    for line in chunk:
+    for line, _ in chunk:
         written -= len(line)
         if written < 0:
             break

@@ -30,6 +30,7 @@ CONTRACT_METRICS = frozenset(
         "shadowproxy_shadow_inflight",
         "shadowproxy_jsonl_records_total",
         "shadowproxy_jsonl_dropped_total",
+        "shadowproxy_rollups_dropped_total",
         "shadowproxy_build_info",
     }
 )

@@ -1,4 +1,5 @@
-"""Evidence written by a running proxy: redaction canaries, bounded series, nothing lost on stop."""
+"""Evidence written by a running proxy: redaction canaries, bounded series, nothing lost on stop,
+rollups kept when the disk cap fills."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aiohttp import web
 from yarl import URL
 
 from shadowproxy.sinks import configure_logging
-from tests.support import backend, make_settings, proxy_process, running_proxy
+from tests.support import backend, eventually, make_settings, proxy_process, running_proxy
 
 CANARIES = {
     "auth": "CANARY-AUTH-7f3a",
@@ -29,6 +30,10 @@ CANARIES = {
 def _records(log_dir: Path) -> list[dict[str, Any]]:
     lines = b"".join(p.read_bytes() for p in sorted(log_dir.glob("shadow-*.jsonl*")))
     return [orjson.loads(line) for line in lines.splitlines()]
+
+
+def _evidence_bytes(log_dir: Path) -> int:
+    return sum(p.stat().st_size for p in log_dir.glob("shadow-*"))
 
 
 def _every_file(directory: Path) -> str:
@@ -176,3 +181,52 @@ class TestNothingLostOnStop:
         assert {r["verdict"] for r in exchanges} == {"diverged"}
         assert sum(r["compared"] for r in rollups) == requests
         assert sum(r["diverged"] for r in rollups) == requests
+
+
+class TestDiskCapDuringARun:
+    """A full disk cap costs exchange records, never the rollups the gates are computed from."""
+
+    async def test_rollups_kept_and_exchange_drops_counted(self, tmp_path: Path) -> None:
+        """Diverging traffic far beyond the cap: every rollup kept, every drop counted."""
+        requests = 300
+
+        def answer(side: str) -> Any:
+            async def handler(request: web.Request) -> web.Response:
+                return web.json_response({"side": side, "pad": side * 400})
+
+            return handler
+
+        document = {
+            "evidence": {
+                "max_total_bytes": 24_000,
+                "rollup_interval_s": 1,
+                "max_value_chars": 400,
+            }
+        }
+        async with backend(answer("L")) as legacy, backend(answer("C")) as candidate:
+            settings = make_settings(legacy.url, candidate.url, tmp_path, document)
+            async with running_proxy(settings) as proxy, aiohttp.ClientSession() as session:
+                # Six routes: each rollup tick needs more room than a record's worth of slack.
+                for n in range(requests):
+                    async with session.get(f"{proxy.url}/r{n % 6}/{n}") as response:
+                        assert response.status == 200
+
+                def rollups() -> list[dict[str, Any]]:
+                    return [r for r in _records(tmp_path) if r["type"] == "rollup"]
+
+                def settled() -> bool:
+                    dropped = proxy.metric("shadowproxy_jsonl_dropped_total", reason="disk_cap")
+                    found = rollups()
+                    return sum(r["compared"] for r in found) == requests and dropped == sum(
+                        r["exchanges_dropped"].get("disk_cap", 0) for r in found
+                    )
+
+                await eventually(settled)
+                dropped = proxy.metric("shadowproxy_jsonl_dropped_total", reason="disk_cap")
+                lost = proxy.metric("shadowproxy_rollups_dropped_total", reason="disk_cap")
+        assert dropped > 0, "the cap was reached"
+        assert lost == 0, "no rollup was dropped"
+        assert sum(r["diverged"] for r in rollups()) == requests
+        exchanges = [r for r in _records(tmp_path) if r["type"] == "exchange"]
+        assert len(exchanges) < requests - dropped + 1
+        assert _evidence_bytes(tmp_path) <= 24_000

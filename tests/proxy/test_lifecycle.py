@@ -101,6 +101,14 @@ class TestCliErrors:
             ),
             ("upstreams: [\n", "line 2"),
             (UPSTREAMS + "max_client_connections: 0\n", "max_client_connections: must be >= 1"),
+            (
+                UPSTREAMS + "evidence: {rollup_interval_s: 0}\n",
+                "evidence.rollup_interval_s: must be > 0",
+            ),
+            (
+                UPSTREAMS + "evidence: {keep_rollups_days: 0}\n",
+                "evidence.keep_rollups_days: must be > 0",
+            ),
         ],
     )
     def test_bad_config_exits_2_with_one_line(

@@ -112,6 +112,7 @@ class TestMetrics:
         assert get("shadowproxy_jsonl_records_total") == 1
         assert get("shadowproxy_jsonl_dropped_total", {"reason": "queue_full"}) == 1
         assert get("shadowproxy_jsonl_dropped_total", {"reason": "disk_cap"}) == 0
+        assert get("shadowproxy_rollups_dropped_total", {"reason": "disk_cap"}) == 0
         assert get("shadowproxy_build_info", {"version": __version__}) == 1
 
     def test_render_gives_text_exposition(self, metrics: Metrics) -> None:

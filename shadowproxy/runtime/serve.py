@@ -1,14 +1,17 @@
-"""Running one proxy process: listeners, evidence, signals, reload and graceful stop.
+"""Running one proxy process: evidence, listeners, signals, reload and graceful stop.
 
-Start-up order: evidence writer, proxy listener, admin listener. Stop order
-on SIGTERM/SIGINT: stop accepting, drain in-flight client requests (up to
-``drain_s``), give shadow work ``shadow.grace_s`` then cancel it, close the
-upstream sessions, stop the admin listener, flush and close the evidence.
-SIGHUP re-reads the configuration; an invalid one is logged and the running
+``serve`` reads top to bottom: the evidence and the pieces the listeners share
+(``_open_parts``), the proxy listener with its data plane, the gRPC listener,
+the admin listener (``_Listeners.start``), the housekeeping tasks, then the
+wait for SIGTERM/SIGINT or ``stop``. Stop order: stop accepting, drain
+in-flight client requests (up to ``drain_s``), give shadow work
+``shadow.grace_s`` then cancel it, close the upstream connections, stop the
+admin listener, flush and close the evidence. SIGHUP re-reads the
+configuration (``RunningConfig``); an invalid one is logged and the running
 one kept. Route ownership (docs/cutover.md) lives in memory, or, for a
 supervisor's workers, in the state file under ``cutover_state_dir`` that
-each worker polls; the process serving the admin listener applies the
-modes a reload changes.
+each worker polls; the process serving the admin listener applies the modes
+a reload changes.
 """
 
 from __future__ import annotations
@@ -17,19 +20,24 @@ import asyncio
 import contextlib
 import gc
 import signal
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from shadowproxy.admin.app import AdminContext, build_admin_app
-from shadowproxy.config import ConfigError, is_loopback, reloaded
+from shadowproxy.config import ConfigError
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.http.handover import handover_app, install_log_filter
 from shadowproxy.http.server import Server
+from shadowproxy.runtime.process import (
+    AdminListener,
+    RunningConfig,
+    signal_handlers,
+    start_admin,
+)
 from shadowproxy.runtime.worker import ProxyParts, Worker, build_worker, route_table
 from shadowproxy.settings import HostAddress, Settings
 from shadowproxy.shadow.comparisons import Comparisons
@@ -57,19 +65,6 @@ class Bound:
     grpc: HostAddress | None = None
 
 
-def _bound(runner: web.AppRunner) -> HostAddress:
-    host, port = runner.addresses[0][:2]
-    return HostAddress(str(host), int(port))
-
-
-async def _drain(server: Server, runner: web.AppRunner, timeout_s: float) -> None:
-    """Drain both servers at once: connections handed to aiohttp's get the same deadline."""
-    handed_over = runner.server
-    assert handed_over is not None, "the runner is set up before the server starts"
-    handed_over.pre_shutdown()
-    await asyncio.gather(server.shutdown(timeout_s), handed_over.shutdown(timeout_s))
-
-
 def _tune_gc() -> None:
     # Long-lived start-up objects never need scanning again, and a higher
     # gen-0 threshold keeps full collections (multi-ms pauses) rare.
@@ -85,20 +80,128 @@ async def _ticker(evidence: Evidence, stopping: asyncio.Event) -> None:
         evidence.tick()
 
 
-@contextlib.contextmanager
-def _signals(
-    loop: asyncio.AbstractEventLoop, handlers: Mapping[signal.Signals, Callable[[], None]]
-) -> Iterator[None]:
-    installed = []
-    try:
-        for sig, handler in handlers.items():
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, handler)
-                installed.append(sig)
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+def _open_parts(
+    settings: Settings,
+    registry: CollectorRegistry,
+    *,
+    pause_flag: SharedFlag | None,
+    cutover_state_dir: str | None,
+    controller: bool,
+) -> tuple[Evidence, ProxyParts]:
+    """The evidence writer, started, and the pieces every listener of this process shares.
+
+    The ``controller`` (the process serving the admin listener) publishes the
+    configured route ownership; a supervisor's worker reads what it published.
+    """
+    metrics = Metrics(registry)
+    metrics.prime_routes((spec.name, spec.domain) for spec in settings.routes)
+    evidence = Evidence(settings, metrics, worker_id=default_worker_id())
+    evidence.start()
+    ownership = Ownership(settings, evidence, state_dir=cutover_state_dir)
+    if controller:
+        ownership.publish()
+    else:
+        ownership.refresh()
+    return evidence, ProxyParts(
+        sink=evidence,
+        switch=ShadowSwitch(pause_flag),
+        lag=LagMonitor(),
+        comparisons=Comparisons(settings.shadow.inline_compare_max_bytes),
+        ownership=ownership,
+    )
+
+
+class _Listeners:
+    """The proxy, gRPC and admin listeners of one process, started and stopped in order."""
+
+    def __init__(self, settings: Settings, parts: ProxyParts, evidence: Evidence) -> None:
+        self._settings = settings
+        self._parts = parts
+        self._evidence = evidence
+        self.worker: Worker | None = None
+        self._runner: web.AppRunner | None = None
+        self.server: Server | None = None
+        self.grpc: GrpcProxy | None = None
+        self.admin: AdminListener | None = None
+
+    async def start_proxy(self) -> Server:
+        """Build the data plane and listen for clients."""
+        settings = self._settings
+        worker = self.worker = build_worker(settings, self._parts)
+        # aiohttp's server takes only the connections the lean server hands over;
+        # it listens nowhere.
+        runner = self._runner = web.AppRunner(
+            handover_app(worker.forwarder, worker.tunnel),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=settings.drain_s,
+        )
+        await runner.setup()
+        handed_over = runner.server
+        assert handed_over is not None
+        server = self.server = Server(
+            worker.forwarder.handle,
+            handed_over,
+            max_connections=settings.max_client_connections,
+            elsewhere=lambda: len(handed_over.connections),
+            refused=self._evidence.on_connection_refused,
+        )
+        await server.start(
+            settings.listen.host,
+            settings.listen.port,
+            reuse_port=settings.workers > 1,
+            backlog=1024,
+            tls=None if settings.listen_tls is None else server_context(settings.listen_tls),
+        )
+        return server
+
+    async def start_grpc(self, pool: TaskPool) -> None:
+        """Listen for gRPC calls when ``grpc`` is configured; they share the shadow pool."""
+        settings = self._settings
+        if settings.grpc is None:
+            return
+        from shadowproxy.grpcproxy import DescriptorError, GrpcProxy
+
+        parts = self._parts
+        try:
+            self.grpc = GrpcProxy(
+                settings,
+                pool=pool,
+                comparisons=parts.comparisons,
+                evidence=self._evidence,
+                switch=parts.switch,
+                lag=parts.lag,
+            )
+        except DescriptorError as exc:
+            raise ConfigError(str(exc)) from None
+        await self.grpc.start()
+
+    def reconfigure(self, fresh: Settings) -> None:
+        """Swap what a reload changes in the data planes (routes, sampling, rules, methods)."""
+        if self.worker is not None:
+            self.worker.forwarder.reconfigure(fresh, route_table(fresh))
+        if self.grpc is not None:
+            self.grpc.reconfigure(fresh)
+
+    async def stop(self) -> None:
+        """Stop accepting, drain, close the data planes, then the admin listener."""
+        drain_s = self._settings.drain_s
+        if self.grpc is not None:
+            await self.grpc.stop(drain_s)
+        if self.server is not None and self._runner is not None:
+            handed_over = self._runner.server
+            assert handed_over is not None, "the runner is set up before the server starts"
+            # Both servers at once: connections handed to aiohttp's get the same deadline.
+            handed_over.pre_shutdown()
+            await asyncio.gather(self.server.shutdown(drain_s), handed_over.shutdown(drain_s))
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.worker is not None:
+            await self.worker.aclose()
+        if self.grpc is not None:
+            await self.grpc.close()
+        if self.admin is not None:
+            await self.admin.aclose()
 
 
 async def serve(
@@ -118,183 +221,80 @@ async def serve(
     stop = stop or asyncio.Event()
     install_log_filter()
     registry = registry if registry is not None else CollectorRegistry()
-    metrics = Metrics(registry)
-    metrics.prime_routes((spec.name, spec.domain) for spec in settings.routes)
-    evidence = Evidence(settings, metrics, worker_id=default_worker_id())
-    evidence.start()
-    switch = ShadowSwitch(pause_flag)
-    lag = LagMonitor()
-    ownership = Ownership(settings, evidence, state_dir=cutover_state_dir)
-    if serve_admin:
-        ownership.publish()
-    else:
-        ownership.refresh()
-    parts = ProxyParts(
-        sink=evidence,
-        switch=switch,
-        lag=lag,
-        comparisons=Comparisons(settings.shadow.inline_compare_max_bytes),
-        ownership=ownership,
+    evidence, parts = _open_parts(
+        settings,
+        registry,
+        pause_flag=pause_flag,
+        cutover_state_dir=cutover_state_dir,
+        controller=serve_admin,
     )
-    worker: Worker | None = None
-    runner: web.AppRunner | None = None
-    server: Server | None = None
-    admin_runner: web.AppRunner | None = None
-    grpc_proxy: GrpcProxy | None = None
-    housekeeping = TaskPool(3)
-    current = settings
-    reloads = {"applied": 0, "rejected": 0}
-    restart_needed: tuple[str, ...] = ()
+    ownership = parts.ownership
+    listeners = _Listeners(settings, parts, evidence)
 
-    def reload_config() -> None:
-        nonlocal current, restart_needed
-        if reload is None:
-            return
-        try:
-            fresh, restart_needed = reloaded(current, reload())
-        except ConfigError as exc:
-            reloads["rejected"] += 1
-            log.error("reload rejected; keeping the running configuration", error=str(exc))
-            return
-        if worker is not None:
-            worker.forwarder.reconfigure(fresh, route_table(fresh))
+    def apply(fresh: Settings) -> None:
+        listeners.reconfigure(fresh)
         ownership.reload(fresh, controller=serve_admin)
-        if grpc_proxy is not None:
-            grpc_proxy.reconfigure(fresh)
-        current = fresh
-        reloads["applied"] += 1
-        log.info("configuration reloaded", digest=fresh.digest, routes=len(fresh.routes))
-        if restart_needed:
-            log.warning("reload left these keys for a restart", keys=list(restart_needed))
 
-    def status() -> dict[str, Any]:
+    config = RunningConfig(settings, load=reload, apply=apply)
+
+    def status() -> dict[str, object]:
+        current = config.settings
+        worker = listeners.worker
         return {
-            "config_digest": current.digest,
-            "config_source": current.source,
-            "reloads": dict(reloads),
-            "restart_needed": list(restart_needed),
-            "upstreams": {
-                "legacy": current.upstreams.legacy,
-                "candidate": current.upstreams.candidate,
-                "secondary": current.upstreams.secondary,
-            },
+            **config.status(),
             "workers": current.workers,
             "inflight": len(worker.pool) if worker is not None else 0,
             "max_inflight": current.shadow.max_inflight,
-            "loop_lag_ms": round(lag.lag_ms, 3),
+            "loop_lag_ms": round(parts.lag.lag_ms, 3),
             "evidence": evidence.stats(),
         }
 
     handlers: dict[signal.Signals, Callable[[], None]] = {}
     if install_signals:
-        handlers = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: reload_config}
-    signals = contextlib.ExitStack()
-    try:
-        # Before anything listens: a SIGTERM during start-up must stop gracefully too.
-        signals.enter_context(_signals(loop, handlers))
-        worker = build_worker(settings, parts)
-        # aiohttp's server takes only the connections the lean server hands over;
-        # it listens nowhere.
-        runner = web.AppRunner(
-            handover_app(worker.forwarder, worker.tunnel),
-            handle_signals=False,
-            access_log=None,
-            shutdown_timeout=settings.drain_s,
-        )
-        await runner.setup()
-        handed_over = runner.server
-        assert handed_over is not None
-        server = Server(
-            worker.forwarder.handle,
-            handed_over,
-            max_connections=settings.max_client_connections,
-            elsewhere=lambda: len(handed_over.connections),
-            refused=evidence.on_connection_refused,
-        )
-        await server.start(
-            settings.listen.host,
-            settings.listen.port,
-            reuse_port=settings.workers > 1,
-            backlog=1024,
-            tls=None if settings.listen_tls is None else server_context(settings.listen_tls),
-        )
-        if settings.grpc is not None:
-            from shadowproxy.grpcproxy import DescriptorError, GrpcProxy
-
-            try:
-                grpc_proxy = GrpcProxy(
+        handlers = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: config.reload}
+    housekeeping = TaskPool(3)
+    # Before anything listens: a SIGTERM during start-up must stop gracefully too.
+    with signal_handlers(loop, handlers):
+        try:
+            server = await listeners.start_proxy()
+            assert listeners.worker is not None
+            await listeners.start_grpc(listeners.worker.pool)
+            if serve_admin:
+                listeners.admin = await start_admin(
                     settings,
-                    pool=worker.pool,
-                    comparisons=parts.comparisons,
-                    evidence=evidence,
-                    switch=switch,
-                    lag=lag,
+                    switch=parts.switch,
+                    render_metrics=lambda: render_metrics(registry),
+                    status=status,
+                    ownership=ownership,
                 )
-            except DescriptorError as exc:
-                raise ConfigError(str(exc)) from None
-            await grpc_proxy.start()
-        admin_address: HostAddress | None = None
-        if serve_admin:
-            admin_runner = web.AppRunner(
-                build_admin_app(
-                    AdminContext(
-                        switch=switch,
-                        render_metrics=lambda: render_metrics(registry),
-                        status=status,
-                        cutover=ownership,
-                        legacy_url=settings.upstreams.legacy,
-                        token=settings.admin.token,
-                        require_token=not is_loopback(settings.admin.listen.host),
-                    )
-                ),
-                handle_signals=False,
-                access_log=None,
+            parts.lag.start()
+            housekeeping.spawn(_ticker(evidence, stop), name="evidence-ticker")
+            if cutover_state_dir is not None:
+                housekeeping.spawn(ownership.follow(stop), name="cutover-follower")
+            bound = Bound(
+                proxy=HostAddress(*server.address),
+                admin=listeners.admin.address if listeners.admin is not None else None,
+                grpc=listeners.grpc.address if listeners.grpc is not None else None,
             )
-            await admin_runner.setup()
-            await web.TCPSite(
-                admin_runner, settings.admin.listen.host, settings.admin.listen.port
-            ).start()
-            admin_address = _bound(admin_runner)
-        lag.start()
-        housekeeping.spawn(_ticker(evidence, stop), name="evidence-ticker")
-        if cutover_state_dir is not None:
-            housekeeping.spawn(ownership.follow(stop), name="cutover-follower")
-        bound = Bound(
-            proxy=HostAddress(*server.address),
-            admin=admin_address,
-            grpc=grpc_proxy.address if grpc_proxy is not None else None,
-        )
-        log.info(
-            "shadowproxy listening" if serve_admin else "worker listening",
-            proxy=str(bound.proxy),
-            scheme=server.scheme,
-            admin=str(bound.admin),
-            legacy=settings.upstreams.legacy,
-            candidate=settings.upstreams.candidate,
-        )
-        _tune_gc()
-        if on_ready is not None:
-            on_ready(bound)
-        await stop.wait()
-        log.info("shutting down", drain_s=settings.drain_s)
-    finally:
-        stop.set()
-        lag.stop()
-        if grpc_proxy is not None:
-            await grpc_proxy.stop(settings.drain_s)
-        if server is not None and runner is not None:
-            await _drain(server, runner, settings.drain_s)
-        if runner is not None:
-            await runner.cleanup()
-        if worker is not None:
-            await worker.aclose()
-        if grpc_proxy is not None:
-            await grpc_proxy.close()
-        if admin_runner is not None:
-            await admin_runner.cleanup()
-        await housekeeping.close(_TICK_S * 2)
-        await parts.comparisons.aclose()
-        await loop.run_in_executor(None, evidence.close, settings.drain_s)
-        signals.close()
+            log.info(
+                "shadowproxy listening" if serve_admin else "worker listening",
+                proxy=str(bound.proxy),
+                scheme=server.scheme,
+                admin=str(bound.admin),
+                legacy=settings.upstreams.legacy,
+                candidate=settings.upstreams.candidate,
+            )
+            _tune_gc()
+            if on_ready is not None:
+                on_ready(bound)
+            await stop.wait()
+            log.info("shutting down", drain_s=settings.drain_s)
+        finally:
+            stop.set()
+            parts.lag.stop()
+            await listeners.stop()
+            await housekeeping.close(_TICK_S * 2)
+            await parts.comparisons.aclose()
+            await loop.run_in_executor(None, evidence.close, settings.drain_s)
     log.info("stopped")
     return 0

@@ -26,13 +26,11 @@ import socket
 import tempfile
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 import structlog
-from aiohttp import web
 
-from shadowproxy.admin.app import AdminContext, build_admin_app
-from shadowproxy.config import ConfigError, Overrides, is_loopback, load_settings, reloaded
+from shadowproxy.config import Overrides, load_settings
+from shadowproxy.runtime.process import RunningConfig, signal_handlers, start_admin
 from shadowproxy.settings import HostAddress, Settings
 from shadowproxy.shadow.control import ShadowSwitch, SharedFlag
 
@@ -43,6 +41,14 @@ log = structlog.get_logger(__name__)
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _RESTART_BACKOFF_S = 1.0
 _START_TIMEOUT_S = 30.0
+
+
+def _load(config_path: str | None, overrides: Overrides, listen: HostAddress) -> Settings:
+    """The configuration again for a reload, on the port picked at start for ``listen: :0``."""
+    fresh = load_settings(config_path, overrides)
+    if fresh.listen.port == 0:
+        fresh = replace(fresh, listen=HostAddress(fresh.listen.host, listen.port))
+    return fresh
 
 
 def _worker_main(
@@ -66,7 +72,7 @@ def _worker_main(
     asyncio.run(
         serve(
             settings,
-            reload=lambda: load_settings(config_path, overrides),
+            reload=lambda: _load(config_path, overrides, settings.listen),
             pause_flag=flag,
             serve_admin=False,
             on_ready=lambda _: setattr(ready, "value", 1),
@@ -178,90 +184,63 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     settings = fleet.settings
-    switch = ShadowSwitch(fleet.flag)
     records = Evidence(settings, Metrics(CollectorRegistry()), worker_id=default_worker_id())
     records.start()
     ownership = Ownership(settings, records, state_dir=fleet.cutover_state_dir)
     ownership.publish()
 
-    restart_needed: tuple[str, ...] = ()
-
-    def reload() -> None:
-        nonlocal restart_needed
-        try:
-            fresh, restart_needed = reloaded(fleet.settings, load_settings(config_path, overrides))
-        except ConfigError as exc:
-            log.error("reload rejected; keeping the running configuration", error=str(exc))
-            return
+    def apply(fresh: Settings) -> None:
         # Workers started from now on (a replacement for one that died) get it too.
         fleet.settings = fresh
         ownership.reload(fresh, controller=True)
         fleet.signal_all(signal.SIGHUP)
-        log.info("configuration reloaded", digest=fresh.digest)
-        if restart_needed:
-            log.warning("reload left these keys for a restart", keys=list(restart_needed))
 
-    def status() -> dict[str, Any]:
+    config = RunningConfig(
+        settings, load=lambda: _load(config_path, overrides, settings.listen), apply=apply
+    )
+
+    def status() -> dict[str, object]:
         return {
-            "config_digest": fleet.settings.digest,
-            "config_source": fleet.settings.source,
-            "restart_needed": list(restart_needed),
-            "upstreams": {
-                "legacy": settings.upstreams.legacy,
-                "candidate": settings.upstreams.candidate,
-                "secondary": settings.upstreams.secondary,
-            },
+            **config.status(),
             "workers": len(fleet.workers),
             "workers_ready": fleet.ready_count(),
             "worker_pids": [p.pid for p in fleet.workers if p.is_alive()],
         }
 
-    admin = web.AppRunner(
-        build_admin_app(
-            AdminContext(
-                switch=switch,
-                render_metrics=lambda: render_metrics(multiprocess_registry()),
-                status=status,
-                legacy_url=settings.upstreams.legacy,
-                token=settings.admin.token,
-                require_token=not is_loopback(settings.admin.listen.host),
-                cutover=ownership,
-            )
-        ),
-        handle_signals=False,
-        access_log=None,
+    admin = await start_admin(
+        settings,
+        switch=ShadowSwitch(fleet.flag),
+        render_metrics=lambda: render_metrics(multiprocess_registry()),
+        status=status,
+        ownership=ownership,
     )
-    await admin.setup()
-    await web.TCPSite(admin, settings.admin.listen.host, settings.admin.listen.port).start()
     fleet.start()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    started = False
-    with contextlib.suppress(TimeoutError):
-        started = await fleet.wait_ready(_START_TIMEOUT_S)
-    if not started:
-        log.error("workers failed to start; stopping")
-        stop.set()
-    else:
-        host, port = admin.addresses[0][:2]
-        log.info(
-            "shadowproxy listening",
-            proxy=str(settings.listen),
-            scheme="http" if settings.listen_tls is None else "https",
-            admin=str(HostAddress(str(host), int(port))),
-            workers=settings.workers,
-        )
-    while not stop.is_set():
+    handlers = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: config.reload}
+    with signal_handlers(loop, handlers):
+        started = False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), _RESTART_BACKOFF_S)
-        fleet.replace_dead()
-    fleet.stopping = True
-    fleet.signal_all(signal.SIGTERM)
-    grace = settings.drain_s + settings.shadow.grace_s + 5
-    clean = await loop.run_in_executor(None, fleet.join, grace)
-    await admin.cleanup()
-    await loop.run_in_executor(None, records.close, settings.drain_s)
+            started = await fleet.wait_ready(_START_TIMEOUT_S)
+        if not started:
+            log.error("workers failed to start; stopping")
+            stop.set()
+        else:
+            log.info(
+                "shadowproxy listening",
+                proxy=str(settings.listen),
+                scheme="http" if settings.listen_tls is None else "https",
+                admin=str(admin.address),
+                workers=settings.workers,
+            )
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _RESTART_BACKOFF_S)
+            fleet.replace_dead()
+        fleet.stopping = True
+        fleet.signal_all(signal.SIGTERM)
+        grace = settings.drain_s + settings.shadow.grace_s + 5
+        clean = await loop.run_in_executor(None, fleet.join, grace)
+        await admin.aclose()
+        await loop.run_in_executor(None, records.close, settings.drain_s)
     return 0 if clean and started else 1
 
 

@@ -44,8 +44,8 @@ class ProxyParts:
     switch: ShadowSwitch
     lag: LagMonitor
     comparisons: Comparisons
-    ownership: Ownership | None = None
-    """Route ownership; None answers every request from legacy."""
+    ownership: Ownership
+    """Route ownership: who answers each request."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import backend, json_ok, proxy_process
+from tests.support import WAIT_S, backend, json_ok, proxy_process
 
 REQUESTS = 60
 
@@ -69,3 +73,58 @@ class TestWorkers:
         assert len(candidate.seen) == REQUESTS, "nothing was mirrored while paused"
         files = {p.name for p in tmp_path.glob("shadow-*.jsonl")}  # noqa: ASYNC240 - after the run
         assert len(files) == 2, "one evidence file per worker"
+
+
+class TestWorkersReload:
+    """SIGHUP to the supervisor: it validates, counts and forwards the reload to every worker."""
+
+    async def test_sighup_reloads_supervisor_and_workers(self, tmp_path: Path) -> None:
+        """A good file is applied everywhere and counted; a bad one is rejected and counted."""
+        async with backend(json_ok) as legacy, backend(json_ok) as candidate:
+            path = tmp_path / "shadowproxy.yaml"
+
+            def write(sample: int, inflight: int) -> None:
+                path.write_text(
+                    f"upstreams: {{legacy: '{legacy.url}', candidate: '{candidate.url}'}}\n"
+                    f"log_dir: '{tmp_path}'\n"
+                    f"shadow: {{max_loop_lag_ms: 60000, max_inflight: {inflight}}}\n"
+                    f"routes: [{{match: '/r', domain: d, sample_percent: {sample}}}]\n"
+                )
+
+            write(0, 256)
+            async with (
+                proxy_process("--config", str(path), "--workers", "2") as proxy,
+                aiohttp.ClientSession() as session,
+            ):
+
+                async def status_when(check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+                    async with asyncio.timeout(WAIT_S):
+                        while True:
+                            async with session.get(proxy.admin + "/status") as response:
+                                status: dict[str, Any] = await response.json()
+                            if check(status):
+                                return status
+                            await asyncio.sleep(0.01)
+
+                before = await status_when(lambda s: s["workers_ready"] == 2)
+                assert before["reloads"] == {"applied": 0, "rejected": 0}
+                write(100, 8)
+                proxy.process.send_signal(signal.SIGHUP)
+                after = await status_when(lambda s: s["reloads"]["applied"] == 1)
+                assert after["restart_needed"] == ["shadow.max_inflight"]
+                assert after["config_digest"] != before["config_digest"]
+                # Each worker applies the forwarded SIGHUP itself: poll until one mirrors.
+                async with asyncio.timeout(WAIT_S):
+                    while not candidate.seen:
+                        async with (
+                            aiohttp.ClientSession() as fresh,
+                            fresh.get(proxy.url + "/r") as r,
+                        ):
+                            assert r.status == 200
+                        await asyncio.sleep(0.01)
+
+                path.write_text("upstreams: [\n")
+                proxy.process.send_signal(signal.SIGHUP)
+                rejected = await status_when(lambda s: s["reloads"]["rejected"] == 1)
+                assert rejected["config_digest"] == after["config_digest"]
+                assert rejected["workers_ready"] == 2

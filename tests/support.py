@@ -246,6 +246,18 @@ class ProxyProcess:
         return await asyncio.wait_for(self.process.wait(), timeout_s)
 
 
+def without_shedding(*args: str) -> tuple[str, ...]:
+    """``args`` with a ``--config`` that puts loop-lag shedding out of reach, unless they have one.
+
+    A busy CI machine then never skips the mirrors a test counts.
+    """
+    if "--config" in args:
+        return args
+    config = Path(tempfile.mkdtemp(prefix="shadowproxy-test-")) / "config.yaml"
+    config.write_text("shadow: {max_loop_lag_ms: 60000}\n")
+    return ("--config", str(config), *args)
+
+
 @contextlib.asynccontextmanager
 async def proxy_process(*args: str, shed_on_lag: bool = False) -> AsyncIterator[ProxyProcess]:
     """Run ``shadowproxy run`` on ephemeral loopback ports until the block ends.
@@ -256,10 +268,8 @@ async def proxy_process(*args: str, shed_on_lag: bool = False) -> AsyncIterator[
     put out of reach, so a busy CI machine never skips the mirrors a test
     counts. A process still running at the end is stopped with SIGTERM.
     """
-    if "--config" not in args and not shed_on_lag:
-        config = Path(tempfile.mkdtemp(prefix="shadowproxy-test-")) / "config.yaml"
-        config.write_text("shadow: {max_loop_lag_ms: 60000}\n")
-        args = ("--config", str(config), *args)
+    if not shed_on_lag:
+        args = without_shedding(*args)
     process = await asyncio.create_subprocess_exec(
         *proxy_command(*args),
         stdout=asyncio.subprocess.PIPE,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from tests.support import REPO, WAIT_S, listening, proxy_command
+from tests.support import REPO, WAIT_S, listening, proxy_command, without_shedding
 
 __all__ = ["ProxyProcess", "Recorder", "exchange", "proxy_process", "recording_backend"]
 
@@ -115,7 +115,11 @@ def proxy_process(
     if config is not None:
         args += ["--config", str(config)]
     process = subprocess.Popen(
-        proxy_command(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, env=env
+        proxy_command(*without_shedding(*args)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
     )
     assert process.stdout is not None
     reader: threading.Thread | None = None

@@ -34,8 +34,7 @@ from shadowproxy.grpcproxy.metadata import Metadata, forwardable
 from shadowproxy.grpcproxy.methods import GrpcMethod, MethodTable
 from shadowproxy.grpcproxy.shadow import SHADOW_MARK, GrpcEvidence, GrpcShadow, MirrorCall
 from shadowproxy.grpcproxy.status import http_status, observation_status
-from shadowproxy.model import Observation, RequestFacts, SkipReason
-from shadowproxy.model import Upstream as UpstreamName
+from shadowproxy.model import Observation, RequestFacts, SkipReason, Upstream
 from shadowproxy.settings import GrpcSettings
 
 __all__ = ["GRPC_METHOD", "GrpcForwarder"]
@@ -129,10 +128,10 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         metadata = forwardable(context.invocation_metadata())
         deadline = _remaining(context)
         request_id = _request_id(metadata)
-        legacy_seen = None
+        client_answer = None
         skip = self._shadow.decide(method, len(request))
         if skip is None:
-            legacy_seen = self._shadow.start(
+            client_answer = self._shadow.start(
                 MirrorCall(
                     facts=RequestFacts(
                         id=request_id,
@@ -156,8 +155,8 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         try:
             answer = await call_unary(self._legacy, name, request, metadata, timeout)
         finally:
-            if legacy_seen is not None and not legacy_seen.done():
-                legacy_seen.set_result(answer)
+            if client_answer is not None and not client_answer.done():
+                client_answer.set_result(answer)
         return await self._answer(method, answer, context)
 
     async def _stream_unary(
@@ -181,7 +180,7 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         """
         light = _light(answer)
         if not stream or not light.ok:
-            self._sink.on_upstream(UpstreamName.LEGACY, method.name, light)
+            self._sink.on_upstream(Upstream.LEGACY, method.name, light)
         self._sink.on_request(method.name, GRPC_METHOD, http_status(answer.code))
         initial = forwardable(answer.initial)
         if initial:

@@ -121,12 +121,12 @@ class GrpcShadow:
             name=f"grpc-shadow-{call.facts.id}",
         )
 
-    async def _mirror(self, call: MirrorCall, legacy_future: asyncio.Future[Answer | None]) -> None:
+    async def _mirror(self, call: MirrorCall, client_answer: asyncio.Future[Answer | None]) -> None:
         candidate, secondary, legacy_answer = await fetch_copies(
             lambda channel: self._fetch(channel, call),
             self._candidate,
             self._secondary,
-            legacy_future,
+            client_answer,
         )
         method = call.method
         cap = self.settings.compare_max_bytes

@@ -35,15 +35,14 @@ from shadowproxy.http.h1_response import Response as UpstreamResponse
 from shadowproxy.http.headers import NO_BODY_STATUS, request_headers, response_headers
 from shadowproxy.http.inbound import JSON, Inbound, error_body
 from shadowproxy.http.routing import Route, RouteTable
-from shadowproxy.http.shadow import Shadow, ShadowRequest
+from shadowproxy.http.shadow import HttpShadow, MirrorRequest
 from shadowproxy.http.upstream import (
     PREAMBLE_ERRORS,
-    Upstream,
+    UpstreamClient,
     UpstreamError,
     failed_observation,
 )
-from shadowproxy.model import ErrorKind, Observation, RequestFacts, SkipReason
-from shadowproxy.model import Upstream as UpstreamName
+from shadowproxy.model import ErrorKind, Observation, RequestFacts, SkipReason, Upstream
 from shadowproxy.settings import Settings
 
 __all__ = [
@@ -74,7 +73,7 @@ class RequestSink(Protocol):
     """What the hot path reports (``shadowproxy.sinks.Evidence`` satisfies it)."""
 
     def on_request(self, route: str, method: str, status: int | None) -> None: ...
-    def on_upstream(self, upstream: UpstreamName, route: str, observation: Observation) -> None: ...
+    def on_upstream(self, upstream: Upstream, route: str, observation: Observation) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +126,10 @@ class Forwarder:
         *,
         settings: Settings,
         routes: RouteTable,
-        legacy: Upstream,
-        shadow: Shadow,
+        legacy: UpstreamClient,
+        shadow: HttpShadow,
         sink: RequestSink,
-        candidate: Upstream | None = None,
+        candidate: UpstreamClient | None = None,
         ownership: Ownership | None = None,
     ) -> None:
         self.settings = settings
@@ -188,7 +187,7 @@ class Forwarder:
         )
         own_host = settings.upstreams.host_header == "upstream"
 
-        answered_by, mirror = UpstreamName.LEGACY, True
+        answered_by, mirror = Upstream.LEGACY, True
         if self._ownership is not None and self._candidate is not None:
             ownership = self._ownership
             decision = ownership.decide(
@@ -201,15 +200,15 @@ class Forwarder:
                 ),
             )
             answered_by, mirror = decision.answered_by, decision.mirror
-        legacy_seen: asyncio.Future[Observation | None] | None = None
+        client_answer: asyncio.Future[Observation | None] | None = None
         skip = (
             self._shadow.decide(route, method, body_complete=body.complete)
             if mirror
             else SkipReason.MODE
         )
         if skip is None:
-            legacy_seen = self._shadow.start(
-                ShadowRequest(
+            client_answer = self._shadow.start(
+                MirrorRequest(
                     facts=RequestFacts(
                         id=request_id,
                         method=method,
@@ -230,13 +229,13 @@ class Forwarder:
         else:
             self._shadow.skip(route, skip)
 
-        def with_host(upstream: Upstream) -> list[tuple[str, str]]:
+        def with_host(upstream: UpstreamClient) -> list[tuple[str, str]]:
             host = upstream.host if own_host else client_host
             return [*upstream_headers, ("Host", host)] if host else upstream_headers
 
         observation: Observation | None = None
         try:
-            if answered_by is UpstreamName.CANDIDATE and self._candidate is not None:
+            if answered_by is Upstream.CANDIDATE and self._candidate is not None:
                 observation = await self._from_candidate(
                     request, route, method, raw_target, with_host, body
                 )
@@ -245,8 +244,8 @@ class Forwarder:
                     request, route, method, raw_target, with_host(self._legacy), body
                 )
         finally:
-            if legacy_seen is not None and not legacy_seen.done():
-                legacy_seen.set_result(observation)
+            if client_answer is not None and not client_answer.done():
+                client_answer.set_result(observation)
 
     async def _from_candidate(
         self,
@@ -254,7 +253,7 @@ class Forwarder:
         route: Route,
         method: str,
         raw_target: str,
-        with_host: Callable[[Upstream], list[tuple[str, str]]],
+        with_host: Callable[[UpstreamClient], list[tuple[str, str]]],
         body: _Body,
     ) -> Observation | None:
         """Answer from the candidate; retry on legacy when it fails before answering."""
@@ -292,7 +291,7 @@ class Forwarder:
         headers: list[tuple[str, str]],
         body: _Body,
         *,
-        upstream: Upstream | None = None,
+        upstream: UpstreamClient | None = None,
         retry: Callable[[], Awaitable[Observation | None]] | None = None,
     ) -> Observation | None:
         """Send to legacy (or ``upstream``) and stream its answer back.
@@ -302,7 +301,7 @@ class Forwarder:
         ``retry`` answers instead when the upstream failed before responding.
         """
         target = upstream or self._legacy
-        name = UpstreamName.CANDIDATE if upstream is not None else UpstreamName.LEGACY
+        name = Upstream.CANDIDATE if upstream is not None else Upstream.LEGACY
         started = time.perf_counter()
         data = body.data if body.complete else _stream_rest(body.data, request)
         if not body.complete and request.content_length is not None:
@@ -317,7 +316,7 @@ class Forwarder:
             failed = failed_observation(exc, started)
             kind = failed.error
             self._sink.on_upstream(name, route.name, failed)
-            kept = failed if name is UpstreamName.CANDIDATE else None
+            kept = failed if name is Upstream.CANDIDATE else None
             if retry is not None:
                 log.warning(
                     "candidate failed; retrying on legacy", route=route.name, reason=str(kind)
@@ -345,7 +344,7 @@ class Forwarder:
         method: str,
         upstream: UpstreamResponse,
         started: float,
-        answered_by: UpstreamName = UpstreamName.LEGACY,
+        answered_by: Upstream = Upstream.LEGACY,
     ) -> Observation | None:
         cap = self.settings.shadow.compare_max_bytes
         headers = upstream.headers
@@ -407,7 +406,7 @@ class Forwarder:
         request: Inbound,
         route: Route,
         started: float,
-        answered_by: UpstreamName,
+        answered_by: Upstream,
         exc: BaseException,
     ) -> Observation | None:
         """Record an answer cut after its head and abort the client connection."""
@@ -420,4 +419,4 @@ class Forwarder:
         self._sink.on_upstream(answered_by, route.name, failed)
         log.warning(f"{answered_by} failed mid-body; aborting client connection", reason=str(kind))
         request.abort()
-        return failed if answered_by is UpstreamName.CANDIDATE else None
+        return failed if answered_by is Upstream.CANDIDATE else None

@@ -19,23 +19,22 @@ from dataclasses import dataclass
 
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.http.routing import Route
-from shadowproxy.http.upstream import Upstream, fetch_observation
-from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, SkipReason
-from shadowproxy.model import Upstream as UpstreamName
+from shadowproxy.http.upstream import UpstreamClient, fetch_observation
+from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, SkipReason, Upstream
 from shadowproxy.settings import ShadowSettings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
 from shadowproxy.shadow.mirror import EvidenceSink, Mirrors, fetch_copies
 from shadowproxy.shadow.tasks import TaskPool
 
-__all__ = ["MIRRORED_METHODS", "Shadow", "ShadowRequest"]
+__all__ = ["MIRRORED_METHODS", "HttpShadow", "MirrorRequest"]
 
 MIRRORED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Idempotent methods mirrored on every route; others only where a route opts in."""
 
 
 @dataclass(frozen=True, slots=True)
-class ShadowRequest:
+class MirrorRequest:
     """Everything needed to replay one client request to the shadow upstreams."""
 
     facts: RequestFacts
@@ -46,11 +45,11 @@ class ShadowRequest:
     host: str | None
     """The client's Host, sent unless upstreams get their own."""
     body: bytes
-    answered_by: UpstreamName = UpstreamName.LEGACY
+    answered_by: Upstream = Upstream.LEGACY
     """The side answering the client; the copy goes to the other one."""
 
 
-class Shadow:
+class HttpShadow:
     """Owns mirroring for one worker: the gate, the task pool and the comparison."""
 
     def __init__(
@@ -58,13 +57,13 @@ class Shadow:
         *,
         settings: ShadowSettings,
         pool: TaskPool,
-        candidate: Upstream,
-        secondary: Upstream | None,
+        candidate: UpstreamClient,
+        secondary: UpstreamClient | None,
         comparisons: Comparisons,
         evidence: EvidenceSink,
         switch: ShadowSwitch,
         lag: LagMonitor,
-        legacy: Upstream,
+        legacy: UpstreamClient,
         own_host: bool = False,
         ownership: Ownership | None = None,
     ) -> None:
@@ -90,7 +89,7 @@ class Shadow:
         """Count a request that is not mirrored."""
         self._mirrors.skip(route, reason)
 
-    def start(self, request: ShadowRequest) -> asyncio.Future[Observation | None] | None:
+    def start(self, request: MirrorRequest) -> asyncio.Future[Observation | None] | None:
         """Spawn the mirror; returns the future the hot path resolves with legacy's observation.
 
         Returns None (and counts ``queue_full``) when the pool is full.
@@ -102,20 +101,20 @@ class Shadow:
         )
 
     async def _mirror(
-        self, request: ShadowRequest, answer_future: asyncio.Future[Observation | None]
+        self, request: MirrorRequest, client_answer: asyncio.Future[Observation | None]
     ) -> None:
-        reverse = request.answered_by is UpstreamName.CANDIDATE
-        mirrored, secondary, answer = await fetch_copies(
+        reverse = request.answered_by is Upstream.CANDIDATE
+        mirrored, secondary, answered = await fetch_copies(
             lambda upstream: self._fetch(upstream, request),
             self._legacy if reverse else self._candidate,
             self._secondary,
-            answer_future,
+            client_answer,
         )
         route = request.route
-        if answer is None:
+        if answered is None:
             self._mirrors.skip(route, SkipReason.LEGACY_FAILED)
             return
-        legacy, candidate = (mirrored, answer) if reverse else (answer, mirrored)
+        legacy, candidate = (mirrored, answered) if reverse else (answered, mirrored)
         exchange = Exchange(request.facts, legacy, candidate, secondary, request.answered_by)
         verdict = await self._mirrors.settle(exchange, route)
         if verdict is not None and reverse and self._ownership is not None:
@@ -126,7 +125,7 @@ class Shadow:
                 legacy_s=legacy.elapsed_s if legacy.ok else None,
             )
 
-    async def _fetch(self, upstream: Upstream, request: ShadowRequest) -> Observation:
+    async def _fetch(self, upstream: UpstreamClient, request: MirrorRequest) -> Observation:
         host = upstream.host if self._own_host else request.host
         headers = [*request.headers, ("Host", host)] if host else request.headers
         return await fetch_observation(

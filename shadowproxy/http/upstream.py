@@ -23,7 +23,7 @@ from shadowproxy.model import ErrorKind, Observation
 
 __all__ = [
     "PREAMBLE_ERRORS",
-    "Upstream",
+    "UpstreamClient",
     "UpstreamError",
     "classify_error",
     "failed_observation",
@@ -37,7 +37,7 @@ PREAMBLE_ERRORS: tuple[type[BaseException], ...] = (UpstreamError, TimeoutError,
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class Upstream:
+class UpstreamClient:
     """A backend: its name, its base URL and its connection pool."""
 
     __slots__ = ("base", "host", "name", "pool", "prefix")
@@ -67,7 +67,7 @@ def open_upstream(
     read_timeout_s: float,
     limit: int,
     tls: ssl.SSLContext,
-) -> Upstream:
+) -> UpstreamClient:
     """An upstream with its own pool of at most ``limit`` connections.
 
     ``tls`` (``shadowproxy.tls.client_context``) is used when ``base`` is https.
@@ -81,7 +81,7 @@ def open_upstream(
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,
     )
-    return Upstream(name, base, pool)
+    return UpstreamClient(name, base, pool)
 
 
 def classify_error(exc: BaseException) -> ErrorKind:
@@ -118,7 +118,7 @@ def _too_large(response: Response, kept: bytes, size: int, started: float) -> Ob
 
 
 async def fetch_observation(
-    upstream: Upstream,
+    upstream: UpstreamClient,
     method: str,
     raw_target: str,
     headers: list[tuple[str, str]],

@@ -17,7 +17,7 @@ from aiohttp import web
 from yarl import URL
 
 from shadowproxy.http.headers import end_to_end
-from shadowproxy.http.upstream import Upstream
+from shadowproxy.http.upstream import UpstreamClient
 
 __all__ = ["WebSocketTunnel", "is_upgrade", "open_session"]
 
@@ -89,7 +89,7 @@ class WebSocketTunnel:
 
     __slots__ = ("_legacy", "_session")
 
-    def __init__(self, legacy: Upstream, session: aiohttp.ClientSession) -> None:
+    def __init__(self, legacy: UpstreamClient, session: aiohttp.ClientSession) -> None:
         self._legacy = legacy
         self._session = session
 

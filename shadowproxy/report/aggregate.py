@@ -34,7 +34,7 @@ from shadowproxy.report.summary import (
     COUNTED,
     Counts,
     DomainSummary,
-    Evidence,
+    Findings,
     FingerprintSummary,
     InputStats,
     LatencySummary,
@@ -170,7 +170,7 @@ class Windows:
 
 
 class Aggregator:
-    """Feed it lines; ask it for the ``Evidence``.
+    """Feed it lines; ask it for the ``Findings``.
 
     ``since_for(domain)`` gives each domain's window start (its gate window,
     or ``--since``); a record counts when its time is in ``[since, until)``.
@@ -402,7 +402,7 @@ class Aggregator:
         if change.ts < self._until:
             self._ownership.append(change)
 
-    def evidence(self) -> Evidence:
+    def evidence(self) -> Findings:
         """The aggregated evidence so far."""
         routes: list[RouteSummary] = []
         by_domain: dict[str, tuple[Counts, LatencyHistogram, LatencyHistogram]] = {
@@ -473,7 +473,7 @@ class Aggregator:
                 f"fingerprint table full ({self._max_fingerprints}): "
                 f"{self._overflow} differences not tracked"
             )
-        return Evidence(
+        return Findings(
             source="files",
             until=self._until,
             routes=tuple(routes),

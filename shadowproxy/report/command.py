@@ -26,7 +26,7 @@ from shadowproxy.report.render_html import render_html
 from shadowproxy.report.render_text import render_markdown, render_table
 from shadowproxy.report.sources import expand_paths
 from shadowproxy.report.suggest import suggest_ignores
-from shadowproxy.report.summary import Evidence
+from shadowproxy.report.summary import Findings
 from shadowproxy.report.timeparse import parse_instant
 from shadowproxy.report.tracker import update_tracker
 
@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def _from_files(paths: list[str], windows: Windows) -> Evidence:
+def _from_files(paths: list[str], windows: Windows) -> Findings:
     files = expand_paths(paths)
     evidence = aggregate_files(files, windows).evidence()
     if evidence.inputs.records == 0:

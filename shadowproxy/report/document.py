@@ -19,7 +19,7 @@ from shadowproxy.report.gates import (
     route_status,
 )
 from shadowproxy.report.known import KnownSet
-from shadowproxy.report.summary import COUNTED, Counts, Evidence, LatencySummary, Quantiles
+from shadowproxy.report.summary import COUNTED, Counts, Findings, LatencySummary, Quantiles
 from shadowproxy.report.timeparse import format_instant
 
 __all__ = ["SCHEMA_VERSION", "Report", "build_report", "to_json"]
@@ -30,12 +30,12 @@ _RATES = ("structural", "semantic", "timing", "noise", "errors")
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """Evidence judged by gates, ready to render."""
+    """Findings judged by gates, ready to render."""
 
     generated_at: float
     since: float
     until: float
-    evidence: Evidence
+    evidence: Findings
     gates: tuple[GateResult, ...]
     statuses: dict[tuple[str, str], RouteStatus]
     known: KnownSet
@@ -62,7 +62,7 @@ class Report:
 
 
 def build_report(
-    evidence: Evidence,
+    evidence: Findings,
     config: GatesConfig,
     known: KnownSet,
     generated_at: float,
@@ -222,7 +222,7 @@ def to_json(report: Report) -> dict[str, Any]:
     }
 
 
-def _modes(evidence: Evidence) -> list[dict[str, Any]]:
+def _modes(evidence: Findings) -> list[dict[str, Any]]:
     """Each route's mode after its latest ``ownership`` record (``*``: default, force-legacy)."""
     latest: dict[str, Any] = {}
     for change in sorted(evidence.ownership, key=lambda c: c.ts):

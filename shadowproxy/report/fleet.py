@@ -1,7 +1,7 @@
 """Fleet mode: the same evidence, read from Prometheus instead of JSONL files.
 
 Owns the PromQL over the contract metrics and turning the answers into an
-``Evidence`` the gates evaluate like any other:
+``Findings`` the gates evaluate like any other:
 
 - ``shadowproxy_comparisons_total{route,domain,verdict}`` gives compared, match,
   diverged, noise and errors;
@@ -30,7 +30,7 @@ from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.summary import (
     Counts,
     DomainSummary,
-    Evidence,
+    Findings,
     LatencySummary,
     Quantiles,
     RouteSummary,
@@ -111,8 +111,8 @@ def _latency(
 
 def collect_fleet(
     url: str, until: float, window_for: Callable[[str], float], windows: Iterable[float]
-) -> Evidence:
-    """Evidence for every route Prometheus knows, each domain over its own window.
+) -> Findings:
+    """Findings for every route Prometheus knows, each domain over its own window.
 
     ``windows`` lists every distinct window (seconds) in use; ``window_for``
     maps a domain to its window.
@@ -172,7 +172,7 @@ def collect_fleet(
             )
         )
     notes = [_NOTE, *_upstream_error_notes(prometheus, window_for(""))]
-    return Evidence(
+    return Findings(
         source="prometheus",
         until=until,
         routes=tuple(routes),

@@ -1,7 +1,7 @@
 """Cutover gates: their configuration, their evaluation, and per-route status.
 
 Owns the gates file (``gates: {"*": {...}, <domain>: {...}}``), the built-in
-defaults, evaluating every gate per domain against an ``Evidence``, and the
+defaults, evaluating every gate per domain against a ``Findings``, and the
 migration status of each route. A gate that would pass on too little
 evidence reports ``insufficient`` and does not pass; a conclusive failure
 stays a failure whatever the evidence size. Imports the report's values.
@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.known import KnownSet
-from shadowproxy.report.summary import Counts, Evidence, LatencySummary
+from shadowproxy.report.summary import Counts, Findings, LatencySummary
 from shadowproxy.report.timeparse import parse_duration
 from shadowproxy.report.yamlfile import load_yaml
 
@@ -164,7 +164,7 @@ def _spec(path: str, domain: str, body: object, base: GateSpec) -> GateSpec:
 
 
 def evaluate_gates(
-    evidence: Evidence, config: GatesConfig, known: KnownSet
+    evidence: Findings, config: GatesConfig, known: KnownSet
 ) -> tuple[GateResult, ...]:
     """Every gate for every domain seen in the evidence or named in the gates file."""
     summaries = {d.domain: d for d in evidence.domains}
@@ -219,7 +219,7 @@ def _p99_conclusive(counts: Counts, enough: bool) -> bool:
     return enough or counts.timing > 0
 
 
-def _evidence_gate(evidence: Evidence, domain: str, spec: GateSpec) -> GateResult:
+def _evidence_gate(evidence: Findings, domain: str, spec: GateSpec) -> GateResult:
     routes = [r for r in evidence.routes if r.domain == domain]
     if not routes:
         return GateResult(
@@ -273,7 +273,7 @@ def _structural_gate(domain: str, counts: Counts, spec: GateSpec) -> GateResult:
     )
 
 
-def undocumented_semantic(evidence: Evidence, known: KnownSet, domain: str) -> list[str]:
+def undocumented_semantic(evidence: Findings, known: KnownSet, domain: str) -> list[str]:
     """Keys of the domain's semantic fingerprints no known difference explains."""
     return [
         fp.key
@@ -283,7 +283,7 @@ def undocumented_semantic(evidence: Evidence, known: KnownSet, domain: str) -> l
 
 
 def _semantic_gate(
-    evidence: Evidence, domain: str, counts: Counts, spec: GateSpec, known: KnownSet
+    evidence: Findings, domain: str, counts: Counts, spec: GateSpec, known: KnownSet
 ) -> GateResult:
     name = "semantic_documented"
     if not spec.require_documented_semantic:
@@ -388,7 +388,7 @@ def _error_gate(domain: str, counts: Counts, spec: GateSpec) -> GateResult:
 
 
 def route_status(
-    evidence: Evidence, config: GatesConfig, known: KnownSet
+    evidence: Findings, config: GatesConfig, known: KnownSet
 ) -> dict[tuple[str, str], RouteStatus]:
     """Each (domain, route)'s migration status; conclusive problems outrank thin evidence."""
     undocumented_routes = {

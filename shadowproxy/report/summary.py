@@ -1,6 +1,6 @@
 """The evidence a report evaluates, as frozen values.
 
-Both sources produce an ``Evidence``: the JSONL aggregator (``aggregate``)
+Both sources produce a ``Findings``: the JSONL aggregator (``aggregate``)
 and fleet mode (``fleet``, from Prometheus). Gates and renderers read only
 these values. Imports the standard library and ``stats``.
 """
@@ -16,7 +16,7 @@ __all__ = [
     "COUNTED",
     "Counts",
     "DomainSummary",
-    "Evidence",
+    "Findings",
     "FingerprintSummary",
     "InputStats",
     "LatencySummary",
@@ -184,7 +184,7 @@ class InputStats:
 
 
 @dataclass(frozen=True, slots=True)
-class Evidence:
+class Findings:
     """Everything a report says, before gates: from files or from Prometheus."""
 
     source: str

@@ -17,8 +17,8 @@ from typing import Protocol
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.http.forward import Forwarder, RequestSink
 from shadowproxy.http.routing import RouteTable
-from shadowproxy.http.shadow import Shadow
-from shadowproxy.http.upstream import Upstream, open_upstream
+from shadowproxy.http.shadow import HttpShadow
+from shadowproxy.http.upstream import UpstreamClient, open_upstream
 from shadowproxy.http.websocket import WebSocketTunnel, open_session
 from shadowproxy.settings import Settings
 from shadowproxy.shadow.comparisons import Comparisons
@@ -55,7 +55,7 @@ class Worker:
     forwarder: Forwarder
     pool: TaskPool
     tunnel: WebSocketTunnel
-    upstreams: tuple[Upstream, ...]
+    upstreams: tuple[UpstreamClient, ...]
     grace_s: float
     """How long shadow work may finish at stop before it is cancelled."""
 
@@ -84,7 +84,7 @@ def build_worker(settings: Settings, parts: ProxyParts) -> Worker:
     # Legacy's limits and timeouts hold for every upstream that answers clients.
     limits = settings.legacy
 
-    def answering(name: str, base: str) -> Upstream:
+    def answering(name: str, base: str) -> UpstreamClient:
         return open_upstream(
             name,
             base,
@@ -118,7 +118,7 @@ def build_worker(settings: Settings, parts: ProxyParts) -> Worker:
         if base
     ]
     pool = TaskPool(settings.shadow.max_inflight, on_change=parts.sink.set_inflight)
-    shadow = Shadow(
+    shadow = HttpShadow(
         settings=settings.shadow,
         pool=pool,
         candidate=mirrored[0],

@@ -53,22 +53,23 @@ async def fetch_copies(
     fetch: Callable[[U], Awaitable[Observation]],
     target: U,
     secondary: U | None,
-    answer: asyncio.Future[T],
+    client_answer: asyncio.Future[T],
 ) -> tuple[Observation, Observation | None, T]:
-    """The copies from ``target`` and ``secondary`` (at once), then the hot path's ``answer``.
+    """The copies from ``target`` and ``secondary`` (at once), then the answer the client got.
 
-    ``answer`` is cancelled when this ends without it, so the hot path's later
-    attempt to resolve it is a no-op rather than a result nobody reads.
+    ``client_answer`` (resolved by the hot path) is cancelled when this ends
+    without it, so the hot path's later attempt to resolve it is a no-op
+    rather than a result nobody reads.
     """
     try:
         if secondary is None:
             mirrored, second = await fetch(target), None
         else:
             mirrored, second = await asyncio.gather(fetch(target), fetch(secondary))
-        return mirrored, second, await answer
+        return mirrored, second, await client_answer
     finally:
-        if not answer.done():
-            answer.cancel()
+        if not client_answer.done():
+            client_answer.cancel()
 
 
 class Mirrors:
@@ -111,15 +112,15 @@ class Mirrors:
         mirror: Callable[[asyncio.Future[T]], Coroutine[Any, Any, None]],
         name: str,
     ) -> asyncio.Future[T] | None:
-        """Start ``mirror(answer)`` in the pool; returns ``answer`` for the hot path to resolve.
+        """Start ``mirror(client_answer)`` in the pool; returns the future the hot path resolves.
 
         None, counted as ``queue_full``, when the pool is full: nothing waits.
         """
-        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        if not self._pool.spawn(mirror(answer), name=name):
+        client_answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if not self._pool.spawn(mirror(client_answer), name=name):
             self.skip(route, SkipReason.QUEUE_FULL)
             return None
-        return answer
+        return client_answer
 
     def skip(self, route: MirroredRoute, reason: SkipReason) -> None:
         """Count a request that is not mirrored, or not compared."""

@@ -20,8 +20,7 @@ import trustme
 from shadowproxy.http.h1 import Pool
 from shadowproxy.http.h1_connection import MAX_HEAD_BYTES, Connection
 from shadowproxy.http.h1_response import Response, UpstreamError
-from shadowproxy.http.upstream import Upstream as UpstreamClient
-from shadowproxy.http.upstream import open_upstream
+from shadowproxy.http.upstream import UpstreamClient, open_upstream
 from shadowproxy.model import ErrorKind
 from shadowproxy.settings import UpstreamTLS
 from shadowproxy.tls import client_context

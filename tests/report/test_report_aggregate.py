@@ -13,7 +13,7 @@ from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.records import RollupRecord
 from shadowproxy.report.sources import expand_paths, iter_lines
 from shadowproxy.report.stats import Rate, wilson_upper
-from shadowproxy.report.summary import COUNTED, Evidence
+from shadowproxy.report.summary import COUNTED, Findings
 from shadowproxy.report.timeparse import format_instant, parse_duration, parse_instant
 from tests.report.report_factories import UNTIL, difference, exchange, rollup, write_jsonl
 
@@ -21,7 +21,7 @@ END = UNTIL.timestamp()
 DAY = 86400.0
 
 
-def aggregate(*files: Path, since: float = END - 14 * DAY, cap: int = 10_000) -> Evidence:
+def aggregate(*files: Path, since: float = END - 14 * DAY, cap: int = 10_000) -> Findings:
     aggregator = Aggregator(END, lambda domain: since, since, max_fingerprints=cap)
     for path in files:
         aggregator.feed(iter_lines(path))

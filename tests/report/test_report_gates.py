@@ -21,7 +21,7 @@ from shadowproxy.report.known import KnownSet, load_known
 from shadowproxy.report.summary import (
     Counts,
     DomainSummary,
-    Evidence,
+    Findings,
     FingerprintSummary,
     LatencySummary,
     Quantiles,
@@ -42,10 +42,10 @@ def evidence(
     latency: LatencySummary = FAST,
     fingerprints: tuple[FingerprintSummary, ...] = (),
     source: str = "files",
-) -> Evidence:
+) -> Findings:
     route = RouteSummary("/orders/{id}", "orders", counts, latency)
     domain = DomainSummary("orders", 0.0, counts, latency, None, 0.0)
-    return Evidence(source, 1.0, (route,), (domain,), fingerprints)
+    return Findings(source, 1.0, (route,), (domain,), fingerprints)
 
 
 def gate(results: tuple[GateResult, ...], name: str, domain: str = "orders") -> GateResult:
@@ -238,7 +238,7 @@ class TestEvaluateGates:
 
     def test_no_evidence_at_all(self) -> None:
         """With no domains the single evidence gate is insufficient."""
-        empty = Evidence("files", 1.0, (), ())
+        empty = Findings("files", 1.0, (), ())
         (result,) = evaluate_gates(empty, GatesConfig(), KnownSet())
         assert (result.name, result.passed) == ("evidence", False)
 

@@ -30,6 +30,7 @@ from shadowproxy.report.records import (
     decode_record,
     raw_text,
 )
+from shadowproxy.report.series import ChartSeries
 from shadowproxy.report.summary import (
     COUNTED,
     Counts,
@@ -194,6 +195,7 @@ class Aggregator:
         self._fingerprints: dict[tuple[str, str, str, str], _FingerprintAcc] = {}
         self._noise: dict[tuple[str, str], int] = {}
         self._timelines: dict[str, list[list[int]]] = {}
+        self._series = ChartSeries(until)
         self._last_structural: dict[str, float] = {}
         self._first_seen: dict[str, float] = {}
         self._ownership: deque[OwnershipChange] = deque(maxlen=_MAX_OWNERSHIP)
@@ -274,6 +276,7 @@ class Aggregator:
             for point, add in zip(mine_t, timeline, strict=True):
                 point[0] += add[0]
                 point[1] += add[1]
+        self._series.merge(other._series)
         for domain, ts in other._last_structural.items():
             self._last_structural[domain] = max(ts, self._last_structural.get(domain, ts))
         for domain, ts in other._first_seen.items():
@@ -336,6 +339,7 @@ class Aggregator:
         point = timeline[min(max(index, 0), _TIMELINE_BUCKETS - 1)]
         point[0] += values[0]
         point[1] += values[2]
+        self._series.add(domain, values, start, end)
 
     def _exchange(self, record: ExchangeRecord) -> None:
         route, domain = record.route, record.domain
@@ -427,6 +431,8 @@ class Aggregator:
                 last_structural=self._last_structural.get(domain),
                 first_seen=self._first_seen.get(domain),
                 timeline=self._timeline(domain),
+                activity=self._series.activity(domain),
+                days=self._series.days(domain, self._since[domain]),
             )
             for domain, (counts, legacy, candidate) in sorted(by_domain.items())
         )

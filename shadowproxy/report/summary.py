@@ -24,6 +24,7 @@ __all__ = [
     "OwnershipChange",
     "Quantiles",
     "RouteSummary",
+    "SeriesPoint",
     "TimelinePoint",
 ]
 
@@ -114,6 +115,15 @@ class TimelinePoint:
 
 
 @dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """Rollup counters measured from ``start`` to ``end`` (a chart's bar)."""
+
+    start: float
+    end: float
+    counts: Counts
+
+
+@dataclass(frozen=True, slots=True)
 class DomainSummary:
     """A domain: its routes' counters summed, latency merged, and when it was last broken."""
 
@@ -124,6 +134,10 @@ class DomainSummary:
     last_structural: float | None
     first_seen: float | None
     timeline: tuple[TimelinePoint, ...] = ()
+    activity: tuple[SeriesPoint, ...] = ()
+    """The evidence present, in at most ``series.MAX_POINTS`` buckets (HTML charts only)."""
+    days: tuple[SeriesPoint, ...] = ()
+    """Every 24 hours of the window ending at ``until``, oldest first (HTML charts only)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/shadowproxy demo
+	@$(BIN)/shadowproxy demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check shadowproxy tests bench

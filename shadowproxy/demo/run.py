@@ -3,7 +3,7 @@
 It starts the bundled legacy, a second legacy instance (the secondary that
 reveals noise) and the candidate, runs shadowproxy in front of them, sends
 traffic through it, stops it gracefully and prints the report of what the
-evidence shows.
+evidence shows, then what ran.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from shadowproxy.demo.backends import DEMO_PATHS, build_backend
 from shadowproxy.report.command import add_report_arguments, run_report
 from shadowproxy.runtime.serve import Bound, serve
 from shadowproxy.settings import Settings
+from shadowproxy.sinks.logs import configure_logging
 
 __all__ = ["DEMO_CONFIG", "demo_settings", "run_demo", "running_app", "running_backend"]
 
@@ -102,7 +103,8 @@ async def _traffic(base: str, requests: int) -> dict[int, int]:
     return statuses
 
 
-async def _run(requests: int, log_dir: str) -> None:
+async def _run(requests: int, log_dir: str) -> list[str]:
+    """Run the backends, the proxy and the traffic; returns what ran, one line each."""
     async with AsyncExitStack() as stack:
         legacy = await stack.enter_async_context(running_backend("legacy"))
         secondary = await stack.enter_async_context(running_backend("legacy"))
@@ -114,21 +116,39 @@ async def _run(requests: int, log_dir: str) -> None:
             serve(settings, on_ready=ready.set_result, stop=stop, install_signals=False)
         )
         bound = await asyncio.wait_for(asyncio.shield(ready), 10)
-        print(f"demo: legacy {legacy}, secondary {secondary}, candidate {candidate}")
-        print(f"demo: shadowproxy on http://{bound.proxy}, admin on http://{bound.admin}")
         statuses = await _traffic(f"http://{bound.proxy}", requests)
-        print(f"demo: sent {requests} requests through the proxy; client saw {statuses}")
         stop.set()
         await server
+    return [
+        f"demo: legacy {legacy} (a second instance, for noise: {secondary})",
+        f"demo: candidate {candidate}",
+        f"demo: shadowproxy http://{bound.proxy} (admin http://{bound.admin})",
+        f"demo: {requests} requests sent through the proxy; the client saw {statuses}",
+    ]
 
 
 def run_demo(requests: int = 200, log_dir: str | None = None) -> int:
-    """Run the demo and print the report; returns 0 when the pipeline worked."""
+    """Run the demo, print the report, then what ran; returns 0 when the pipeline worked.
+
+    The report comes first, so the first lines on the screen are the verdict
+    and the routes that block cutover. The proxy logs only warnings here: its
+    start and stop lines would repeat what the demo prints after the report.
+    """
+    configure_logging(json=False, level="warning")
     with tempfile.TemporaryDirectory(prefix="shadowproxy-demo-") as scratch:
         directory = log_dir or str(Path(scratch) / "logs")
-        asyncio.run(_run(requests, directory))
-        print(f"demo: evidence written to {directory}\n")
+        ran = asyncio.run(_run(requests, directory))
         parser = argparse.ArgumentParser(prog="shadow report")
         add_report_arguments(parser)
         run_report(parser.parse_args([directory, "--format", "table"]))
+        print()
+        print("\n".join(ran))
+        if log_dir:
+            print(f"demo: evidence in {directory}")
+            print("demo: the same report as a page:")
+            print("      shadow report DIR --format html --out report.html")
+        else:
+            print("demo: to keep the evidence and see the report as a page, run")
+            print("      shadowproxy demo --log-dir DIR")
+            print("      shadow report DIR --format html --out report.html")
     return 0

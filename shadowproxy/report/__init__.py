@@ -2,7 +2,9 @@
 
 Reads only files (JSONL evidence, gates and known-differences YAML, the
 tracker CSV) and, in fleet mode, Prometheus over HTTP; never the proxy.
-Layout, inward: ``command`` -> ``fleet`` | ``aggregate`` | renderers ->
+Layout, inward: ``command`` -> ``fleet`` | ``aggregate`` (-> ``series``) |
+renderers (``render_summary``, ``render_text``, ``render_html`` and its
+``charts``, reading the document through ``verdict`` and ``tabular``) ->
 ``document`` -> ``gates`` -> ``known`` -> ``summary`` -> ``stats``.
 """
 

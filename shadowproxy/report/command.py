@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from shadowproxy.report.aggregate import Windows
-from shadowproxy.report.document import build_report, to_json
+from shadowproxy.report.document import Report, build_report, to_json
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.fleet import collect_fleet
 from shadowproxy.report.gates import load_gates
@@ -53,6 +53,11 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", metavar="T", help="RFC 3339 or relative; default: now")
     parser.add_argument("--format", choices=_FORMATS, default="table", help="output format")
     parser.add_argument("--out", metavar="FILE", help="write the report here instead of stdout")
+    parser.add_argument(
+        "--detail",
+        action="store_true",
+        help="table format: every table after the summary (domains, routes, gates, ...)",
+    )
     parser.add_argument(
         "--prometheus",
         metavar="URL",
@@ -124,12 +129,12 @@ def _run(args: argparse.Namespace) -> int:
     doc = to_json(report)
     if args.suggest_ignores:
         if args.out:
-            _write(args.out, args.format, doc)
+            _write(args.out, args, report, doc)
         sys.stdout.write(suggest_ignores(evidence.noise_paths))
     elif args.out:
-        _write(args.out, args.format, doc)
+        _write(args.out, args, report, doc)
     else:
-        _render(args.format, doc, sys.stdout)
+        _render(args, report, doc, sys.stdout)
     if args.tracker:
         update_tracker(args.tracker, doc)
     return 0 if report.passed else 1
@@ -147,23 +152,23 @@ def _from_files(paths: list[str], windows: Windows) -> Findings:
     return evidence
 
 
-def _render(fmt: str, doc: dict[str, Any], out: TextIO) -> None:
-    if fmt == "json":
+def _render(args: argparse.Namespace, report: Report, doc: dict[str, Any], out: TextIO) -> None:
+    if args.format == "json":
         import json
 
         json.dump(doc, out, indent=2, ensure_ascii=False)
         out.write("\n")
-    elif fmt == "markdown":
+    elif args.format == "markdown":
         render_markdown(doc, out)
-    elif fmt == "html":
-        render_html(doc, out)
+    elif args.format == "html":
+        render_html(doc, out, report.evidence.domains)
     else:
-        render_table(doc, out)
+        render_table(doc, out, detail=args.detail)
 
 
-def _write(path: str, fmt: str, doc: dict[str, Any]) -> None:
+def _write(path: str, args: argparse.Namespace, report: Report, doc: dict[str, Any]) -> None:
     try:
         with Path(path).open("w", encoding="utf-8") as out:
-            _render(fmt, doc, out)
+            _render(args, report, doc, out)
     except OSError as exc:
         raise ReportInputError(path, f"cannot write ({exc.strerror or exc})") from None

@@ -1,7 +1,9 @@
-"""Terminal table (rich) and Markdown renderings of a report.
+"""Terminal (rich) and Markdown renderings of a report.
 
-Owns the two text formats. Colour only when the output is a terminal (rich
-decides; ``NO_COLOR`` is honoured). Imports rich and the shared sections.
+Owns the two text formats. The terminal gets the summary that fits 100
+columns (``render_summary``), and with ``detail`` the full tables after it.
+Colour only when the output is a terminal (rich decides; ``NO_COLOR`` is
+honoured). Imports rich, the summary and the shared sections.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from shadowproxy.report.tabular import Document, headline, sections
+from shadowproxy.report.render_summary import SUMMARY_WIDTH, summary_lines
+from shadowproxy.report.tabular import Document, headline, printable, sections
 
 __all__ = ["render_markdown", "render_table"]
 
 _STYLES = {"pass": "green", "fail": "bold red", "warn": "yellow", "": ""}
 
 
-def render_table(doc: Document, out: TextIO) -> None:
-    """Write the report as rich tables to ``out``."""
+def render_table(doc: Document, out: TextIO, detail: bool = False) -> None:
+    """Write the summary to ``out``; with ``detail``, every table after it."""
     terminal = out.isatty()
     console = Console(
         file=out,
@@ -29,17 +32,19 @@ def render_table(doc: Document, out: TextIO) -> None:
         force_terminal=terminal,
         highlight=False,
     )
-    console.print(headline(doc), style="bold green" if doc["passed"] else "bold red", markup=False)
+    width = min(SUMMARY_WIDTH, console.width)
+    for line in summary_lines(doc, width):
+        console.print(line, no_wrap=True, overflow="ellipsis", crop=True, width=width)
+    if not detail:
+        return
     for section in sections(doc):
         table = Table(title=section.title, title_justify="left", show_lines=False)
         for column in section.columns:
             table.add_column(column, overflow="fold")
         for row, style in zip(section.rows, section.styles, strict=True):
             # Text() keeps brackets in paths and examples from being read as markup.
-            table.add_row(*(Text(cell) for cell in row), style=_STYLES[style])
+            table.add_row(*(Text(printable(cell)) for cell in row), style=_STYLES[style])
         console.print(table)
-    for note in doc["notes"]:
-        console.print(f"note: {note}", markup=False)
 
 
 def _cell(text: str) -> str:

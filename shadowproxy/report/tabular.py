@@ -11,7 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Section", "format_duration", "headline", "sections"]
+__all__ = [
+    "Section",
+    "format_duration",
+    "format_percent",
+    "headline",
+    "printable",
+    "sections",
+    "window_line",
+]
 
 Document = Mapping[str, Any]
 """The JSON form of a report (``document.to_json``)."""
@@ -42,6 +50,11 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
+def format_percent(rate: float) -> str:
+    """A share as a percentage to three significant digits: ``100%``, ``1.92%``, ``0.01%``."""
+    return f"{rate * 100:.3g}%"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
@@ -70,13 +83,25 @@ def _value(value: object) -> str:
     return str(value)
 
 
-def headline(doc: Document) -> str:
-    """One line: the verdict, the window and what was read."""
+def printable(text: str) -> str:
+    """``text`` with every non-printable character spelled as an escape (``\\x1b``, ``\\u202e``).
+
+    Routes, paths, examples and notes come from clients: a terminal must not
+    run their escape sequences, and bidirectional overrides or zero-width
+    characters must not disguise them on a screen or a page.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
+def window_line(doc: Document) -> str:
+    """The window and what was read: ``2026-... .. 2026-... (14d 0h), 134 records from 1 files``."""
     inputs = doc["inputs"]
-    verdict = "PASSED" if doc["passed"] else "NOT PASSED"
     window = doc["window"]
     read = (
-        f"{inputs['records']} records from {inputs['files']} files"
+        f"{inputs['records']} records from {inputs['files']} "
+        f"{'file' if inputs['files'] == 1 else 'files'}"
         if doc["source"] == "files"
         else "Prometheus"
     )
@@ -84,9 +109,15 @@ def headline(doc: Document) -> str:
         f", {inputs['malformed_lines']} malformed lines" if inputs["malformed_lines"] else ""
     )
     return (
-        f"shadow report {verdict}: {window['since']} .. {window['until']} "
+        f"{window['since']} .. {window['until']} "
         f"({format_duration(window['seconds'])}), {read}{malformed}"
     )
+
+
+def headline(doc: Document) -> str:
+    """One line: the verdict, the window and what was read."""
+    verdict = "PASSED" if doc["passed"] else "NOT PASSED"
+    return f"shadow report {verdict}: {window_line(doc)}"
 
 
 def sections(doc: Document) -> list[Section]:

@@ -36,7 +36,7 @@ class TestRunbook:
         "needle",
         [
             "sample_percent: 1",
-            "shadow report shadow-logs/ --format markdown",
+            "shadow report shadow-logs/ --format html --out report.html",
             "--known known-differences.yaml",
             "curl -X POST",
             "/shadow/pause",

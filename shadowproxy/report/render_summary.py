@@ -1,0 +1,228 @@
+"""The terminal summary: what blocks cutover and why, in lines that fit a width.
+
+Owns the default ``table`` output: the verdict, one line per route (status
+word, why in a few words, compared / structural / semantic / timing counts),
+then the top fingerprints one line each, the notes and where the full tables
+are. Every line fits ``width`` terminal cells (100 by default): columns
+shrink to fit and long text is elided with ``…`` (routes and paths in the
+middle, examples at the end), measured in cells so wide characters count
+twice. Client-controlled text passes through ``printable`` first. Imports
+rich's cell measurement and ``Text``, and the report's readings.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.cells import cell_len, get_character_cell_size
+from rich.text import Text
+
+from shadowproxy.report.tabular import Document, printable, window_line
+from shadowproxy.report.verdict import standings, verdict, verdict_sentence
+
+__all__ = ["SUMMARY_WIDTH", "TOP_LINES", "elide", "summary_lines"]
+
+SUMMARY_WIDTH = 100
+"""The widest line of the default summary, in terminal cells."""
+TOP_LINES = 10
+"""Fingerprints the summary shows at most; ``--detail`` shows ``--top``."""
+_GAP = "  "
+_STATUS_STYLE = {"fail": "bold red", "insufficient": "bold yellow", "pass": "bold green"}
+_CLASS_STYLE = {"structural": "red", "semantic": "yellow", "timing": "magenta"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    """``shrink_to`` None: never shrinks; ``middle``: elide in the middle (paths).
+
+    Right-aligned columns are counts: one space before them is enough.
+    """
+
+    header: str
+    right: bool = False
+    shrink_to: int | None = None
+    middle: bool = False
+
+
+def _head(text: str, width: int) -> str:
+    used = 0
+    for i, char in enumerate(text):
+        used += get_character_cell_size(char)
+        if used > width:
+            return text[:i]
+    return text
+
+
+def _tail(text: str, width: int) -> str:
+    used = 0
+    for i in range(len(text) - 1, -1, -1):
+        used += get_character_cell_size(text[i])
+        if used > width:
+            return text[i + 1 :]
+    return text
+
+
+def elide(text: str, width: int, middle: bool = False) -> str:
+    """``text`` cut to ``width`` cells with ``…``: at the end, or in the middle."""
+    if cell_len(text) <= width:
+        return text
+    if width < 2:
+        return "…"[:width]
+    if not middle:
+        return _head(text, width - 1) + "…"
+    front = (width - 1) // 2
+    return _head(text, front) + "…" + _tail(text, width - 1 - front)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * (width - cell_len(text))
+    return fill + text if right else text + fill
+
+
+def _gap(column: _Column) -> str:
+    return " " if column.right else _GAP
+
+
+def _widths(columns: Sequence[_Column], rows: Sequence[Sequence[str]], width: int) -> list[int]:
+    """Natural column widths, the widest shrinkable one narrowed until the row fits."""
+    sizes = [
+        min(width, max([cell_len(c.header), *(cell_len(row[i]) for row in rows)]))
+        for i, c in enumerate(columns)
+    ]
+    excess = sum(sizes) + sum(len(_gap(c)) for c in columns[1:]) - width
+    while excess > 0:
+        spare, widest = max(
+            (size - (size if c.shrink_to is None else c.shrink_to), i)
+            for i, (c, size) in enumerate(zip(columns, sizes, strict=True))
+        )
+        if spare <= 0:
+            break
+        sizes[widest] -= 1
+        excess -= 1
+    return sizes
+
+
+def _table(
+    columns: Sequence[_Column],
+    rows: Sequence[Sequence[str]],
+    styles: Sequence[Sequence[str]],
+    width: int,
+) -> list[Text]:
+    sizes = _widths(columns, rows, width)
+    header = "".join(
+        (_gap(c) if i else "") + _pad(c.header, s, c.right)
+        for i, (c, s) in enumerate(zip(columns, sizes, strict=True))
+    )
+    out = [Text(header.rstrip(), style="bold")]
+    for row, style in zip(rows, styles, strict=True):
+        line = Text()
+        for i, (column, size) in enumerate(zip(columns, sizes, strict=True)):
+            if i:
+                line.append(_gap(column))
+            line.append(_pad(elide(row[i], size, column.middle), size, column.right), style[i])
+        line.rstrip()
+        out.append(line)
+    return out
+
+
+def _routes(doc: Document, width: int) -> list[Text]:
+    lines = standings(doc)
+    columns = (
+        _Column("status"),
+        _Column("route", shrink_to=12, middle=True),
+        _Column("domain", shrink_to=6),
+        _Column("why", shrink_to=22),
+        _Column("compared", right=True),
+        _Column("structural", right=True),
+        _Column("semantic", right=True),
+        _Column("timing", right=True),
+    )
+    rows = [
+        (
+            s.status.upper(),
+            printable(s.route) if s.route else "(domain)",
+            printable(s.domain),
+            printable(s.why),
+            str(s.compared),
+            str(s.structural),
+            str(s.semantic),
+            str(s.timing),
+        )
+        for s in lines
+    ]
+    styles = [(_STATUS_STYLE[s.status], *[""] * 7) for s in lines]
+    return _table(columns, rows, styles, width)
+
+
+def _fingerprints(doc: Document, width: int) -> list[Text]:
+    shown = doc["fingerprints"][:TOP_LINES]
+    title = Text(f"Top fingerprints ({len(shown)} of {doc['fingerprints_total']})", style="bold")
+    if not shown:
+        return [title, Text("none")]
+    columns = (
+        _Column("count", right=True),
+        _Column("class"),
+        _Column("kind", shrink_to=4),
+        _Column("route", shrink_to=10, middle=True),
+        _Column("path", shrink_to=10, middle=True),
+        _Column("doc"),
+        _Column("example", shrink_to=10),
+    )
+    rows = [
+        (
+            str(f["count"]),
+            printable(f["class"]),
+            printable(f["kind"]),
+            printable(f["route"]),
+            printable(f["path"]),
+            "yes" if f["documented"] else "no",
+            printable(f["example"]),
+        )
+        for f in shown
+    ]
+    styles = [
+        (
+            "",
+            _CLASS_STYLE.get(f["class"], ""),
+            "",
+            "",
+            "",
+            "" if f["documented"] or f["class"] != "semantic" else "yellow",
+            "",
+        )
+        for f in shown
+    ]
+    return [title, *_table(columns, rows, styles, width)]
+
+
+def _wrapped(text: str, width: int, style: str = "") -> list[Text]:
+    return [
+        Text(line, style=style)
+        for line in textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
+    ]
+
+
+def summary_lines(doc: Document, width: int = SUMMARY_WIDTH) -> list[Text]:
+    """The summary, each line at most ``width`` cells."""
+    word = verdict(doc)
+    lines = [
+        *_wrapped(
+            f"shadow report {verdict_sentence(doc, standings(doc))}", width, _STATUS_STYLE[word]
+        ),
+        *_wrapped(printable(window_line(doc)), width, "dim"),
+        Text(),
+        *_routes(doc, width),
+    ]
+    if doc["source"] == "files":
+        lines += [Text(), *_fingerprints(doc, width)]
+    lines.append(Text())
+    for note in doc["notes"]:
+        lines += _wrapped(f"note: {printable(note)}", width)
+    lines += _wrapped(
+        "Full tables: add --detail, or --format markdown, json or html (--out FILE).",
+        width,
+        "dim",
+    )
+    return lines

@@ -1,0 +1,179 @@
+"""The HTML report looked at in headless Chromium: the demo's evidence and fourteen days of it.
+
+Each test renders the page, takes screenshots, and measures the page in the
+browser's layout (``page_checks.js``): no two text boxes overlap, chart marks
+are drawn wherever a rate is non-zero, the banner names the routes that
+block. ``REPORT_SCREENSHOTS=DIR`` keeps the screenshots in DIR (the ones in
+docs/ come from the demo test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.cells import cell_len
+
+from shadowproxy.report.command import run_report
+from shadowproxy.report.tabular import printable
+from tests.report.browser import BROWSER_WAIT_S, chromium, needs_chromium
+from tests.report.fortnight import HOSTILE_ROUTE, write_fortnight
+from tests.report.report_factories import parse
+
+pytestmark = [pytest.mark.slow, needs_chromium]
+
+PAGE_CHECKS = Path(__file__).with_name("page_checks.js").read_text()
+_PNG = b"\x89PNG\r\n\x1a\n"
+_WIDTH = 1280
+
+
+def _report(evidence: list[str], out: Path, *extra: str, until: str | None) -> dict[str, Any]:
+    """Write the HTML page to ``out``; return the same report's JSON document."""
+    args = [*evidence, *extra]
+    assert run_report(parse(*args, "--format", "html", "--out", str(out), until=until)) == 1
+    as_json = out.with_suffix(".json")
+    run_report(parse(*args, "--format", "json", "--out", str(as_json), until=until))
+    doc: dict[str, Any] = json.loads(as_json.read_text())
+    return doc
+
+
+def _png_width(path: Path) -> int:
+    data = path.read_bytes()
+    assert data.startswith(_PNG), f"{path} is not a PNG"
+    return int.from_bytes(data[16:20], "big")
+
+
+async def _look(page_file: Path, tmp_path: Path, name: str) -> dict[str, Any]:
+    """Screenshots of the page as it opens and of its details opened; the layout measured."""
+    shots = tmp_path / "shots"
+    shots.mkdir(exist_ok=True)
+    async with chromium(tmp_path / "profile") as page:
+        await page.open(page_file, width=_WIDTH)
+        taken = [
+            await page.screenshot(shots / f"{name}.png"),
+            await page.screenshot(shots / f"{name}-top.png", max_height=1000),
+            await page.screenshot(shots / f"{name}-card.png", "article.card"),
+        ]
+        checks: dict[str, Any] = await page.evaluate(PAGE_CHECKS)
+        taken.append(await page.screenshot(shots / f"{name}-details.png", "section.details"))
+    for shot in taken:
+        assert _png_width(shot) > 0
+    assert _png_width(taken[0]) == _WIDTH
+    keep = os.environ.get("REPORT_SCREENSHOTS")
+    if keep:
+        for shot in taken:
+            shutil.copy(shot, Path(keep) / shot.name)
+    return checks
+
+
+def _assert_looks_right(checks: dict[str, Any], doc: dict[str, Any]) -> None:
+    """What every report page must show, whatever the evidence."""
+    assert checks["overlaps"] == []
+    assert checks["outside"] == []
+    assert checks["overflowing"] == []
+    assert not checks["pageScrollsSideways"]
+    assert checks["textBoxes"] > 100
+    assert (checks["scripts"], checks["external"]) == (0, 0)
+    failed = any(g["status"] == "fail" for g in doc["gates"])
+    assert checks["verdict"] == ("pass" if doc["passed"] else "fail" if failed else "insufficient")
+    named = {(line["domain"], line["route"]) for line in checks["blocking"]}
+    assert named == {
+        (r["domain"], printable(r["route"])) for r in doc["routes"] if r["status"] != "PARITY_OK"
+    }
+    for line in checks["blocking"]:
+        assert line["status"] in {"fail", "insufficient"}
+        assert printable(line["route"]) in line["text"]
+    for domain in doc["domains"]:
+        chart = checks["charts"][domain["domain"]]
+        drawn = [bar for bar in chart["rates"] if bar["rate"] > 0]
+        assert bool(drawn) == (domain["diverged"] > 0), domain["domain"]
+        for bar in drawn:
+            assert bar["height"] >= 3.9 and bar["width"] >= 1.9, (domain["domain"], bar)
+        days = chart["days"]
+        assert len(days) == math.ceil(doc["window"]["seconds"] / 86400)
+        assert sum(day["compared"] for day in days) == domain["compared"]
+        for day in days:
+            assert day["height"] >= 2.9 and day["width"] >= 1
+            assert ("structural" in day["cls"]) == (day["structural"] > 0)
+            assert ("empty" in day["cls"]) == (day["compared"] == 0)
+        assert chart["streak"]["width"] >= 1.9
+        measured = [r for r in doc["routes"] if r["domain"] == domain["domain"]]
+        for bar in chart["bars"]:
+            assert bar["width"] >= 1.9 or bar["label"].endswith("no data"), bar
+        assert len(chart["bars"]) == 6 * sum(
+            1 for r in measured if any(v is not None for v in r["latency"]["legacy"].values())
+        )
+
+
+class TestDemoPage:
+    async def test_demo_evidence(self, tmp_path: Path) -> None:
+        """The demo prints a summary that fits 100 columns and opens with what blocks; its page
+        passes every layout check and names the same routes."""
+        logs = tmp_path / "logs"
+        demo = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "shadowproxy",
+            "demo",
+            "--log-dir",
+            str(logs),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        async with asyncio.timeout(BROWSER_WAIT_S):
+            stdout, stderr = await demo.communicate()
+        assert demo.returncode == 0, stderr.decode()[-2000:]
+        printed = stdout.decode().splitlines()
+        assert max(cell_len(line) for line in printed) <= 100
+        doc = _report([str(logs)], tmp_path / "demo.html", until=None)
+        blocking = [r["route"] for r in doc["routes"] if r["status"] != "PARITY_OK"]
+        assert {"/api/users/{id}", "/api/orders/{id}", "/api/search"} <= set(blocking)
+        assert printed[0].startswith("shadow report FAIL: ")
+        first = "\n".join(printed[: 3 + len(blocking) + 1])
+        for route in blocking:
+            assert f"  {route}  " in first, route
+        checks = await _look(tmp_path / "demo.html", tmp_path, "report-demo")
+        _assert_looks_right(checks, doc)
+        accounts = checks["charts"]["accounts"]
+        assert [bar["rate"] for bar in accounts["rates"]] == [1.0]
+        assert accounts["days"][-1]["structural"] == 52
+
+
+class TestFortnightPage:
+    async def test_fourteen_days(self, tmp_path: Path) -> None:
+        """Fourteen days of evidence: the structural day and the clean streak, the gap, a 100 %
+        hour next to rates of 1 in 10,000 (all visible), and a hostile route shown as text."""
+        evidence = write_fortnight(tmp_path / "evidence")
+        doc = _report(
+            [str(evidence / "shadow-fortnight.jsonl")],
+            tmp_path / "fortnight.html",
+            "--known",
+            str(evidence / "known.yaml"),
+            until="2026-11-23T12:00:00.000Z",
+        )
+        checks = await _look(tmp_path / "fortnight.html", tmp_path, "report-fortnight")
+        _assert_looks_right(checks, doc)
+        charts = checks["charts"]
+        orders = charts["orders"]
+        assert [d["structural"] > 0 for d in orders["days"]].count(True) == 1
+        assert orders["streakText"] == "clean for 9d 12h since the last structural"
+        plot = sum(d["width"] for d in orders["days"])
+        assert 0.6 < orders["streak"]["width"] / plot < 0.75
+        payments = charts["payments"]
+        assert ["empty" in d["cls"] for d in payments["days"]].count(True) == 2
+        assert "2 days lack evidence" in payments["streakText"]
+        tiny = [bar for bar in payments["rates"] if 0 < bar["rate"] < 0.001]
+        huge = max(bar["rate"] for bar in payments["rates"])
+        assert tiny and huge > 0.1
+        assert charts["catalog"]["status"] == "pass"
+        assert charts["accounts"]["status"] == "insufficient"
+        assert printable(HOSTILE_ROUTE) in checks["banner"]
+        assert "<script>" in checks["banner"]

@@ -1,0 +1,186 @@
+"""The terminal summary: fits 100 columns, names what blocks first, colour only on a terminal."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from rich.cells import cell_len
+
+from shadowproxy.report.command import run_report
+from shadowproxy.report.render_summary import elide
+from shadowproxy.report.tabular import printable
+from tests.report.fortnight import write_fortnight
+from tests.report.report_factories import healthy, parse, rollup, write_jsonl
+from tests.support import WAIT_S
+
+_COLOUR = re.compile(r"\x1b\[[0-9;]*3[0-7](;[0-9]+)*m")
+
+
+def _summary(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]]:
+    code = run_report(parse(*argv))
+    return code, capsys.readouterr().out.splitlines()
+
+
+@pytest.fixture
+def fortnight(tmp_path: Path) -> list[str]:
+    """Arguments for the fortnight's evidence, with its known differences."""
+    directory = write_fortnight(tmp_path / "evidence")
+    return [str(directory / "shadow-fortnight.jsonl"), "--known", str(directory / "known.yaml")]
+
+
+class TestSummary:
+    def test_verdict_then_blocking_routes_first(
+        self, capsys: pytest.CaptureFixture[str], fortnight: list[str]
+    ) -> None:
+        """The first line is the verdict; then each route, failures first, with why in a few
+        words and its counts; every line fits 100 columns."""
+        code, lines = _summary(capsys, *fortnight)
+        assert code == 1
+        assert lines[0] == (
+            "shadow report FAIL: 3 routes block cutover, 1 route needs more evidence, "
+            "2 routes at parity"
+        )
+        assert lines[3].split() == [
+            "status", "route", "domain", "why", "compared", "structural", "semantic", "timing"
+        ]  # fmt: skip
+        assert lines[4].split() == [
+            "FAIL", "/orders/{id}", "orders", "structural:", "5", ">", "0", "67200", "5", "0", "0"
+        ]  # fmt: skip
+        assert "undocumented: $.amount" in lines[5]
+        assert "p99: 3.08x legacy > 1x" in lines[6]
+        assert lines[7].startswith("INSUFFICIENT  /users/")
+        assert "21 of 1000 compared" in lines[7]
+        assert [line.split()[0] for line in lines[8:10]] == ["PASS", "PASS"]
+        assert "Top fingerprints (3 of 3)" in lines
+        assert max(cell_len(line) for line in lines) <= 100
+
+    def test_hostile_names_are_escaped_and_elided(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """Control characters never reach the terminal; long and wide names are cut in cells."""
+        wide = "/商品/" + "目録" * 80
+        evidence = write_jsonl(
+            tmp_path / "e.jsonl",
+            [
+                rollup("/a\x1b]0;owned\x07\u202e" + "b" * 300, "x\x1b[2J", match=3),
+                rollup(wide, "catalog", match=3, structural=1),
+            ],
+        )
+        _, lines = _summary(capsys, str(evidence))
+        text = "\n".join(lines)
+        assert not any(c in text for c in "\x1b\x07\u202e")
+        assert max(cell_len(line) for line in lines) <= 100
+        assert "x\\x1b[2J" in text
+        routes = [line for line in lines[4:6]]
+        assert all("…" in line for line in routes)
+        assert routes[0].startswith("FAIL          /商品/")
+
+    def test_detail_prints_every_table_after_it(
+        self, capsys: pytest.CaptureFixture[str], fortnight: list[str]
+    ) -> None:
+        """--detail adds the full tables; without it the summary stops at its pointer to them."""
+        _, plain = _summary(capsys, *fortnight)
+        _, detail = _summary(capsys, *fortnight, "--detail")
+        assert detail[: len(plain)] == plain
+        rest = "\n".join(detail[len(plain) :])
+        assert "Gates" in rest
+        assert "BLOCKED_STRUCTURAL" in rest
+        assert "BLOCKED_STRUCTURAL" not in "\n".join(plain)
+        assert plain[-1].startswith("Full tables: add --detail")
+
+    def test_pass_and_insufficient_verdicts(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """Clean evidence reads PASS; clean but thin evidence reads INSUFFICIENT, exit 1."""
+        clean = write_jsonl(tmp_path / "clean.jsonl", [healthy(compared=1500)])
+        code, lines = _summary(capsys, str(clean))
+        assert (code, lines[0]) == (0, "shadow report PASS: 1 route at parity")
+        thin = write_jsonl(tmp_path / "thin.jsonl", [healthy(compared=40, ago=timedelta(hours=2))])
+        code, lines = _summary(capsys, str(thin))
+        assert code == 1
+        assert (
+            lines[0]
+            == "shadow report INSUFFICIENT: 1 route needs more evidence, 0 routes at parity"
+        )
+        assert lines[4].split()[-5:] == ["compared", "40", "0", "0", "0"]
+
+
+class TestColour:
+    def _on_a_terminal(
+        self, fortnight: list[str], monkeypatch: pytest.MonkeyPatch, columns: int
+    ) -> str:
+        """The summary written to a pseudo-terminal ``columns`` wide, as it reads back."""
+        reader, writer = os.openpty()
+        chunks: list[bytes] = []
+
+        def drain() -> None:
+            # The pseudo-terminal buffers only a few KiB: read while the report writes.
+            while True:
+                try:
+                    chunk = os.read(reader, 65536)
+                except OSError:  # EIO: the writing side is closed and everything was read
+                    return
+                if not chunk:
+                    return
+                chunks.append(chunk)
+
+        draining = threading.Thread(target=drain)
+        draining.start()
+        with os.fdopen(writer, "w", encoding="utf-8") as terminal, monkeypatch.context() as patch:
+            patch.setenv("COLUMNS", str(columns))
+            patch.setattr(sys, "stdout", terminal)
+            run_report(parse(*fortnight))
+        draining.join(timeout=WAIT_S)
+        os.close(reader)
+        return b"".join(chunks).decode().replace("\r\n", "\n")
+
+    def test_colour_on_a_terminal_only(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        fortnight: list[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A terminal gets coloured status words; NO_COLOR and a pipe get none."""
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        coloured = self._on_a_terminal(fortnight, monkeypatch, 120)
+        assert _COLOUR.search(coloured)
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert not _COLOUR.search(self._on_a_terminal(fortnight, monkeypatch, 120))
+        monkeypatch.delenv("NO_COLOR")
+        _, piped = _summary(capsys, *fortnight)
+        assert "\x1b[" not in "\n".join(piped)
+
+    def test_narrow_terminal(self, fortnight: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        """On a terminal narrower than 100 columns the summary fits its width."""
+        monkeypatch.setenv("NO_COLOR", "1")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", self._on_a_terminal(fortnight, monkeypatch, 84))
+        assert max(cell_len(line) for line in text.splitlines()) <= 84
+
+
+class TestText:
+    @pytest.mark.parametrize(
+        ("text", "width", "middle", "expected"),
+        [
+            ("/short", 10, True, "/short"),
+            ("/api/v1/very/long/route/{id}", 15, True, "/api/v1…te/{id}"),
+            ("GET /x: 1 -> 2", 8, False, "GET /x:…"),
+            ("/商品/目録目録", 9, True, "/商…目録"),
+            ("abc", 1, False, "…"),
+        ],
+    )
+    def test_elide(self, text: str, width: int, middle: bool, expected: str) -> None:
+        """Cut to a width in terminal cells, wide characters counting two."""
+        assert elide(text, width, middle) == expected
+        assert cell_len(elide(text, width, middle)) <= width
+
+    def test_printable(self) -> None:
+        """Controls, bidi overrides and zero-width characters are spelled out; the rest stays."""
+        assert (
+            printable("a\x1b[31mb\u202ec\u200bd\ne 日本") == "a\\x1b[31mb\\u202ec\\u200bd\\ne 日本"
+        )

@@ -52,8 +52,9 @@ grid-template-columns:max-content minmax(0,1fr);gap:3px 14px}
 .banner li{display:contents} .banner li span{overflow-wrap:anywhere}
 .banner code{background:rgba(255,255,255,.18);padding:0 4px;border-radius:3px}
 .banner .status{font-weight:700}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px;
-margin:16px 0}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(560px,100%),1fr));
+gap:16px;margin:16px 0}
+.scroll{overflow-x:auto}
 .card{background:#fff;border:1px solid #d0d7de;border-top:6px solid #888;border-radius:6px;
 padding:10px 16px;min-width:0}
 .card.fail{border-top-color:var(--fail)} .card.insufficient{border-top-color:var(--insufficient)}
@@ -281,7 +282,11 @@ def _table(columns: Iterable[str], rows: Iterable[Sequence[str]], styles: Iterab
         f'<tr class="{style}">' + "".join(_cell(c) for c in row) + "</tr>"
         for row, style in zip(rows, styles, strict=True)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # A wide table scrolls inside its box on a narrow screen instead of spilling out.
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _details(summary: str, body: str, kind: str) -> str:

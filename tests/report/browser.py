@@ -132,8 +132,13 @@ def _debugging_port(profile: Path) -> int | None:
 
 
 def _open_log(profile: Path) -> BinaryIO:
-    """A fresh profile directory, and the file next to it that takes the browser's output."""
+    """A profile directory, and the file next to it that takes the browser's output.
+
+    A port file left by an earlier browser in the same profile would name a
+    port nobody listens on any more: it goes before the browser starts.
+    """
     profile.mkdir(parents=True, exist_ok=True)
+    (profile / "DevToolsActivePort").unlink(missing_ok=True)
     return (profile.parent / f"{profile.name}.log").open("wb")
 
 

@@ -53,6 +53,7 @@
     if (el instanceof SVGElement || el.closest("svg")) continue;
     const style = getComputedStyle(el);
     if (style.display === "inline" || style.display === "contents" || !el.clientWidth) continue;
+    if (style.overflowX === "auto" || style.overflowX === "scroll") continue;  // scrolls, by design
     if (el.scrollWidth > el.clientWidth + 1) overflowing.push(describe(el));
   }
   const page = document.documentElement;

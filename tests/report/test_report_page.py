@@ -50,8 +50,11 @@ def _png_width(path: Path) -> int:
     return int.from_bytes(data[16:20], "big")
 
 
-async def _look(page_file: Path, tmp_path: Path, name: str) -> dict[str, Any]:
-    """Screenshots of the page as it opens and of its details opened; the layout measured."""
+async def _look(
+    page_file: Path, tmp_path: Path, name: str, narrow: int | None = None
+) -> dict[str, Any]:
+    """Screenshots of the page as it opens and of its details opened; the layout measured
+    (at ``narrow`` pixels wide too, where no text may overlap or spill either)."""
     shots = tmp_path / "shots"
     shots.mkdir(exist_ok=True)
     async with chromium(tmp_path / "profile") as page:
@@ -63,6 +66,13 @@ async def _look(page_file: Path, tmp_path: Path, name: str) -> dict[str, Any]:
         ]
         checks: dict[str, Any] = await page.evaluate(PAGE_CHECKS)
         taken.append(await page.screenshot(shots / f"{name}-details.png", "section.details"))
+        if narrow is not None:
+            await page.open(page_file, width=narrow)
+            squeezed = await page.evaluate(PAGE_CHECKS)
+            taken.append(await page.screenshot(shots / f"{name}-narrow.png", max_height=1400))
+            for key in ("overlaps", "outside", "overflowing"):
+                assert squeezed[key] == [], (narrow, key, squeezed[key])
+            assert not squeezed["pageScrollsSideways"]
     for shot in taken:
         assert _png_width(shot) > 0
     assert _png_width(taken[0]) == _WIDTH
@@ -150,7 +160,8 @@ class TestDemoPage:
 class TestFortnightPage:
     async def test_fourteen_days(self, tmp_path: Path) -> None:
         """Fourteen days of evidence: the structural day and the clean streak, the gap, a 100 %
-        hour next to rates of 1 in 10,000 (all visible), and a hostile route shown as text."""
+        hour next to rates of 1 in 10,000 (all visible), a hostile route shown as text; and
+        on a narrow screen still nothing overlaps."""
         evidence = write_fortnight(tmp_path / "evidence")
         doc = _report(
             [str(evidence / "shadow-fortnight.jsonl")],
@@ -159,7 +170,7 @@ class TestFortnightPage:
             str(evidence / "known.yaml"),
             until="2026-11-23T12:00:00.000Z",
         )
-        checks = await _look(tmp_path / "fortnight.html", tmp_path, "report-fortnight")
+        checks = await _look(tmp_path / "fortnight.html", tmp_path, "report-fortnight", 480)
         _assert_looks_right(checks, doc)
         charts = checks["charts"]
         orders = charts["orders"]

@@ -36,8 +36,6 @@ class AdminContext:
     legacy_url: str
     token: str | None
     require_token: bool
-    on_change: Callable[[str], None] | None = None
-    """Told ``"paused"`` or ``"resumed"`` (a supervisor forwards it to workers)."""
     cutover: Ownership | None = None
     """Route ownership; adds the ``/cutover`` endpoints (docs/cutover.md)."""
 
@@ -113,16 +111,12 @@ def _state(ctx: AdminContext) -> str:
 async def _pause(request: web.Request, ctx: AdminContext) -> web.Response:
     ctx.switch.pause()
     log.warning("shadow paused via admin API", remote=request.remote)
-    if ctx.on_change is not None:
-        ctx.on_change("paused")
     return web.json_response({"shadow": _state(ctx)})
 
 
 async def _resume(request: web.Request, ctx: AdminContext) -> web.Response:
     ctx.switch.resume()
     log.warning("shadow resumed via admin API", remote=request.remote)
-    if ctx.on_change is not None:
-        ctx.on_change("resumed")
     return web.json_response({"shadow": _state(ctx)})
 
 

@@ -29,7 +29,7 @@ try:
 except ImportError:  # optional: zstd bodies then end as a decode error
     _zstandard = None
 
-__all__ = ["Decoded", "decode", "supported_encodings"]
+__all__ = ["Decoded", "decode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +144,6 @@ _DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
     "br": _brotli,
     "zstd": _zstd,
 }
-
-
-def supported_encodings() -> frozenset[str]:
-    """Content-Encoding tokens this process can decode (``zstd`` only with ``zstandard``)."""
-    names = set(_DECODERS) | {"identity"}
-    if _zstandard is None:
-        names.discard("zstd")
-    return frozenset(names)
 
 
 def decode(body: bytes, content_encoding: str | None, max_bytes: int) -> Decoded:

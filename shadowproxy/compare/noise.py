@@ -44,8 +44,6 @@ def learning_key(found: Found) -> str:
 class _RouteNoise:
     samples: int = 0
     counts: dict[str, int] = field(default_factory=dict)
-    untracked: int = 0
-    """Distinct new paths refused because ``max_paths`` was reached."""
 
 
 class NoiseLearner:
@@ -73,9 +71,8 @@ class NoiseLearner:
             if path in state.counts:
                 state.counts[path] += 1
             elif len(state.counts) < rules.max_paths:
+                # Beyond max_paths a new path is not learned: memory stays bounded.
                 state.counts[path] = 1
-            else:
-                state.untracked += 1
 
     def is_noisy(self, route: str, paths: Iterable[str], rules: NoiseRules) -> bool:
         """True when any of ``paths`` is learned noisy for ``route``."""

@@ -15,7 +15,6 @@ __all__ = [
     "PathPattern",
     "Segments",
     "format_path",
-    "generalise",
     "parse_pattern",
     "prefixes",
 ]
@@ -46,11 +45,6 @@ def format_path(segments: Segments, *, wildcard_indices: bool = False) -> str:
         else:
             parts.append(_format_key(segment))
     return "".join(parts)
-
-
-def generalise(segments: Segments) -> str:
-    """The path with indices replaced by ``[*]``: noise learned at one index applies at all."""
-    return format_path(segments, wildcard_indices=True)
 
 
 def prefixes(segments: Segments, *, wildcard_indices: bool = False) -> list[str]:

@@ -80,7 +80,6 @@ class Ownership:
         self._path = Path(state_dir) / STATE_FILE if state_dir else None
         self._seen: tuple[int, int, int] | None = None
         self._windows = RollbackWindows(settings.cutover.rollback)
-        self._shown: set[str] = set()
         self.state = configured(settings)
 
     @property

@@ -40,7 +40,6 @@ __all__ = ["collect_fleet"]
 
 _QUANTILES = (0.5, 0.95, 0.99)
 _VERDICTS = {"match": "match", "diverged": "diverged", "noise": "noise", "error": "errors"}
-_CLASSES = ("structural", "semantic", "timing")
 _TIMEOUT_S = 30.0
 _NOTE = (
     "fleet mode: Prometheus has no fingerprints, noise paths, ownership history or "

@@ -8,13 +8,10 @@ Imports settings, model and histogram; never the proxy, admin or report.
 from shadowproxy.sinks.evidence import Evidence, default_worker_id
 from shadowproxy.sinks.logs import (
     ScrubSecrets,
-    bind_request_id,
     configure_logging,
-    request_context,
 )
 from shadowproxy.sinks.metrics import (
     Metrics,
-    is_multiprocess,
     mark_worker_dead,
     multiprocess_registry,
     render_metrics,
@@ -27,12 +24,9 @@ __all__ = [
     "Metrics",
     "Redactor",
     "ScrubSecrets",
-    "bind_request_id",
     "configure_logging",
     "default_worker_id",
-    "is_multiprocess",
     "mark_worker_dead",
     "multiprocess_registry",
     "render_metrics",
-    "request_context",
 ]

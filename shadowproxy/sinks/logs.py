@@ -3,15 +3,14 @@
 Owns ``configure_logging`` (structlog and the standard library's root logger,
 so aiohttp's own log records get the same format and scrubbing), the
 ``ScrubSecrets`` processor that is the last line of defence against a secret
-in a log line, and the request id bound through contextvars.
+in a log line, and the merge of contextvars (the hot path binds ``request_id``).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import orjson
@@ -21,7 +20,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from shadowproxy.settings import RedactSettings
 from shadowproxy.sinks.redact import Redactor
 
-__all__ = ["ScrubSecrets", "bind_request_id", "configure_logging", "request_context"]
+__all__ = ["ScrubSecrets", "configure_logging"]
 
 _HANDLER_NAME = "shadowproxy"
 
@@ -103,18 +102,6 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
-
-
-def bind_request_id(request_id: str) -> None:
-    """Bind ``request_id`` to every log line of the current context (an aiohttp handler's task)."""
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-
-
-@contextmanager
-def request_context(request_id: str) -> Iterator[None]:
-    """Bind ``request_id`` for the duration of a ``with`` block, then restore the previous value."""
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
-        yield
 
 
 def _dumps(obj: MutableMapping[str, Any], **_: Any) -> str:

@@ -9,9 +9,7 @@ to files there and ``multiprocess_registry()`` sums them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Generic, TypeVar
 
 from prometheus_client import (
@@ -32,12 +30,10 @@ __all__ = [
     "HOOKS",
     "LATENCY_BUCKETS_S",
     "METHODS",
-    "ROLLBACK_REASONS",
     "ROUTE_MODES",
     "Children",
     "Metrics",
     "code_class",
-    "is_multiprocess",
     "mark_worker_dead",
     "method_label",
     "multiprocess_registry",
@@ -67,7 +63,6 @@ HOOKS = (
 ROUTE_MODES = ("shadow", "canary", "candidate", "legacy-only", "force-legacy")
 """Values of ``shadowproxy_route_mode{mode}``: a route's effective mode."""
 
-ROLLBACK_REASONS = ("structural", "errors", "latency")
 """Values of ``shadowproxy_rollbacks_total{reason}``."""
 
 LATENCY_BUCKETS_S = (
@@ -251,12 +246,6 @@ class Metrics:
         self.upstream_latency_by.get(upstream, route).observe(max(observation.elapsed_s, 0.0))
         if observation.error is not None:
             self.upstream_errors.labels(str(upstream), str(observation.error)).inc()
-
-
-def is_multiprocess() -> bool:
-    """True when ``PROMETHEUS_MULTIPROC_DIR`` names a directory (multiprocess mode)."""
-    path = os.environ.get(_ENV)
-    return bool(path) and Path(path or ".").is_dir()
 
 
 def multiprocess_registry() -> CollectorRegistry:

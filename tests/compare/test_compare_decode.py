@@ -83,17 +83,6 @@ class TestDecode:
         assert result.error is ErrorKind.DECODE
         assert result.detail
 
-    def test_supported_encodings(self) -> None:
-        """All five codings are advertised when zstandard is importable."""
-        assert decode.supported_encodings() == {
-            "identity",
-            "gzip",
-            "x-gzip",
-            "deflate",
-            "br",
-            "zstd",
-        }
-
 
 class TestDecodeInComparison:
     """How decoding shapes a verdict."""

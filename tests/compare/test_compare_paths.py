@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shadowproxy.compare.paths import format_path, generalise, parse_pattern, prefixes
+from shadowproxy.compare.paths import format_path, parse_pattern, prefixes
 
 
 class TestFormatPath:
@@ -24,10 +24,6 @@ class TestFormatPath:
     def test_format(self, segments: tuple[str | int, ...], text: str) -> None:
         """Plain keys use dots, others are quoted and escaped, indices use brackets."""
         assert format_path(segments) == text
-
-    def test_generalise(self) -> None:
-        """Indices become ``[*]``."""
-        assert generalise(("items", 3, "id")) == "$.items[*].id"
 
     def test_prefixes(self) -> None:
         """Every ancestor, root first."""

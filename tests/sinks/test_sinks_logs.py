@@ -10,7 +10,7 @@ import orjson
 import pytest
 import structlog
 
-from shadowproxy.sinks.logs import bind_request_id, configure_logging, request_context
+from shadowproxy.sinks.logs import configure_logging
 
 
 @pytest.fixture(autouse=True)
@@ -76,18 +76,18 @@ class TestRequestId:
         """A request id bound in the context is on every line until unbound."""
         out = io.StringIO()
         configure_logging(stream=out)
-        with request_context("req-7"):
+        with structlog.contextvars.bound_contextvars(request_id="req-7"):
             structlog.get_logger("t").info("inside")
         structlog.get_logger("t").info("outside")
         first, second = lines(out)
         assert first["request_id"] == "req-7" and "request_id" not in second
 
-    def test_bind_request_id(self) -> None:
-        """bind_request_id binds for the rest of the current context."""
+    def test_standard_library_records_carry_the_request_id(self) -> None:
+        """A record from a library using ``logging`` (aiohttp) carries the bound request id."""
         out = io.StringIO()
         configure_logging(stream=out)
-        bind_request_id("req-8")
-        logging.getLogger("aiohttp.server").error("boom")
+        with structlog.contextvars.bound_contextvars(request_id="req-8"):
+            logging.getLogger("aiohttp.server").error("boom")
         assert lines(out)[0]["request_id"] == "req-8"
 
 

@@ -147,8 +147,7 @@ WORKER = textwrap.dedent(
 SCRAPER = textwrap.dedent(
     """
     import sys
-    from shadowproxy.sinks.metrics import multiprocess_registry, render_metrics, is_multiprocess
-    assert is_multiprocess()
+    from shadowproxy.sinks.metrics import multiprocess_registry, render_metrics
     sys.stdout.buffer.write(render_metrics(multiprocess_registry())[0])
     """
 )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 import itertools
 import os
 import time
@@ -33,7 +32,7 @@ from shadowproxy.cutover.state import sticky_key
 from shadowproxy.http.h1 import IDEMPOTENT_METHODS
 from shadowproxy.http.h1_response import Response as UpstreamResponse
 from shadowproxy.http.headers import NO_BODY_STATUS, request_headers, response_headers
-from shadowproxy.http.inbound import JSON, Inbound, error_body
+from shadowproxy.http.inbound import Inbound, answer_error
 from shadowproxy.http.routing import Route, RouteTable
 from shadowproxy.http.shadow import HttpShadow, MirrorRequest
 from shadowproxy.http.upstream import (
@@ -46,7 +45,6 @@ from shadowproxy.model import ErrorKind, Observation, RequestFacts, SkipReason, 
 from shadowproxy.settings import Settings
 
 __all__ = [
-    "IDEMPOTENT_METHODS",
     "ONE_WRITE_MAX_BYTES",
     "PROBE_HEADER",
     "Forwarder",
@@ -326,12 +324,7 @@ class Forwarder:
             status = 504 if kind is ErrorKind.TIMEOUT else 502
             self._sink.on_request(route.name, method, status)
             log.warning(f"{name} failed", route=route.name, reason=str(kind), status=status)
-            request.answer(
-                status,
-                http.HTTPStatus(status).phrase,
-                [("Content-Type", JSON)],
-                error_body(str(name), str(kind)),
-            )
+            answer_error(request, status, str(name), str(kind))
             return kept
 
         async with upstream_response:

@@ -26,7 +26,7 @@ from multidict import MultiMapping
 from shadowproxy.http.forward import Forwarder
 from shadowproxy.http.inbound import JSON, Pairs, error_body
 from shadowproxy.http.server_connection import MAX_HEADERS, MAX_LINE
-from shadowproxy.http.websocket import WebSocketTunnel, is_upgrade
+from shadowproxy.http.websocket import Refusal, WebSocketTunnel, is_upgrade
 from shadowproxy.model import SkipReason
 
 __all__ = [
@@ -83,7 +83,10 @@ def handover_app(forwarder: Forwarder, tunnel: WebSocketTunnel) -> web.Applicati
     async def handle(request: web.Request) -> web.StreamResponse:
         if is_upgrade(request):
             forwarder.not_mirrored(request.raw_path, SkipReason.UPGRADE)
-            return await tunnel.relay(request)
+            tunnelled = await tunnel.relay(request)
+            if isinstance(tunnelled, Refusal):
+                return json_error(tunnelled.status, tunnelled.upstream, tunnelled.reason)
+            return tunnelled
         inbound = AiohttpInbound(request)
         await forwarder.handle(inbound)
         assert inbound.response is not None

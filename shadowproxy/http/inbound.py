@@ -10,20 +10,25 @@ one; ``shadowproxy.http.handover.AiohttpInbound`` adapts aiohttp's request.
 
 from __future__ import annotations
 
+import http
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
 from multidict import MultiMapping
 
-__all__ = ["JSON", "Inbound", "Pairs", "error_body"]
+__all__ = ["JSON", "Inbound", "Pairs", "answer_error", "error_body"]
 
 Pairs = list[tuple[str, str]]
 JSON = "application/json; charset=utf-8"
 
 
 def error_body(upstream: str, reason: str) -> bytes:
-    """The small JSON body the proxy answers with when it cannot relay an answer."""
+    """The small JSON body the proxy answers with when it cannot relay an answer.
+
+    The one place it is built: ``answer_error`` sends it through an ``Inbound``,
+    ``shadowproxy.http.handover.json_error`` as an aiohttp answer.
+    """
     return json.dumps({"error": reason, "upstream": upstream}).encode()
 
 
@@ -79,3 +84,13 @@ class Inbound(Protocol):
     def abort(self) -> None:
         """Drop the client connection, so a cut answer never looks complete."""
         ...
+
+
+def answer_error(request: Inbound, status: int, upstream: str, reason: str) -> None:
+    """Answer ``request`` with ``status`` and the error body naming ``upstream`` and ``reason``."""
+    request.answer(
+        status,
+        http.HTTPStatus(status).phrase,
+        [("Content-Type", JSON)],
+        error_body(upstream, reason),
+    )

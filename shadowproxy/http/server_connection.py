@@ -18,7 +18,7 @@ import httptools
 import structlog
 from multidict import CIMultiDict
 
-from shadowproxy.http.inbound import JSON, error_body
+from shadowproxy.http.inbound import answer_error
 from shadowproxy.http.server_request import BODY_HIGH_WATER, RequestHead, ServerRequest
 
 if TYPE_CHECKING:
@@ -307,12 +307,7 @@ class ServerConnection(asyncio.Protocol):
             else:
                 request.keep_alive = False
                 with contextlib.suppress(ConnectionError):
-                    request.answer(
-                        500,
-                        "Internal Server Error",
-                        [("Content-Type", JSON)],
-                        error_body("proxy", "internal"),
-                    )
+                    answer_error(request, 500, "proxy", "internal")
         finally:
             self._finish(request)
 

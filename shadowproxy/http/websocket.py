@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -19,7 +20,7 @@ from yarl import URL
 from shadowproxy.http.headers import end_to_end
 from shadowproxy.http.upstream import UpstreamClient
 
-__all__ = ["WebSocketTunnel", "is_upgrade", "open_session"]
+__all__ = ["Refusal", "WebSocketTunnel", "is_upgrade", "open_session"]
 
 # Headers the WebSocket handshake itself owns; aiohttp sets them for legacy.
 _HANDSHAKE = frozenset(
@@ -84,6 +85,15 @@ async def _pump(
     await sink.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a tunnel did not open; the hand-over answers it with the proxy's error JSON."""
+
+    status: int
+    upstream: str
+    reason: str
+
+
 class WebSocketTunnel:
     """Relays WebSocket sessions between clients and legacy."""
 
@@ -97,12 +107,10 @@ class WebSocketTunnel:
         """Legacy's URL for a raw request target, byte-identical (no re-encoding)."""
         return URL(self._legacy.base + raw_target, encoded=True)
 
-    async def relay(self, request: web.Request) -> web.StreamResponse:
-        """Relay one session until either side closes."""
+    async def relay(self, request: web.Request) -> web.StreamResponse | Refusal:
+        """Relay one session until either side closes, or say why it cannot open."""
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return web.json_response(
-                {"error": "only WebSocket upgrades are supported", "upstream": "proxy"}, status=501
-            )
+            return Refusal(501, "proxy", "only WebSocket upgrades are supported")
         protocols = [
             p.strip()
             for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
@@ -116,13 +124,7 @@ class WebSocketTunnel:
                 self._url(request.raw_path), headers=headers, protocols=protocols, autoclose=False
             )
         except _FAILURES as exc:
-            return web.json_response(
-                {
-                    "error": f"websocket handshake failed: {type(exc).__name__}",
-                    "upstream": "legacy",
-                },
-                status=502,
-            )
+            return Refusal(502, "legacy", f"websocket handshake failed: {type(exc).__name__}")
         async with upstream:
             client = web.WebSocketResponse(protocols=protocols, autoclose=False)
             await client.prepare(request)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from tests.hardening.harden import fetch
@@ -80,6 +82,41 @@ class TestWebSocket:
         assert [s.path for s in legacy.seen] == ["/ws"]
         assert candidate.seen == []
         assert skipped == 1
+
+    @pytest.mark.parametrize(
+        ("upgrade", "status", "error"),
+        [
+            ("h2c", 501, {"error": "only WebSocket upgrades are supported", "upstream": "proxy"}),
+            (
+                "websocket",
+                502,
+                {
+                    "error": "websocket handshake failed: WSServerHandshakeError",
+                    "upstream": "legacy",
+                },
+            ),
+        ],
+    )
+    async def test_refused_upgrade_is_the_proxy_error_json(
+        self, tmp_path: Path, upgrade: str, status: int, error: dict[str, str]
+    ) -> None:
+        """Another protocol, or legacy refusing the handshake: the proxy's error JSON."""
+        async with backend(json_ok) as legacy, backend(json_ok) as candidate:
+            async with running_proxy(make_settings(legacy.url, candidate.url, tmp_path)) as proxy:
+                reader, writer = await asyncio.open_connection(
+                    proxy.bound.proxy.host, proxy.bound.proxy.port
+                )
+                writer.write(
+                    b"GET /ws HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade\r\n"
+                    b"Upgrade: " + upgrade.encode() + b"\r\nSec-WebSocket-Version: 13\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                )
+                head, body = await asyncio.wait_for(_read_response(reader), 10)
+                writer.close()
+        assert head.startswith(b"HTTP/1.1 %d " % status)
+        assert b"\r\nContent-Type: application/json; charset=utf-8\r\n" in head
+        assert json.loads(body) == error
+        assert candidate.seen == []
 
 
 class TestDisconnect:

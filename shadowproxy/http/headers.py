@@ -15,11 +15,15 @@ from collections.abc import Iterable
 __all__ = [
     "HOP_BY_HOP",
     "NO_BODY_STATUS",
+    "VIA",
     "connection_tokens",
     "end_to_end",
     "request_headers",
     "response_headers",
 ]
+
+VIA = "1.1 shadowproxy"
+"""What the proxy adds to ``Via`` in both directions."""
 
 NO_BODY_STATUS = frozenset({204, 304})
 """Answers that never carry a body, whatever their headers say (RFC 9112 section 6.3)."""

@@ -13,11 +13,21 @@ from __future__ import annotations
 import http
 import json
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from multidict import MultiMapping
 
-__all__ = ["JSON", "Inbound", "Pairs", "answer_error", "error_body"]
+__all__ = [
+    "JSON",
+    "Inbound",
+    "Pairs",
+    "RequestBody",
+    "answer_error",
+    "body_stream",
+    "error_body",
+    "read_body",
+]
 
 Pairs = list[tuple[str, str]]
 JSON = "application/json; charset=utf-8"
@@ -94,3 +104,37 @@ def answer_error(request: Inbound, status: int, upstream: str, reason: str) -> N
         [("Content-Type", JSON)],
         error_body(upstream, reason),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBody:
+    """The request body as far as it was buffered."""
+
+    data: bytes
+    complete: bool
+    """False when the body exceeded the buffering limit; the rest is streamed upstream."""
+
+
+_NO_BODY = RequestBody(b"", True)
+
+
+async def read_body(request: Inbound, limit: int) -> RequestBody:
+    """Buffer the request body up to ``limit``; beyond it, the rest is left to stream."""
+    if not request.has_body:
+        return _NO_BODY
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return RequestBody(b"", False)
+    buffered = bytearray()
+    while chunk := await request.read(limit + 1 - len(buffered)):
+        buffered += chunk
+        if len(buffered) > limit:
+            return RequestBody(bytes(buffered), False)
+    return RequestBody(bytes(buffered), True)
+
+
+async def body_stream(prefix: bytes, request: Inbound) -> AsyncIterator[bytes]:
+    """``prefix`` (what was buffered), then the rest of the body as it arrives."""
+    yield prefix
+    async for chunk in request.body_chunks():
+        yield chunk

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from shadowproxy.cutover.ownership import Ownership
-from shadowproxy.http.forward import Forwarder, RequestSink
+from shadowproxy.http.forward import Forwarder
+from shadowproxy.http.relay import RequestSink
 from shadowproxy.http.routing import RouteTable
 from shadowproxy.http.shadow import HttpShadow
 from shadowproxy.http.upstream import UpstreamClient, open_upstream

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from shadowproxy.http.forward import ONE_WRITE_MAX_BYTES
+from shadowproxy.http.relay import ONE_WRITE_MAX_BYTES
 from tests.support import backend, json_ok, make_settings, running_proxy
 
 SMALL = 1000

@@ -32,11 +32,12 @@ from shadowproxy.config import ADMIN_TOKEN_ENV
 from shadowproxy.cutover.state import Assignment, Mode, next_step
 from shadowproxy.report.aggregate import Windows
 from shadowproxy.report.errors import ReportInputError
-from shadowproxy.report.gates import evaluate_gates, load_gates
+from shadowproxy.report.gates import evaluate_gates
 from shadowproxy.report.known import KnownSet, load_known
 from shadowproxy.report.parallel import aggregate_files
 from shadowproxy.report.sources import expand_paths
 from shadowproxy.report.summary import DomainSummary
+from shadowproxy.report.thresholds import load_gates
 
 __all__ = [
     "AdminClient",

@@ -3,11 +3,12 @@
 Owns the one pass over JSONL lines: per-route counters and merged latency
 histograms from ``rollup`` records (the denominators), per-fingerprint
 counters from ``exchange`` records (capped, overflow counted), noise paths,
-per-domain timelines and ``ownership`` history. Memory depends on routes,
-the caps and the timeline width, never on the number of records.
-Well-formed exchanges and rollups are decoded typed (``records``); any other
-line takes the general path through orjson. Imports orjson, the histogram core
-and the report's own values.
+per-domain timelines and ``ownership`` history. Every verdict comes from
+the parsed record, never from its text. A line that cannot be counted is
+logged with its file and held against the gates of its domain (``damage``);
+a hostile value refuses the whole report, naming the file and line. Memory
+depends on routes, the caps and the timeline width, never on the number
+of records. Imports orjson and the report's own values.
 """
 
 from __future__ import annotations
@@ -15,14 +16,24 @@ from __future__ import annotations
 import operator
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import repeat
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from shadowproxy.histogram import BUCKETS, LatencyHistogram
+from shadowproxy.histogram import LatencyHistogram
+from shadowproxy.report.accumulators import (
+    MAX_PATH_CHARS,
+    FingerprintAcc,
+    HistogramAcc,
+    RouteAcc,
+    check_counters,
+    cut,
+)
+from shadowproxy.report.damage import DamageLog, describe, marker_problem
+from shadowproxy.report.errors import HostileValueError, ReportInputError
 from shadowproxy.report.records import (
     Difference,
     ExchangeRecord,
@@ -31,7 +42,10 @@ from shadowproxy.report.records import (
     raw_text,
 )
 from shadowproxy.report.series import ChartSeries
+from shadowproxy.report.sources import line_number
 from shadowproxy.report.summary import (
+    ALL_GATES,
+    ANY_DOMAIN,
     COUNTED,
     Counts,
     DomainSummary,
@@ -47,96 +61,34 @@ from shadowproxy.report.summary import (
 )
 from shadowproxy.report.timeparse import parse_record_ts
 
-__all__ = ["MAX_FINGERPRINTS", "Aggregator", "Windows"]
+__all__ = ["MAX_DOMAINS", "MAX_FINGERPRINTS", "MAX_ROUTES", "Aggregator", "Windows"]
 
 MAX_FINGERPRINTS = 10_000
 """Distinct fingerprints tracked; later new ones are counted as overflow."""
+MAX_ROUTES = 10_000
+"""Distinct (domain, route) pairs counted per reading process; later ones are uncounted."""
+MAX_DOMAINS = 1_000
+"""Distinct domains counted per reading process; later ones are uncounted."""
 _MAX_NOISE_PATHS = 10_000
 _MAX_OWNERSHIP = 1_000
+_MAX_NUMBERS = 32
+_MAX_TEXT_CHARS = 256
 _TIMELINE_BUCKETS = 60
 _EXAMPLE_CHARS = 160
 _INDEX = re.compile(r"\[\d+\]")
-# A sampled match with no differences counts nothing (rollups hold the
-# denominators), so it is skipped without parsing. Both markers are needed:
-# an empty differences list rules out a nested value spelling the verdict.
-_MATCH_MARK = b'"verdict":"match"'
-_EMPTY_DIFFS_MARK = b'"differences":[]'
 _BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError)
 _NEVER = float("inf")
-_INT_TYPE = frozenset({int})
-_BUCKET_KEYS = frozenset(str(i) for i in range(BUCKETS))
 _TYPED = frozenset({"exchange", "rollup"})
 _COUNTERS = operator.attrgetter(*COUNTED)
+_UNCOUNTED = ("uncounted", "a record beyond the report's route or domain caps")
 
 
-class _HistogramAcc:
-    """Bucket counts keyed as in the JSONL (strings), turned into a LatencyHistogram at the end.
+class _UncountedError(Exception):
+    """A well-formed record the caps leave out; held against its domain's gates."""
 
-    Merging rollups is the report's hottest loop; keeping the string keys
-    saves an ``int()`` per bucket per rollup.
-    """
-
-    __slots__ = ("buckets", "sum_ms")
-
-    def __init__(self) -> None:
-        self.buckets: dict[str, int] = {}
-        self.sum_ms = 0.0
-
-    @staticmethod
-    def checked(data: Mapping[str, Any] | None) -> tuple[Mapping[str, int], float]:
-        """The buckets and sum of one JSONL histogram; ValueError when malformed."""
-        if not data:
-            return {}, 0.0
-        buckets = data.get("buckets") or {}
-        # Set operations and min() run in C: much cheaper than a Python loop per bucket.
-        counts = buckets.values()
-        if not (
-            buckets.keys() <= _BUCKET_KEYS
-            and set(map(type, counts)) <= _INT_TYPE
-            and min(counts, default=0) >= 0
-        ):
-            raise ValueError("bad latency buckets")
-        sum_ms = data.get("sum_ms", 0.0)
-        return buckets, float(sum_ms) if isinstance(sum_ms, int | float) else 0.0
-
-    def add(self, buckets: Mapping[str, int], sum_ms: float) -> None:
-        """Add checked buckets."""
-        mine = self.buckets
-        keys = buckets.keys()
-        # Every step is a C loop: old counts, plus the new ones, written back.
-        sums = map(operator.add, map(mine.get, keys, repeat(0)), buckets.values())
-        mine.update(zip(keys, sums, strict=True))
-        self.sum_ms += sum_ms
-
-    def histogram(self) -> LatencyHistogram:
-        """The core histogram these buckets make."""
-        return LatencyHistogram.from_json({"buckets": self.buckets, "sum_ms": self.sum_ms})
-
-
-class _RouteAcc:
-    """Mutable per-route sums while reading."""
-
-    __slots__ = ("candidate", "counters", "first_seen", "legacy", "skipped")
-
-    def __init__(self) -> None:
-        self.counters = [0] * len(COUNTED)
-        self.skipped: dict[str, int] = {}
-        self.legacy = _HistogramAcc()
-        self.candidate = _HistogramAcc()
-        self.first_seen: float | None = None
-
-
-class _FingerprintAcc:
-    """Mutable per-fingerprint count, first/last seen and the earliest example."""
-
-    __slots__ = ("count", "domain", "example", "first", "last")
-
-    def __init__(self, domain: str, ts: float, example: str) -> None:
+    def __init__(self, domain: str) -> None:
+        super().__init__(domain)
         self.domain = domain
-        self.count = 0
-        self.first = ts
-        self.last = ts
-        self.example = example
 
 
 def _example(record: ExchangeRecord, diff: Difference) -> str:
@@ -147,6 +99,10 @@ def _example(record: ExchangeRecord, diff: Difference) -> str:
 
 def _quantiles(hist: LatencyHistogram) -> Quantiles:
     return Quantiles(hist.quantile(0.5), hist.quantile(0.95), hist.quantile(0.99))
+
+
+def _text(value: object) -> str:
+    return cut(str(value or ""), _MAX_TEXT_CHARS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +130,9 @@ class Aggregator:
     """Feed it lines; ask it for the ``Findings``.
 
     ``since_for(domain)`` gives each domain's window start (its gate window,
-    or ``--since``); a record counts when its time is in ``[since, until)``.
-    An exchange's time is ``ts``; a rollup's is ``ts_start``.
+    or ``--since``); ``timeline_start`` is the earliest of them. A record
+    counts when its time is in ``[since, until)``: an exchange's ``ts``, a
+    rollup's ``ts_start``.
     """
 
     def __init__(
@@ -191,8 +148,8 @@ class Aggregator:
         self._timeline_start = timeline_start
         self._bucket_s = max(1.0, (until - timeline_start) / _TIMELINE_BUCKETS)
         self._max_fingerprints = max_fingerprints
-        self._routes: dict[tuple[str, str], _RouteAcc] = {}
-        self._fingerprints: dict[tuple[str, str, str, str], _FingerprintAcc] = {}
+        self._routes: dict[tuple[str, str], RouteAcc] = {}
+        self._fingerprints: dict[tuple[str, str, str, str], FingerprintAcc] = {}
         self._noise: dict[tuple[str, str], int] = {}
         self._timelines: dict[str, list[list[int]]] = {}
         self._series = ChartSeries(until)
@@ -200,45 +157,86 @@ class Aggregator:
         self._first_seen: dict[str, float] = {}
         self._ownership: deque[OwnershipChange] = deque(maxlen=_MAX_OWNERSHIP)
         self._semantic_overflow: dict[str, int] = {}
+        self._damage = DamageLog()
+        self._duplicates: tuple[tuple[str, str], ...] = ()
+        self._source = "<lines>"
+        self._start = 0
         self._files = 0
         self._records = 0
-        self._malformed = 0
         self._unknown = 0
         self._outside = 0
         self._overflow = 0
 
-    def feed(self, lines: Iterable[bytes], whole_file: bool = True) -> None:
-        """Aggregate lines (a file, or a chunk of one); malformed ones are counted and skipped."""
-        self._files += whole_file
+    def feed(self, lines: Iterable[bytes], source: str = "<lines>", start: int = 0) -> None:
+        """Aggregate the lines of ``source`` read from byte ``start`` (0: the whole file).
+
+        A line that cannot be counted is logged and held against its
+        domain's gates; a hostile value raises ReportInputError naming the
+        file and line.
+        """
+        self._files += start == 0
+        self._source, self._start = source, start
+        exchange, rollup, general = self._exchange, self._rollup, self._general
         loads = orjson.loads
-        exchange, rollup = self._exchange, self._rollup
-        records = malformed = 0
-        for line in lines:
-            if _MATCH_MARK in line and _EMPTY_DIFFS_MARK in line:
-                records += 1
-                continue
-            try:
-                typed = decode_record(line)
-                if isinstance(typed, ExchangeRecord):
-                    exchange(typed)
-                elif typed is not None:
-                    rollup(typed)
-                else:
-                    record = loads(line)
-                    kind = record.get("type")
-                    if kind in _TYPED:
-                        raise ValueError(f"malformed {kind} record")
-                    if kind == "ownership":
-                        self._ownership_change(record)
+        records = index = 0
+        try:
+            for index, line in enumerate(lines, 1):
+                try:
+                    typed = decode_record(line)
+                    if isinstance(typed, ExchangeRecord):
+                        exchange(typed)
+                    elif typed is not None:
+                        rollup(typed)
                     else:
-                        self._unknown += 1
-                records += 1
-            except orjson.JSONDecodeError:
-                malformed += 1 if line.strip() else 0
-            except _BAD_RECORD:
-                malformed += 1
-        self._records += records
-        self._malformed += malformed
+                        general(loads(line))
+                    records += 1
+                except orjson.JSONDecodeError:
+                    if line.strip():
+                        self._unreadable(line, index)
+                except _BAD_RECORD:
+                    self._unreadable(line, index)
+                except _UncountedError as exc:
+                    self._damage.add(source, (start, index), _UNCOUNTED, (exc.domain, ALL_GATES))
+        except HostileValueError as exc:
+            where = line_number(Path(source), start, index) if start else index
+            raise ReportInputError(f"{source}: line {where}", str(exc)) from None
+        finally:
+            self._records += records
+
+    def note_duplicates(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record ``(file, same_as)`` pairs left unread because their content was read."""
+        self._duplicates = (*self._duplicates, *pairs)
+
+    def _general(self, record: Any) -> None:
+        """A line the typed decoder did not take: another record type, or malformed."""
+        kind = record.get("type") if isinstance(record, dict) else None
+        if not isinstance(kind, str):
+            raise ValueError("a record needs a string type")
+        if kind in _TYPED:
+            raise ValueError(f"malformed {kind} record")
+        if kind == "ownership":
+            self._ownership_change(record)
+        else:
+            self._unknown += 1
+
+    def _unreadable(self, line: bytes, index: int) -> None:
+        problem = marker_problem(line)
+        held: tuple[str, str] | None = (ANY_DOMAIN, ALL_GATES)
+        if problem is None:
+            described = describe(line)
+            problem = ("malformed", f"malformed {described.kind or 'line'}")
+            gates = described.gates
+            domain = described.domain or ANY_DOMAIN
+            held = None if gates is None else (domain, gates)
+            if held is not None and described.when is not None:
+                try:
+                    ts = parse_record_ts(described.when, "ts")
+                except ValueError:
+                    ts = None
+                since = self._timeline_start if domain == ANY_DOMAIN else self._since_for(domain)
+                if ts is not None and not since <= ts < self._until:
+                    held = None
+        self._damage.add(self._source, (self._start, index), problem, held)
 
     def merge(self, other: Aggregator) -> None:
         """Add another aggregator's state (from a worker) to this one, keeping the caps."""
@@ -246,28 +244,18 @@ class Aggregator:
             mine = self._routes.get(key)
             if mine is None:
                 self._routes[key] = theirs
-                continue
-            mine.counters = [a + b for a, b in zip(mine.counters, theirs.counters, strict=True)]
-            for reason, n in theirs.skipped.items():
-                mine.skipped[reason] = mine.skipped.get(reason, 0) + n
-            mine.legacy.add(theirs.legacy.buckets, theirs.legacy.sum_ms)
-            mine.candidate.add(theirs.candidate.buckets, theirs.candidate.sum_ms)
+            else:
+                mine.merge(theirs)
         for fkey, fp in other._fingerprints.items():
             known = self._fingerprints.get(fkey)
-            if known is None:
-                if len(self._fingerprints) >= self._max_fingerprints:
-                    self._overflow += fp.count
-                    if fkey[1] == "semantic":
-                        self._semantic_overflow[fp.domain] = (
-                            self._semantic_overflow.get(fp.domain, 0) + fp.count
-                        )
-                    continue
+            if known is not None:
+                known.merge(fp)
+            elif len(self._fingerprints) < self._max_fingerprints:
                 self._fingerprints[fkey] = fp
-                continue
-            known.count += fp.count
-            known.last = max(known.last, fp.last)
-            if fp.first < known.first:
-                known.first, known.example = fp.first, fp.example
+            else:
+                self._overflow += fp.count
+                if fkey[1] == "semantic":
+                    self._add_semantic_overflow(fp.domain, fp.count)
         for nkey, n in other._noise.items():
             if nkey in self._noise or len(self._noise) < _MAX_NOISE_PATHS:
                 self._noise[nkey] = self._noise.get(nkey, 0) + n
@@ -282,23 +270,31 @@ class Aggregator:
         for domain, ts in other._first_seen.items():
             self._first_seen[domain] = min(ts, self._first_seen.get(domain, ts))
         for domain, n in other._semantic_overflow.items():
-            self._semantic_overflow[domain] = self._semantic_overflow.get(domain, 0) + n
+            self._add_semantic_overflow(domain, n)
         self._since.update(other._since)
         self._ownership.extend(sorted(other._ownership, key=lambda c: c.ts))
+        self._damage.merge(other._damage)
+        self._duplicates = (*self._duplicates, *other._duplicates)
         self._files += other._files
         self._records += other._records
-        self._malformed += other._malformed
         self._unknown += other._unknown
         self._outside += other._outside
         self._overflow += other._overflow
 
+    def _add_semantic_overflow(self, domain: str, count: int) -> None:
+        self._semantic_overflow[domain] = self._semantic_overflow.get(domain, 0) + count
+
     def _in_window(self, domain: str, ts: float) -> bool:
+        """Whether ``ts`` is in the domain's window; _UncountedError past the domain cap."""
         since = self._since.get(domain)
         if since is None:
-            since = self._since[domain] = self._since_for(domain)
+            since = self._since_for(domain)
+            if len(self._since) < MAX_DOMAINS:
+                self._since[domain] = since
+            elif since <= ts < self._until:
+                raise _UncountedError(ANY_DOMAIN)
         if since <= ts < self._until:
-            first = self._first_seen.get(domain)
-            if first is None or ts < first:
+            if ts < self._first_seen.get(domain, _NEVER):
                 self._first_seen[domain] = ts
             return True
         self._outside += 1
@@ -306,44 +302,50 @@ class Aggregator:
 
     def _rollup(self, record: RollupRecord) -> None:
         route, domain = record.route, record.domain
-        start = parse_record_ts(record.ts_start)
-        end = parse_record_ts(record.ts_end or record.ts_start)
+        start = parse_record_ts(record.ts_start, "ts_start")
+        end = start if record.ts_end is None else parse_record_ts(record.ts_end, "ts_end")
+        if end < start:
+            raise ValueError("ts_end before ts_start")
         values: tuple[Any, ...] = _COUNTERS(record)
-        if not all(type(v) is int and v >= 0 for v in values):
-            raise ValueError("counters must be non-negative integers")
-        skipped = record.skipped or {}
-        if not all(type(n) is int for n in skipped.values()):
-            raise ValueError("skipped counts must be integers")
+        check_counters(values, COUNTED)
+        compared, match, diverged, structural, _, _, noise, errors = values
+        if compared != match + diverged + noise + errors:
+            raise ValueError("compared is not match + diverged + noise + errors")
+        skipped = RouteAcc.checked_skipped(record.skipped)
         latency = record.latency or {}
-        legacy = _HistogramAcc.checked(latency.get("legacy"))
-        candidate = _HistogramAcc.checked(latency.get("candidate"))
+        if not isinstance(latency, dict):
+            raise ValueError("latency must be an object")
+        legacy = HistogramAcc.checked(latency.get("legacy"), "legacy")
+        candidate = HistogramAcc.checked(latency.get("candidate"), "candidate")
         if not self._in_window(domain, start):
             return
         acc = self._routes.get((domain, route))
         if acc is None:
-            acc = self._routes[(domain, route)] = _RouteAcc()
+            if len(self._routes) >= MAX_ROUTES:
+                raise _UncountedError(domain)
+            acc = self._routes[(domain, route)] = RouteAcc()
         counters = acc.counters
         for i, value in enumerate(values):
             counters[i] += value
-        for reason, n in skipped.items():
-            acc.skipped[reason] = acc.skipped.get(reason, 0) + n
+        if skipped:
+            acc.add_skipped(skipped)
         acc.legacy.add(*legacy)
         acc.candidate.add(*candidate)
         # The rollup only says a structural divergence happened by ts_end.
-        if values[3] and end > self._last_structural.get(domain, float("-inf")):
+        if structural and end > self._last_structural.get(domain, float("-inf")):
             self._last_structural[domain] = min(end, self._until)
         timeline = self._timelines.get(domain)
         if timeline is None:
             timeline = self._timelines[domain] = [[0, 0] for _ in range(_TIMELINE_BUCKETS)]
         index = int((start - self._timeline_start) // self._bucket_s)
         point = timeline[min(max(index, 0), _TIMELINE_BUCKETS - 1)]
-        point[0] += values[0]
-        point[1] += values[2]
+        point[0] += compared
+        point[1] += diverged
         self._series.add(domain, values, start, end)
 
     def _exchange(self, record: ExchangeRecord) -> None:
         route, domain = record.route, record.domain
-        ts = parse_record_ts(record.ts)
+        ts = parse_record_ts(record.ts, "ts")
         since = self._since.get(domain)
         if since is None or not since <= ts < self._until:
             if not self._in_window(domain, ts):
@@ -355,32 +357,39 @@ class Aggregator:
         ):
             self._last_structural[domain] = ts
         for diff in record.differences or ():
-            cls, path = diff.cls, diff.path
             if diff.noise:
-                self._noise_path(route, path)
-                continue
-            key = (route, cls, diff.kind, path)
-            acc = self._fingerprints.get(key)
-            if acc is None:
-                if len(self._fingerprints) >= self._max_fingerprints:
-                    self._overflow += 1
-                    if cls == "semantic":
-                        self._semantic_overflow[domain] = self._semantic_overflow.get(domain, 0) + 1
-                    continue
-                acc = self._fingerprints[key] = _FingerprintAcc(domain, ts, _example(record, diff))
-            acc.count += 1
-            if ts < acc.first:
-                acc.first = ts
-                acc.example = _example(record, diff)
-            elif ts > acc.last:
-                acc.last = ts
+                self._noise_path(route, diff.path)
+            else:
+                self._fingerprint(record, diff, domain, ts)
+
+    def _fingerprint(
+        self, record: ExchangeRecord, diff: Difference, domain: str, ts: float
+    ) -> None:
+        cls, path = diff.cls, diff.path
+        if len(path) > MAX_PATH_CHARS:
+            path = cut(path)
+        key = (record.route, cls, diff.kind, path)
+        acc = self._fingerprints.get(key)
+        if acc is None:
+            if len(self._fingerprints) >= self._max_fingerprints:
+                self._overflow += 1
+                if cls == "semantic":
+                    self._add_semantic_overflow(domain, 1)
+                return
+            acc = self._fingerprints[key] = FingerprintAcc(domain, ts, _example(record, diff))
+        acc.count += 1
+        if ts < acc.first:
+            acc.first = ts
+            acc.example = _example(record, diff)
+        elif ts > acc.last:
+            acc.last = ts
 
     def _noise_path(self, route: str, path: str) -> None:
         if not path.startswith("$"):
             return
         if "[" in path:
             path = _INDEX.sub("[*]", path)
-        key = (route, path)
+        key = (route, path if len(path) <= MAX_PATH_CHARS else cut(path))
         count = self._noise.get(key)
         if count is not None:
             self._noise[key] = count + 1
@@ -389,17 +398,20 @@ class Aggregator:
 
     def _ownership_change(self, record: dict[str, Any]) -> None:
         percent = record.get("percent")
+        numbers = record.get("numbers") or {}
+        if not isinstance(numbers, dict):
+            raise ValueError("numbers must be an object")
         change = OwnershipChange(
-            ts=parse_record_ts(record["ts"]),
-            route=str(record["route"]),
-            from_mode=str(record.get("from", "")),
-            to_mode=str(record.get("to", "")),
+            ts=parse_record_ts(record["ts"], "ts"),
+            route=_text(record["route"]),
+            from_mode=_text(record.get("from")),
+            to_mode=_text(record.get("to")),
             percent=float(percent) if isinstance(percent, int | float) else None,
-            reason=str(record.get("reason") or ""),
-            source=str(record.get("source") or ""),
+            reason=_text(record.get("reason")),
+            source=_text(record.get("source")),
             numbers={
-                str(k): float(v)
-                for k, v in (record.get("numbers") or {}).items()
+                _text(k): float(v)
+                for k, v in list(numbers.items())[:_MAX_NUMBERS]
                 if isinstance(v, int | float) and not isinstance(v, bool)
             },
         )
@@ -461,24 +473,23 @@ class Aggregator:
                 key=lambda p: (p.route, -p.count, p.path),
             )
         )
+        problems = self._damage.problems(
+            lambda file, start, index: line_number(Path(file), start, index)
+        )
         inputs = InputStats(
             files=self._files,
             records=self._records,
-            malformed_lines=self._malformed,
+            malformed_lines=sum(
+                self._damage.total(kind) for kind in ("malformed", "oversized", "truncated", "cut")
+            ),
             unknown_types=self._unknown,
             outside_window=self._outside,
             fingerprints_overflow=self._overflow,
+            oversized_lines=self._damage.total("oversized"),
+            uncounted_records=self._damage.total("uncounted"),
+            duplicate_files=self._duplicates,
+            problems=problems,
         )
-        notes = []
-        if self._malformed:
-            notes.append(f"{self._malformed} malformed lines skipped")
-        if self._unknown:
-            notes.append(f"{self._unknown} records of unknown type skipped")
-        if self._overflow:
-            notes.append(
-                f"fingerprint table full ({self._max_fingerprints}): "
-                f"{self._overflow} differences not tracked"
-            )
         return Findings(
             source="files",
             until=self._until,
@@ -489,8 +500,42 @@ class Aggregator:
             noise_paths=noise,
             ownership=tuple(sorted(self._ownership, key=lambda c: (c.ts, c.route))),
             inputs=inputs,
-            notes=tuple(notes),
+            notes=self._notes(inputs),
+            unreadable=self._damage.unreadable(),
         )
+
+    def _notes(self, inputs: InputStats) -> tuple[str, ...]:
+        notes = []
+        if inputs.malformed_lines:
+            oversized = inputs.oversized_lines
+            notes.append(
+                f"{inputs.malformed_lines} malformed lines skipped"
+                + (f" ({oversized} of them over 8 MiB)" if oversized else "")
+            )
+        if inputs.uncounted_records:
+            notes.append(
+                f"{inputs.uncounted_records} records beyond the caps ({MAX_ROUTES} routes, "
+                f"{MAX_DOMAINS} domains) not counted"
+            )
+        for problem in inputs.problems:
+            if problem.truncated:
+                notes.append(f"{problem.file}: the gzip stream stops short")
+            if problem.cut:
+                notes.append(
+                    f"{problem.file}: the gzip stream expands past 256 times the file's size; "
+                    "the rest was not read"
+                )
+        notes.extend(
+            f"{file}: same content as {same}, read once" for file, same in self._duplicates
+        )
+        if self._unknown:
+            notes.append(f"{self._unknown} records of unknown type skipped")
+        if self._overflow:
+            notes.append(
+                f"fingerprint table full ({self._max_fingerprints}): "
+                f"{self._overflow} differences not tracked"
+            )
+        return tuple(notes)
 
     def _timeline(self, domain: str) -> tuple[TimelinePoint, ...]:
         buckets = self._timelines.get(domain)

@@ -4,7 +4,8 @@ Owns the command's flags and ``run_report``: read the gates and known
 differences, gather evidence (files or Prometheus), judge it, render it,
 update the tracker, suggest ignores. Exit 0 when every gate passes, 1 when
 one does not (insufficient evidence included), 2 for bad input with one
-line on stderr naming the file and key. Never imports the proxy.
+line on stderr naming the file and key (with ``--strict``, also for
+evidence in the window that could not be read). Never imports the proxy.
 """
 
 from __future__ import annotations
@@ -12,21 +13,21 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 from shadowproxy.report.aggregate import Windows
 from shadowproxy.report.document import Report, build_report, to_json
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.fleet import collect_fleet
-from shadowproxy.report.gates import load_gates
 from shadowproxy.report.known import KnownSet, load_known
+from shadowproxy.report.outfile import private_text
 from shadowproxy.report.parallel import aggregate_files
 from shadowproxy.report.render_html import render_html
 from shadowproxy.report.render_text import render_markdown, render_table
 from shadowproxy.report.sources import expand_paths
 from shadowproxy.report.suggest import suggest_ignores
 from shadowproxy.report.summary import Findings
+from shadowproxy.report.thresholds import load_gates
 from shadowproxy.report.timeparse import parse_instant
 from shadowproxy.report.tracker import update_tracker
 
@@ -71,6 +72,11 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--top", type=int, default=50, metavar="N", help="fingerprints to show (default 50)"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 when evidence in the window could not be read (default: insufficient)",
     )
 
 
@@ -123,6 +129,8 @@ def _run(args: argparse.Namespace) -> int:
             else tuple((domain, until - spec.window_s) for domain, spec in config.domains.items())
         )
         evidence = _from_files(args.paths, Windows(until, until - window_for("*"), by_domain))
+        if args.strict:
+            _refuse_unreadable(evidence)
     report = build_report(
         evidence, config, known, generated_at=now, since=until - widest, top=args.top
     )
@@ -152,6 +160,19 @@ def _from_files(paths: list[str], windows: Windows) -> Findings:
     return evidence
 
 
+def _refuse_unreadable(evidence: Findings) -> None:
+    """ReportInputError naming the first unreadable line held against a gate (``--strict``)."""
+    held = {u.file for u in evidence.unreadable}
+    if not held:
+        return
+    total = sum(u.count for u in evidence.unreadable)
+    first = next(p for p in evidence.inputs.problems if p.file in held)
+    raise ReportInputError(
+        f"{first.file}: line {first.first_line}",
+        f"{first.first_problem} ({total} lines in the window could not be read; --strict)",
+    )
+
+
 def _render(args: argparse.Namespace, report: Report, doc: dict[str, Any], out: TextIO) -> None:
     if args.format == "json":
         import json
@@ -167,8 +188,5 @@ def _render(args: argparse.Namespace, report: Report, doc: dict[str, Any], out: 
 
 
 def _write(path: str, args: argparse.Namespace, report: Report, doc: dict[str, Any]) -> None:
-    try:
-        with Path(path).open("w", encoding="utf-8") as out:
-            _render(args, report, doc, out)
-    except OSError as exc:
-        raise ReportInputError(path, f"cannot write ({exc.strerror or exc})") from None
+    with private_text(path) as out:
+        _render(args, report, doc, out)

@@ -11,15 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shadowproxy.report.gates import (
-    GateResult,
-    GatesConfig,
-    RouteStatus,
-    evaluate_gates,
-    route_status,
-)
+from shadowproxy.report.gates import GateResult, RouteStatus, evaluate_gates, route_status
 from shadowproxy.report.known import KnownSet
-from shadowproxy.report.summary import COUNTED, Counts, Findings, LatencySummary, Quantiles
+from shadowproxy.report.summary import (
+    COUNTED,
+    Counts,
+    Findings,
+    InputStats,
+    LatencySummary,
+    Quantiles,
+)
+from shadowproxy.report.thresholds import GatesConfig
 from shadowproxy.report.timeparse import format_instant
 
 __all__ = ["SCHEMA_VERSION", "Report", "build_report", "to_json"]
@@ -180,14 +182,7 @@ def to_json(report: Report) -> dict[str, Any]:
             "until": format_instant(report.until),
             "seconds": round(report.until - report.since, 3),
         },
-        "inputs": {
-            "files": inputs.files,
-            "records": inputs.records,
-            "malformed_lines": inputs.malformed_lines,
-            "unknown_types": inputs.unknown_types,
-            "outside_window": inputs.outside_window,
-            "fingerprints_overflow": inputs.fingerprints_overflow,
-        },
+        "inputs": _inputs(inputs, evidence),
         "domains": domains,
         "routes": routes,
         "fingerprints": fingerprints,
@@ -219,6 +214,37 @@ def to_json(report: Report) -> dict[str, Any]:
         ],
         "modes": _modes(evidence),
         "notes": list(evidence.notes),
+    }
+
+
+def _inputs(inputs: InputStats, evidence: Findings) -> dict[str, Any]:
+    return {
+        "files": inputs.files,
+        "records": inputs.records,
+        "malformed_lines": inputs.malformed_lines,
+        "unknown_types": inputs.unknown_types,
+        "outside_window": inputs.outside_window,
+        "fingerprints_overflow": inputs.fingerprints_overflow,
+        "oversized_lines": inputs.oversized_lines,
+        "uncounted_records": inputs.uncounted_records,
+        "duplicate_files": [{"file": f, "same_as": same} for f, same in inputs.duplicate_files],
+        "problems": [
+            {
+                "file": p.file,
+                "malformed": p.malformed,
+                "oversized": p.oversized,
+                "uncounted": p.uncounted,
+                "truncated": p.truncated,
+                "cut": p.cut,
+                "first_line": p.first_line,
+                "first_problem": p.first_problem,
+            }
+            for p in inputs.problems
+        ],
+        "unreadable": [
+            {"file": u.file, "domain": u.domain, "gates": u.gates, "count": u.count}
+            for u in evidence.unreadable
+        ],
     }
 
 

@@ -1,68 +1,40 @@
-"""Cutover gates: their configuration, their evaluation, and per-route status.
+"""Cutover gates: evaluating each gate per domain, and each route's status.
 
-Owns the gates file (``gates: {"*": {...}, <domain>: {...}}``), the built-in
-defaults, evaluating every gate per domain against a ``Findings``, and the
-migration status of each route. A gate that would pass on too little
-evidence reports ``insufficient`` and does not pass; a conclusive failure
-stays a failure whatever the evidence size. Imports the report's values.
+Owns evaluating every gate per domain against a ``Findings`` (thresholds
+from ``thresholds``), and the migration status of each route. A gate that
+would pass on too little evidence, or with evidence in its window that could
+not be read, reports ``insufficient`` and does not pass; a conclusive
+failure stays a failure whatever the evidence. Imports the report's values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.known import KnownSet
-from shadowproxy.report.summary import Counts, Findings, LatencySummary
-from shadowproxy.report.timeparse import parse_duration
-from shadowproxy.report.yamlfile import load_yaml
+from shadowproxy.report.summary import (
+    ALL_GATES,
+    ANY_DOMAIN,
+    Counts,
+    Findings,
+    LatencySummary,
+    Unreadable,
+)
+from shadowproxy.report.thresholds import GatesConfig, GateSpec
 
 __all__ = [
     "GateResult",
-    "GateSpec",
     "GateStatus",
-    "GatesConfig",
     "RouteStatus",
     "evaluate_gates",
-    "load_gates",
     "route_status",
     "undocumented_semantic",
 ]
 
 Number = int | float
 """A gate's measured value or threshold."""
-
-
-@dataclass(frozen=True, slots=True)
-class GateSpec:
-    """Thresholds for one domain."""
-
-    window_s: float = 14 * 86400.0
-    max_structural: int = 0
-    max_p99_ratio: float = 1.0
-    max_error_rate: float = 0.001
-    min_compared: int = 1000
-    require_documented_semantic: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class GatesConfig:
-    """The ``*`` defaults and per-domain overrides (already merged onto ``*``)."""
-
-    default: GateSpec = GateSpec()
-    domains: Mapping[str, GateSpec] = field(default_factory=dict)
-    source: str = "<defaults>"
-
-    def spec_for(self, domain: str) -> GateSpec:
-        """The thresholds that apply to ``domain``."""
-        return self.domains.get(domain, self.default)
-
-    @property
-    def longest_window_s(self) -> float:
-        """The widest window any domain uses."""
-        return max([self.default.window_s, *(s.window_s for s in self.domains.values())])
 
 
 class GateStatus(StrEnum):
@@ -101,74 +73,13 @@ class RouteStatus(StrEnum):
     INSUFFICIENT_EVIDENCE = "INSUFFICIENT_EVIDENCE"
 
 
-_KEYS: dict[str, type] = {
-    "window": str,
-    "max_structural": int,
-    "max_p99_ratio": float,
-    "max_error_rate": float,
-    "min_compared": int,
-    "require_documented_semantic": bool,
-}
-
-
-def load_gates(path: str | None) -> GatesConfig:
-    """The gates in ``path`` (built-in defaults when None); ReportInputError names the key."""
-    if path is None:
-        return GatesConfig()
-    document = load_yaml(path)
-    if not isinstance(document, dict) or not isinstance(document.get("gates"), dict):
-        raise ReportInputError(path, "gates: missing (expected a mapping of domain to thresholds)")
-    extra = set(document) - {"gates"}
-    if extra:
-        raise ReportInputError(path, f"{sorted(extra, key=str)[0]}: unknown key")
-    gates = document["gates"]
-    default = _spec(path, "*", gates.get("*") or {}, GateSpec())
-    domains = {
-        str(domain): _spec(path, str(domain), body or {}, default)
-        for domain, body in gates.items()
-        if domain != "*"
-    }
-    return GatesConfig(default, domains, path)
-
-
-def _spec(path: str, domain: str, body: object, base: GateSpec) -> GateSpec:
-    where = f"gates.{domain}"
-    if not isinstance(body, dict):
-        raise ReportInputError(path, f"{where}: must be a mapping of thresholds")
-    changes: dict[str, object] = {}
-    for key, value in body.items():
-        expected = _KEYS.get(key)
-        if expected is None:
-            raise ReportInputError(path, f"{where}.{key}: unknown key (one of {', '.join(_KEYS)})")
-        if key == "window":
-            try:
-                changes["window_s"] = parse_duration(str(value))
-            except ValueError as exc:
-                raise ReportInputError(path, f"{where}.window: {exc}") from None
-            continue
-        ok = (
-            isinstance(value, bool)
-            if expected is bool
-            else isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-        )
-        if expected is int and ok and value != int(value):
-            ok = False
-        if not ok:
-            raise ReportInputError(
-                path, f"{where}.{key}: must be a non-negative {expected.__name__}"
-            )
-        changes[key] = expected(value)
-    names = {f.name for f in fields(GateSpec)}
-    assert set(changes) <= names
-    return replace(base, **changes)  # type: ignore[arg-type]
-
-
 def evaluate_gates(
     evidence: Findings, config: GatesConfig, known: KnownSet
 ) -> tuple[GateResult, ...]:
     """Every gate for every domain seen in the evidence or named in the gates file."""
     summaries = {d.domain: d for d in evidence.domains}
-    names = sorted(set(summaries) | set(config.domains))
+    damaged = {u.domain for u in evidence.unreadable} - {ANY_DOMAIN}
+    names = sorted(set(summaries) | set(config.domains) | damaged)
     if not names:
         return (
             GateResult(
@@ -197,15 +108,36 @@ def evaluate_gates(
         ]
         if not enough:
             gates[1:] = [_insufficient(g) for g in gates[1:]]
-        results.extend(gates)
+        held = _held(evidence, domain)
+        results.extend(_unread(g, held) for g in gates)
     return tuple(results)
 
 
-def _insufficient(gate: GateResult) -> GateResult:
+def _insufficient(gate: GateResult, why: str = "insufficient evidence") -> GateResult:
     if gate.status is not GateStatus.PASS:
         return gate
-    return replace(
-        gate, status=GateStatus.INSUFFICIENT, reason=f"insufficient evidence ({gate.reason})"
+    return replace(gate, status=GateStatus.INSUFFICIENT, reason=f"{why} ({gate.reason})")
+
+
+def _held(evidence: Findings, domain: str) -> list[Unreadable]:
+    """Unreadable evidence in the window that concerns ``domain``."""
+    return [u for u in evidence.unreadable if u.domain in (domain, ANY_DOMAIN)]
+
+
+def _unread(gate: GateResult, held: Sequence[Unreadable]) -> GateResult:
+    """``gate``, insufficient when lines it would read could not be read."""
+    mine = [u for u in held if u.gates in (ALL_GATES, gate.name)]
+    if not mine:
+        return gate
+    by_file: dict[str, int] = {}
+    for u in mine:
+        by_file[u.file] = by_file.get(u.file, 0) + u.count
+    files = sorted(by_file.items(), key=lambda fc: (-fc[1], fc[0]))
+    shown = ", ".join(f"{file}: {n}" for file, n in files[:3])
+    more = f" and {len(files) - 3} more files" if len(files) > 3 else ""
+    total = sum(by_file.values())
+    return _insufficient(
+        gate, f"insufficient evidence: {total} unreadable lines in the window ({shown}{more})"
     )
 
 
@@ -427,7 +359,7 @@ def route_status(
             and _p99_conclusive(counts, counts.compared >= spec.min_compared)
         ):
             status = RouteStatus.TIMING_REGRESSION
-        elif counts.compared < spec.min_compared or ratio is None:
+        elif counts.compared < spec.min_compared or ratio is None or _held(evidence, route.domain):
             status = RouteStatus.INSUFFICIENT_EVIDENCE
         else:
             status = RouteStatus.PARITY_OK

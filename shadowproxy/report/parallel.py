@@ -2,30 +2,31 @@
 
 Owns splitting the input into pieces (byte ranges of plain files, gzip files
 whole), aggregating pieces in worker processes, and merging their
-aggregators. Small inputs stay in-process: starting workers costs more than
-it saves. Workers are spawned, never forked, so a threaded caller is safe.
-Imports multiprocessing and the aggregator.
+aggregators. Files with the same content are read once. Small inputs stay
+in-process: starting workers costs more than it saves. Workers are spawned,
+never forked, so a threaded caller is safe. Imports multiprocessing and the
+aggregator.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from shadowproxy.report.aggregate import Aggregator, Windows
 from shadowproxy.report.errors import ReportInputError
-from shadowproxy.report.sources import iter_lines
+from shadowproxy.report.identity import distinct, uncompressed_size
+from shadowproxy.report.sources import is_gzip, iter_lines
 
 __all__ = ["PARALLEL_MIN_BYTES", "Piece", "aggregate_files", "plan_pieces"]
 
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 """Below this much input, one process reads everything."""
 _CHUNK_BYTES = 32 * 1024 * 1024
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,20 +38,12 @@ class Piece:
     end: int | None = None
 
 
-def _is_gzip(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(2) == _GZIP_MAGIC
-    except OSError as exc:
-        raise ReportInputError(str(path), f"cannot read ({exc.strerror or exc})") from None
-
-
 def plan_pieces(files: Sequence[Path], chunk_bytes: int = _CHUNK_BYTES) -> list[Piece]:
     """Pieces covering every file once; big plain files are cut into ``chunk_bytes`` ranges."""
     pieces: list[Piece] = []
     for path in files:
         size = path.stat().st_size
-        if size <= chunk_bytes or _is_gzip(path):
+        if size <= chunk_bytes or is_gzip(path):
             pieces.append(Piece(path))
             continue
         pieces.extend(
@@ -60,36 +53,11 @@ def plan_pieces(files: Sequence[Path], chunk_bytes: int = _CHUNK_BYTES) -> list[
     return pieces
 
 
-def _piece_lines(piece: Piece) -> Iterator[bytes]:
-    if piece.start == 0 and piece.end is None:
-        yield from iter_lines(piece.path)
-        return
-    with piece.path.open("rb", buffering=1024 * 1024) as handle:
-        position = piece.start
-        if position:
-            # Start after the newline at or past start-1: a line that began in
-            # the previous range belongs to it.
-            handle.seek(position - 1)
-            position += len(handle.readline()) - 1
-        end = piece.end if piece.end is not None else float("inf")
-        for line in handle:
-            if position >= end:
-                return
-            position += len(line)
-            yield line
-
-
 def _cost(piece: Piece) -> int:
     """Bytes of lines to read: a gzip file's uncompressed size, from its trailer."""
     if piece.end is not None:
         return piece.end - piece.start
-    size = piece.path.stat().st_size
-    if size < 4 or not _is_gzip(piece.path):
-        return size
-    with piece.path.open("rb") as handle:
-        handle.seek(-4, os.SEEK_END)
-        # ISIZE is the uncompressed size modulo 2**32; never less than the file.
-        return max(int.from_bytes(handle.read(4), "little"), size)
+    return max(uncompressed_size(piece.path), piece.path.stat().st_size)
 
 
 def _balance(pieces: Sequence[Piece], count: int) -> list[list[Piece]]:
@@ -106,7 +74,9 @@ def _balance(pieces: Sequence[Piece], count: int) -> list[list[Piece]]:
 def _aggregate(pieces: Sequence[Piece], windows: Windows) -> Aggregator:
     aggregator = Aggregator(windows.until, windows, timeline_start=windows.earliest)
     for piece in pieces:
-        aggregator.feed(_piece_lines(piece), whole_file=piece.start == 0)
+        aggregator.feed(
+            iter_lines(piece.path, piece.start, piece.end), str(piece.path), piece.start
+        )
     return aggregator
 
 
@@ -117,7 +87,8 @@ def aggregate_files(
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     chunk_bytes: int = _CHUNK_BYTES,
 ) -> Aggregator:
-    """One aggregator over every file, using up to ``workers`` processes for big inputs."""
+    """One aggregator over every distinct file, using up to ``workers`` processes for big inputs."""
+    files, duplicates = distinct(files)
     total = 0
     for path in files:
         try:
@@ -126,12 +97,14 @@ def aggregate_files(
             raise ReportInputError(str(path), f"cannot read ({exc.strerror or exc})") from None
     count = workers or os.cpu_count() or 1
     if count < 2 or total < parallel_min_bytes:
-        return _aggregate([Piece(path) for path in files], windows)
-    shares = _balance(plan_pieces(files, chunk_bytes), count)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
-        results = list(pool.map(_aggregate, shares, [windows] * len(shares)))
-    merged = results[0]
-    for other in results[1:]:
-        merged.merge(other)
+        merged = _aggregate([Piece(path) for path in files], windows)
+    else:
+        shares = _balance(plan_pieces(files, chunk_bytes), count)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
+            results = list(pool.map(_aggregate, shares, [windows] * len(shares)))
+        merged = results[0]
+        for other in results[1:]:
+            merged.merge(other)
+    merged.note_duplicates((str(path), str(same)) for path, same in duplicates)
     return merged

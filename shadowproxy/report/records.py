@@ -3,28 +3,47 @@
 Owns decoding one JSONL line into an ``ExchangeRecord`` or a ``RollupRecord``
 with msgspec, which skips the fields the report never reads (bodies' summaries,
 equivalences, notes) in C and leaves a difference's values undecoded until an
-example needs them. Fields the aggregator checks itself are typed ``Any`` so
-that a record rejected here is exactly one the aggregator would reject too;
-anything that does not decode (another record type, a malformed line) is left
-to the caller's general path. Imports msgspec only.
+example needs them. Enumerations (verdict, difference class) and the lengths
+of keys (route, domain, kind) are checked here, in C; fields the aggregator
+checks itself (counters, histograms) are typed ``Any`` so that it can tell a
+hostile value from a wrongly typed one. Anything that does not decode
+(another record type, a malformed line) is left to the caller's general
+path. A value nested deeper than the interpreter's recursion limit is hostile
+(``HostileValueError``), never a RecursionError.
+Imports msgspec and the report's errors.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-__all__ = ["Difference", "ExchangeRecord", "RollupRecord", "decode_record", "raw_text"]
+from shadowproxy.report.errors import HostileValueError
 
+__all__ = [
+    "MAX_KEY_CHARS",
+    "Difference",
+    "ExchangeRecord",
+    "RollupRecord",
+    "decode_record",
+    "raw_text",
+]
+
+MAX_KEY_CHARS = 1024
+"""Longest route or domain a record may name; a longer one makes the record malformed."""
+_MAX_KIND_CHARS = 64
 _NULL = msgspec.Raw(b"null")
+
+Key = Annotated[str, msgspec.Meta(max_length=MAX_KEY_CHARS)]
+"""A route or domain name."""
 
 
 class Difference(msgspec.Struct, frozen=True, gc=False):
     """One entry of an exchange's ``differences``; the values stay raw JSON."""
 
-    cls: str = msgspec.field(name="class")
-    kind: str
+    cls: Literal["structural", "semantic", "timing"] = msgspec.field(name="class")
+    kind: Annotated[str, msgspec.Meta(max_length=_MAX_KIND_CHARS)]
     path: str
     noise: Any = None
     legacy: msgspec.Raw = _NULL
@@ -34,22 +53,23 @@ class Difference(msgspec.Struct, frozen=True, gc=False):
 class ExchangeRecord(msgspec.Struct, frozen=True, tag="exchange", tag_field="type"):
     """The fields of an ``exchange`` record the report reads."""
 
-    route: str
-    domain: str
+    route: Key
+    domain: Key
     ts: str
+    verdict: Literal["match", "diverged", "noise", "error"] | None = None
     method: Any = "?"
     path: Any = "?"
-    classes: Any = None
+    classes: list[str] | None = None
     differences: list[Difference] | None = None
 
 
 class RollupRecord(msgspec.Struct, frozen=True, tag="rollup", tag_field="type"):
     """The fields of a ``rollup`` record the report reads; counters default to 0."""
 
-    route: str
-    domain: str
+    route: Key
+    domain: Key
     ts_start: str
-    ts_end: Any = None
+    ts_end: str | None = None
     compared: Any = 0
     match: Any = 0
     diverged: Any = 0
@@ -73,8 +93,13 @@ def decode_record(line: bytes) -> ExchangeRecord | RollupRecord | None:
         return _DECODER.decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
+    except RecursionError:
+        raise HostileValueError("a value is nested too deep to decode") from None
 
 
 def raw_text(raw: msgspec.Raw) -> str:
     """Compact JSON text of a raw value; integers keep every digit."""
-    return msgspec.json.encode(msgspec.json.decode(raw)).decode()
+    try:
+        return msgspec.json.encode(msgspec.json.decode(raw)).decode()
+    except RecursionError:
+        raise HostileValueError("a value is nested too deep to decode") from None

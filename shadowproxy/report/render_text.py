@@ -3,11 +3,15 @@
 Owns the two text formats. The terminal gets the summary that fits 100
 columns (``render_summary``), and with ``detail`` the full tables after it.
 Colour only when the output is a terminal (rich decides; ``NO_COLOR`` is
-honoured). Imports rich, the summary and the shared sections.
+honoured). Paths, examples and reasons come from clients and backends: in
+Markdown every character that could start a link, an image, HTML, emphasis,
+code or an autolink is backslash-escaped. Imports rich, the summary and the
+shared sections.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TextIO
 
 from rich.console import Console
@@ -20,6 +24,11 @@ from shadowproxy.report.tabular import Document, headline, printable, sections
 __all__ = ["render_markdown", "render_table"]
 
 _STYLES = {"pass": "green", "fail": "bold red", "warn": "yellow", "": ""}
+# Characters that start Markdown constructs (an underscore only at a word's
+# edge: inside a word it cannot emphasise), and the starts of GFM autolinks.
+_MARKDOWN = re.compile(
+    r"[\\`*\[\]<>|~&@]|(?<![^\W_])_|_(?![^\W_])|:(?=//)|(?<=www)\.", re.IGNORECASE
+)
 
 
 def render_table(doc: Document, out: TextIO, detail: bool = False) -> None:
@@ -48,7 +57,8 @@ def render_table(doc: Document, out: TextIO, detail: bool = False) -> None:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """``text`` as literal Markdown inline text on one line."""
+    return _MARKDOWN.sub(lambda m: "\\" + m.group(), printable(text))
 
 
 def render_markdown(doc: Document, out: TextIO) -> None:

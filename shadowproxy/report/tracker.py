@@ -3,7 +3,7 @@
 Owns writing and updating the file. Columns and rows a team added by hand
 (owners, notes, routes not in this report) are kept as they were; only the
 report's own columns of the routes it covers are rewritten. The file is
-replaced atomically. Standard library only.
+replaced atomically and is private (mode 0600). Standard library only.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowproxy.report.errors import ReportInputError
+from shadowproxy.report.outfile import replace_private
 
 __all__ = ["TRACKER_COLUMNS", "update_tracker"]
 
@@ -85,12 +86,7 @@ def update_tracker(path: str, doc: Mapping[str, Any]) -> None:
             row = index[(cells["route"], cells["domain"])] = {c: "" for c in columns}
             rows.append(row)
         row.update(cells)
-    temporary = target.with_name(f".{target.name}.tmp")
-    try:
-        with temporary.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        temporary.replace(target)
-    except OSError as exc:
-        raise ReportInputError(path, f"cannot write tracker ({exc.strerror or exc})") from None
+    with replace_private(path) as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,18 +1,26 @@
-"""Factories for evidence records (docs/evidence.md) and a parser for the report command."""
+"""Factories for evidence records (docs/evidence.md), and running the report command."""
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
+import pytest
 
 from shadowproxy.histogram import LatencyHistogram
-from shadowproxy.report.command import add_report_arguments
+from shadowproxy.report.command import add_report_arguments, run_report
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "shadowproxy/schemas/report.schema.json").read_text()
+)
+"""The report's JSON contract."""
 
 UNTIL = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 """Every test evaluates at this instant (``--until``)."""
@@ -40,15 +48,16 @@ def rollup(
     skipped: Mapping[str, int] | None = None,
     legacy_ms: Sequence[float] = (),
     candidate_ms: Sequence[float] = (),
+    span: timedelta = timedelta(minutes=1),
 ) -> dict[str, Any]:
-    """A rollup record; ``diverged`` defaults to the largest class count."""
+    """A rollup of ``span`` from ``ago``; ``diverged`` defaults to the largest class count."""
     if diverged is None:
         diverged = max(structural, semantic, timing)
     return {
         "v": 1,
         "type": "rollup",
         "ts_start": ts(ago),
-        "ts_end": ts(ago - timedelta(minutes=1)),
+        "ts_end": ts(ago - span),
         "route": route,
         "domain": domain,
         "compared": match + diverged + noise + errors,
@@ -144,3 +153,18 @@ def healthy(
     return rollup(
         route, domain, ago, match=compared, legacy_ms=[5.0] * 100, candidate_ms=[5.0] * 100
     )
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``shadow report`` in-process: exit code, stdout, stderr."""
+    code = run_report(parse(*argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def as_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    """Run the report with ``--format json``; the document is checked against the schema."""
+    code, out, _ = run(capsys, *argv, "--format", "json")
+    doc = json.loads(out)
+    jsonschema.validate(doc, SCHEMA)
+    return code, doc

@@ -9,12 +9,9 @@ import pytest
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.gates import (
     GateResult,
-    GatesConfig,
-    GateSpec,
     GateStatus,
     RouteStatus,
     evaluate_gates,
-    load_gates,
     route_status,
 )
 from shadowproxy.report.known import KnownSet, load_known
@@ -27,6 +24,7 @@ from shadowproxy.report.summary import (
     Quantiles,
     RouteSummary,
 )
+from shadowproxy.report.thresholds import GatesConfig, GateSpec, load_gates
 
 CLEAN = Counts.of({"compared": 5000, "match": 5000})
 FAST = LatencySummary(Quantiles(1, 2, 10), Quantiles(1, 2, 10))

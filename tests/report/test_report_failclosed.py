@@ -364,7 +364,7 @@ class TestOutputs:
         for active in ("<script", "<a ", "<img", "<em>", "<strong>", "<code>", "\x1b", "\u202e"):
             assert active not in html
         assert "[click](https://evil.example)" in html
-        _, table, _ = run(capsys, str(path))
+        _, table, _ = run(capsys, str(path), "--detail")
         assert "\x1b" not in table and "\u202e" not in table
         assert "\\x1b[2J\\u202e" in table
         _, doc_text, _ = run(capsys, str(path), "--format", "json")

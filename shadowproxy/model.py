@@ -126,6 +126,7 @@ class RequestFacts:
     """
 
     id: str
+    """Unique per exchange, made by the proxy (never taken from the client)."""
     method: str
     path: str
     query: str
@@ -133,6 +134,10 @@ class RequestFacts:
     domain: str
     started_at: float
     """Wall-clock start, seconds since the epoch (for timestamps only, never durations)."""
+    client_request_id: str | None = None
+    """The client's own request id (``X-Request-Id``), as sent; sinks scrub and cut it."""
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """The request's secret values; sinks scrub them wherever they come back, never record them."""
 
 
 @dataclass(frozen=True, slots=True)

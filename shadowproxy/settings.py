@@ -166,6 +166,10 @@ class RedactSettings:
     """JSONPath patterns whose values are redacted in recorded differences."""
     query_params: tuple[str, ...] = ()
     """Query parameter names redacted in addition to the built-in patterns."""
+    keys: tuple[str, ...] = ()
+    """JSON, form and header key names redacted in addition to the built-in secret keys."""
+    patterns: tuple[str, ...] = ()
+    """Regular expressions whose matches are redacted in every recorded string."""
     hash_key: bytes | None = None
     """When set, redacted values become a keyed hash so equality stays visible."""
 

@@ -3,14 +3,17 @@
 Owns ``configure_logging`` (structlog and the standard library's root logger,
 so aiohttp's own log records get the same format and scrubbing), the
 ``ScrubSecrets`` processor that is the last line of defence against a secret
-in a log line, and the merge of contextvars (the hot path binds ``request_id``).
+in a log line, and the request bound through contextvars: its id, shown on
+every line, and its own secrets, scrubbed from every line and never shown.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import orjson
@@ -19,16 +22,25 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shadowproxy.settings import RedactSettings
 from shadowproxy.sinks.redact import Redactor
+from shadowproxy.sinks.secrets import known_secrets
 
-__all__ = ["ScrubSecrets", "configure_logging"]
+__all__ = [
+    "RequestBinding",
+    "ScrubSecrets",
+    "bind_request",
+    "configure_logging",
+    "unbind_request",
+]
 
 _HANDLER_NAME = "shadowproxy"
+_SECRETS: ContextVar[tuple[str, ...]] = ContextVar("shadowproxy_request_secrets", default=())
 
 
 class ScrubSecrets:
-    """Processor replacing secret-looking keys and credentials in strings.
+    """Processor replacing secret-looking keys, credentials and the request's own secrets.
 
-    See ``Redactor.mapping`` for what counts as secret.
+    See ``Redactor.mapping`` for what counts as secret; the secrets of the
+    request bound with ``bind_request`` are scrubbed too.
     """
 
     __slots__ = ("_redactor",)
@@ -37,7 +49,7 @@ class ScrubSecrets:
         self._redactor = redactor or Redactor(RedactSettings())
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        scrubbed = self._redactor.mapping(event_dict)
+        scrubbed = self._redactor.mapping(event_dict, known_secrets(_SECRETS.get()))
         # ProcessorFormatter's bookkeeping objects must pass through untouched.
         for key in ("_record", "_from_structlog"):
             if key in event_dict:
@@ -102,6 +114,27 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBinding:
+    """What ``bind_request`` changed, for ``unbind_request`` to restore."""
+
+    log: Mapping[str, Token[Any]]
+    secrets: Token[tuple[str, ...]]
+
+
+def bind_request(request_id: str, secrets: tuple[str, ...] = ()) -> RequestBinding:
+    """Bind a request to the current context: its id on every log line, its secrets scrubbed."""
+    return RequestBinding(
+        structlog.contextvars.bind_contextvars(request_id=request_id), _SECRETS.set(secrets)
+    )
+
+
+def unbind_request(binding: RequestBinding) -> None:
+    """Restore what ``bind_request`` replaced."""
+    structlog.contextvars.reset_contextvars(**binding.log)
+    _SECRETS.reset(binding.secrets)
 
 
 def _dumps(obj: MutableMapping[str, Any], **_: Any) -> str:

@@ -2,7 +2,8 @@
 
 Owns the field layout of ``exchange`` records, RFC 3339 timestamps and the
 deterministic sampling of matching exchanges. Values pass through redaction
-then bounding before they land in a record. No I/O.
+(with the request's own secrets) then bounding before they land in a record.
+No I/O.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verd
 from shadowproxy.records import EXCHANGE, SCHEMA_VERSION
 from shadowproxy.settings import EvidenceSettings
 from shadowproxy.sinks.redact import Redactor
+from shadowproxy.sinks.secrets import KnownSecrets, known_secrets
 from shadowproxy.sinks.values import bound_value
 from shadowproxy.timestamps import rfc3339
 
-__all__ = ["exchange_record", "record_path", "sampled", "wanted"]
+__all__ = ["MAX_CLIENT_ID_CHARS", "exchange_record", "sampled", "wanted"]
+
+MAX_CLIENT_ID_CHARS = 128
+"""A client's request id is cut to this many characters in ``client_request_id``."""
 
 _SAMPLE_SCALE = 1_000_000
 _MAX_PATH_CHARS = 2048
@@ -32,11 +37,14 @@ def sampled(exchange_id: str, percent: float) -> bool:
     return int.from_bytes(digest) % _SAMPLE_SCALE < percent * (_SAMPLE_SCALE / 100)
 
 
-def record_path(request: RequestFacts, redactor: Redactor, include_query: bool) -> str:
-    """The recorded ``path``: the query string left out, or redacted when ``include_query``."""
+def _record_path(
+    request: RequestFacts, redactor: Redactor, include_query: bool, known: KnownSecrets
+) -> str:
+    """The recorded ``path``, scrubbed; the query left out, or redacted when ``include_query``."""
+    path = redactor.path(request.path, known)
     if include_query and request.query:
-        return f"{request.path}?{redactor.query(request.query)}"
-    return request.path
+        return f"{path}?{redactor.query(request.query, known)}"
+    return path
 
 
 def exchange_record(
@@ -44,31 +52,36 @@ def exchange_record(
 ) -> dict[str, object]:
     """The ``exchange`` record of one compared exchange."""
     request = exchange.request
+    known = known_secrets(request.secrets)
     limit = settings.max_value_chars
     kept = verdict.differences[: max(settings.max_differences, 0)]
     differences = []
     for raw in kept:
-        diff = redactor.difference(raw)
+        diff = redactor.difference(raw, known)
         differences.append(
             {
                 "class": str(diff.cls),
                 "kind": bound_value(diff.kind, limit),
-                "path": bound_value(redactor.text(diff.path), limit),
+                "path": bound_value(diff.path, limit),
                 "legacy": bound_value(diff.legacy, limit),
                 "candidate": bound_value(diff.candidate, limit),
                 "noise": diff.noise,
             }
         )
+    client_id = request.client_request_id
     record: dict[str, object] = {
         "v": SCHEMA_VERSION,
         "type": EXCHANGE,
         "ts": rfc3339(request.started_at),
         "id": request.id,
+        "client_request_id": None
+        if client_id is None
+        else bound_value(redactor.text(client_id, known), MAX_CLIENT_ID_CHARS),
         "route": request.route,
         "domain": request.domain,
         "method": request.method,
         "path": bound_value(
-            redactor.text(record_path(request, redactor, settings.include_query)), _MAX_PATH_CHARS
+            _record_path(request, redactor, settings.include_query, known), _MAX_PATH_CHARS
         ),
         "verdict": str(verdict.outcome),
         "classes": sorted(str(c) for c in verdict.classes),
@@ -82,7 +95,7 @@ def exchange_record(
     record["differences_omitted"] = len(verdict.differences) - len(kept)
     record["equivalences"] = {str(k): int(n) for k, n in sorted(verdict.equivalences.items())}
     record["note"] = (
-        None if verdict.note is None else bound_value(redactor.text(verdict.note), limit)
+        None if verdict.note is None else bound_value(redactor.text(verdict.note, known), limit)
     )
     return record
 

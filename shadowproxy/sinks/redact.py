@@ -1,11 +1,14 @@
 """Redaction: what never reaches a file, log line or metric.
 
-Owns the built-in secret lists (headers, query-parameter words), the
-``[REDACTED]`` / ``hmac-sha256:<16 hex>`` markers, and the rules applied to
-recorded differences, query strings, header lists and free-form mappings.
-Every function is idempotent: redacting a redacted value changes nothing.
-Body paths use the comparison engine's JSONPath dialect
-(``shadowproxy.compare.paths``), so ``redact.body_paths`` reads like ``ignore``.
+Owns the ``[REDACTED]`` / ``hmac-sha256:<16 hex>`` markers and the rules
+applied to recorded differences, paths, query strings, header lists and
+free-form mappings: secret names (``names``), JSONPath body patterns (the
+comparison engine's dialect, so ``redact.body_paths`` reads like
+``ignore``), credentials in free text, JWT-shaped strings, ``redact.patterns``,
+and the request's own secrets (``secrets.KnownSecrets``) wherever they come
+back. Redaction runs after comparison, on the recorded values only, so a
+verdict never changes. Every function is idempotent: markers are never
+redacted again.
 """
 
 from __future__ import annotations
@@ -14,19 +17,21 @@ import functools
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
-from urllib.parse import unquote_plus
+from collections.abc import Callable, Mapping
+from urllib.parse import unquote, unquote_plus
 
 import orjson
 
 from shadowproxy.compare.paths import Segments, parse_pattern
 from shadowproxy.model import Difference, Headers
 from shadowproxy.settings import RedactSettings
+from shadowproxy.sinks.names import SecretNames
+from shadowproxy.sinks.secrets import KnownSecrets, SecretFinder
 
 __all__ = [
+    "JWT",
+    "NO_SECRETS",
     "REDACTED",
-    "SECRET_HEADERS",
-    "SECRET_WORDS",
     "Redactor",
     "is_marker",
 ]
@@ -34,25 +39,13 @@ __all__ = [
 REDACTED = "[REDACTED]"
 """The marker that replaces a secret when no ``redact.hash_key`` is set."""
 
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
-)
-"""Header names always redacted (lower-case)."""
+JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+"""A JSON Web Token: three base64url segments, the first an encoded JSON object."""
 
-SECRET_WORDS = (
-    "token",
-    "key",
-    "secret",
-    "password",
-    "passwd",
-    "signature",
-    "sig",
-    "auth",
-    "credential",
-    "session",
-)
-"""A query parameter (or log key) whose lower-cased name contains one of these is secret."""
+NO_SECRETS = KnownSecrets(())
+"""The request secrets of a record that has none (generic records, start-up logs)."""
 
+_MARKER = re.compile(r"(\[REDACTED\]|hmac-sha256:[0-9a-f]{16})")
 _HASHED = re.compile(r"hmac-sha256:[0-9a-f]{16}")
 _HEADER_LINE = re.compile(
     r"(?i)\b((?:proxy-)?authorization|(?:set-)?cookie|x-api-key)(\s*[:=]\s*)([^\r\n]+)"
@@ -62,6 +55,7 @@ _SCHEME_TOKEN = re.compile(
     r"(hmac-sha256:[0-9a-f]{16}|\[REDACTED\]|[A-Za-z0-9._~+/=-]{8,})"
 )
 _PARAM = re.compile(r"(^|[?&;\s\"'])([^\s=&?;\"']+)=([^\s&;\"']*)")
+_JSON_TEXT = (("{", "}"), ("[", "]"))
 _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
@@ -73,16 +67,19 @@ def is_marker(value: object) -> bool:
 class Redactor:
     """Applies one ``RedactSettings`` to everything the sinks record.
 
-    Raises ValueError at construction when a body path is malformed, naming it.
+    Raises ValueError at construction when a body path is malformed or a
+    pattern is not a regular expression, naming it.
     """
 
-    __slots__ = ("_extra_params", "_headers", "_key", "_patterns")
+    __slots__ = ("_key", "_names", "_paths", "_patterns", "finder")
 
     def __init__(self, settings: RedactSettings) -> None:
-        self._headers = SECRET_HEADERS | {name.lower() for name in settings.headers}
-        self._extra_params = frozenset(name.lower() for name in settings.query_params)
+        self._names = SecretNames(settings)
         self._key = settings.hash_key
-        self._patterns = tuple(parse_pattern(text) for text in settings.body_paths)
+        self._paths = tuple(parse_pattern(text) for text in settings.body_paths)
+        self._patterns = (JWT, *(_regex(text) for text in settings.patterns))
+        self.finder = SecretFinder(self._names, self._paths)
+        """Finds a request's own secrets with these settings (the proxy calls it)."""
 
     def marker(self, value: object) -> str:
         """The replacement for the secret ``value``: fixed, or a keyed hash when configured."""
@@ -94,13 +91,12 @@ class Redactor:
         return f"hmac-sha256:{digest[:16]}"
 
     def is_secret_header(self, name: str) -> bool:
-        """True for the built-in secret headers and ``redact.headers``."""
-        return name.lower() in self._headers
+        """True for the built-in secret headers, ``redact.headers`` and secret-key names."""
+        return self._names.header(name)
 
     def is_secret_param(self, name: str) -> bool:
-        """True for parameter names holding a secret word or listed in ``redact.query_params``."""
-        lowered = name.lower()
-        return lowered in self._extra_params or any(word in lowered for word in SECRET_WORDS)
+        """True for a parameter named like a secret or listed in ``redact.query_params``."""
+        return self._names.param(name)
 
     def headers(self, headers: Headers) -> Headers:
         """``headers`` with every secret header's value replaced."""
@@ -109,90 +105,168 @@ class Redactor:
             for name, value in headers
         )
 
-    def query(self, query: str) -> str:
-        """``query`` (without ``?``) with every secret parameter's value replaced."""
+    def query(self, query: str, known: KnownSecrets = NO_SECRETS) -> str:
+        """``query`` (without ``?``) with secret parameters' values and request secrets replaced."""
         if not query:
             return query
         parts = []
         for part in query.split("&"):
             name, sep, value = part.partition("=")
-            if sep and self.is_secret_param(unquote_plus(name)):
+            if sep and (self.is_secret_param(name) or known.is_secret(unquote_plus(value))):
                 part = f"{name}={self.marker(unquote_plus(value))}"
-            parts.append(part)
+            parts.append(self.text(part, known))
         return "&".join(parts)
 
-    def difference(self, diff: Difference) -> Difference:
-        """``diff`` with its values redacted when its path (or part of a subtree) is secret."""
-        if self.is_secret_header(diff.path):
-            return _with_values(diff, self.marker(diff.legacy), self.marker(diff.candidate))
-        if not self._patterns:
-            return diff
+    def path(self, path: str, known: KnownSecrets = NO_SECRETS) -> str:
+        """A request path with every segment holding a request secret (or a credential) replaced."""
+        segments = [
+            self.marker(unquote(segment)) if known.is_secret(unquote(segment)) else segment
+            for segment in path.split("/")
+        ]
+        return self.text("/".join(segments), known)
+
+    def difference(self, diff: Difference, known: KnownSecrets = NO_SECRETS) -> Difference:
+        """``diff`` with secret values replaced; class, kind and sides stay as compared.
+
+        Both values go when the path is a secret header or lies under a secret
+        key or a body path; otherwise subtrees keep their shape with secret
+        nodes replaced, and every string is scrubbed.
+        """
         segments = _concrete(diff.path)
         if segments is None:
+            secret = self.is_secret_header(diff.path)
+        else:
+            secret = self._secret_path(segments)
+        path = self.text(diff.path, known)
+        if secret:
+            legacy: object = self.marker(diff.legacy)
+            candidate: object = self.marker(diff.candidate)
+        else:
+            legacy = self._node(diff.legacy, segments or (), known)
+            candidate = self._node(diff.candidate, segments or (), known)
+        if path == diff.path and legacy == diff.legacy and candidate == diff.candidate:
             return diff
-        legacy = self._tree(diff.legacy, segments)
-        candidate = self._tree(diff.candidate, segments)
-        if legacy is diff.legacy and candidate is diff.candidate:
-            return diff
-        return _with_values(diff, legacy, candidate)
+        return Difference(
+            cls=diff.cls,
+            kind=diff.kind,
+            path=path,
+            legacy=None if diff.legacy is None else legacy,
+            candidate=None if diff.candidate is None else candidate,
+            noise=diff.noise,
+        )
 
-    def text(self, text: str) -> str:
-        """``text`` with credentials replaced: header lines, bearer tokens, query parameters."""
+    def text(self, text: str, known: KnownSecrets = NO_SECRETS) -> str:
+        """``text`` with request secrets, credentials, JWTs and configured patterns replaced."""
+        if known:
+            text = _outside_markers(text, lambda part: known.scrub(part, self.marker))
         text = _HEADER_LINE.sub(lambda m: m.group(1) + m.group(2) + self.marker(m.group(3)), text)
         text = _SCHEME_TOKEN.sub(lambda m: m.group(1) + self.marker(m.group(2)), text)
-        return _PARAM.sub(self._param, text)
+        text = _PARAM.sub(self._param, text)
+        for pattern in self._patterns:
+            text = _outside_markers(text, functools.partial(self._sub, pattern))
+        return text
 
-    def mapping(self, data: Mapping[str, object]) -> dict[str, object]:
+    def _sub(self, pattern: re.Pattern[str], text: str) -> str:
+        """Every match of ``pattern`` in ``text`` replaced by its marker."""
+        return pattern.sub(lambda m: self.marker(m.group(0)), text)
+
+    def mapping(
+        self, data: Mapping[str, object], known: KnownSecrets = NO_SECRETS
+    ) -> dict[str, object]:
         """A copy of ``data`` with secrets replaced, recursively.
 
         The safety net for free-form data (log events, generic records): the
         value of a key is secret when the key is a secret header or holds a
         secret word; every string also goes through ``text``.
         """
-        return {str(key): self._entry(str(key), value) for key, value in data.items()}
+        return {str(key): self._entry(str(key), value, known) for key, value in data.items()}
 
-    def _entry(self, key: str, value: object) -> object:
+    def _entry(self, key: str, value: object, known: KnownSecrets) -> object:
         """One entry of ``mapping``."""
         if value is not None and (
             self.is_secret_header(key.replace("_", "-")) or self.is_secret_param(key)
         ):
             return self.marker(value)
-        return self._value(value)
+        return self._value(value, known)
 
-    def _value(self, value: object) -> object:
+    def _value(self, value: object, known: KnownSecrets) -> object:
         """Strings, mappings and sequences scrubbed; anything else unchanged."""
         if isinstance(value, str):
-            return self.text(value)
+            return self.text(value, known)
         if isinstance(value, Mapping):
-            return self.mapping(value)
+            return self.mapping(value, known)
         if isinstance(value, list | tuple):
             if len(value) == 2 and isinstance(value[0], str) and self.is_secret_header(value[0]):
                 return [value[0], self.marker(value[1])]
-            return [self._value(item) for item in value]
+            return [self._value(item, known) for item in value]
+        if known.is_secret(value):
+            return self.marker(value)
         return value
 
     def _param(self, match: re.Match[str]) -> str:
         """Replacement for one ``name=value`` found in free text."""
         name, value = match.group(2), match.group(3)
-        if not value or not self.is_secret_param(unquote_plus(name)):
+        if not value or is_marker(value) or not self.is_secret_param(name):
             return match.group(0)
         return f"{match.group(1)}{name}={self.marker(unquote_plus(value))}"
 
-    def _tree(self, value: object, path: Segments) -> object:
-        """``value`` found at ``path`` with every node a body pattern covers redacted."""
-        if value is None:
+    def _secret_path(self, path: Segments) -> bool:
+        """True when ``path`` lies under a secret key or a configured body path."""
+        if any(isinstance(step, str) and self._names.key(step) for step in path):
+            return True
+        return any(pattern.covers(path) for pattern in self._paths)
+
+    def _node(self, value: object, path: Segments, known: KnownSecrets) -> object:
+        """A recorded value at ``path`` (not itself secret) with secret nodes replaced."""
+        if value is None or isinstance(value, bool):
             return value
-        if any(pattern.covers(path) for pattern in self._patterns):
+        if known.is_secret(value):
             return self.marker(value)
         if isinstance(value, Mapping):
-            items = {key: self._tree(child, (*path, str(key))) for key, child in value.items()}
-            changed = any(items[key] is not value[key] for key in items)
-            return items if changed else value
+            return {
+                self.text(str(key), known): self._child(child, (*path, str(key)), known)
+                for key, child in value.items()
+            }
         if isinstance(value, list | tuple):
-            children = [self._tree(child, (*path, i)) for i, child in enumerate(value)]
-            changed = any(new is not old for new, old in zip(children, value, strict=True))
-            return children if changed else value
+            return [self._child(child, (*path, i), known) for i, child in enumerate(value)]
+        if isinstance(value, str):
+            return self._string(value, path, known)
+        if isinstance(value, bytes | bytearray | memoryview):
+            return self._bytes(bytes(value), path, known)
         return value
+
+    def _child(self, value: object, path: Segments, known: KnownSecrets) -> object:
+        """``_node`` for a child whose parent was not secret: only its own step can make it so."""
+        step = path[-1]
+        if value is not None and (
+            (isinstance(step, str) and self._names.key(step))
+            or any(pattern.covers(path) for pattern in self._paths)
+        ):
+            return self.marker(value)
+        return self._node(value, path, known)
+
+    def _string(self, value: str, path: Segments, known: KnownSecrets) -> str:
+        """A string value; one holding a JSON document is redacted inside, as the document."""
+        stripped = value.strip()
+        if any(stripped.startswith(a) and stripped.endswith(b) for a, b in _JSON_TEXT):
+            try:
+                document = orjson.loads(stripped)
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                redacted = self._node(document, path, known)
+                if redacted != document:
+                    value = orjson.dumps(redacted, option=orjson.OPT_NON_STR_KEYS).decode()
+        return self.text(value, known)
+
+    def _bytes(self, value: bytes, path: Segments, known: KnownSecrets) -> bytes | str:
+        """Bytes scrubbed as UTF-8 text, or byte for byte (latin-1) when they are not UTF-8."""
+        try:
+            return self._string(value.decode("utf-8"), path, known)
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+            scrubbed = self.text(text, known)
+            return value if scrubbed == text else scrubbed.encode("latin-1", "replace")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -213,16 +287,24 @@ def _concrete(path: str) -> Segments | None:
     return tuple(segments)
 
 
-def _with_values(diff: Difference, legacy: object, candidate: object) -> Difference:
-    """A copy of ``diff`` carrying new values; a missing side stays None."""
-    return Difference(
-        cls=diff.cls,
-        kind=diff.kind,
-        path=diff.path,
-        legacy=None if diff.legacy is None else legacy,
-        candidate=None if diff.candidate is None else candidate,
-        noise=diff.noise,
-    )
+def _outside_markers(text: str, scrub: Callable[[str], str]) -> str:
+    """``scrub`` applied to the parts of ``text`` between markers, so markers stay intact."""
+    if "[REDACTED]" not in text and "hmac-sha256:" not in text:
+        return scrub(text)
+    parts = _MARKER.split(text)
+    # split() with one group: even indices are text, odd ones the markers.
+    return "".join(part if i % 2 else scrub(part) for i, part in enumerate(parts))
+
+
+def _regex(text: str) -> re.Pattern[str]:
+    """A configured pattern; raises ValueError naming it when it is not a regular expression."""
+    try:
+        pattern = re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"pattern {text!r} is not a regular expression: {exc}") from None
+    if pattern.match(""):
+        raise ValueError(f"pattern {text!r} matches the empty string")
+    return pattern
 
 
 def _canonical_bytes(value: object) -> bytes:

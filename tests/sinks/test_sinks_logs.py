@@ -10,7 +10,7 @@ import orjson
 import pytest
 import structlog
 
-from shadowproxy.sinks.logs import configure_logging
+from shadowproxy.sinks.logs import bind_request, configure_logging, unbind_request
 
 
 @pytest.fixture(autouse=True)
@@ -82,13 +82,32 @@ class TestRequestId:
         first, second = lines(out)
         assert first["request_id"] == "req-7" and "request_id" not in second
 
-    def test_standard_library_records_carry_the_request_id(self) -> None:
-        """A record from a library using ``logging`` (aiohttp) carries the bound request id."""
+    def test_bind_and_unbind_request(self) -> None:
+        """bind_request binds until unbind_request, for standard-library records too."""
         out = io.StringIO()
         configure_logging(stream=out)
-        with structlog.contextvars.bound_contextvars(request_id="req-8"):
-            logging.getLogger("aiohttp.server").error("boom")
-        assert lines(out)[0]["request_id"] == "req-8"
+        binding = bind_request("req-8")
+        logging.getLogger("aiohttp.server").error("boom")
+        unbind_request(binding)
+        logging.getLogger("aiohttp.server").error("after")
+        first, second = lines(out)
+        assert first["request_id"] == "req-8" and "request_id" not in second
+
+    def test_request_secrets_are_scrubbed_from_every_line(self) -> None:
+        """A bound request's own secrets vanish from log lines, in any field, even encoded."""
+        out = io.StringIO()
+        configure_logging(stream=out)
+        binding = bind_request("req-9", ("CANARY-own-1", "p@ss word!"))
+        structlog.get_logger("t").warning(
+            "upstream said CANARY-own-1", detail={"echo": "p%40ss%20word%21"}
+        )
+        logging.getLogger("aiohttp.server").error("x=cEBzcyB3b3JkIQ==")
+        unbind_request(binding)
+        structlog.get_logger("t").info("after CANARY-own-1")
+        first, second, third = lines(out)
+        assert "CANARY-own-1" not in str(first) and "p%40ss" not in str(first)
+        assert "cEBzcyB3b3JkIQ" not in str(second)
+        assert third["event"] == "after CANARY-own-1"
 
 
 class TestScrubbing:

@@ -7,6 +7,7 @@ import pytest
 from shadowproxy.model import DiffClass, Difference
 from shadowproxy.settings import RedactSettings
 from shadowproxy.sinks.redact import REDACTED, Redactor, is_marker
+from shadowproxy.sinks.secrets import known_secrets
 
 
 def diff(path: str, legacy: object, candidate: object = None) -> Difference:
@@ -147,3 +148,104 @@ class TestFreeForm:
         for secret in ("abc123", "eyJhbGciOiJIUzI1NiJ9", "sid=42"):
             assert secret not in text
         assert "page=2" in text
+
+
+class TestSecretKeys:
+    def test_value_under_a_secret_key_is_redacted_on_both_sides(self) -> None:
+        """``$.headers.Authorization`` and ``$.session.id`` lose both values by default."""
+        r = Redactor(RedactSettings())
+        for path in ("$.headers.Authorization", "$.session.id", "$.data.accessToken"):
+            out = r.difference(diff(path, "tok-legacy", "tok-candidate"))
+            assert (out.legacy, out.candidate) == (REDACTED, REDACTED), path
+
+    def test_secret_keys_inside_a_subtree_whichever_side(self) -> None:
+        """An echoed ``args`` object keeps its shape with secret keys' values replaced."""
+        out = Redactor(RedactSettings()).difference(
+            diff("$.args", {"api_key": "k-1", "page": "2"}, {"API-KEY": "k-2", "page": "3"})
+        )
+        assert out.legacy == {"api_key": REDACTED, "page": "2"}
+        assert out.candidate == {"API-KEY": REDACTED, "page": "3"}
+
+    def test_secret_response_headers(self) -> None:
+        """Set-Cookie, configured and token-named response headers are redacted in differences."""
+        r = Redactor(RedactSettings(headers=("x-internal",)))
+        for name in ("set-cookie", "x-internal", "x-csrf-token"):
+            assert r.difference(diff(name, "a-1", "b-2")).legacy == REDACTED, name
+        assert r.difference(diff("x-cache", "HIT", "MISS")).legacy == "HIT"
+
+    def test_json_encoded_string_side_is_redacted_inside(self) -> None:
+        """A side that is a JSON document in a string has its body paths redacted too."""
+        r = Redactor(RedactSettings(body_paths=("$.user.ssn",)))
+        out = r.difference(
+            Difference(DiffClass.STRUCTURAL, "type", "$.user", {"ssn": "1-2"}, '{"ssn": "1-2"}')
+        )
+        assert out.legacy == {"ssn": REDACTED}
+        assert out.candidate == '{"ssn":"[REDACTED]"}'
+        assert (out.cls, out.kind, out.path) == (DiffClass.STRUCTURAL, "type", "$.user")
+
+
+class TestPatterns:
+    JWT_TOKEN = (
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0TH"
+    )
+
+    def test_jwt_shaped_strings_anywhere(self) -> None:
+        """A JWT in a value, a note-like text or a nested string is replaced."""
+        r = Redactor(RedactSettings())
+        out = r.difference(diff("$.msg", f"hello {self.JWT_TOKEN}!", [{"t": self.JWT_TOKEN}]))
+        assert out.legacy == f"hello {REDACTED}!" and out.candidate == [{"t": REDACTED}]
+        assert r.text("www.example.com and v1.2.3") == "www.example.com and v1.2.3"
+
+    def test_configured_patterns(self) -> None:
+        """``redact.patterns`` matches are replaced in any recorded string, markers kept."""
+        r = Redactor(RedactSettings(patterns=(r"\d{3}-\d{2}-\d{4}", r"[0-9a-f]{16}")))
+        assert r.text("ssn 123-45-6789 ok") == f"ssn {REDACTED} ok"
+        keyed = Redactor(RedactSettings(patterns=(r"[0-9a-f]{16}",), hash_key=b"k"))
+        once = keyed.text("id 0123456789abcdef")
+        assert once.startswith("id hmac-sha256:") and keyed.text(once) == once
+
+    @pytest.mark.parametrize("pattern", ["(", "a*"])
+    def test_bad_patterns_are_rejected(self, pattern: str) -> None:
+        """A pattern that is no regular expression, or matches nothing at all, is refused."""
+        with pytest.raises(ValueError, match="pattern"):
+            Redactor(RedactSettings(patterns=(pattern,)))
+
+
+class TestRequestSecrets:
+    def test_echoed_request_secrets_leave_every_value(self) -> None:
+        """A request's secret, echoed raw, encoded or in base64 inside values, is replaced."""
+        r = Redactor(RedactSettings())
+        known = known_secrets(("CANARY-q-77",))
+        out = r.difference(
+            diff(
+                "$.echo",
+                {"url": "/me?x=CANARY-q-77", "b64": "Q0FOQVJZLXEtNzc=", "n": [b"CANARY-q-77"]},
+                "seen CANARY%2Dq%2D77",
+            ),
+            known,
+        )
+        assert "CANARY" not in str(out) and "Q0FOQVJZLXEtNzc" not in str(out)
+        assert out.path == "$.echo"
+
+    def test_equal_secrets_stay_equal_and_different_ones_differ(self) -> None:
+        """With a hash key the verdict's meaning survives: equal values, equal markers."""
+        r = Redactor(RedactSettings(hash_key=b"k"))
+        known = known_secrets(("tok-AAAA", "tok-BBBB"))
+        same = r.difference(diff("$.t", "tok-AAAA", "tok-AAAA"), known)
+        other = r.difference(diff("$.t", "tok-AAAA", "tok-BBBB"), known)
+        assert same.legacy == same.candidate and other.legacy != other.candidate
+
+    def test_path_segments_and_query_values(self) -> None:
+        """A secret in a path segment or query value goes, short ones when whole."""
+        r = Redactor(RedactSettings())
+        known = known_secrets(("alice", "pw", "CANARY-pw-1"))
+        assert r.path("/basic-auth/alice/pw", known) == f"/basic-auth/{REDACTED}/{REDACTED}"
+        assert r.path("/x/CANARY%2Dpw%2D1/y", known) == f"/x/{REDACTED}/y"
+        assert r.query("page=2&u=alice&v=pw", known) == f"page=2&u={REDACTED}&v={REDACTED}"
+
+    def test_idempotent_with_request_secrets(self) -> None:
+        """Scrubbing a scrubbed value again changes nothing, even for secrets inside markers."""
+        r = Redactor(RedactSettings(hash_key=b"k"))
+        known = known_secrets(("0123", "hmac"))
+        once = r.difference(diff("$.a", "0123 hmac x", {"k": "0123"}), known)
+        assert r.difference(once, known) == once

@@ -1,0 +1,244 @@
+"""A request's own secrets: found in the request, scrubbed wherever they come back.
+
+Owns which values of one request are secret and how they are recognised in
+recorded text. Secret are: the credentials of ``Authorization`` and
+``Proxy-Authorization`` (the credential after the scheme; Basic's decoded
+``user:password``, user and password; Digest's ``username``, ``response``,
+``nonce``, ``cnonce`` and ``opaque``), cookie values, the values of secret
+query parameters and of other secret headers, and in JSON or form request
+bodies the values at ``redact.body_paths`` and under secret keys.
+
+A secret is recognised as written, percent-encoded (any of its characters,
+either hex case, ``+`` or ``%20`` for spaces), base64 (standard or URL-safe, padded or not), HTML-
+and JSON-escaped, and at the very end of a string as a prefix of at least
+``MIN_SUBSTRING`` characters (a value cut short). A secret shorter than
+``MIN_SUBSTRING`` is recognised only as a whole value, so a one-letter
+cookie does not erase every ``a`` of the evidence. Standard library and
+orjson only; no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import html
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus
+
+import orjson
+
+from shadowproxy.compare.paths import PathPattern, Segments
+from shadowproxy.sinks.names import SecretNames
+
+__all__ = [
+    "MAX_SECRETS",
+    "MIN_SUBSTRING",
+    "KnownSecrets",
+    "SecretFinder",
+    "known_secrets",
+]
+
+MIN_SUBSTRING = 4
+"""Secrets at least this long are scrubbed inside longer strings."""
+
+MAX_SECRETS = 256
+"""Secrets kept per request (a request with more cookies than this is unusual)."""
+
+_MAX_SECRET_CHARS = 16 * 1024
+_MAX_BODY_SCALARS = 4096
+_DIGEST_SECRETS = frozenset({"username", "response", "nonce", "cnonce", "opaque"})
+_AUTH_PARAM = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+_MARKERS = r"\[REDACTED\]|hmac-sha256:[0-9a-f]{16}"
+
+
+class SecretFinder:
+    """Finds the secret values of a request with one ``redact`` configuration."""
+
+    __slots__ = ("_names", "_patterns")
+
+    def __init__(self, names: SecretNames, patterns: Sequence[PathPattern]) -> None:
+        self._names = names
+        self._patterns = tuple(patterns)
+
+    def in_request(self, headers: Iterable[tuple[str, str]], query: str) -> tuple[str, ...]:
+        """Secrets in the request's headers and query string (cheap: the hot path calls it)."""
+        found: list[str] = []
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in {"authorization", "proxy-authorization"}:
+                found.extend(_credentials(value))
+            elif lowered == "cookie":
+                found.extend(_cookie_values(value))
+            elif self._names.header(lowered):
+                found.append(value.strip())
+        if query:
+            for part in query.split("&"):
+                key, sep, value = part.partition("=")
+                if sep and value and self._names.param(key):
+                    found.extend((value, unquote_plus(value)))
+        return _distinct(found)
+
+    def in_body(self, body: bytes, content_type: str | None) -> tuple[str, ...]:
+        """Secrets in a JSON or form body: at ``redact.body_paths`` and under secret keys."""
+        if not body:
+            return ()
+        media = (content_type or "").partition(";")[0].strip().lower()
+        if media == "application/x-www-form-urlencoded":
+            try:
+                fields = parse_qsl(body.decode("utf-8"), keep_blank_values=False)
+            except UnicodeDecodeError:
+                return ()
+            return _distinct(
+                value for key, value in fields if self._names.param(key) or self._covered((key,))
+            )
+        if "json" not in media and body.lstrip()[:1] not in {b"{", b"["}:
+            return ()
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return ()
+        return _distinct(self._json_secrets(document))
+
+    def _covered(self, path: Segments) -> bool:
+        return any(pattern.covers(path) for pattern in self._patterns)
+
+    def _json_secrets(self, document: object) -> Iterator[str]:
+        """Scalars under a secret key or a body path (iterative: depth is not bounded here)."""
+        stack: list[tuple[object, Segments, bool]] = [(document, (), False)]
+        seen = 0
+        while stack and seen < _MAX_BODY_SCALARS:
+            value, path, secret = stack.pop()
+            seen += 1
+            secret = secret or self._covered(path)
+            if isinstance(value, dict):
+                for key, child in value.items():
+                    stack.append((child, (*path, key), secret or self._names.key(key)))
+            elif isinstance(value, list):
+                stack.extend((child, (*path, i), secret) for i, child in enumerate(value))
+            elif secret and isinstance(value, str | int | float) and not isinstance(value, bool):
+                yield str(value)
+
+
+class KnownSecrets:
+    """One request's secrets, compiled to find them in any recorded string."""
+
+    __slots__ = ("_pattern", "_tails", "_whole")
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        long = [s for s in secrets if len(s) >= MIN_SUBSTRING]
+        self._whole = frozenset(secrets)
+        forms = sorted({form for s in long for form in _forms(s)}, key=len, reverse=True)
+        alternatives = [re.escape(form) for form in forms] + [_percent_pattern(s) for s in long]
+        self._pattern = (
+            re.compile(f"({_MARKERS})|({'|'.join(alternatives)})") if alternatives else None
+        )
+        self._tails = tuple(form for form in forms if len(form) > MIN_SUBSTRING)
+
+    def __bool__(self) -> bool:
+        return bool(self._whole)
+
+    def is_secret(self, value: object) -> bool:
+        """True when ``value`` as a whole is one of the secrets (numbers by their digits)."""
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            return False
+        return (value if isinstance(value, str) else str(value)) in self._whole
+
+    def scrub(self, text: str, marker: Callable[[str], str]) -> str:
+        """``text`` with every occurrence of a secret replaced by ``marker(secret)``."""
+        if text in self._whole:
+            return marker(text)
+        if self._pattern is not None:
+            text = self._pattern.sub(lambda m: m.group(1) or marker(m.group(2)), text)
+        return self._cut_tail(text, marker)
+
+    def _cut_tail(self, text: str, marker: Callable[[str], str]) -> str:
+        """A secret cut short at the end of ``text`` (a truncated value) is replaced too."""
+        for form in self._tails:
+            start = max(len(text) - len(form) + 1, 0)
+            head = form[:MIN_SUBSTRING]
+            at = text.find(head, start)
+            while at != -1:
+                if form.startswith(text[at:]):
+                    return text[:at] + marker(text[at:])
+                at = text.find(head, at + 1)
+        return text
+
+
+@functools.lru_cache(maxsize=256)
+def known_secrets(secrets: tuple[str, ...]) -> KnownSecrets:
+    """The compiled ``KnownSecrets`` of ``secrets`` (a repeated token compiles once)."""
+    return KnownSecrets(secrets)
+
+
+def _credentials(value: str) -> list[str]:
+    """The secret parts of an ``Authorization`` value."""
+    value = value.strip()
+    scheme, _, rest = value.partition(" ")
+    rest = rest.strip()
+    if not rest:
+        return [value]
+    found = [rest]
+    kind = scheme.lower()
+    if kind == "basic":
+        try:
+            decoded = base64.b64decode(rest, validate=True).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            return found
+        user, _, password = decoded.partition(":")
+        found.extend((decoded, user, password))
+    elif kind == "digest":
+        for match in _AUTH_PARAM.finditer(rest):
+            if match.group(1).lower() in _DIGEST_SECRETS:
+                found.append(match.group(2) if match.group(2) is not None else match.group(3))
+    return found
+
+
+def _cookie_values(value: str) -> Iterator[str]:
+    for pair in value.split(";"):
+        _, sep, cookie = pair.partition("=")
+        if sep:
+            yield cookie.strip().strip('"')
+
+
+def _distinct(values: Iterable[str]) -> tuple[str, ...]:
+    """Non-empty values, each once, at most ``MAX_SECRETS``, each at most 16 KiB."""
+    found: dict[str, None] = {}
+    for value in values:
+        if value and len(found) < MAX_SECRETS:
+            found.setdefault(value[:_MAX_SECRET_CHARS], None)
+    return tuple(found)
+
+
+def _forms(secret: str) -> set[str]:
+    """The ways ``secret`` is commonly written back: encoded, escaped, base64."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    b64 = base64.b64encode(raw).decode("ascii")
+    urlsafe = base64.urlsafe_b64encode(raw).decode("ascii")
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret, safe="/"),
+        quote_plus(secret),
+        html.escape(secret),
+        orjson.dumps(secret).decode()[1:-1],
+        b64,
+        b64.rstrip("="),
+        urlsafe,
+        urlsafe.rstrip("="),
+    }
+    return {form for form in forms if len(form) >= MIN_SUBSTRING}
+
+
+def _percent_pattern(secret: str) -> str:
+    """``secret`` with any of its characters percent-encoded (either hex case), ``+`` for space."""
+    parts = []
+    for char in secret:
+        encoded = "".join(
+            f"%[{hex_[0]}{hex_[0].lower()}][{hex_[1]}{hex_[1].lower()}]"
+            for hex_ in (f"{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+        )
+        plus = r"|\+" if char == " " else ""
+        parts.append(f"(?:{re.escape(char)}|{encoded}{plus})")
+    return "".join(parts)

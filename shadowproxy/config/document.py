@@ -38,7 +38,7 @@ from shadowproxy.settings import (
     ShadowSettings,
     UpstreamSettings,
 )
-from shadowproxy.sinks import Redactor
+from shadowproxy.sinks.redact import Redactor, RedactSettingsError
 
 __all__ = ["ADMIN_TOKEN_ENV", "load_settings", "settings_from_document"]
 
@@ -125,13 +125,15 @@ def settings_from_document(
         headers=tuple(h.lower() for h in redact_reader.strings("headers")),
         body_paths=redact_reader.strings("body_paths"),
         query_params=tuple(q.lower() for q in redact_reader.strings("query_params")),
+        keys=redact_reader.strings("keys"),
+        patterns=redact_reader.strings("patterns"),
         hash_key=_hash_key(redact_reader, env),
     )
     redact_reader.finish()
     try:
         Redactor(redact)
-    except ValueError as exc:
-        raise redact_reader.error(str(exc), "body_paths") from None
+    except RedactSettingsError as exc:
+        raise redact_reader.error(str(exc), exc.key) from None
 
     token = env.get(ADMIN_TOKEN_ENV) or top.string("admin_token", None)
     if not is_loopback(admin.host) and not token:

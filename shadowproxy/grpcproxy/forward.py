@@ -9,7 +9,10 @@ call without one gets ``grpc.timeout_s``). When the gRPC library itself
 failed to reach legacy, the client gets the same status code with the
 details ``shadowproxy: legacy <reason>``. The shadow path is started before
 legacy is called and told legacy's answer afterwards; nothing it does is
-awaited here.
+awaited here. Each mirrored call gets an evidence id of the proxy's own; the
+client's ``x-request-id`` metadata is kept apart (``client_request_id``), and
+the secrets of its metadata (authorization, cookies, secret-looking keys) are
+found for the evidence to scrub.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from shadowproxy.grpcproxy.shadow import SHADOW_MARK, GrpcEvidence, GrpcShadow, 
 from shadowproxy.grpcproxy.status import http_status, observation_status
 from shadowproxy.model import Observation, RequestFacts, SkipReason, Upstream
 from shadowproxy.settings import GrpcSettings
+from shadowproxy.sinks.secrets import SecretFinder
 
 __all__ = ["GRPC_METHOD", "GrpcForwarder"]
 
@@ -44,22 +48,13 @@ log = structlog.get_logger(__name__)
 GRPC_METHOD = "POST"
 """The HTTP method recorded for gRPC calls (every call is an HTTP/2 POST)."""
 
-_MAX_REQUEST_ID = 128
-
 Context = grpc.aio.ServicerContext[Any, Any]
 """The server-side context of one call (raw bytes both ways)."""
 
 
-def _request_id(metadata: Metadata) -> str:
-    for key, value in metadata:
-        if (
-            key == "x-request-id"
-            and isinstance(value, str)
-            and 0 < len(value) <= _MAX_REQUEST_ID
-            and value.isprintable()
-        ):
-            return value
-    return secrets.token_hex(8)
+def _text_metadata(metadata: Metadata) -> list[tuple[str, str]]:
+    """The metadata with text values (``-bin`` keys carry bytes)."""
+    return [(key, value) for key, value in metadata if isinstance(value, str)]
 
 
 def _remaining(context: Context) -> float | None:
@@ -87,12 +82,14 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         legacy: grpc.aio.Channel,
         shadow: GrpcShadow,
         sink: GrpcEvidence,
+        secrets: SecretFinder,
     ) -> None:
         self.settings = settings
         self.table = table
         self._legacy = legacy
         self._shadow = shadow
         self._sink = sink
+        self._secrets = secrets
 
     def reconfigure(self, settings: GrpcSettings, table: MethodTable) -> None:
         """Swap methods, sampling and rules (SIGHUP); in-flight calls keep their own."""
@@ -127,20 +124,24 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     ) -> bytes | None:
         metadata = forwardable(context.invocation_metadata())
         deadline = _remaining(context)
-        request_id = _request_id(metadata)
         client_answer = None
         skip = self._shadow.decide(method, len(request))
         if skip is None:
+            text = _text_metadata(metadata)
             client_answer = self._shadow.start(
                 MirrorCall(
                     facts=RequestFacts(
-                        id=request_id,
+                        id=secrets.token_hex(8),
                         method=GRPC_METHOD,
                         path=name,
                         query="",
                         route=method.name,
                         domain=method.domain,
                         started_at=time.time(),
+                        client_request_id=next(
+                            (value for key, value in text if key == "x-request-id"), None
+                        ),
+                        secrets=self._secrets.in_request(text, ""),
                     ),
                     method=method,
                     request=request,

@@ -26,6 +26,7 @@ from shadowproxy.settings import HostAddress, Settings, UpstreamTLS
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
 from shadowproxy.shadow.tasks import TaskPool
+from shadowproxy.sinks.secrets import SecretFinder
 
 __all__ = ["GrpcProxy", "method_table"]
 
@@ -84,6 +85,7 @@ class GrpcProxy:
         pool: TaskPool,
         comparisons: Comparisons,
         evidence: GrpcEvidence,
+        secrets: SecretFinder,
         switch: ShadowSwitch,
         lag: LagMonitor,
     ) -> None:
@@ -119,6 +121,7 @@ class GrpcProxy:
                 lag=lag,
             ),
             sink=evidence,
+            secrets=secrets,
         )
         self._server: grpc.aio.Server | None = None
         self._reuse_port = settings.workers > 1

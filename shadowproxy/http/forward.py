@@ -2,7 +2,10 @@
 
 ``Forwarder.handle`` tells the whole run of one request, in order:
 
-1. name it (``X-Request-Id`` or a fresh id) and resolve its route;
+1. name it (a fresh id of the proxy's own; a client's ``X-Request-Id`` is kept
+   apart, as ``client_request_id``), find its secrets (``sinks.secrets``) and
+   resolve its route from the path with them masked; the id and the secrets
+   are bound to its log lines, the secrets to be scrubbed;
 2. buffer its body up to ``shadow.mirror_max_body`` and build the upstream headers;
 3. ask the route's ownership who answers (docs/cutover.md: legacy, or the
    candidate in canary and candidate mode) and whether the other side gets a copy;
@@ -21,9 +24,7 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable
-
-import structlog
+from collections.abc import Awaitable, Callable, Iterable
 
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.cutover.state import sticky_key
@@ -36,10 +37,11 @@ from shadowproxy.http.shadow import HttpShadow, MirrorRequest
 from shadowproxy.http.upstream import UpstreamClient
 from shadowproxy.model import Observation, RequestFacts, SkipReason, Upstream
 from shadowproxy.settings import Settings
+from shadowproxy.sinks.logs import bind_request, unbind_request
+from shadowproxy.sinks.secrets import SecretFinder, mask_path
 
 __all__ = ["Forwarder"]
 
-_MAX_REQUEST_ID = 128
 # Host is set per upstream; Expect requests go to aiohttp's server, which answers it.
 _NOT_RELAYED = frozenset({"host", "expect"})
 
@@ -48,10 +50,8 @@ _ID_PREFIX = os.urandom(4).hex()
 _ID_COUNTER = itertools.count(1)
 
 
-def _request_id(request: Inbound) -> str:
-    given = request.headers.get("X-Request-Id", "")
-    if given and len(given) <= _MAX_REQUEST_ID and given.isprintable():
-        return given
+def _new_id() -> str:
+    """A fresh evidence id: the client never chooses it, so ids never repeat."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
@@ -66,6 +66,7 @@ class Forwarder:
         legacy: UpstreamClient,
         shadow: HttpShadow,
         sink: RequestSink,
+        secrets: SecretFinder,
         candidate: UpstreamClient | None = None,
         ownership: Ownership | None = None,
     ) -> None:
@@ -73,6 +74,7 @@ class Forwarder:
         self.routes = routes
         self._legacy = legacy
         self._shadow = shadow
+        self._secrets = secrets
         self._candidate = candidate
         self._ownership = ownership
         self._relay = Relay(sink, settings.shadow.compare_max_bytes)
@@ -82,23 +84,32 @@ class Forwarder:
         self.settings = settings
         self.routes = routes
 
-    def not_mirrored(self, raw_target: str, reason: SkipReason) -> None:
+    def not_mirrored(
+        self, raw_target: str, headers: Iterable[tuple[str, str]], reason: SkipReason
+    ) -> None:
         """Count a request answered outside ``handle`` (a WebSocket tunnel) as not mirrored."""
-        self._shadow.skip(self.routes.resolve(raw_target.partition("?")[0]), reason)
+        path, _, query = raw_target.partition("?")
+        self._shadow.skip(self._route(path, query, headers)[0], reason)
+
+    def _route(
+        self, path: str, query: str, headers: Iterable[tuple[str, str]]
+    ) -> tuple[Route, tuple[str, ...]]:
+        """The route of ``path`` and the request's secrets, which never reach a route name."""
+        secrets = self._secrets.in_request(headers, query)
+        return self.routes.resolve(mask_path(path, secrets) if secrets else path), secrets
 
     async def handle(self, request: Inbound) -> None:
         """Answer one client request from legacy (or the candidate) and mirror it when allowed."""
         raw_target = request.raw_target
         path, _, query = raw_target.partition("?")
-        route = self.routes.resolve(path)
-        request_id = _request_id(request)
-        # bind/reset rather than bound_contextvars(): same effect without the
-        # context-manager generator on every request.
-        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        route, secrets = self._route(path, query, request.headers.items())
+        request_id = _new_id()
+        # bind/unbind rather than a context manager: no generator on every request.
+        binding = bind_request(request_id, secrets)
         try:
-            await self._forward(request, route, raw_target, path, query, request_id)
+            await self._forward(request, route, raw_target, path, query, request_id, secrets)
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            unbind_request(binding)
 
     async def _forward(
         self,
@@ -108,6 +119,7 @@ class Forwarder:
         path: str,
         query: str,
         request_id: str,
+        secrets: tuple[str, ...],
     ) -> None:
         settings = self.settings
         body = await read_body(request, settings.shadow.mirror_max_body)
@@ -138,6 +150,8 @@ class Forwarder:
                         route=route.name,
                         domain=route.domain,
                         started_at=time.time(),
+                        client_request_id=request.headers.get("X-Request-Id"),
+                        secrets=secrets,
                     ),
                     route=route,
                     raw_target=raw_target,

@@ -82,7 +82,7 @@ def handover_app(forwarder: Forwarder, tunnel: WebSocketTunnel) -> web.Applicati
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if is_upgrade(request):
-            forwarder.not_mirrored(request.raw_path, SkipReason.UPGRADE)
+            forwarder.not_mirrored(request.raw_path, request.headers.items(), SkipReason.UPGRADE)
             tunnelled = await tunnel.relay(request)
             if isinstance(tunnelled, Refusal):
                 return json_error(tunnelled.status, tunnelled.upstream, tunnelled.reason)

@@ -7,6 +7,9 @@ once, so latencies are comparable, then waits for legacy's observation,
 compares and records. Nothing here can delay or fail the client's answer:
 a full pool drops the shadow (``queue_full``) instead of waiting.
 
+The secrets of a JSON or form request body are found in the task too, off
+the hot path, and join the request's for the evidence (``sinks.secrets``).
+
 When the candidate answered the client (canary, candidate mode), the copy
 goes to legacy instead (reverse shadow); the exchange still names each side
 by what it is, and its comparison feeds the route's rollback window.
@@ -15,7 +18,7 @@ by what it is, and its comparison feeds the route's rollback window.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.http.routing import Route
@@ -26,6 +29,7 @@ from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
 from shadowproxy.shadow.mirror import EvidenceSink, Mirrors, fetch_copies
 from shadowproxy.shadow.tasks import TaskPool
+from shadowproxy.sinks.secrets import SecretFinder
 
 __all__ = ["MIRRORED_METHODS", "HttpShadow", "MirrorRequest"]
 
@@ -64,11 +68,13 @@ class HttpShadow:
         switch: ShadowSwitch,
         lag: LagMonitor,
         legacy: UpstreamClient,
+        secrets: SecretFinder,
         own_host: bool = False,
         ownership: Ownership | None = None,
     ) -> None:
         self.settings = settings
         self._mirrors = Mirrors(settings, pool, switch, lag, comparisons, evidence)
+        self._secrets = secrets
         self._candidate = candidate
         self._secondary = secondary
         self._own_host = own_host
@@ -115,7 +121,7 @@ class HttpShadow:
             self._mirrors.skip(route, SkipReason.LEGACY_FAILED)
             return
         legacy, candidate = (mirrored, answered) if reverse else (answered, mirrored)
-        exchange = Exchange(request.facts, legacy, candidate, secondary, request.answered_by)
+        exchange = Exchange(self._facts(request), legacy, candidate, secondary, request.answered_by)
         verdict = await self._mirrors.settle(exchange, route)
         if verdict is not None and reverse and self._ownership is not None:
             self._ownership.compared(
@@ -124,6 +130,18 @@ class HttpShadow:
                 candidate_s=candidate.elapsed_s if candidate.ok else None,
                 legacy_s=legacy.elapsed_s if legacy.ok else None,
             )
+
+    def _facts(self, request: MirrorRequest) -> RequestFacts:
+        """The request's facts, with the secrets of its body added."""
+        if not request.body:
+            return request.facts
+        content_type = next(
+            (value for name, value in request.headers if name.lower() == "content-type"), None
+        )
+        found = self._secrets.in_body(request.body, content_type)
+        if not found:
+            return request.facts
+        return replace(request.facts, secrets=(*request.facts.secrets, *found))
 
     async def _fetch(self, upstream: UpstreamClient, request: MirrorRequest) -> Observation:
         host = upstream.host if self._own_host else request.host

@@ -107,6 +107,7 @@ def _open_parts(
         switch=ShadowSwitch(pause_flag),
         lag=LagMonitor(),
         comparisons=Comparisons(settings.shadow.inline_compare_max_bytes),
+        secrets=evidence.redactor.finder,
         ownership=ownership,
     )
 
@@ -169,6 +170,7 @@ class _Listeners:
                 pool=pool,
                 comparisons=parts.comparisons,
                 evidence=self._evidence,
+                secrets=parts.secrets,
                 switch=parts.switch,
                 lag=parts.lag,
             )

@@ -26,6 +26,7 @@ from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
 from shadowproxy.shadow.mirror import EvidenceSink
 from shadowproxy.shadow.tasks import TaskPool
+from shadowproxy.sinks.secrets import SecretFinder
 from shadowproxy.tls import client_context
 
 __all__ = ["ProxyParts", "ProxySink", "Worker", "build_worker", "route_table"]
@@ -45,6 +46,8 @@ class ProxyParts:
     switch: ShadowSwitch
     lag: LagMonitor
     comparisons: Comparisons
+    secrets: SecretFinder
+    """Finds each request's own secrets (``redact`` settings), scrubbed wherever they return."""
     ownership: Ownership
     """Route ownership: who answers each request."""
 
@@ -130,6 +133,7 @@ def build_worker(settings: Settings, parts: ProxyParts) -> Worker:
         lag=parts.lag,
         own_host=names.host_header == "upstream",
         legacy=legacy,
+        secrets=parts.secrets,
         ownership=parts.ownership,
     )
     forwarder = Forwarder(
@@ -138,6 +142,7 @@ def build_worker(settings: Settings, parts: ProxyParts) -> Worker:
         legacy=legacy,
         shadow=shadow,
         sink=parts.sink,
+        secrets=parts.secrets,
         candidate=candidate,
         ownership=parts.ownership,
     )

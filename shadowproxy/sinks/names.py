@@ -69,6 +69,7 @@ SECRET_WORDS = (
 SECRET_PARAMS = frozenset({"code", "jwt"})
 """Query parameters secret by their exact name: OAuth authorisation codes and bare JWTs."""
 
+_MAX_MEMO = 4096
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[-.\s]+")
 
@@ -80,19 +81,28 @@ def normalise_key(name: str) -> str:
 
 
 class SecretNames:
-    """The built-in secret names plus the configured ones."""
+    """The built-in secret names plus the configured ones.
 
-    __slots__ = ("_headers", "_keys", "_params")
+    Decisions are remembered per name (a bounded memo): the hot path asks
+    about every request header, and the same few names come every time.
+    """
+
+    __slots__ = ("_headers", "_keys", "_memo", "_param_memo", "_params")
 
     def __init__(self, settings: RedactSettings) -> None:
         configured = (*settings.headers, *settings.keys)
         self._headers = SECRET_HEADERS | {name.lower() for name in settings.headers}
         self._keys = SECRET_KEYS | {normalise_key(name) for name in configured}
         self._params = SECRET_PARAMS | {name.lower() for name in settings.query_params}
+        self._memo: dict[str, bool] = {}
+        self._param_memo: dict[str, bool] = {}
 
     def header(self, name: str) -> bool:
         """True for the built-in secret headers, ``redact.headers`` and secret-key names."""
-        return name.lower() in self._headers or self.key(name)
+        known = self._memo.get(name)
+        if known is None:
+            known = _remember(self._memo, name, name.lower() in self._headers or self.key(name))
+        return known
 
     def key(self, name: str) -> bool:
         """True when a JSON or form key (or a header name) names a secret."""
@@ -101,7 +111,21 @@ class SecretNames:
 
     def param(self, name: str) -> bool:
         """True for a query parameter holding a secret word, a secret key or a configured name."""
-        lowered = unquote_plus(name).lower()
-        if lowered in self._params or any(word in lowered for word in SECRET_WORDS):
-            return True
-        return self.key(lowered)
+        known = self._param_memo.get(name)
+        if known is None:
+            lowered = unquote_plus(name).lower()
+            secret = (
+                lowered in self._params
+                or any(word in lowered for word in SECRET_WORDS)
+                or self.key(lowered)
+            )
+            known = _remember(self._param_memo, name, secret)
+        return known
+
+
+def _remember(memo: dict[str, bool], name: str, decision: bool) -> bool:
+    """Store ``decision`` for ``name``; a full memo starts over, so clients cannot grow it."""
+    if len(memo) >= _MAX_MEMO:
+        memo.clear()
+    memo[name] = decision
+    return decision

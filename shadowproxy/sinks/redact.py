@@ -32,6 +32,7 @@ __all__ = [
     "JWT",
     "NO_SECRETS",
     "REDACTED",
+    "RedactSettingsError",
     "Redactor",
     "is_marker",
 ]
@@ -59,6 +60,14 @@ _JSON_TEXT = (("{", "}"), ("[", "]"))
 _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
+class RedactSettingsError(ValueError):
+    """A ``redact`` setting that cannot be used; ``key`` names it (``body_paths``, ``patterns``)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def is_marker(value: object) -> bool:
     """True when ``value`` is already a redaction marker (keeps redaction idempotent)."""
     return isinstance(value, str) and (value == REDACTED or _HASHED.fullmatch(value) is not None)
@@ -67,8 +76,8 @@ def is_marker(value: object) -> bool:
 class Redactor:
     """Applies one ``RedactSettings`` to everything the sinks record.
 
-    Raises ValueError at construction when a body path is malformed or a
-    pattern is not a regular expression, naming it.
+    Raises ``RedactSettingsError`` at construction when a body path is
+    malformed or a pattern is not a usable regular expression, naming it.
     """
 
     __slots__ = ("_key", "_names", "_paths", "_patterns", "finder")
@@ -76,7 +85,10 @@ class Redactor:
     def __init__(self, settings: RedactSettings) -> None:
         self._names = SecretNames(settings)
         self._key = settings.hash_key
-        self._paths = tuple(parse_pattern(text) for text in settings.body_paths)
+        try:
+            self._paths = tuple(parse_pattern(text) for text in settings.body_paths)
+        except ValueError as exc:
+            raise RedactSettingsError("body_paths", str(exc)) from None
         self._patterns = (JWT, *(_regex(text) for text in settings.patterns))
         self.finder = SecretFinder(self._names, self._paths)
         """Finds a request's own secrets with these settings (the proxy calls it)."""
@@ -158,7 +170,7 @@ class Redactor:
     def text(self, text: str, known: KnownSecrets = NO_SECRETS) -> str:
         """``text`` with request secrets, credentials, JWTs and configured patterns replaced."""
         if known:
-            text = _outside_markers(text, lambda part: known.scrub(part, self.marker))
+            text = known.scrub(text, self.marker)
         text = _HEADER_LINE.sub(lambda m: m.group(1) + m.group(2) + self.marker(m.group(3)), text)
         text = _SCHEME_TOKEN.sub(lambda m: m.group(1) + self.marker(m.group(2)), text)
         text = _PARAM.sub(self._param, text)
@@ -297,13 +309,15 @@ def _outside_markers(text: str, scrub: Callable[[str], str]) -> str:
 
 
 def _regex(text: str) -> re.Pattern[str]:
-    """A configured pattern; raises ValueError naming it when it is not a regular expression."""
+    """A configured pattern; raises ``RedactSettingsError`` naming it when it is unusable."""
     try:
         pattern = re.compile(text)
     except re.error as exc:
-        raise ValueError(f"pattern {text!r} is not a regular expression: {exc}") from None
+        raise RedactSettingsError(
+            "patterns", f"{text!r} is not a regular expression: {exc}"
+        ) from None
     if pattern.match(""):
-        raise ValueError(f"pattern {text!r} matches the empty string")
+        raise RedactSettingsError("patterns", f"{text!r} matches the empty string")
     return pattern
 
 

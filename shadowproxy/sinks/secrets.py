@@ -25,7 +25,7 @@ import functools
 import html
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus
 
 import orjson
 
@@ -35,9 +35,11 @@ from shadowproxy.sinks.names import SecretNames
 __all__ = [
     "MAX_SECRETS",
     "MIN_SUBSTRING",
+    "SECRET_SEGMENT",
     "KnownSecrets",
     "SecretFinder",
     "known_secrets",
+    "mask_path",
 ]
 
 MIN_SUBSTRING = 4
@@ -46,8 +48,16 @@ MIN_SUBSTRING = 4
 MAX_SECRETS = 256
 """Secrets kept per request (a request with more cookies than this is unusual)."""
 
+SECRET_SEGMENT = "{secret}"
+"""What a path segment holding a request secret becomes in a route name."""
+
 _MAX_SECRET_CHARS = 16 * 1024
+# Shorter base64 fragments would match unrelated base64 text by chance.
+_MIN_BASE64_CORE = 8
 _MAX_BODY_SCALARS = 4096
+_MAX_REMEMBERED = 1024
+_MAX_REMEMBERED_CHARS = 512
+_CREDENTIALS = frozenset({"authorization", "proxy-authorization"})
 _DIGEST_SECRETS = frozenset({"username", "response", "nonce", "cnonce", "opaque"})
 _AUTH_PARAM = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 _MARKERS = r"\[REDACTED\]|hmac-sha256:[0-9a-f]{16}"
@@ -56,23 +66,21 @@ _MARKERS = r"\[REDACTED\]|hmac-sha256:[0-9a-f]{16}"
 class SecretFinder:
     """Finds the secret values of a request with one ``redact`` configuration."""
 
-    __slots__ = ("_names", "_patterns")
+    __slots__ = ("_names", "_parsed", "_patterns")
 
     def __init__(self, names: SecretNames, patterns: Sequence[PathPattern]) -> None:
         self._names = names
         self._patterns = tuple(patterns)
+        # The same credentials and cookies arrive on request after request.
+        self._parsed: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def in_request(self, headers: Iterable[tuple[str, str]], query: str) -> tuple[str, ...]:
         """Secrets in the request's headers and query string (cheap: the hot path calls it)."""
         found: list[str] = []
+        secret_header = self._names.header
         for name, value in headers:
-            lowered = name.lower()
-            if lowered in {"authorization", "proxy-authorization"}:
-                found.extend(_credentials(value))
-            elif lowered == "cookie":
-                found.extend(_cookie_values(value))
-            elif self._names.header(lowered):
-                found.append(value.strip())
+            if secret_header(name):
+                found.extend(self._header_secrets(name, value))
         if query:
             for part in query.split("&"):
                 key, sep, value = part.partition("=")
@@ -101,11 +109,29 @@ class SecretFinder:
             return ()
         return _distinct(self._json_secrets(document))
 
+    def _header_secrets(self, name: str, value: str) -> tuple[str, ...]:
+        """The secrets of one secret header's value (remembered for short values)."""
+        key = (name, value)
+        found = self._parsed.get(key)
+        if found is None:
+            lowered = name.lower()
+            if lowered in _CREDENTIALS:
+                found = tuple(_credentials(value))
+            elif lowered == "cookie":
+                found = tuple(_cookie_values(value))
+            else:
+                found = (value.strip(),)
+            if len(value) <= _MAX_REMEMBERED_CHARS:
+                if len(self._parsed) >= _MAX_REMEMBERED:
+                    self._parsed.clear()
+                self._parsed[key] = found
+        return found
+
     def _covered(self, path: Segments) -> bool:
         return any(pattern.covers(path) for pattern in self._patterns)
 
     def _json_secrets(self, document: object) -> Iterator[str]:
-        """Scalars under a secret key or a body path (iterative: depth is not bounded here)."""
+        """Scalars under a secret key or a body path, found without recursion."""
         stack: list[tuple[object, Segments, bool]] = [(document, (), False)]
         seen = 0
         while stack and seen < _MAX_BODY_SCALARS:
@@ -146,7 +172,10 @@ class KnownSecrets:
         return (value if isinstance(value, str) else str(value)) in self._whole
 
     def scrub(self, text: str, marker: Callable[[str], str]) -> str:
-        """``text`` with every occurrence of a secret replaced by ``marker(secret)``."""
+        """``text`` with every occurrence of a secret replaced by ``marker(secret)``.
+
+        Markers already in ``text`` are left alone, so scrubbing twice changes nothing.
+        """
         if text in self._whole:
             return marker(text)
         if self._pattern is not None:
@@ -164,6 +193,30 @@ class KnownSecrets:
                     return text[:at] + marker(text[at:])
                 at = text.find(head, at + 1)
         return text
+
+
+def mask_path(path: str, secrets: Sequence[str]) -> str:
+    """``path`` with every segment holding one of ``secrets`` (also percent-encoded) masked.
+
+    Cheap enough for the hot path: route names and metric labels are chosen
+    from the masked path, so a password in ``/basic-auth/alice/<pw>`` never
+    becomes a label.
+    """
+    decoded = unquote(path) if "%" in path else path
+    if not any(secret in decoded or secret in path for secret in secrets):
+        return path
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        plain = unquote(segment) if "%" in segment else segment
+        for secret in secrets:
+            if (
+                plain == secret
+                or segment == secret
+                or (len(secret) >= MIN_SUBSTRING and (secret in plain or secret in segment))
+            ):
+                segments[i] = SECRET_SEGMENT
+                break
+    return "/".join(segments)
 
 
 @functools.lru_cache(maxsize=256)
@@ -213,9 +266,6 @@ def _distinct(values: Iterable[str]) -> tuple[str, ...]:
 
 def _forms(secret: str) -> set[str]:
     """The ways ``secret`` is commonly written back: encoded, escaped, base64."""
-    raw = secret.encode("utf-8", "surrogatepass")
-    b64 = base64.b64encode(raw).decode("ascii")
-    urlsafe = base64.urlsafe_b64encode(raw).decode("ascii")
     forms = {
         secret,
         quote(secret, safe=""),
@@ -223,12 +273,30 @@ def _forms(secret: str) -> set[str]:
         quote_plus(secret),
         html.escape(secret),
         orjson.dumps(secret).decode()[1:-1],
-        b64,
-        b64.rstrip("="),
-        urlsafe,
-        urlsafe.rstrip("="),
+        *_base64_forms(secret.encode("utf-8", "surrogatepass")),
     }
     return {form for form in forms if len(form) >= MIN_SUBSTRING}
+
+
+def _base64_forms(raw: bytes) -> Iterator[str]:
+    """``raw`` in base64 on its own, and the part that is the same wherever it sits in a blob.
+
+    Inside a longer base64 text, ``raw`` starts at one of three offsets from a
+    3-byte boundary; for each, the characters made only of ``raw``'s bits are
+    fixed (a base64-encoded page or header block echoing the secret).
+    """
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        whole = encode(raw).decode("ascii")
+        yield whole
+        yield whole.rstrip("=")
+        for offset in (1, 2):
+            shifted = encode(bytes(offset) + raw).decode("ascii")
+            core = shifted[(8 * offset + 5) // 6 : 8 * (offset + len(raw)) // 6]
+            if len(core) >= _MIN_BASE64_CORE:
+                yield core
+        core = whole[: 8 * len(raw) // 6]
+        if len(core) >= _MIN_BASE64_CORE:
+            yield core
 
 
 def _percent_pattern(secret: str) -> str:

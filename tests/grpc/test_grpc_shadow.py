@@ -141,6 +141,32 @@ class TestClassification:
         record = await _one_exchange(shop, tmp_path, legacy, candidate, document=document)
         assert _differences(record) == [("semantic", "header", "x-api-version")]
 
+    async def test_request_id_and_metadata_secrets(self, shop: ShopCode, tmp_path: Path) -> None:
+        """x-request-id is recorded apart, never as the id; metadata secrets are scrubbed."""
+        token = "CNRYgrpctok42"
+        legacy = Script(initial=(("x-echo", "legacy"),))
+        candidate = Script(initial=(("x-echo", f"candidate saw {token}"),))
+        document = {"compare": {"headers": ["x-echo"]}}
+        metadata = (("x-request-id", "grpc-client-1"), ("authorization", f"Bearer {token}"))
+        async with shop_server(shop, legacy) as old, shop_server(shop, candidate) as new:
+            async with proxied(
+                shop, tmp_path, legacy=old.target, candidate=new.target, document=document
+            ) as p:
+                for _ in range(2):
+                    await p.stub.GetItem(
+                        shop.pb2.GetItemRequest(id="9"), metadata=metadata, timeout=5.0
+                    )
+                await _compared(p, GET, 2)
+            assert ("x-request-id", "grpc-client-1") in old.seen[0].metadata
+        first, second = records(tmp_path, GET)
+        _conforms(first)
+        assert first["id"] != second["id"] and "grpc-client-1" not in (first["id"], second["id"])
+        assert first["client_request_id"] == second["client_request_id"] == "grpc-client-1"
+        (echo,) = first["differences"]
+        assert echo["candidate"] == "candidate saw [REDACTED]"
+        evidence = b"".join(f.read_bytes() for f in (tmp_path / "logs").iterdir())
+        assert token.encode() not in evidence
+
     async def test_domain_from_config(self, shop: ShopCode, tmp_path: Path) -> None:
         """A configured method carries its domain into the evidence."""
         section = {"methods": [{"method": GET, "domain": "shop"}]}

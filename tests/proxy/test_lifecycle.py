@@ -109,6 +109,12 @@ class TestCliErrors:
                 UPSTREAMS + "evidence: {keep_rollups_days: 0}\n",
                 "evidence.keep_rollups_days: must be > 0",
             ),
+            (
+                UPSTREAMS + "redact: {patterns: ['(']}\n",
+                "redact.patterns: '(' is not a regular expression",
+            ),
+            (UPSTREAMS + "redact: {body_paths: ['user']}\n", "redact.body_paths: JSONPath"),
+            (UPSTREAMS + "redact: {keys: [1]}\n", "redact.keys: must be a list"),
         ],
     )
     def test_bad_config_exits_2_with_one_line(

@@ -6,7 +6,7 @@ import pytest
 
 from shadowproxy.model import DiffClass, Difference
 from shadowproxy.settings import RedactSettings
-from shadowproxy.sinks.redact import REDACTED, Redactor, is_marker
+from shadowproxy.sinks.redact import REDACTED, Redactor, RedactSettingsError, is_marker
 from shadowproxy.sinks.secrets import known_secrets
 
 
@@ -207,8 +207,9 @@ class TestPatterns:
     @pytest.mark.parametrize("pattern", ["(", "a*"])
     def test_bad_patterns_are_rejected(self, pattern: str) -> None:
         """A pattern that is no regular expression, or matches nothing at all, is refused."""
-        with pytest.raises(ValueError, match="pattern"):
+        with pytest.raises(RedactSettingsError, match=r"regular expression|empty string") as err:
             Redactor(RedactSettings(patterns=(pattern,)))
+        assert err.value.key == "patterns"
 
 
 class TestRequestSecrets:

@@ -13,7 +13,7 @@ from shadowproxy.compare.paths import parse_pattern
 from shadowproxy.settings import RedactSettings
 from shadowproxy.sinks.names import SecretNames
 from shadowproxy.sinks.redact import REDACTED
-from shadowproxy.sinks.secrets import MAX_SECRETS, KnownSecrets, SecretFinder
+from shadowproxy.sinks.secrets import MAX_SECRETS, KnownSecrets, SecretFinder, mask_path
 
 
 def names(**settings: tuple[str, ...]) -> SecretNames:
@@ -195,3 +195,18 @@ class TestKnownSecrets:
         """A numeric secret echoed as a JSON number is recognised."""
         known = KnownSecrets(("424242",))
         assert known.is_secret(424242) and not known.is_secret(True)
+
+
+class TestMaskPath:
+    def test_segments_holding_a_secret_are_masked(self) -> None:
+        """Raw, percent-encoded and partial segments become ``{secret}``; others stay."""
+        secrets = ("alice", "s3cret pw", "ab")
+        assert mask_path("/basic-auth/alice/s3cret%20pw", secrets) == (
+            "/basic-auth/{secret}/{secret}"
+        )
+        assert mask_path("/u/alice.json/ab/abc", secrets) == "/u/{secret}/{secret}/abc"
+
+    def test_a_path_without_secrets_is_returned_as_is(self) -> None:
+        """The common case costs one scan and changes nothing."""
+        path = "/api/v1/orders/12345"
+        assert mask_path(path, ("tok-123456", "dark")) is path

@@ -99,15 +99,16 @@ class AdminClient:
 
     def __init__(self, base: str, token_env: str) -> None:
         self.base = base.rstrip("/")
-        self._token = os.environ.get(token_env) or None
+        self.token = os.environ.get(token_env) or None
+        """The admin token; the drill's probes carry it too (``X-Shadow-Probe``)."""
         self._token_env = token_env
 
     def _call(self, method: str, path: str, body: Mapping[str, object] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
-        if self._token:
-            request.add_header("Authorization", f"Bearer {self._token}")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:
                 return json.loads(response.read())
@@ -238,8 +239,9 @@ class _Probe:
     answered_by: str | None
 
 
-def _probe(url: str) -> _Probe:
-    request = urllib.request.Request(url, headers={"X-Shadow-Probe": "1"})
+def _probe(url: str, token: str | None) -> _Probe:
+    # Only a probe carrying the admin token is told which side answered.
+    request = urllib.request.Request(url, headers={"X-Shadow-Probe": token or ""})
     try:
         with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:
             response.read()
@@ -258,11 +260,11 @@ def _expected(assignment: Assignment) -> set[str]:
     return {"legacy"}
 
 
-def _until_answered(url: str, expected: set[str], timeout_s: float) -> _Probe:
+def _until_answered(url: str, token: str | None, expected: set[str], timeout_s: float) -> _Probe:
     """Probe until a good answer comes from an expected side (changes take up to a second)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        probe = _probe(url)
+        probe = _probe(url, token)
         good = probe.status is not None and probe.status < 500
         if (good and probe.answered_by in expected) or time.monotonic() >= deadline:
             return probe
@@ -290,13 +292,13 @@ def _drill(args: argparse.Namespace) -> tuple[bool, list[dict[str, object]]]:
     steps: list[dict[str, object]] = []
     admin.set(args.route, fallback, reason="drill: roll back to legacy", source="drill")
     try:
-        probe = _until_answered(url, {"legacy"}, args.timeout)
+        probe = _until_answered(url, admin.token, {"legacy"}, args.timeout)
         ok = probe.answered_by == "legacy" and probe.status is not None and probe.status < 500
         steps.append(_step("rollback", fallback, probe, ok))
     finally:
         admin.set(args.route, original, reason="drill: restore", source="drill")
     expected = _expected(original)
-    probe = _until_answered(url, expected, args.timeout)
+    probe = _until_answered(url, admin.token, expected, args.timeout)
     ok = probe.answered_by in expected and probe.status is not None and probe.status < 500
     steps.append(_step("restore", original, probe, ok))
     passed = all(bool(step["ok"]) for step in steps)

@@ -77,7 +77,8 @@ class Forwarder:
         self._secrets = secrets
         self._candidate = candidate
         self._ownership = ownership
-        self._relay = Relay(sink, settings.shadow.compare_max_bytes)
+        # The admin token is fixed at start (a reload keeps it), as is the probe's.
+        self._relay = Relay(sink, settings.shadow.compare_max_bytes, settings.admin.token)
 
     def reconfigure(self, settings: Settings, routes: RouteTable) -> None:
         """Swap routes, sampling and rules (SIGHUP); in-flight requests keep their own."""

@@ -200,4 +200,6 @@ def _head(
     # Each line ends in the only CR LF it may hold: anything else would split a header.
     if text.count("\n") != len(lines) or text.count("\r") != len(lines):
         raise ValueError("CR or LF inside a request line or header")
-    return text.encode("utf-8", "surrogateescape"), chunked
+    # Each character stands for one byte the client sent (or the proxy added):
+    # Latin-1 gives back exactly those bytes, where UTF-8 would re-encode them.
+    return text.encode("latin-1"), chunked

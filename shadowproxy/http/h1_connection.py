@@ -2,15 +2,18 @@
 
 An asyncio protocol per connection: the llhttp callbacks build the answer's
 ``Response``, interim (1xx) answers are skipped, trailers dropped, a head over
-``MAX_HEAD_BYTES`` refused. Reading pauses once ``HIGH_WATER`` body bytes wait
-for the caller. One timer per request enforces the read timeout (silence) and
-the exchange's deadline. A connection goes back to its pool only when its
-answer was read to the end and HTTP allows reuse.
+``MAX_HEAD_BYTES`` refused, and so are answers the proxy could not relay
+faithfully: a 101 (nothing asked for an upgrade), a control byte in the
+reason phrase, a transfer coding other than chunked. Reading pauses once
+``HIGH_WATER`` body bytes wait for the caller. One timer per request enforces
+the read timeout (silence) and the exchange's deadline. A connection goes back
+to its pool only when its answer was read to the end and HTTP allows reuse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Final, cast
 
@@ -29,6 +32,9 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 """Largest answer head (status line and headers) accepted; a larger one is an error."""
 HIGH_WATER: Final = 256 * 1024
 """Body bytes buffered per connection before reading from the socket pauses."""
+_SWITCHING_PROTOCOLS: Final = 101
+_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+"""Bytes RFC 9112 section 4 allows in no reason phrase (HTAB, SP, VCHAR and obs-text are fine)."""
 
 
 class Connection(asyncio.Protocol):
@@ -107,6 +113,9 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             kind = ErrorKind.INCOMPLETE if self._in_body else ErrorKind.OTHER
             self._fail(UpstreamError(kind, f"invalid answer: {exc}"))
+        except httptools.HttpParserUpgrade:
+            # The proxy never asks for an upgrade (WebSockets go through their own tunnel).
+            self._fail(UpstreamError(ErrorKind.OTHER, "unrequested protocol switch"))
 
     def eof_received(self) -> bool:
         if self._until_eof and self._response is not None:
@@ -154,16 +163,22 @@ class Connection(asyncio.Protocol):
         parser = self._parser
         assert parser is not None and self._head is not None
         status = parser.get_status_code()
+        if status == _SWITCHING_PROTOCOLS:
+            raise UpstreamError(ErrorKind.OTHER, "101 Switching Protocols to a plain request")
         if 100 <= status < 200:
             # Interim answers (100 Continue, 103 Early Hints) are not relayed.
             self._header_list = []
             self._reason = bytearray()
             return
+        if _CONTROL.search(self._reason) is not None:
+            # llhttp lets them through; relayed, they could end the status line early.
+            raise UpstreamError(ErrorKind.OTHER, "control character in the reason phrase")
         response = self._head
         response.status = status
         response.reason = self._reason.decode("latin-1")
         response.headers = tuple(self._header_list)
         framed = False
+        codings: list[str] = []
         for name, value in self._header_list:
             lowered = name.lower()
             if lowered == "content-length" and value.isdigit():
@@ -171,6 +186,11 @@ class Connection(asyncio.Protocol):
                 framed = True
             elif lowered == "transfer-encoding":
                 framed = True
+                codings.extend(token.strip().lower() for token in value.split(","))
+        if codings and codings != ["chunked"]:
+            # llhttp removes the chunked framing only: relaying the rest without
+            # its Transfer-Encoding would hand the client bytes it cannot read.
+            raise UpstreamError(ErrorKind.OTHER, "transfer coding other than chunked")
         self._in_body = True
         no_body = self._no_body or status in NO_BODY_STATUS
         if self._no_body:

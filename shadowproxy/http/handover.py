@@ -20,11 +20,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import HttpVersion10, HttpVersion11, web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError
-from multidict import MultiMapping
+from multidict import CIMultiDict, MultiMapping
 
+from shadowproxy.http.answer import LAST_CHUNK, Streaming, body_chunk, streaming, whole
 from shadowproxy.http.forward import Forwarder
-from shadowproxy.http.inbound import JSON, Pairs, error_body
+from shadowproxy.http.inbound import JSON, Pairs, error_body, origin_target
 from shadowproxy.http.server_connection import MAX_HEADERS, MAX_LINE
 from shadowproxy.http.websocket import Refusal, WebSocketTunnel, is_upgrade
 from shadowproxy.model import SkipReason
@@ -32,6 +34,7 @@ from shadowproxy.model import SkipReason
 __all__ = [
     "AiohttpInbound",
     "MalformedRequestFilter",
+    "WrittenAnswer",
     "handover_app",
     "install_log_filter",
     "json_error",
@@ -55,17 +58,31 @@ def _refuse(status: int, reason: str) -> web.Response:
     return response
 
 
+def _codings(request: web.Request) -> list[str]:
+    """The request's transfer codings, in order, lower case."""
+    values = request.headers.getall("Transfer-Encoding", ())
+    return [token.strip().lower() for value in values for token in value.split(",")]
+
+
 @web.middleware
 async def _origin_form_only(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """CONNECT, non-origin-form targets and unknown HTTP versions never reach an upstream."""
+    """CONNECT, non-origin-form targets, unknown HTTP versions, HTTP/1.1 without a Host
+    and transfer codings other than chunked never reach an upstream."""
     if request.version not in _HTTP_VERSIONS:
         # aiohttp's pure-Python parser accepts any HTTP/x.y; an upstream might read it otherwise.
         return _refuse(400, "unsupported HTTP version")
     # aiohttp's parsers allow 128 header lines and count differently from each other.
     if len(request.raw_headers) > MAX_HEADERS:
         return _refuse(431, "too many request headers")
+    if request.version == HttpVersion11 and not request.headers.get("Host"):
+        # RFC 9112 section 3.2; the lean server hands such requests over to be refused here.
+        return _refuse(400, "missing Host")
+    # aiohttp decodes chunked and drops any coding before it (gzip, chunked): relaying
+    # the body without it would change what the client sent (RFC 9112 section 6.1: 501).
+    if (codings := _codings(request)) and codings != ["chunked"]:
+        return _refuse(501, "unsupported transfer coding")
     if request.method == "CONNECT":
         return json_error(405, "proxy", "CONNECT is not supported")
     if not request.raw_path.startswith("/"):
@@ -97,13 +114,22 @@ def handover_app(forwarder: Forwarder, tunnel: WebSocketTunnel) -> web.Applicati
 
 
 class AiohttpInbound:
-    """``Inbound`` over an aiohttp request; the handler returns ``response``."""
+    """``Inbound`` over an aiohttp request; the handler returns ``response``.
 
-    __slots__ = ("_request", "response")
+    The request's parts are read from the raw bytes aiohttp kept (Latin-1, as
+    the lean server reads them), and the answer goes out through
+    ``shadowproxy.http.answer`` as the lean server's does: aiohttp's own
+    response writer would encode legacy's header bytes as UTF-8 and add its
+    Date, Server and Content-Type.
+    """
+
+    __slots__ = ("_headers", "_request", "_streaming", "response")
 
     def __init__(self, request: web.Request) -> None:
         self._request = request
-        self.response: web.StreamResponse | None = None
+        self._headers: CIMultiDict[str] | None = None
+        self._streaming: Streaming | None = None
+        self.response: WrittenAnswer | None = None
 
     @property
     def method(self) -> str:
@@ -111,11 +137,18 @@ class AiohttpInbound:
 
     @property
     def raw_target(self) -> str:
-        return self._request.raw_path
+        # aiohttp decodes the target as UTF-8 (surrogates for other bytes): back to the bytes.
+        raw = self._request.raw_path.encode("utf-8", "surrogateescape").decode("latin-1")
+        return origin_target(raw)
 
     @property
     def headers(self) -> MultiMapping[str]:
-        return self._request.headers
+        if self._headers is None:
+            self._headers = CIMultiDict(
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in self._request.raw_headers
+            )
+        return self._headers
 
     @property
     def remote(self) -> str:
@@ -144,26 +177,66 @@ class AiohttpInbound:
         async for chunk in self._request.content.iter_any():
             yield chunk
 
+    @property
+    def _version(self) -> str:
+        version = self._request.version
+        return f"{version.major}.{version.minor}"
+
     def answer(self, status: int, reason: str, headers: Pairs, body: bytes) -> None:
-        self.response = web.Response(body=body, status=status, reason=reason, headers=headers)
+        keep_alive = self._request.keep_alive
+        data = whole(self._version, self.method, status, reason, headers, body, keep_alive)
+        self.response = WrittenAnswer(status, keep_alive, data)
 
     async def start(self, status: int, reason: str, headers: Pairs) -> None:
-        response = web.StreamResponse(status=status, reason=reason)
-        response.headers.extend(headers)
-        self.response = response
-        await response.prepare(self._request)
+        framed = streaming(
+            self._version, self.method, status, reason, headers, self._request.keep_alive
+        )
+        self._streaming = framed
+        self.response = WrittenAnswer(status, framed.keep_alive)
+        await self._request.writer.write(framed.head)
 
     async def write(self, chunk: bytes) -> None:
-        assert self.response is not None
-        await self.response.write(chunk)
+        framed = self._streaming
+        assert framed is not None
+        if chunk and not framed.bodiless:
+            await self._request.writer.write(body_chunk(chunk, framed.chunked))
 
     async def end(self) -> None:
-        assert self.response is not None
-        await self.response.write_eof()
+        framed = self._streaming
+        assert framed is not None
+        if framed.chunked:
+            await self._request.writer.write(LAST_CHUNK)
 
     def abort(self) -> None:
         if self._request.transport is not None:
             self._request.transport.abort()
+
+
+class WrittenAnswer(web.StreamResponse):
+    """An answer whose bytes ``AiohttpInbound`` writes itself.
+
+    aiohttp prepares and ends every response its handler returns; this one
+    then writes only what ``answer`` left for it (a whole answer) and tells
+    aiohttp whether the connection stays open.
+    """
+
+    def __init__(self, status: int, keep_alive: bool, pending: bytes = b"") -> None:
+        super().__init__(status=status)
+        self._keeps_alive = keep_alive
+        self._pending = pending
+
+    @property
+    def keep_alive(self) -> bool:
+        return self._keeps_alive
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        pending, self._pending = self._pending, b""
+        if pending:
+            await request.writer.write(pending)
+        return request.writer
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """Nothing to add: the answer's framing was written with it."""
 
 
 class MalformedRequestFilter(logging.Filter):

@@ -2,7 +2,8 @@
 
 Pure functions over ``(name, value)`` pairs so the rules are testable and
 fuzzable without a server. Order and repetition (two Set-Cookie lines) are
-kept; only hop-by-hop headers and those named in Connection are removed.
+kept; only hop-by-hop headers, those named in Connection, a client's
+``X-Shadow-*`` headers and the framing of answers that have no body are removed.
 
 Also the one framing rule all three HTTP/1.1 speakers (the client-facing
 server, the upstream client, the hot path) share: which statuses carry no body.
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 __all__ = [
     "HOP_BY_HOP",
     "NO_BODY_STATUS",
+    "OWN_PREFIX",
     "VIA",
     "connection_tokens",
     "end_to_end",
@@ -50,6 +52,10 @@ Pairs = list[tuple[str, str]]
 
 
 _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+
+OWN_PREFIX = "x-shadow-"
+"""The proxy's own headers (``X-Shadow-Request`` on mirrored copies, the drill's probe):
+a client's are never forwarded, so no upstream takes one for the proxy's."""
 
 
 def connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
@@ -96,7 +102,13 @@ def request_headers(
     previous_via: list[str] = []
     for name, value in pairs:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named or lower in _FRAMING or lower in drop:
+        if (
+            lower in HOP_BY_HOP
+            or lower in named
+            or lower in _FRAMING
+            or lower in drop
+            or lower.startswith(OWN_PREFIX)
+        ):
             continue
         if lower == "x-forwarded-for":
             forwarded_for.append(value)
@@ -116,19 +128,21 @@ def request_headers(
     return kept
 
 
-def response_headers(headers: Iterable[tuple[str, str]], via: str) -> Pairs:
+def response_headers(headers: Iterable[tuple[str, str]], via: str, status: int) -> Pairs:
     """Headers to send to the client: legacy's end-to-end headers plus Via.
 
-    Content-Length is kept so the client sees legacy's framing; the proxy
-    aborts the connection if fewer bytes arrive.
+    Content-Length is kept so the client sees legacy's framing (the proxy
+    aborts the connection if fewer bytes arrive), except on a ``status`` that
+    never has a body: a 204 must not carry one and a 304's would frame nothing.
     """
     pairs = list(headers)
     named = connection_tokens(pairs)
+    bodiless = status in NO_BODY_STATUS
     kept: Pairs = []
     previous_via: list[str] = []
     for name, value in pairs:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named:
+        if lower in HOP_BY_HOP or lower in named or (bodiless and lower in _FRAMING):
             continue
         if lower == "via":
             previous_via.append(value)

@@ -6,6 +6,11 @@ the lean one hands over (upgrades, ``Expect``, chunked uploads, anything
 malformed). ``Inbound`` is what ``Forwarder`` needs from either: the request's
 parts, its body, and a way to answer. The lean server's ``ServerRequest`` is
 one; ``shadowproxy.http.handover.AiohttpInbound`` adapts aiohttp's request.
+
+Every string here (target, header names and values, and those of the answer)
+holds one character per byte on the wire, decoded as Latin-1, so the bytes a
+client sent reach the upstreams unchanged and legacy's reach the client
+unchanged, whichever server parsed them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "answer_error",
     "body_stream",
     "error_body",
+    "origin_target",
     "read_body",
 ]
 
@@ -42,6 +48,14 @@ def error_body(upstream: str, reason: str) -> bytes:
     return json.dumps({"error": reason, "upstream": upstream}).encode()
 
 
+def origin_target(target: str) -> str:
+    """The path and query of a request target: a ``#fragment`` never leaves the proxy.
+
+    RFC 9112 section 3.2.1 allows none in a request; llhttp accepts one.
+    """
+    return target.partition("#")[0] if "#" in target else target
+
+
 class Inbound(Protocol):
     """A client request and its answer.
 
@@ -54,7 +68,7 @@ class Inbound(Protocol):
     def method(self) -> str: ...
     @property
     def raw_target(self) -> str:
-        """The request target exactly as sent (path and query)."""
+        """The request target exactly as sent (path and query), without a fragment."""
         ...
 
     @property

@@ -13,6 +13,7 @@ reported to the ``RequestSink`` and returned as an ``Observation``.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
@@ -42,7 +43,8 @@ ONE_WRITE_MAX_BYTES: Final = 64 * 1024
 """Answers with a Content-Length up to this are read whole and sent in one write."""
 
 PROBE_HEADER: Final = "X-Shadow-Probe"
-"""A request carrying it gets ``X-Shadow-Answered-By: legacy|candidate`` (used by drills)."""
+"""A request carrying the admin token in it gets ``X-Shadow-Answered-By: legacy|candidate``
+(used by drills); without the token, or with none configured, it gets nothing."""
 
 
 class RequestSink(Protocol):
@@ -55,11 +57,12 @@ class RequestSink(Protocol):
 class Relay:
     """Sends one request to the upstream that answers and relays the answer to the client."""
 
-    __slots__ = ("_keep_bytes", "_sink")
+    __slots__ = ("_keep_bytes", "_probe_token", "_sink")
 
-    def __init__(self, sink: RequestSink, keep_bytes: int) -> None:
+    def __init__(self, sink: RequestSink, keep_bytes: int, probe_token: str | None) -> None:
         self._sink = sink
         self._keep_bytes = keep_bytes
+        self._probe_token = probe_token.encode() if probe_token else None
 
     async def send(
         self,
@@ -121,8 +124,9 @@ class Relay:
         cap = self._keep_bytes
         headers = upstream.headers
         status = upstream.status
-        relayed = response_headers(headers, VIA)
-        if PROBE_HEADER in request.headers:
+        relayed = response_headers(headers, VIA, status)
+        probe = request.headers.get(PROBE_HEADER)
+        if probe is not None and self._probe_allowed(probe):
             relayed.append(("X-Shadow-Answered-By", str(answered_by)))
         self._sink.on_request(route.name, method, status)
         has_body = method != "HEAD" and status not in NO_BODY_STATUS
@@ -172,6 +176,12 @@ class Relay:
         )
         self._sink.on_upstream(answered_by, route.name, observation)
         return observation
+
+    def _probe_allowed(self, given: str) -> bool:
+        """True when ``given`` is the admin token (compared as bytes, in constant time)."""
+        token = self._probe_token
+        # A header value holds one character per byte (Latin-1).
+        return token is not None and hmac.compare_digest(given.encode("latin-1", "replace"), token)
 
     def _failed_mid_body(
         self,

@@ -2,8 +2,9 @@
 
 Owns the connection's life: the bound on open connections (drop and count
 before reading a byte), the search for a complete head (linear in the bytes
-received), the checks that decide whether this server takes a request or
-hands the connection, with every byte it has read, to aiohttp's server, one
+received), the checks that decide whether this server takes a request,
+refuses it (an HTTP/1.1 request without a Host: 400) or hands the
+connection, with every byte it has read, to aiohttp's server, one
 request answered at a time, reading paused while a body waits to be read,
 and the keep-alive timer.
 """
@@ -18,7 +19,8 @@ import httptools
 import structlog
 from multidict import CIMultiDict
 
-from shadowproxy.http.inbound import answer_error
+from shadowproxy.http.answer import whole
+from shadowproxy.http.inbound import JSON, answer_error, error_body, origin_target
 from shadowproxy.http.server_request import BODY_HIGH_WATER, RequestHead, ServerRequest
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ _VERSIONS: Final = frozenset({"1.0", "1.1"})
 _HANDED_OVER: Final = frozenset({"upgrade", "expect", "transfer-encoding"})
 # Fields a request may carry once; a repeat goes to aiohttp, which refuses it.
 _SINGLE: Final = frozenset({"content-length", "host"})
+# RFC 9112 section 3.2: an HTTP/1.1 request needs a Host with a value.
+_NO_HOST: Final = "missing Host"
 
 
 class ServerConnection(asyncio.Protocol):
@@ -233,6 +237,9 @@ class ServerConnection(asyncio.Protocol):
             self._hand_over()
             return
         del buffer[:end]
+        if isinstance(request, str):
+            self._refuse(head.method.decode("ascii"), request)
+            return
         self._scanned = 0
         if request.body_pending and buffer:
             taken = request.feed(buffer)
@@ -240,8 +247,13 @@ class ServerConnection(asyncio.Protocol):
         self._request = request
         self._task = self._loop.create_task(self._answer(request))
 
-    def _take(self, head: RequestHead) -> ServerRequest | None:
-        """The request if this server takes it; None hands it over to aiohttp."""
+    def _take(self, head: RequestHead) -> ServerRequest | str | None:
+        """The request if this server takes it; None hands it over to aiohttp.
+
+        A string is the reason to refuse it with 400 here: an HTTP/1.1
+        request without a Host, whatever else it carries (aiohttp's parser
+        would refuse it too, but not with the proxy's JSON).
+        """
         version = head.version
         url = head.url
         fields = head.headers
@@ -253,28 +265,51 @@ class ServerConnection(asyncio.Protocol):
         ):
             return None
         length = 0
+        host = ""
+        handed = False
         seen: set[str] = set()
         for name, value in fields:
             lower = name.lower()
             if lower in _HANDED_OVER or len(name) + len(value) + 2 > MAX_LINE:
-                return None
-            if lower in _SINGLE:
+                handed = True
+            elif lower in _SINGLE:
                 if lower in seen:
                     return None
                 seen.add(lower)
                 if lower == "content-length":
                     length = int(value)
+                else:
+                    host = value
             elif lower == "connection" and "upgrade" in value.lower():
-                return None
+                handed = True
+        if not host and version == "1.1":
+            return _NO_HOST
+        if handed:
+            return None
         return ServerRequest(
             self,
             head.method.decode("ascii"),
-            url.decode("latin-1"),
+            origin_target(url.decode("latin-1")),
             version,
             CIMultiDict(fields),
             length,
             head.keep_alive,
         )
+
+    def _refuse(self, method: str, reason: str) -> None:
+        """Answer 400 with the proxy's JSON error and close: the request goes nowhere."""
+        self.write(
+            whole(
+                "1.1",
+                method,
+                400,
+                "Bad Request",
+                [("Content-Type", JSON)],
+                error_body("proxy", reason),
+                keep_alive=False,
+            )
+        )
+        self.close()
 
     def _hand_over(self) -> None:
         """Let aiohttp's server continue this connection from the current request on."""

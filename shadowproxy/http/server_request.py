@@ -3,7 +3,8 @@
 ``ServerRequest`` is the lean server's ``Inbound``: the body is fed by the
 connection and read by the hot path with back-pressure (reading pauses at
 ``BODY_HIGH_WATER`` buffered bytes), and the answer is written with as few
-writes as possible: head and body at once, or a head then chunks.
+writes as possible: head and body at once, or a head then chunks (framed by
+``shadowproxy.http.answer``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 import httptools
 from multidict import CIMultiDict, MultiMapping
 
-from shadowproxy.http.headers import NO_BODY_STATUS
+from shadowproxy.http.answer import LAST_CHUNK, body_chunk, streaming, whole
 from shadowproxy.http.inbound import Pairs
 
 if TYPE_CHECKING:
@@ -188,59 +189,36 @@ class ServerRequest:
 
     # -- answer ------------------------------------------------------------
 
-    def _head(self, status: int, reason: str, headers: Pairs, framing: str) -> bytes:
-        connection = self._connection
-        if connection.server.closing:
-            self.keep_alive = False
-        lines = [f"HTTP/{self.version} {status} {reason}\r\n"]
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-        if framing:
-            lines.append(framing)
-        if not self.keep_alive:
-            lines.append("Connection: close\r\n")
-        elif self.version == "1.0":
-            lines.append("Connection: keep-alive\r\n")
-        lines.append("\r\n")
+    def _keep_alive(self) -> bool:
+        """Whether this answer keeps the connection, decided as its head is written."""
         self.answered = True
-        return "".join(lines).encode("latin-1")
+        if self._connection.server.closing:
+            self.keep_alive = False
+        return self.keep_alive
 
     def answer(self, status: int, reason: str, headers: Pairs, body: bytes) -> None:
-        framing = ""
-        # RFC 9110 section 8.6: no Content-Length on 1xx or 204; a 304's describes
-        # another answer, so it is never invented.
-        framed = status >= 200 and status not in NO_BODY_STATUS
-        if framed and not any(name.lower() == "content-length" for name, _ in headers):
-            framing = f"Content-Length: {len(body)}\r\n"
-        head = self._head(status, reason, headers, framing)
-        sends_body = framed and self.method != "HEAD"
-        self._connection.write(head + body if sends_body else head)
+        keep_alive = self._keep_alive()
+        self._connection.write(
+            whole(self.version, self.method, status, reason, headers, body, keep_alive)
+        )
 
     async def start(self, status: int, reason: str, headers: Pairs) -> None:
-        framing = ""
-        bodiless = self.method == "HEAD" or status in NO_BODY_STATUS or status < 200
-        self._bodiless = bodiless
-        if not bodiless and not any(name.lower() == "content-length" for name, _ in headers):
-            if self.version == "1.1":
-                framing = "Transfer-Encoding: chunked\r\n"
-                self._chunked = True
-            else:
-                # An HTTP/1.0 client reads to the connection's end.
-                self.keep_alive = False
-        self._connection.write(self._head(status, reason, headers, framing))
+        framed = streaming(self.version, self.method, status, reason, headers, self._keep_alive())
+        self.keep_alive = framed.keep_alive
+        self._bodiless = framed.bodiless
+        self._chunked = framed.chunked
+        self._connection.write(framed.head)
         await self._connection.drain()
 
     async def write(self, chunk: bytes) -> None:
         if not chunk or self._bodiless:
             return
-        if self._chunked:
-            self._connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-        else:
-            self._connection.write(chunk)
+        self._connection.write(body_chunk(chunk, self._chunked))
         await self._connection.drain()
 
     async def end(self) -> None:
         if self._chunked:
-            self._connection.write(b"0\r\n\r\n")
+            self._connection.write(LAST_CHUNK)
             await self._connection.drain()
 
     def abort(self) -> None:

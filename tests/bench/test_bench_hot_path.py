@@ -135,7 +135,7 @@ class TestHeaderFilter:
 
     def test_response_headers(self, benchmark: Benchmark) -> None:
         """Legacy's end-to-end headers pass in order, both Set-Cookie lines kept."""
-        pairs = benchmark(response_headers, _LEGACY_RESPONSE, "1.1 shadowproxy")
+        pairs = benchmark(response_headers, _LEGACY_RESPONSE, "1.1 shadowproxy", 200)
         assert [v for k, v in pairs if k == "Set-Cookie"] == ["a=1; Path=/", "b=2; Path=/"]
         assert ("Keep-Alive", "timeout=60") not in pairs
         assert pairs[-1] == ("Via", "1.1 shadowproxy")

@@ -13,7 +13,9 @@ from aiohttp import web
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "shadowproxy" / "schemas"
 
-PROBE = {"X-Shadow-Probe": "1"}
+TOKEN = "cutover-admin-token"
+"""The admin token of the cutover tests' proxies: probes carry it to learn who answered."""
+PROBE = {"X-Shadow-Probe": TOKEN}
 
 
 def side(name: str, status: int = 200) -> Any:

@@ -13,7 +13,7 @@ import pytest
 from shadowproxy.cli import main
 from shadowproxy.histogram import LatencyHistogram
 from shadowproxy.timestamps import rfc3339
-from tests.cutover.cutover_support import admin, records, side, valid
+from tests.cutover.cutover_support import TOKEN, admin, records, side, valid
 from tests.support import backend, eventually, make_settings, running_proxy
 
 ROUTE = "/a"
@@ -21,6 +21,7 @@ ROUTE = "/a"
 
 def _doc(mode: str = "shadow") -> dict[str, Any]:
     return {
+        "admin_token": TOKEN,
         "routes": [{"match": "/a/*", "name": ROUTE, "domain": "orders", "mode": mode}],
         "shadow": {"grace_s": 0.5, "max_loop_lag_ms": 10_000},
     }
@@ -125,13 +126,19 @@ class TestPromote:
 class TestDrill:
     """The drill flips a route to legacy and back, checks real answers and records itself."""
 
-    async def test_drill_records(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async def test_drill_records(
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
         """From candidate mode: legacy answers after the flip, the candidate after the restore."""
+        monkeypatch.setenv("DRILL_TOKEN", TOKEN)
         async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
             settings = make_settings(legacy.url, candidate.url, tmp_path, _doc("candidate"))
             async with running_proxy(settings) as proxy:
                 code = await _cli(
-                    "drill", "--route", ROUTE, "--path", "/a/1",
+                    "drill", "--route", ROUTE, "--path", "/a/1", "--token-env", "DRILL_TOKEN",
                     "--admin", proxy.admin, "--proxy", proxy.url,
                 )  # fmt: skip
                 _, listing = await admin(proxy.admin, "GET", "/cutover")
@@ -151,16 +158,17 @@ class TestDrill:
         ]
 
     async def test_drill_fails_when_candidate_is_down(
-        self, tmp_path: Path, unused_tcp_port: int
+        self, tmp_path: Path, unused_tcp_port: int, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A candidate that cannot answer after the restore fails the drill (exit 1), recorded."""
+        monkeypatch.setenv("DRILL_TOKEN", TOKEN)
         dead = f"http://127.0.0.1:{unused_tcp_port}"
         async with backend(side("legacy")) as legacy:
             settings = make_settings(legacy.url, dead, tmp_path, _doc("candidate"))
             async with running_proxy(settings) as proxy:
                 code = await _cli(
                     "drill", "--route", ROUTE, "--path", "/a/1", "--timeout", "0.3",
-                    "--admin", proxy.admin, "--proxy", proxy.url,
+                    "--token-env", "DRILL_TOKEN", "--admin", proxy.admin, "--proxy", proxy.url,
                 )  # fmt: skip
                 await eventually(lambda: bool(records(tmp_path, "drill")))
         (drill,) = records(tmp_path, "drill")

@@ -16,7 +16,7 @@ from shadowproxy.admin.app import AdminContext, build_admin_app
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.cutover.state import in_canary
 from shadowproxy.shadow.control import ShadowSwitch
-from tests.cutover.cutover_support import admin, probe, records, side, valid
+from tests.cutover.cutover_support import TOKEN, admin, probe, records, side, valid
 from tests.support import backend, eventually, make_settings, running_proxy
 
 ROUTE = "/a"
@@ -27,6 +27,7 @@ def _doc(mode: str | None = None, **route: Any) -> dict[str, Any]:
     if mode is not None:
         spec["mode"] = mode
     return {
+        "admin_token": TOKEN,
         "routes": [spec],
         "evidence": {"sample_matches_percent": 100},
         # The first requests of a test process meet import-time loop lag; never shed them.

@@ -7,16 +7,19 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.cutover.cutover_support import admin, probe
+from tests.cutover.cutover_support import TOKEN, admin, probe
 from tests.support import WAIT_S, backend, proxy_process
 
-CONFIG = """
+CONFIG = (
+    f"admin_token: {TOKEN}\n"
+    + """
 routes:
   - {match: "/a/*", name: "/a", domain: orders}
 shadow: {max_loop_lag_ms: 10000}
 cutover:
   rollback: {min_samples: 5, max_error_rate: 0.1, max_structural_rate: 1, max_p99_ratio: 1000000}
 """
+)
 STREAK = 20
 """Fresh connections in a row from one side: the kernel spreads them over both workers."""
 

@@ -217,6 +217,8 @@ NAMES = st.sampled_from(
         "Content-Length",
         "X-Forwarded-For",
         "Cookie",
+        "X-Shadow-Request",
+        "X-Shadow-Probe",
     ]
 ).flatmap(
     # Any casing: header names are case-insensitive on the wire.
@@ -252,19 +254,24 @@ class TestHeaderFilterFuzz:
     def test_request_headers(
         self, headers: list[tuple[str, str]], client_ip: str, host: str | None
     ) -> None:
-        """No hop-by-hop or framing header; other end-to-end headers unchanged and in order."""
+        """No hop-by-hop, framing or X-Shadow-* header; other end-to-end headers unchanged
+        and in order."""
         out = request_headers(headers, client_ip=client_ip, scheme="http", host=host, via="1.1 p")
         names = [name.lower() for name, _ in out]
         # The proxy's own Via and X-Forwarded-* are added after filtering, whatever Connection says.
         assert not (set(names) - _ADDED) & _hop(headers)
         assert "content-length" not in names
+        assert not [name for name in names if name.startswith("x-shadow-")]
         assert names.count("via") == 1
         assert out[-1] == ("Via", out[-1][1]) and out[-1][1].endswith("1.1 p")
         hop = _hop(headers)
         expected = [
             (n, v)
             for n, v in headers
-            if n.lower() not in hop and n.lower() not in _ADDED and n.lower() != "content-length"
+            if n.lower() not in hop
+            and n.lower() not in _ADDED
+            and n.lower() != "content-length"
+            and not n.lower().startswith("x-shadow-")
         ]
         assert [(n, v) for n, v in out if n.lower() not in _ADDED] == expected
         if client_ip:
@@ -272,14 +279,17 @@ class TestHeaderFilterFuzz:
             assert chain and chain[0].endswith(client_ip)
 
     @FUZZ
-    @given(HEADERS)
-    def test_response_headers(self, headers: list[tuple[str, str]]) -> None:
-        """Hop-by-hop never reaches the client; the Set-Cookie multiset is kept unless hop-named."""
-        out = response_headers(headers, "1.1 p")
+    @given(HEADERS, st.sampled_from([200, 204, 304]))
+    def test_response_headers(self, headers: list[tuple[str, str]], status: int) -> None:
+        """Hop-by-hop never reaches the client, nor framing on a 204 or 304; the Set-Cookie
+        multiset is kept unless hop-named."""
+        out = response_headers(headers, "1.1 p", status)
         hop = _hop(headers)
+        if status != 200:
+            hop.add("content-length")
         assert not ({n.lower() for n, _ in out} - {"via"}) & hop
         assert [p for p in out if p[0].lower() != "via"] == [
-            p for p in end_to_end(headers) if p[0].lower() != "via"
+            p for p in end_to_end(headers) if p[0].lower() not in {"via", *hop}
         ]
         if "set-cookie" not in hop:
             cookies = sorted(v for n, v in headers if n.lower() == "set-cookie")

@@ -8,15 +8,13 @@ normalised route.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.hardening.wire import ProxyProcess, Recorder, exchange, proxy_process, recording_backend
+from tests.hardening.wire import ProxyProcess, Upstreams, exchange, proxied, status
 
 HOSTILE = {
     "content-length-and-transfer-encoding": (
@@ -52,32 +50,14 @@ ODD_PATHS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Upstreams:
-    """The two recording backends and the proxy in front of them."""
-
-    legacy: Recorder
-    candidate: Recorder
-    proxy: ProxyProcess
-
-
 @pytest.fixture(scope="module", params=["c-parser", "pure-python-parser"])
 def upstreams(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Upstreams]:
     """One proxy process per parser, shared by this module's tests."""
-    log_dir: Path = tmp_path_factory.mktemp("hostile")
-    with recording_backend() as legacy, recording_backend() as candidate:
-        with proxy_process(
-            legacy.url, candidate.url, log_dir, pure_python=request.param == "pure-python-parser"
-        ) as proxy:
-            yield Upstreams(legacy, candidate, proxy)
-
-
-def _status(answer: bytes) -> int:
-    match = re.match(rb"HTTP/\d\.\d (\d{3}) ", answer)
-    assert match, answer[:80]
-    return int(match.group(1))
+    work: Path = tmp_path_factory.mktemp("hostile")
+    with proxied(work, pure_python=request.param == "pure-python-parser") as running:
+        yield running
 
 
 class TestHostileRequests:
@@ -88,14 +68,14 @@ class TestHostileRequests:
         """The proxy answers 400/431 and closes; neither backend sees a request."""
         seen = (len(upstreams.legacy.lines), len(upstreams.candidate.lines))
         answer, closed = exchange(upstreams.proxy.port, raw)
-        assert _status(answer) in {400, 431}
+        assert status(answer) in {400, 431}
         assert closed
         # A well-formed request on a fresh connection proves the backends are reachable,
         # so "no request seen" above is not an accident of timing.
         good, _ = exchange(
             upstreams.proxy.port, b"GET /probe HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
         )
-        assert _status(good) == 200
+        assert status(good) == 200
         lines = upstreams.legacy.wait_lines(seen[0] + 1)
         assert lines[seen[0] :] == [b"GET /probe HTTP/1.1"]
         candidate = upstreams.candidate.wait_lines(seen[1] + 1)
@@ -124,11 +104,11 @@ class TestRejectionLogs:
             upstreams.proxy.port,
             b"GET /x HTTP/1.1\r\nHost: a\r\n" + marker + b"\r\n bad fold\r\n\r\n",
         )
-        assert _status(answer) == 400
+        assert status(answer) == 400
         good, _ = exchange(
             upstreams.proxy.port, b"GET /probe HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
         )
-        assert _status(good) == 200
+        assert status(good) == 200
         # The probe's mirror lands now, not among the requests the next test counts.
         upstreams.candidate.wait_lines(mirrored + 1)
         logged = _logged_after(upstreams.proxy, seen, b"rejected malformed request: ")
@@ -146,7 +126,7 @@ class TestOddPaths:
         seen = (len(upstreams.legacy.lines), len(upstreams.candidate.lines))
         request = f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode()
         answer, _ = exchange(upstreams.proxy.port, request)
-        assert _status(answer) == 200
+        assert status(answer) == 200
         expected = f"GET {path} HTTP/1.1".encode()
         assert upstreams.legacy.wait_lines(seen[0] + 1)[seen[0]] == expected
         assert upstreams.candidate.wait_lines(seen[1] + 1)[seen[1]] == expected

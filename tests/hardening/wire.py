@@ -10,12 +10,13 @@ imported, hence the separate process).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import socketserver
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,17 @@ from typing import IO
 
 from tests.support import REPO, WAIT_S, listening, proxy_command, without_shedding
 
-__all__ = ["ProxyProcess", "Recorder", "exchange", "proxy_process", "recording_backend"]
+__all__ = [
+    "ProxyProcess",
+    "Recorder",
+    "Upstreams",
+    "exchange",
+    "header_lines",
+    "proxied",
+    "proxy_process",
+    "recording_backend",
+    "status",
+]
 
 _ANSWER = (
     b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{"ok": true}'
@@ -34,11 +45,17 @@ _CLOSE_WAIT_S = 3.0
 
 @dataclass
 class Recorder:
-    """What one backend received: raw request lines, and how many connections it accepted."""
+    """What one backend received: raw request lines and heads, and how many connections.
+
+    ``answers`` maps a request target to the raw answer sent for it (``_ANSWER`` otherwise).
+    """
 
     url: str = ""
     connections: int = 0
     lines: list[bytes] = field(default_factory=list)
+    heads: list[bytes] = field(default_factory=list)
+    """Each request's head as received, request line and blank line included."""
+    answers: Mapping[bytes, bytes] = field(default_factory=dict)
     lock: threading.Condition = field(default_factory=threading.Condition)
 
     def wait_lines(self, count: int) -> list[bytes]:
@@ -55,24 +72,33 @@ def _handler(recorder: Recorder) -> type[socketserver.StreamRequestHandler]:
             with recorder.lock:
                 recorder.connections += 1
             while line := self.rfile.readline():
+                head = [line]
                 length = 0
                 while (header := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                    head.append(header)
                     name, _, value = header.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value)
+                head.append(header)
                 self.rfile.read(length)
+                request_line = line.rstrip(b"\r\n")
                 with recorder.lock:
-                    recorder.lines.append(line.rstrip(b"\r\n"))
+                    recorder.lines.append(request_line)
+                    recorder.heads.append(b"".join(head))
                     recorder.lock.notify_all()
-                self.wfile.write(_ANSWER)
+                target = request_line.split(b" ")[1] if request_line.count(b" ") == 2 else b""
+                self.wfile.write(recorder.answers.get(target, _ANSWER))
 
     return Handler
 
 
 @contextmanager
-def recording_backend() -> Iterator[Recorder]:
-    """A keep-alive HTTP/1.1 backend on a thread that records each request line."""
-    recorder = Recorder()
+def recording_backend(answers: Mapping[bytes, bytes] | None = None) -> Iterator[Recorder]:
+    """A keep-alive HTTP/1.1 backend on a thread that records each request line and head.
+
+    ``answers`` gives the raw answer for some request targets.
+    """
+    recorder = Recorder(answers=answers or {})
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _handler(recorder))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -171,3 +197,54 @@ def exchange(port: int, request: bytes) -> tuple[bytes, bool]:
             return b"".join(chunks), False
         except ConnectionResetError:
             return b"".join(chunks), True
+
+
+@dataclass(frozen=True, slots=True)
+class Upstreams:
+    """The two recording backends and the proxy process in front of them."""
+
+    legacy: Recorder
+    candidate: Recorder
+    proxy: ProxyProcess
+    log_dir: Path
+
+    def send(self, request: bytes) -> tuple[bytes, bool]:
+        """``exchange`` with the proxy."""
+        return exchange(self.proxy.port, request)
+
+
+@contextmanager
+def proxied(
+    work: Path,
+    *,
+    legacy: Mapping[bytes, bytes] | None = None,
+    candidate: Mapping[bytes, bytes] | None = None,
+    config: str = "",
+    pure_python: bool = False,
+) -> Iterator[Upstreams]:
+    """A proxy process in front of two recording backends answering ``legacy`` and ``candidate``.
+
+    ``config`` is YAML added to a configuration that puts loop-lag shedding
+    out of reach; evidence goes to ``work``/logs.
+    """
+    log_dir = work / "logs"
+    path = work / "config.yaml"
+    path.write_text("shadow: {max_loop_lag_ms: 60000}\n" + config)
+    with recording_backend(legacy) as old, recording_backend(candidate) as new:
+        with proxy_process(
+            old.url, new.url, log_dir, pure_python=pure_python, config=path
+        ) as proxy:
+            yield Upstreams(old, new, proxy, log_dir)
+
+
+def status(answer: bytes) -> int:
+    """The status code of a raw answer."""
+    match = re.match(rb"HTTP/\d\.\d (\d{3}) ", answer)
+    assert match, answer[:80]
+    return int(match.group(1))
+
+
+def header_lines(raw: bytes) -> list[bytes]:
+    """The header lines of a raw request or answer head, as sent."""
+    head = raw.partition(b"\r\n\r\n")[0]
+    return head.split(b"\r\n")[1:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -97,6 +98,17 @@ class TestRequestHeaders:
         )
         assert [v for n, v in out if n == "Host"] == ["10.1.1.1:9000"]
 
+    def test_client_shadow_headers_are_dropped(self) -> None:
+        """X-Shadow-* headers are the proxy's own: a client's never reach an upstream."""
+        out = request_headers(
+            [("X-Shadow-Request", "1"), ("x-shadow-probe", "t"), ("X-Shadowed", "kept")],
+            client_ip="",
+            scheme="http",
+            host=None,
+            via="v",
+        )
+        assert [n for n, _ in out if n.lower().startswith("x-shadow")] == ["X-Shadowed"]
+
     def test_content_length_is_recomputed(self) -> None:
         """The client's Content-Length never reaches an upstream (framing is recomputed)."""
         out = request_headers(
@@ -111,7 +123,14 @@ class TestResponseHeaders:
     @given(HEADERS)
     def test_exactly_one_via(self, headers: list[tuple[str, str]]) -> None:
         """There is always exactly one Via line, ending with this proxy."""
-        out = response_headers(headers, "1.1 shadowproxy")
+        out = response_headers(headers, "1.1 shadowproxy", 200)
         vias = [v for n, v in out if n.lower() == "via"]
         assert len(vias) == 1
         assert vias[0].endswith("1.1 shadowproxy")
+
+    @pytest.mark.parametrize("status", [204, 304])
+    def test_bodiless_answers_carry_no_framing(self, status: int) -> None:
+        """A 204 or 304 loses legacy's Content-Length; its other headers stay."""
+        legacy = [("Content-Length", "5"), ("ETag", '"a"')]
+        assert response_headers(legacy, "v", status) == [("ETag", '"a"'), ("Via", "v")]
+        assert response_headers(legacy, "v", 200)[0] == ("Content-Length", "5")

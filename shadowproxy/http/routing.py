@@ -3,9 +3,11 @@
 Configured routes match first, in order: templates (``/orders/{id}``) match
 segment by segment, prefixes end in ``*`` (``/static/*``). Any other path gets
 a normalised name in which identifier-like segments (numbers, UUIDs, long hex,
-long opaque tokens) become ``{id}``. Past ``max_routes`` distinct normalised
-names, new ones collapse into ``other``, so metric label cardinality stays
-bounded whatever clients send. Pure, synchronous code.
+long opaque tokens, and words of eight or more characters mixing letters and
+digits, which is what passwords and keys in paths look like) become ``{id}``.
+Past ``max_routes`` distinct normalised names, new ones collapse into
+``other``, so metric label cardinality stays bounded whatever clients send.
+Pure, synchronous code.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ _UUID = re.compile(
 _HEX = re.compile(r"^[0-9a-fA-F]{16,}$")
 _OPAQUE = re.compile(r"^[A-Za-z0-9_\-.~=+]{24,}$")
 _HAS_DIGIT = re.compile(r"\d")
+_MIXED = re.compile(r"^(?=[^A-Za-z]*[A-Za-z])(?=\D*\d)[A-Za-z0-9_\-.~=+]{8,}$")
 _MAX_SEGMENT = 64
 _MAX_SEGMENTS = 16
 # Resolved paths remembered per table: at most this many, each at most this long
@@ -51,7 +54,7 @@ class Route:
 def _is_identifier(segment: str) -> bool:
     if _NUMERIC.match(segment) or _UUID.match(segment) or _HEX.match(segment):
         return True
-    if len(segment) > _MAX_SEGMENT:
+    if len(segment) > _MAX_SEGMENT or _MIXED.match(segment):
         return True
     return bool(_OPAQUE.match(segment) and _HAS_DIGIT.search(segment))
 

@@ -76,3 +76,9 @@ class TestNormalisePath:
         assert normalise_path("/blob/deadbeefdeadbeefdeadbeef") == "/blob/{id}"
         assert normalise_path("/t/eyJhbGciOiJIUzI1NiJ9abc123XYZ") == "/t/{id}"
         assert normalise_path("/api/v2/orders") == "/api/v2/orders"
+
+    def test_password_like_segments(self) -> None:
+        """Eight or more characters mixing letters and digits never become a label."""
+        assert normalise_path("/basic-auth/alice/s3cretPw9") == "/basic-auth/alice/{id}"
+        assert normalise_path("/keys/ak_live_2x9Q") == "/keys/{id}"
+        assert normalise_path("/oauth2/token/john.smith") == "/oauth2/token/john.smith"

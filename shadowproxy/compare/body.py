@@ -1,53 +1,27 @@
 """Body comparison after Content-Encoding is undone: JSON, text or bytes.
 
-Owns parsing and the body-level kinds: ``parse`` (one side is JSON, the other
-is not), ``body`` (text or bytes differ), plus everything ``tree`` finds inside
-JSON. JSON is parsed with msgspec, which keeps every digit of integers beyond
-64 bits (orjson would turn them into floats); a document it refuses is parsed
-once more by orjson only for its error message, which names the line and
-column. Pure code.
+Owns the choice of comparison and the body-level kinds: ``parse`` (one side
+parses as JSON, the other does not, or nests deeper than ``parse.MAX_DEPTH``),
+``body`` (text or bytes differ; JSON that parses on neither side is compared
+as text), plus everything ``tree`` finds inside JSON. Pure code.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-
-import msgspec
-import orjson
 
 from shadowproxy.compare.found import Collector, Found
 from shadowproxy.compare.media import BodyKind, MediaType, body_kind
+from shadowproxy.compare.parse import ParsedJson, parse_json
 from shadowproxy.compare.tree import TreeRules, diff_json, json_type
 from shadowproxy.compare.window import same_kind_number_change
 
-__all__ = ["BODY_PATH", "ParsedJson", "diff_bodies", "parse_json"]
+__all__ = ["BODY_PATH", "diff_bodies"]
 
 BODY_PATH = "$"
 """Path of differences about a whole body (``parse``, ``body``)."""
 
 _MAX_LINE_CHARS = 200
-_DECODER = msgspec.json.Decoder()
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedJson:
-    """A parsed document, or the parse error (``error`` set)."""
-
-    value: object = None
-    error: str | None = None
-
-
-def parse_json(data: bytes) -> ParsedJson:
-    """Parse ``data`` as JSON, exactly: big integers keep every digit."""
-    try:
-        return ParsedJson(_DECODER.decode(data))
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        try:
-            orjson.loads(data)
-        except orjson.JSONDecodeError as detailed:
-            return ParsedJson(error=str(detailed))
-        return ParsedJson(error=str(exc))
 
 
 def _fingerprint(data: bytes) -> dict[str, object]:
@@ -115,5 +89,5 @@ def diff_bodies(
 
 def _parse_side(parsed: ParsedJson) -> str:
     if parsed.error is not None:
-        return f"invalid JSON: {parsed.error}"
+        return parsed.error
     return json_type(parsed.value)

@@ -6,7 +6,14 @@ by one canonical serialisation of all equal siblings at once, because Python's
 subtrees are descended. Object keys are visited sorted and array indices in
 order, so the same input always yields the same differences in the same order.
 Kinds produced: ``missing``, ``extra``, ``type``, ``value``, ``length``,
-``order``. Pure code.
+``order``.
+
+Memory stays a small multiple of the documents: elements are matched as
+multisets (``order``, ``unordered``) by their canonical form held as text,
+never as orjson's bytes (each keeps a 4 KiB buffer, which once took a
+1 MB array pair past a gigabyte), and a sum of hashes, which keeps nothing,
+rules out most non-permutations first. The documents are at most
+``parse.MAX_DEPTH`` deep, so the recursion is bounded. Pure code.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import json
 import operator
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import compress, count
 
@@ -35,7 +42,6 @@ from shadowproxy.compare.rules import Equivalences, Tolerance
 __all__ = ["TreeRules", "canonical", "diff_json", "json_type"]
 
 _SORT = orjson.OPT_SORT_KEYS
-_TOO_DEEP = "nesting too deep to compare"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,26 @@ def canonical(value: object) -> bytes:
     except orjson.JSONEncodeError:
         # Integers beyond 64 bits: orjson refuses them, the stdlib does not.
         return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _key(value: object) -> str:
+    """The canonical form as text: exact, and compact where orjson's bytes keep a 4 KiB buffer."""
+    return canonical(value).decode()
+
+
+def _hash_sum(values: Iterable[object]) -> int:
+    return sum(map(hash, map(canonical, values)))
+
+
+def _same_elements(legacy: list[object], candidate: list[object], where: list[bool]) -> bool:
+    """True when the elements at the ``where`` positions are the same multiset on both sides."""
+    # Equal multisets have equal sums; the sum alone costs no memory and
+    # settles nearly every other case, such as an array shifted by one.
+    if _hash_sum(compress(legacy, where)) != _hash_sum(compress(candidate, where)):
+        return False
+    counts = Counter(map(_key, compress(legacy, where)))
+    counts.subtract(map(_key, compress(candidate, where)))
+    return not any(counts.values())
 
 
 def json_type(value: object) -> str:
@@ -105,13 +131,9 @@ def diff_json(
     implies equal types, and at most one child of any container differs.
     """
     walk = _Walk(rules, out, single)
-    try:
-        if _same(legacy, candidate) and walk.confirm([legacy], [candidate]):
-            return
-        walk.node(legacy, candidate, ())
-    except RecursionError:
-        # Nesting deeper than the interpreter's stack: report it rather than fail.
-        out.add(Found("parse", "$", _TOO_DEEP, _TOO_DEEP, ()))
+    if _same(legacy, candidate) and walk.confirm([legacy], [candidate]):
+        return
+    walk.node(legacy, candidate, ())
 
 
 class _Walk:
@@ -185,36 +207,35 @@ class _Walk:
                 self.node(legacy[index], candidate[index], (*at, index))
             return
         flags = list(map(operator.ne, legacy, candidate))
-        unequal = list(compress(range(len(flags)), flags))
-        same = list(map(operator.not_, flags))
-        if not self.confirm(list(compress(legacy, same)), list(compress(candidate, same))):
-            unequal = list(range(len(flags)))
+        if not self.confirm(
+            list(compress(legacy, map(operator.not_, flags))),
+            list(compress(candidate, map(operator.not_, flags))),
+        ):
+            flags = [True] * len(flags)
         if len(legacy) != len(candidate):
             self.add("length", at, len(legacy), len(candidate))
-        elif len(unequal) > 1 and Counter(canonical(legacy[i]) for i in unequal) == Counter(
-            canonical(candidate[i]) for i in unequal
-        ):
+        elif flags.count(True) > 1 and _same_elements(legacy, candidate, flags):
             # Positions that agree hold the same elements, so comparing only the
             # disagreeing ones tells whether the arrays are permutations of each other.
-            self.add("order", at, legacy[unequal[0]], candidate[unequal[0]])
+            first = flags.index(True)
+            self.add("order", at, legacy[first], candidate[first])
             return
-        for index in unequal:
+        for index in compress(count(), flags):
             if self.out.full:
                 return
             self.node(legacy[index], candidate[index], (*at, index))
 
     def multiset(self, legacy: list[object], candidate: list[object], at: Segments) -> None:
-        pending = Counter(map(canonical, candidate))
+        pending = Counter(map(_key, candidate))
         unmatched_legacy: list[int] = []
-        for index, item in enumerate(legacy):
-            key = canonical(item)
+        for index, key in enumerate(map(_key, legacy)):
             if pending[key] > 0:
                 pending[key] -= 1
             else:
                 unmatched_legacy.append(index)
+        # What is still pending is unmatched; a second pass finds where it sits.
         unmatched_candidate: list[int] = []
-        for index, item in enumerate(candidate):
-            key = canonical(item)
+        for index, key in enumerate(map(_key, candidate)):
             if pending[key] > 0:
                 pending[key] -= 1
                 unmatched_candidate.append(index)

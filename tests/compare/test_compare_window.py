@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowproxy.compare.body import parse_json
 from shadowproxy.compare.found import Collector
+from shadowproxy.compare.parse import parse_json
 from shadowproxy.compare.tree import TreeRules, diff_json
 from shadowproxy.compare.window import common_prefix, common_suffix, same_kind_number_change
 from tests.compare.factories import leaf_paths, value_at, with_value_at

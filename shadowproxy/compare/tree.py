@@ -23,6 +23,7 @@ import operator
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import compress, count
 
 import orjson
@@ -207,20 +208,30 @@ class _Walk:
                 self.node(legacy[index], candidate[index], (*at, index))
             return
         flags = list(map(operator.ne, legacy, candidate))
-        if not self.confirm(
+        # == accepted the other positions; unless one serialisation per side
+        # confirms them, True-vs-1 or 1-vs-1.0 hides there and they are walked too.
+        hidden = not self.confirm(
             list(compress(legacy, map(operator.not_, flags))),
             list(compress(candidate, map(operator.not_, flags))),
-        ):
-            flags = [True] * len(flags)
+        )
+        reordered = (
+            len(legacy) == len(candidate)
+            and flags.count(True) > 1
+            and _same_elements(legacy, candidate, flags)
+        )
         if len(legacy) != len(candidate):
             self.add("length", at, len(legacy), len(candidate))
-        elif flags.count(True) > 1 and _same_elements(legacy, candidate, flags):
+        elif reordered:
             # Positions that agree hold the same elements, so comparing only the
             # disagreeing ones tells whether the arrays are permutations of each other.
             first = flags.index(True)
             self.add("order", at, legacy[first], candidate[first])
+        walk = flags
+        if hidden:
+            walk = list(map(operator.not_, flags)) if reordered else [True] * len(flags)
+        elif reordered:
             return
-        for index in compress(count(), flags):
+        for index in compress(count(), walk):
             if self.out.full:
                 return
             self.node(legacy[index], candidate[index], (*at, index))
@@ -281,8 +292,21 @@ class _Walk:
             else:
                 self.add("value", at, legacy, candidate)
             return
-        delta = abs(legacy - candidate)
-        tolerance = self.tolerance
-        if delta <= tolerance.absolute or delta <= tolerance.relative * abs(legacy):
-            return
-        self.add("value", at, legacy, candidate)
+        if not _within(legacy, candidate, self.tolerance):
+            self.add("value", at, legacy, candidate)
+
+
+def _within(legacy: float, candidate: float, tolerance: Tolerance) -> bool:
+    """Whether ``tolerance`` covers two unequal numbers (no tolerance covers none)."""
+    if not (tolerance.absolute or tolerance.relative):
+        # Float arithmetic would round 2**53 + 1 - 2.0**53 to 0.
+        return False
+    try:
+        gap = abs(legacy - candidate)
+        return gap <= tolerance.absolute or gap <= tolerance.relative * abs(legacy)
+    except OverflowError:
+        # An integer beyond the float range: rationals are exact and never overflow.
+        exact = abs(Fraction(legacy) - Fraction(candidate))
+        return exact <= tolerance.absolute or exact <= Fraction(tolerance.relative) * abs(
+            Fraction(legacy)
+        )

@@ -309,6 +309,25 @@ class TestKindTable:
             ("length", "$.tags", 1, 2)
         ]
 
+    @pytest.mark.parametrize(
+        ("legacy", "candidate", "found"),
+        [
+            pytest.param([1, 1.0], [1.0, 1], [], id="int-float-equal-in-place"),
+            pytest.param([True, 1], [1, True], [("type", "$[0]"), ("type", "$[1]")], id="bool"),
+            pytest.param(
+                [1, 2, True], [2, 1, 1], [("order", "$"), ("type", "$[2]")], id="order-and-type"
+            ),
+        ],
+    )
+    def test_order_counts_only_positions_that_differ(
+        self, legacy: object, candidate: object, found: list[tuple[str, str]]
+    ) -> None:
+        """An order needs elements that == tells apart; equal-looking ones are checked in place."""
+        verdict = Comparator().compare(
+            make_exchange(obs(body=legacy), obs(body=candidate)), CompareRules()
+        )
+        assert [(d.kind, d.path) for d in verdict.differences] == found
+
     def test_length_then_changed_prefix(self) -> None:
         """A longer array reports its length and any change in the shared prefix."""
         verdict = Comparator().compare(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shadowproxy.compare import Comparator, CompareRules, Equivalences
+from shadowproxy.compare import Comparator, CompareRules, Equivalences, Tolerance
 from shadowproxy.model import Outcome, Verdict
 from tests.compare.factories import make_exchange, make_observation
 
@@ -104,6 +104,26 @@ class TestExactness:
         assert [(d.kind, d.legacy, d.candidate) for d in verdict.differences] == [
             ("value", -BIG, -BIG - 1)
         ]
+
+    def test_no_tolerance_is_exact_between_integer_and_float(self) -> None:
+        """2**53 + 1 against 2.0**53 differ, though float arithmetic rounds the gap to 0."""
+        verdict = _verdict(f"[{2**53 + 1}]", f"[{float(2**53)!r}]")
+        assert [(d.kind, d.path) for d in verdict.differences] == [("value", "$[0]")]
+
+    def test_integer_beyond_the_float_range_against_a_float(self) -> None:
+        """A 400-digit integer against a float is a value difference, not an OverflowError."""
+        huge = 10**400
+        assert [(d.kind, d.legacy) for d in _verdict([huge], [1.5]).differences] == [
+            ("value", huge)
+        ]
+        relative = CompareRules(tolerance=Tolerance(relative=0.01))
+        within = Comparator().compare(
+            make_exchange(obs(body=[huge]), obs(body=[huge + 10**390])), relative
+        )
+        beyond = Comparator().compare(
+            make_exchange(obs(body=[huge]), obs(body=[huge + 10**399])), relative
+        )
+        assert (within.outcome, beyond.outcome) == (Outcome.MATCH, Outcome.DIVERGED)
 
     def test_escaping_and_whitespace_do_not_matter(self) -> None:
         """``\\u00e9`` equals ``é`` and whitespace is irrelevant."""

@@ -109,10 +109,21 @@ class Result:
 # processes
 
 
+_HELD: list[socket.socket] = []
+"""Sockets holding the ports ``_free_port`` gave out, open until the benchmark exits."""
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A fresh loopback port, held (bound, never listening) for as long as the benchmark runs.
+
+    SO_REUSEADDR lets nginx and shadowproxy listen on it while it is held, and
+    nobody else is given it meanwhile (a port bound and released could be).
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return int(sock.getsockname()[1])
 
 
 def _tree(root: int) -> list[int]:

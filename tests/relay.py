@@ -38,6 +38,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from tests.support import held_port
+
 __all__ = ["HEALTHY", "Fault", "MiB", "Relay", "Toxic", "relay", "relay_process"]
 
 MiB = 1024 * 1024
@@ -120,6 +122,7 @@ class Relay:
         """Connections accepted so far."""
         self._open: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
+        self._held: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -132,17 +135,18 @@ class Relay:
         return len(self._open)
 
     async def start(self) -> None:
-        """Listen (unless the toxic refuses) on the relay's port, ephemeral at first."""
+        """Listen (unless the toxic refuses) on the relay's port, ephemeral at first.
+
+        The port is held by a socket that never listens from the first start
+        to ``close``, so while the relay refuses nobody else can take it.
+        """
+        if self._held is None:
+            self._held = held_port(shared=True)
+            self.port = self._held.getsockname()[1]
         if self.toxic.fault is not Fault.REFUSE:
             self._server = await asyncio.start_server(
-                self._handle, "127.0.0.1", self.port, reuse_address=True
+                self._handle, "127.0.0.1", self.port, reuse_port=True
             )
-            self.port = self._server.sockets[0].getsockname()[1]
-        elif self.port == 0:
-            # Reserve a port number that nobody listens on.
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
 
     async def set(self, toxic: Toxic) -> None:
         """Apply ``toxic`` from now on (``refuse`` stops listening, the others listen again)."""
@@ -164,6 +168,9 @@ class Relay:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1

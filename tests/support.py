@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import ssl
 import sys
 import tempfile
@@ -194,6 +195,23 @@ def config_error(document: str, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert err.count("\n") == 1
     assert err.startswith(f"{path}: ")
     return err.removeprefix(f"{path}: ")
+
+
+def held_port(*, shared: bool = False) -> socket.socket:
+    """A loopback TCP socket bound to a fresh port that never listens; close it when done.
+
+    While it is open a connect to its port is refused and nobody can take the
+    port, so it stands for "nothing listens here" (a port bound and released
+    may be handed to the next ephemeral listener, even the proxy under test).
+    ``shared`` sets SO_REUSEPORT first, so this process may listen on the port
+    too with ``reuse_port`` (the fault relay switches between listening and
+    refusing without ever letting the port go).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 async def eventually(check: Callable[[], bool]) -> None:

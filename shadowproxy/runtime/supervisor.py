@@ -1,7 +1,9 @@
 """``--workers N``: N proxy processes sharing the listen port, one admin listener over all.
 
 The supervisor starts N spawned worker processes, each binding the proxy port
-with SO_REUSEPORT so the kernel spreads connections across cores. It serves
+with SO_REUSEPORT so the kernel spreads connections across cores (a port 0
+is picked here and held, bound but not listening, for as long as the
+supervisor runs, so no other listener can take it). It serves
 the admin listener itself: metrics are summed over workers through
 prometheus_client's multiprocess mode, and the kill switch is one byte of
 shared memory every worker reads. SIGTERM/SIGINT and SIGHUP are forwarded to
@@ -43,11 +45,15 @@ _RESTART_BACKOFF_S = 1.0
 _START_TIMEOUT_S = 30.0
 
 
-def _load(config_path: str | None, overrides: Overrides, listen: HostAddress) -> Settings:
-    """The configuration again for a reload, on the port picked at start for ``listen: :0``."""
+def _load(config_path: str | None, overrides: Overrides, running: Settings) -> Settings:
+    """The configuration again for a reload, on the ports picked at start for ``:0``."""
     fresh = load_settings(config_path, overrides)
     if fresh.listen.port == 0:
-        fresh = replace(fresh, listen=HostAddress(fresh.listen.host, listen.port))
+        fresh = replace(fresh, listen=replace(fresh.listen, port=running.listen.port))
+    grpc = fresh.grpc
+    if grpc is not None and running.grpc is not None and grpc.listen.port == 0:
+        listen = replace(grpc.listen, port=running.grpc.listen.port)
+        fresh = replace(fresh, grpc=replace(grpc, listen=listen))
     return fresh
 
 
@@ -72,7 +78,7 @@ def _worker_main(
     asyncio.run(
         serve(
             settings,
-            reload=lambda: _load(config_path, overrides, settings.listen),
+            reload=lambda: _load(config_path, overrides, settings),
             pause_flag=flag,
             serve_admin=False,
             on_ready=lambda _: setattr(ready, "value", 1),
@@ -196,7 +202,7 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
         fleet.signal_all(signal.SIGHUP)
 
     config = RunningConfig(
-        settings, load=lambda: _load(config_path, overrides, settings.listen), apply=apply
+        settings, load=lambda: _load(config_path, overrides, settings), apply=apply
     )
 
     def status() -> dict[str, object]:
@@ -244,10 +250,33 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
     return 0 if clean and started else 1
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+def _hold_port(host: str) -> socket.socket:
+    """A socket bound with SO_REUSEPORT to a fresh port of ``host`` that never listens.
+
+    While it is open nobody else can take the port (not even this process's
+    own admin listener, binding port 0 after it), yet every worker can listen
+    on it with SO_REUSEPORT; a port picked and released could be given to
+    another listener before the workers bind it.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+def _hold_ports(settings: Settings, held: list[socket.socket]) -> Settings:
+    """``settings`` with a fresh port, held in ``held``, where the workers' listeners ask for 0."""
+
+    def hold(address: HostAddress) -> HostAddress:
+        if address.port != 0:
+            return address
+        held.append(_hold_port(address.host))
+        return replace(address, port=int(held[-1].getsockname()[1]))
+
+    settings = replace(settings, listen=hold(settings.listen))
+    if settings.grpc is not None:
+        settings = replace(settings, grpc=replace(settings.grpc, listen=hold(settings.grpc.listen)))
+    return settings
 
 
 def supervise(
@@ -258,18 +287,19 @@ def supervise(
     log_json: bool | None = None,
 ) -> int:
     """Run ``settings.workers`` worker processes until SIGTERM/SIGINT; returns the exit code."""
-    if settings.listen.port == 0:
-        # Every worker must bind the same port; an ephemeral one is picked here once.
-        settings = replace(
-            settings, listen=HostAddress(settings.listen.host, _free_port(settings.listen.host))
-        )
+    held: list[socket.socket] = []
     metrics_dir = tempfile.mkdtemp(prefix="shadowproxy-metrics-")
     state_dir = tempfile.mkdtemp(prefix="shadowproxy-cutover-")
     # Set before any worker starts: prometheus_client picks its value store at import.
     os.environ[_MULTIPROC_ENV] = metrics_dir
     try:
+        # Every worker must bind the same ports; ephemeral ones are picked here
+        # once and held until the supervisor exits (a restarted worker binds them again).
+        settings = _hold_ports(settings, held)
         fleet = _Fleet(settings, config_path, overrides, log_json, state_dir)
         return asyncio.run(_supervise(fleet, config_path, overrides))
     finally:
+        for sock in held:
+            sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
         shutil.rmtree(state_dir, ignore_errors=True)

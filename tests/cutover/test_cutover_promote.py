@@ -100,7 +100,7 @@ class TestPromote:
         assert listing["routes"][ROUTE]["mode"] == "shadow"
 
     async def test_bad_input_exits_2(
-        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], unused_tcp_port: int
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], closed_port: int
     ) -> None:
         """A missing evidence path, an unknown route or an unreachable admin API exit 2."""
         evidence = _evidence(tmp_path / "in.jsonl")
@@ -114,7 +114,7 @@ class TestPromote:
                     "promote", "--route", "/zz", "--admin", proxy.admin, str(evidence)
                 )
         unreachable = await _cli(
-            "promote", "--route", ROUTE, "--admin", f"http://127.0.0.1:{unused_tcp_port}",
+            "promote", "--route", ROUTE, "--admin", f"http://127.0.0.1:{closed_port}",
             str(evidence),
         )  # fmt: skip
         lines = capsys.readouterr().err.strip().splitlines()
@@ -158,11 +158,11 @@ class TestDrill:
         ]
 
     async def test_drill_fails_when_candidate_is_down(
-        self, tmp_path: Path, unused_tcp_port: int, monkeypatch: pytest.MonkeyPatch
+        self, tmp_path: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A candidate that cannot answer after the restore fails the drill (exit 1), recorded."""
         monkeypatch.setenv("DRILL_TOKEN", TOKEN)
-        dead = f"http://127.0.0.1:{unused_tcp_port}"
+        dead = f"http://127.0.0.1:{closed_port}"
         async with backend(side("legacy")) as legacy:
             settings = make_settings(legacy.url, dead, tmp_path, _doc("candidate"))
             async with running_proxy(settings) as proxy:

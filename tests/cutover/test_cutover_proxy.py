@@ -267,11 +267,11 @@ class TestRetry:
         [("GET", 200, "legacy"), ("PUT", 200, "legacy"), ("POST", 502, None)],
     )
     async def test_refused_candidate(
-        self, tmp_path: Path, unused_tcp_port: int, method: str, status: int, answered_by: str
+        self, tmp_path: Path, closed_port: int, method: str, status: int, answered_by: str
     ) -> None:
         """GET and PUT get legacy's answer; POST gets 502 JSON naming the candidate."""
         async with backend(side("legacy")) as legacy:
-            dead = f"http://127.0.0.1:{unused_tcp_port}"
+            dead = f"http://127.0.0.1:{closed_port}"
             settings = make_settings(legacy.url, dead, tmp_path, _doc("candidate"))
             async with running_proxy(settings) as proxy:
                 answer = await probe(proxy.url + "/a/1", method=method)

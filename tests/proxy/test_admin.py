@@ -53,12 +53,10 @@ class TestEndpoints:
         assert content_type.startswith("text/plain")
         assert 'shadowproxy_build_info{version="' in metrics
 
-    async def test_ready_fails_when_legacy_is_down(
-        self, tmp_path: Path, unused_tcp_port: int
-    ) -> None:
+    async def test_ready_fails_when_legacy_is_down(self, tmp_path: Path, closed_port: int) -> None:
         """/readyz answers 503 while legacy refuses connections."""
         async with backend(json_ok) as candidate:
-            settings = make_settings(f"http://127.0.0.1:{unused_tcp_port}", candidate.url, tmp_path)
+            settings = make_settings(f"http://127.0.0.1:{closed_port}", candidate.url, tmp_path)
             async with running_proxy(settings) as proxy:
                 assert await _get(proxy.admin + "/readyz") == (
                     503,

@@ -7,7 +7,6 @@ import contextlib
 import gc
 import random
 import re
-import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -318,12 +317,9 @@ class TestStaleConnection:
 class TestErrors:
     """Each failure is an UpstreamError whose kind says what went wrong."""
 
-    async def test_nothing_listening_is_refused(self) -> None:
+    async def test_nothing_listening_is_refused(self, closed_port: int) -> None:
         """Connecting to a port nobody listens on fails REFUSED."""
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        pool = new_pool(port)
+        pool = new_pool(closed_port)
         with pytest.raises(UpstreamError) as error:
             await fetch(pool)
         await pool.close()

@@ -224,10 +224,10 @@ class TestHopByHop:
 class TestLegacyFailures:
     """Legacy failures become small JSON errors, never tracebacks."""
 
-    async def test_legacy_down_gives_502(self, tmp_path: Path, unused_tcp_port: int) -> None:
+    async def test_legacy_down_gives_502(self, tmp_path: Path, closed_port: int) -> None:
         """A refused legacy connection answers 502 naming the upstream; nothing is compared."""
         async with backend(json_ok) as candidate:
-            settings = make_settings(f"http://127.0.0.1:{unused_tcp_port}", candidate.url, tmp_path)
+            settings = make_settings(f"http://127.0.0.1:{closed_port}", candidate.url, tmp_path)
             async with running_proxy(settings) as proxy:
                 status, headers, body = await _fetch(proxy.url + "/a")
                 errors = proxy.metric(

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import WAIT_S, backend, json_ok, proxy_process
+from tests.support import REPO, WAIT_S, backend, json_ok, proxy_process
 
 REQUESTS = 60
+STARTS = 10
+"""How many times ``TestPorts`` starts two workers and an admin listener on port 0."""
+
+FIVE_PORTS = (
+    'ip link set lo up && echo "40000 40004" > /proc/sys/net/ipv4/ip_local_port_range && exec "$@"'
+)
+"""Inside a fresh network namespace: loopback up, five ephemeral ports, then the command.
+
+A port bound and released is the next one ``bind(port 0)`` gets there (Linux
+hands odd ports to it first and this range has two), so a supervisor that
+released its workers' port before binding the admin listener would lose it.
+"""
 
 
 def _sum(metrics: str, sample_name: str, **labels: str) -> float:
@@ -72,7 +89,7 @@ class TestWorkers:
                 assert await proxy.terminate(60) == 0
         assert len(candidate.seen) == REQUESTS, "nothing was mirrored while paused"
         files = {p.name for p in tmp_path.glob("shadow-*.jsonl")}  # noqa: ASYNC240 - after the run
-        assert len(files) == 2, "one evidence file per worker"
+        assert len(files) == 2, f"one evidence file per worker: {files}"
 
 
 class TestWorkersReload:
@@ -128,3 +145,42 @@ class TestWorkersReload:
                 rejected = await status_when(lambda s: s["reloads"]["rejected"] == 1)
                 assert rejected["config_digest"] == after["config_digest"]
                 assert rejected["workers_ready"] == 2
+
+
+def _isolated() -> list[str]:
+    """A prefix running a command in a network namespace with five ephemeral ports; [] if none."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return []
+    probe = subprocess.run(
+        ["unshare", "--net", "sh", "-c", FIVE_PORTS, "sh", "true"], capture_output=True, check=False
+    )
+    return ["unshare", "--net", "sh", "-c", FIVE_PORTS, "sh"] if probe.returncode == 0 else []
+
+
+class TestPorts:
+    """The workers' ephemeral port is held from the moment it is picked."""
+
+    @pytest.mark.slow
+    async def test_two_workers_and_admin_on_port_zero_always_start(self) -> None:
+        """Ten starts of --workers 2 with --admin on port 0: every one serves and stops cleanly."""
+        prefix = _isolated()
+        runs = asyncio.Semaphore(5)
+
+        async def start(run: int) -> None:
+            async with runs:
+                process = await asyncio.create_subprocess_exec(
+                    *prefix,
+                    sys.executable,
+                    "-m",
+                    "tests.proxy.workers_start",
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    cwd=REPO,
+                    env={**os.environ, "PYTHONPATH": str(REPO)},
+                )
+                output, _ = await asyncio.wait_for(process.communicate(), 120)
+            assert process.returncode == 0, f"start {run}: {output.decode()[-3000:]}"
+
+        async with asyncio.TaskGroup() as group:
+            for run in range(STARTS):
+                group.create_task(start(run))

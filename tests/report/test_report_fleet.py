@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -23,12 +23,13 @@ PROMETHEUS = Path("/usr/bin/prometheus")
 HERE = Path(__file__).resolve().parent
 SCHEMA = json.loads((HERE.parents[1] / "shadowproxy/schemas/report.schema.json").read_text())
 WAIT_S = 60.0
+_LISTENING = re.compile(r'msg="Listening on" address=(127\.0\.0\.1:\d+)')
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def listening_address(log: Path) -> str | None:
+    """The address Prometheus says it listens on, once its log says so."""
+    found = _LISTENING.search(log.read_text(errors="replace")) if log.exists() else None
+    return found.group(1) if found else None
 
 
 def query(base: str, promql: str) -> list[dict[str, Any]]:
@@ -73,20 +74,24 @@ def fleet(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         "scrape_configs:\n"
         f"  - job_name: shadow\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
     )
-    web = free_port()
-    prometheus = subprocess.Popen(
-        [
-            str(PROMETHEUS),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{web}",
-            "--log.level=error",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # Port 0, then its own log line for the port: a port picked here and
+    # released could be taken by anyone before Prometheus binds it.
+    log = tmp_path / "prometheus.log"
+    with log.open("w") as log_file:
+        prometheus = subprocess.Popen(
+            [
+                str(PROMETHEUS),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                "--web.listen-address=127.0.0.1:0",
+                "--log.level=info",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
     try:
-        yield f"http://127.0.0.1:{web}", exporter
+        wait_until(lambda: listening_address(log) is not None, "Prometheus to listen")
+        yield f"http://{listening_address(log)}", exporter
     finally:
         prometheus.terminate()
         exporter.terminate()
@@ -133,9 +138,11 @@ class TestFleetMode:
         assert any("fleet mode" in note for note in doc["notes"])
         assert any("candidate/timeout" in note for note in doc["notes"])
 
-    def test_unreachable_prometheus_is_bad_input(self, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_unreachable_prometheus_is_bad_input(
+        self, capsys: pytest.CaptureFixture[str], closed_port: int
+    ) -> None:
         """A Prometheus nobody answers on exits 2 with one line naming the URL."""
-        url = f"http://127.0.0.1:{free_port()}"
+        url = f"http://127.0.0.1:{closed_port}"
         assert run_report(parse("--prometheus", url)) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"shadow report: {url}: cannot query Prometheus")

@@ -138,6 +138,13 @@ def _banner(doc: Document, lines: Sequence[Standing]) -> str:
     blocking = [line for line in lines if line.status != "pass"]
     items = "".join(_standing_item(line) for line in blocking)
     notes = "".join(f"<p>note: {_e(note)}</p>" for note in doc["notes"])
+    damaged = len(doc["inputs"]["problems"])
+    if damaged:
+        notes = (
+            f'<p class="unreadable">{damaged} {"file has" if damaged == 1 else "files have"} '
+            "evidence that could not be read: it keeps gates from passing (details below, "
+            "“Evidence that could not be read”).</p>" + notes
+        )
     return (
         f'<header class="banner {word}" id="verdict" data-verdict="{word}">'
         f"<h1>shadow report {_e(verdict_sentence(doc, lines))}</h1>"

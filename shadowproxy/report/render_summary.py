@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from rich.cells import cell_len, get_character_cell_size
 from rich.text import Text
 
-from shadowproxy.report.tabular import Document, printable, window_line
+from shadowproxy.report.tabular import Document, printable, problems_section, window_line
 from shadowproxy.report.verdict import standings, verdict, verdict_sentence
 
 __all__ = ["SUMMARY_WIDTH", "TOP_LINES", "elide", "summary_lines"]
@@ -197,6 +197,31 @@ def _fingerprints(doc: Document, width: int) -> list[Text]:
     return [title, *_table(columns, rows, styles, width)]
 
 
+def _problems(doc: Document, width: int) -> list[Text]:
+    """Per file, what could not be read: these lines hold gates back."""
+    section = problems_section(doc)
+    if not section.rows:
+        return []
+    shown = section.rows[:TOP_LINES]
+    more = len(section.rows) - len(shown)
+    columns = (
+        _Column("file", shrink_to=16, middle=True),
+        _Column("malformed", right=True),
+        _Column("oversized", right=True),
+        _Column("uncounted", right=True),
+        _Column("first problem", shrink_to=16),
+    )
+    rows = [(printable(r[0]), r[1], r[2], r[3], printable(r[4])) for r in shown]
+    lines = [
+        Text(),
+        Text(f"{section.title} (it keeps gates from passing)", style="bold yellow"),
+        *_table(columns, rows, [("",) * 5] * len(rows), width),
+    ]
+    if more:
+        lines.append(Text(f"and {more} more files (--detail)"))
+    return lines
+
+
 def _wrapped(text: str, width: int, style: str = "") -> list[Text]:
     return [
         Text(line, style=style)
@@ -214,6 +239,7 @@ def summary_lines(doc: Document, width: int = SUMMARY_WIDTH) -> list[Text]:
         *_wrapped(printable(window_line(doc)), width, "dim"),
         Text(),
         *_routes(doc, width),
+        *_problems(doc, width),
     ]
     if doc["source"] == "files":
         lines += [Text(), *_fingerprints(doc, width)]

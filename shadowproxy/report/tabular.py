@@ -17,6 +17,7 @@ __all__ = [
     "format_percent",
     "headline",
     "printable",
+    "problems_section",
     "sections",
     "window_line",
 ]
@@ -120,8 +121,37 @@ def headline(doc: Document) -> str:
     return f"shadow report {verdict}: {window_line(doc)}"
 
 
+def _first_problem(problem: Mapping[str, Any]) -> str:
+    gzip = "; the gzip stream stops short" if problem["truncated"] else ""
+    gzip += "; the gzip stream was cut at 256x its size" if problem["cut"] else ""
+    where = f"line {problem['first_line']}: " if problem["first_line"] is not None else ""
+    return f"{where}{problem['first_problem']}{gzip}"
+
+
+def problems_section(doc: Document) -> Section:
+    """Per file, what could not be read (``inputs.problems``); no rows when everything was."""
+    problems = doc["inputs"]["problems"]
+    return Section(
+        "Evidence that could not be read",
+        ("File", "Malformed", "Oversized", "Uncounted", "First problem"),
+        tuple(
+            (
+                p["file"],
+                str(p["malformed"]),
+                str(p["oversized"]),
+                str(p["uncounted"]),
+                _first_problem(p),
+            )
+            for p in problems
+        ),
+        tuple("warn" for _ in problems),
+    )
+
+
 def sections(doc: Document) -> list[Section]:
-    """Gates, domains, routes, fingerprints and ownership history, in that order."""
+    """Gates, unreadable evidence, domains, routes, fingerprints, modes and ownership history."""
+    problems = problems_section(doc)
+    duplicates = doc["inputs"]["duplicate_files"]
     out = [
         Section(
             "Gates",
@@ -141,6 +171,19 @@ def sections(doc: Document) -> list[Section]:
                 "pass" if g["passed"] else ("fail" if g["status"] == "fail" else "warn")
                 for g in doc["gates"]
             ),
+        ),
+        *([problems] if problems.rows else []),
+        *(
+            [
+                Section(
+                    "Files read once (same content as another)",
+                    ("File", "Same content as"),
+                    tuple((d["file"], d["same_as"]) for d in duplicates),
+                    tuple("" for _ in duplicates),
+                )
+            ]
+            if duplicates
+            else []
         ),
         Section(
             "Domains",

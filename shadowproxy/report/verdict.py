@@ -86,9 +86,18 @@ def _why(route: Mapping[str, Any], doc: Document, limits: Mapping[tuple[str, str
         return f"p99: {ratio:.3g}x legacy > {limit:g}x"
     if status == "INSUFFICIENT_EVIDENCE":
         least = limits.get((domain, "min_compared"))
+        unread = sum(
+            u["count"] for u in doc["inputs"]["unreadable"] if u["domain"] in (domain, "*")
+        )
         if least is not None and route["compared"] < least:
             return f"{route['compared']} of {least} compared"
-        return "no latency observations"
+        if route["latency"]["p99_ratio"] is None:
+            return "no latency observations"
+        return (
+            _plural(unread, "unreadable line", "unreadable lines")
+            if unread
+            else "insufficient evidence"
+        )
     return "at parity"
 
 

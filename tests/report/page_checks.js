@@ -108,6 +108,7 @@
       text: li.innerText,
     })),
     charts,
+    details: document.querySelector("section.details").innerText,
     scripts: document.scripts.length,
     external: [...document.querySelectorAll("[src], link[href]")].length,
   };

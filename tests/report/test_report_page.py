@@ -25,7 +25,8 @@ from shadowproxy.report.command import run_report
 from shadowproxy.report.tabular import printable
 from tests.report.browser import BROWSER_WAIT_S, chromium, needs_chromium
 from tests.report.fortnight import HOSTILE_ROUTE, write_fortnight
-from tests.report.report_factories import parse
+from tests.report.report_factories import UNTIL_TEXT, parse
+from tests.report.test_report_summary import write_damaged
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
@@ -152,9 +153,12 @@ class TestDemoPage:
             assert f"  {route}  " in first, route
         checks = await _look(tmp_path / "demo.html", tmp_path, "report-demo")
         _assert_looks_right(checks, doc)
+        # Every compared /api/users answer differs in shape; how many were compared
+        # depends on the machine's load (mirrors are shed when the loop lags).
         accounts = checks["charts"]["accounts"]
-        assert [bar["rate"] for bar in accounts["rates"]] == [1.0]
-        assert accounts["days"][-1]["structural"] == 52
+        assert {bar["rate"] for bar in accounts["rates"]} == {1.0}
+        structural = next(d["structural"] for d in doc["domains"] if d["domain"] == "accounts")
+        assert accounts["days"][-1]["structural"] == structural > 0
 
 
 class TestFortnightPage:
@@ -188,3 +192,20 @@ class TestFortnightPage:
         assert charts["accounts"]["status"] == "insufficient"
         assert printable(HOSTILE_ROUTE) in checks["banner"]
         assert "<script>" in checks["banner"]
+
+
+class TestUnreadablePage:
+    async def test_evidence_that_could_not_be_read(self, tmp_path: Path) -> None:
+        """Lines that could not be read: the banner says so and names the routes they hold
+        back, the details list the file and its first problem, and the layout holds."""
+        evidence = write_damaged(tmp_path / "shadow-a.jsonl")
+        doc = _report([str(evidence)], tmp_path / "damaged.html", until=UNTIL_TEXT)
+        checks = await _look(tmp_path / "damaged.html", tmp_path, "report-damaged")
+        _assert_looks_right(checks, doc)
+        assert checks["verdict"] == "insufficient"
+        assert "1 file has evidence that could not be read" in checks["banner"]
+        why = {line["route"]: line["text"] for line in checks["blocking"]}
+        assert why["/orders/{id}"].endswith("2 unreadable lines")
+        details = checks["details"]
+        assert "Evidence that could not be read" in details
+        assert "line 3: malformed rollup" in details

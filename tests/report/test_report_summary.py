@@ -111,6 +111,43 @@ class TestSummary:
         assert lines[4].split()[-5:] == ["compared", "40", "0", "0", "0"]
 
 
+def write_damaged(path: Path) -> Path:
+    """Enough clean evidence for two domains, and two lines that cannot be read."""
+    return write_jsonl(
+        path,
+        [
+            healthy(compared=2000),
+            healthy("/pay", "payments", compared=2000),
+            b'{"v": 1, "type": "rollup", "ts_start": "2026-11-23T10:00:00.000Z", '
+            b'"route": "/orders/{id}", "domain": "orders", "compared": "5"}',
+            b'{"v":1,"type":"rollup","ts_start":',
+        ],
+    )
+
+
+class TestUnreadable:
+    def test_unreadable_lines_are_why_and_listed(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """Routes held back by lines that could not be read say so, and the files are listed
+        with their first problem, in 100 columns."""
+        evidence = write_damaged(tmp_path / ("shadow-" + "a" * 120 + ".jsonl"))
+        code, lines = _summary(capsys, str(evidence))
+        assert code == 1
+        assert lines[0].startswith("shadow report INSUFFICIENT: 2 routes need more evidence")
+        header = next(i for i, line in enumerate(lines) if line.startswith("status"))
+        routes = {line.split()[1]: line for line in lines[header + 1 : header + 3]}
+        assert "2 unreadable lines" in routes["/orders/{id}"]
+        assert "1 unreadable line " in routes["/pay"]
+        title = lines.index("Evidence that could not be read (it keeps gates from passing)")
+        assert lines[title + 1].split() == [
+            "file", "malformed", "oversized", "uncounted", "first", "problem"
+        ]  # fmt: skip
+        assert lines[title + 2].endswith("2         0         0  line 3: malformed rollup")
+        assert "…" in lines[title + 2]
+        assert max(cell_len(line) for line in lines) <= 100
+
+
 class TestColour:
     def _on_a_terminal(
         self, fortnight: list[str], monkeypatch: pytest.MonkeyPatch, columns: int

@@ -87,7 +87,7 @@ class SecretNames:
     about every request header, and the same few names come every time.
     """
 
-    __slots__ = ("_headers", "_keys", "_memo", "_param_memo", "_params")
+    __slots__ = ("_headers", "_key_memo", "_keys", "_memo", "_param_memo", "_params")
 
     def __init__(self, settings: RedactSettings) -> None:
         configured = (*settings.headers, *settings.keys)
@@ -96,6 +96,7 @@ class SecretNames:
         self._params = SECRET_PARAMS | {name.lower() for name in settings.query_params}
         self._memo: dict[str, bool] = {}
         self._param_memo: dict[str, bool] = {}
+        self._key_memo: dict[str, bool] = {}
 
     def header(self, name: str) -> bool:
         """True for the built-in secret headers, ``redact.headers`` and secret-key names."""
@@ -106,8 +107,12 @@ class SecretNames:
 
     def key(self, name: str) -> bool:
         """True when a JSON or form key (or a header name) names a secret."""
-        parts = normalise_key(name).split("_")
-        return any("_".join(parts[i:]) in self._keys for i in range(len(parts)))
+        known = self._key_memo.get(name)
+        if known is None:
+            parts = normalise_key(name).split("_")
+            secret = any("_".join(parts[i:]) in self._keys for i in range(len(parts)))
+            known = _remember(self._key_memo, name, secret)
+        return known
 
     def param(self, name: str) -> bool:
         """True for a query parameter holding a secret word, a secret key or a configured name."""

@@ -17,7 +17,7 @@ import functools
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import unquote, unquote_plus
 
 import orjson
@@ -26,7 +26,7 @@ from shadowproxy.compare.paths import Segments, parse_pattern
 from shadowproxy.model import Difference, Headers
 from shadowproxy.settings import RedactSettings
 from shadowproxy.sinks.names import SecretNames
-from shadowproxy.sinks.secrets import KnownSecrets, SecretFinder
+from shadowproxy.sinks.secrets import KnownSecrets, SecretFinder, outside_markers
 
 __all__ = [
     "JWT",
@@ -46,7 +46,6 @@ JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A
 NO_SECRETS = KnownSecrets(())
 """The request secrets of a record that has none (generic records, start-up logs)."""
 
-_MARKER = re.compile(r"(\[REDACTED\]|hmac-sha256:[0-9a-f]{16})")
 _HASHED = re.compile(r"hmac-sha256:[0-9a-f]{16}")
 _HEADER_LINE = re.compile(
     r"(?i)\b((?:proxy-)?authorization|(?:set-)?cookie|x-api-key)(\s*[:=]\s*)([^\r\n]+)"
@@ -55,6 +54,8 @@ _SCHEME_TOKEN = re.compile(
     r"(?i)\b((?:bearer|basic|digest)\s+)"
     r"(hmac-sha256:[0-9a-f]{16}|\[REDACTED\]|[A-Za-z0-9._~+/=-]{8,})"
 )
+# Most recorded strings hold no credential at all: one scan decides whether to look.
+_CREDENTIAL_HINT = re.compile(r"(?i)=|authorization|cookie|x-api-key|bearer|basic|digest")
 _PARAM = re.compile(r"(^|[?&;\s\"'])([^\s=&?;\"']+)=([^\s&;\"']*)")
 _JSON_TEXT = (("{", "}"), ("[", "]"))
 _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
@@ -89,7 +90,7 @@ class Redactor:
             self._paths = tuple(parse_pattern(text) for text in settings.body_paths)
         except ValueError as exc:
             raise RedactSettingsError("body_paths", str(exc)) from None
-        self._patterns = (JWT, *(_regex(text) for text in settings.patterns))
+        self._patterns = tuple(_regex(text) for text in settings.patterns)
         self.finder = SecretFinder(self._names, self._paths)
         """Finds a request's own secrets with these settings (the proxy calls it)."""
 
@@ -171,11 +172,16 @@ class Redactor:
         """``text`` with request secrets, credentials, JWTs and configured patterns replaced."""
         if known:
             text = known.scrub(text, self.marker)
-        text = _HEADER_LINE.sub(lambda m: m.group(1) + m.group(2) + self.marker(m.group(3)), text)
-        text = _SCHEME_TOKEN.sub(lambda m: m.group(1) + self.marker(m.group(2)), text)
-        text = _PARAM.sub(self._param, text)
+        if _CREDENTIAL_HINT.search(text) is not None:
+            text = _HEADER_LINE.sub(
+                lambda m: m.group(1) + m.group(2) + self.marker(m.group(3)), text
+            )
+            text = _SCHEME_TOKEN.sub(lambda m: m.group(1) + self.marker(m.group(2)), text)
+            text = _PARAM.sub(self._param, text)
+        if "eyJ" in text:
+            text = outside_markers(text, functools.partial(self._sub, JWT))
         for pattern in self._patterns:
-            text = _outside_markers(text, functools.partial(self._sub, pattern))
+            text = outside_markers(text, functools.partial(self._sub, pattern))
         return text
 
     def _sub(self, pattern: re.Pattern[str], text: str) -> str:
@@ -232,11 +238,11 @@ class Redactor:
         """A recorded value at ``path`` (not itself secret) with secret nodes replaced."""
         if value is None or isinstance(value, bool):
             return value
-        if known.is_secret(value):
+        if known and known.is_secret(value):
             return self.marker(value)
         if isinstance(value, Mapping):
             return {
-                self.text(str(key), known): self._child(child, (*path, str(key)), known)
+                known.scrub(str(key), self.marker): self._child(child, (*path, str(key)), known)
                 for key, child in value.items()
             }
         if isinstance(value, list | tuple):
@@ -297,15 +303,6 @@ def _concrete(path: str) -> Segments | None:
             return None
         segments.append(step.selector)
     return tuple(segments)
-
-
-def _outside_markers(text: str, scrub: Callable[[str], str]) -> str:
-    """``scrub`` applied to the parts of ``text`` between markers, so markers stay intact."""
-    if "[REDACTED]" not in text and "hmac-sha256:" not in text:
-        return scrub(text)
-    parts = _MARKER.split(text)
-    # split() with one group: even indices are text, odd ones the markers.
-    return "".join(part if i % 2 else scrub(part) for i, part in enumerate(parts))
 
 
 def _regex(text: str) -> re.Pattern[str]:

@@ -40,6 +40,7 @@ __all__ = [
     "SecretFinder",
     "known_secrets",
     "mask_path",
+    "outside_markers",
 ]
 
 MIN_SUBSTRING = 4
@@ -60,7 +61,7 @@ _MAX_REMEMBERED_CHARS = 512
 _CREDENTIALS = frozenset({"authorization", "proxy-authorization"})
 _DIGEST_SECRETS = frozenset({"username", "response", "nonce", "cnonce", "opaque"})
 _AUTH_PARAM = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
-_MARKERS = r"\[REDACTED\]|hmac-sha256:[0-9a-f]{16}"
+_MARKER = re.compile(r"(\[REDACTED\]|hmac-sha256:[0-9a-f]{16})")
 
 
 class SecretFinder:
@@ -148,19 +149,24 @@ class SecretFinder:
 
 
 class KnownSecrets:
-    """One request's secrets, compiled to find them in any recorded string."""
+    """One request's secrets, and every form they are recognised in.
 
-    __slots__ = ("_pattern", "_tails", "_whole")
+    Nothing is compiled for the common case: the literal forms are found with
+    substring checks; the percent-encoded form of a secret is matched by a
+    regular expression (compiled once per secret) only when the decoded text
+    holds it.
+    """
+
+    __slots__ = ("_forms", "_heads", "_long", "_tail_chars", "_whole")
 
     def __init__(self, secrets: Sequence[str]) -> None:
-        long = [s for s in secrets if len(s) >= MIN_SUBSTRING]
         self._whole = frozenset(secrets)
-        forms = sorted({form for s in long for form in _forms(s)}, key=len, reverse=True)
-        alternatives = [re.escape(form) for form in forms] + [_percent_pattern(s) for s in long]
-        self._pattern = (
-            re.compile(f"({_MARKERS})|({'|'.join(alternatives)})") if alternatives else None
-        )
-        self._tails = tuple(form for form in forms if len(form) > MIN_SUBSTRING)
+        self._long = tuple(s for s in secrets if len(s) >= MIN_SUBSTRING)
+        forms = {form: secret for secret in self._long for form in _forms(secret)}
+        # Longest first: a secret's raw form inside its own escaped form goes with it.
+        self._forms = tuple(sorted(forms.items(), key=lambda item: -len(item[0])))
+        self._heads = frozenset(form[:MIN_SUBSTRING] for form in forms)
+        self._tail_chars = max((len(form) for form in forms), default=0)
 
     def __bool__(self) -> bool:
         return bool(self._whole)
@@ -178,21 +184,63 @@ class KnownSecrets:
         """
         if text in self._whole:
             return marker(text)
-        if self._pattern is not None:
-            text = self._pattern.sub(lambda m: m.group(1) or marker(m.group(2)), text)
+        if not self._forms:
+            return text
+        found: list[tuple[str | re.Pattern[str], str]] = [
+            (form, secret) for form, secret in self._forms if form in text
+        ]
+        if "%" in text or "+" in text:
+            decoded = unquote_plus(text)
+            found.extend(
+                (_percent_regex(secret), secret)
+                for secret in self._long
+                if secret in decoded and secret not in text
+            )
+        if found:
+            text = outside_markers(text, lambda part: _replace(part, found, marker))
         return self._cut_tail(text, marker)
 
     def _cut_tail(self, text: str, marker: Callable[[str], str]) -> str:
         """A secret cut short at the end of ``text`` (a truncated value) is replaced too."""
-        for form in self._tails:
+        tail = text[-self._tail_chars :]
+        if not any(head in tail for head in self._heads):
+            return text
+        for form, secret in self._forms:
+            if len(form) <= MIN_SUBSTRING:
+                continue
             start = max(len(text) - len(form) + 1, 0)
             head = form[:MIN_SUBSTRING]
             at = text.find(head, start)
             while at != -1:
                 if form.startswith(text[at:]):
-                    return text[:at] + marker(text[at:])
+                    return text[:at] + marker(secret)
                 at = text.find(head, at + 1)
         return text
+
+
+def outside_markers(text: str, scrub: Callable[[str], str]) -> str:
+    """``scrub`` applied to the parts of ``text`` between markers, so markers stay intact."""
+    if "[REDACTED]" not in text and "hmac-sha256:" not in text:
+        return scrub(text)
+    parts = _MARKER.split(text)
+    # split() with one group: even indices are text, odd ones the markers.
+    return "".join(part if i % 2 else scrub(part) for i, part in enumerate(parts))
+
+
+def _replace(
+    text: str,
+    found: Sequence[tuple[str | re.Pattern[str], str]],
+    marker: Callable[[str], str],
+) -> str:
+    """Every found form in ``text`` replaced by its secret's marker."""
+    for form, secret in found:
+        replacement = marker(secret)
+        if isinstance(form, str):
+            text = text.replace(form, replacement)
+        else:
+            # A marker holds no backslash, so it is a literal replacement.
+            text = form.sub(replacement, text)
+    return text
 
 
 def mask_path(path: str, secrets: Sequence[str]) -> str:
@@ -299,7 +347,8 @@ def _base64_forms(raw: bytes) -> Iterator[str]:
             yield core
 
 
-def _percent_pattern(secret: str) -> str:
+@functools.lru_cache(maxsize=256)
+def _percent_regex(secret: str) -> re.Pattern[str]:
     """``secret`` with any of its characters percent-encoded (either hex case), ``+`` for space."""
     parts = []
     for char in secret:
@@ -309,4 +358,4 @@ def _percent_pattern(secret: str) -> str:
         )
         plus = r"|\+" if char == " " else ""
         parts.append(f"(?:{re.escape(char)}|{encoded}{plus})")
-    return "".join(parts)
+    return re.compile("".join(parts))

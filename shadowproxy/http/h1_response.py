@@ -3,6 +3,8 @@
 ``Response`` hands back the status, the raw header block and the body as it
 arrives (``chunks``) or whole (``read``); its connection feeds it and resumes
 reading once the caller has taken the buffered bytes below ``LOW_WATER``.
+``Framing`` reads what a head says about its body, and refuses the heads the
+proxy could not relay faithfully.
 
 Errors::
 
@@ -21,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from shadowproxy.model import ErrorKind, Headers
@@ -29,10 +33,48 @@ from shadowproxy.model import ErrorKind, Headers
 if TYPE_CHECKING:
     from shadowproxy.http.h1_connection import Connection
 
-__all__ = ["LOW_WATER", "Response", "UpstreamError"]
+__all__ = ["LOW_WATER", "Framing", "Response", "UpstreamError"]
 
 LOW_WATER: Final = 64 * 1024
 """Buffered body bytes below which a paused connection reads again."""
+_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+"""Bytes RFC 9112 section 4 allows in no reason phrase (HTAB, SP, VCHAR and obs-text are)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """What an answer's head says about the body that follows it."""
+
+    content_length: int | None
+    framed: bool
+    """A Content-Length or a Transfer-Encoding: False means the body runs to the end."""
+    chunked: bool
+
+    @classmethod
+    def of(cls, reason: bytes | bytearray, headers: Headers | list[tuple[str, str]]) -> Framing:
+        """Read the head; raises ``UpstreamError`` when the proxy could not relay it faithfully.
+
+        A control byte in the reason phrase (llhttp lets them through; relayed,
+        one could end the status line early) and a transfer coding other than
+        chunked (llhttp removes only the chunked framing: the rest would reach
+        the client without the Transfer-Encoding that says what it is).
+        """
+        if _CONTROL.search(reason) is not None:
+            raise UpstreamError(ErrorKind.OTHER, "control character in the reason phrase")
+        length: int | None = None
+        framed = False
+        codings: list[str] = []
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == "content-length" and value.isdigit():
+                length = int(value)
+                framed = True
+            elif lowered == "transfer-encoding":
+                framed = True
+                codings.extend(token.strip().lower() for token in value.split(","))
+        if codings and codings != ["chunked"]:
+            raise UpstreamError(ErrorKind.OTHER, "transfer coding other than chunked")
+        return cls(length, framed, bool(codings))
 
 
 class UpstreamError(Exception):

@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 from shadowproxy.http.h1 import Pool
-from shadowproxy.http.h1_connection import MAX_HEAD_BYTES, Connection
+from shadowproxy.http.h1_connection import FEED_BUDGET, MAX_HEAD_BYTES, Connection
 from shadowproxy.http.h1_response import Response, UpstreamError
 from shadowproxy.http.upstream import UpstreamClient, open_upstream
 from shadowproxy.model import ErrorKind
@@ -419,18 +419,27 @@ class TestRequestFraming:
         assert (up.accepted, up.received) == (0, [])
 
 
-def big_answer(size: int) -> tuple[Handler, bytes]:
-    """A handler answering ``size`` random bytes framed by Content-Length."""
+def big_answer(size: int, chunked: bool = False) -> tuple[Handler, bytes]:
+    """A handler answering ``size`` random bytes framed by Content-Length (or 64 KiB chunks)."""
     body = random.Random(size).randbytes(size)
-    return once(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (size, body)), body
+    if not chunked:
+        return once(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (size, body)), body
+    step = 64 * 1024
+    parts = b"".join(b"%x\r\n%b\r\n" % (step, body[at : at + step]) for at in range(0, size, step))
+    framed = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + parts + b"0\r\n\r\n"
+    return once(framed), body
 
 
 class TestLargeBodies:
     """Large bodies are buffered only up to a bound and arrive intact."""
 
-    async def test_chunks_are_read_with_bounded_buffering(self) -> None:
-        """A 4 MiB body: reading pauses past the high-water mark and resumes as chunks() drains."""
-        handler, sent = big_answer(4 * 1024 * 1024)
+    @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+    async def test_chunks_are_read_with_bounded_buffering(self, chunked: bool) -> None:
+        """A 4 MiB body: reading pauses past the high-water mark and resumes as chunks() drains.
+
+        Chunked, it is also fed to llhttp a slice per loop turn, which must not
+        resume reading out of order."""
+        handler, sent = big_answer(4 * 1024 * 1024, chunked)
         async with serve(handler) as (_, pool):
             async with await pool.request("GET", "/", []) as response:
                 received = bytearray()
@@ -452,6 +461,34 @@ class TestLargeBodies:
             async with await pool.request("GET", "/", []) as response:
                 async with asyncio.timeout(WAIT_S):
                     assert await response.read() == sent
+
+
+class TestTinyChunks:
+    """An answer in one-byte chunks costs per byte: few pieces, and the loop keeps turning."""
+
+    async def test_pieces_per_read_and_loop_turns(self) -> None:
+        """256 KiB in one-byte chunks: a piece per read, not per chunk; other callbacks run."""
+        size = 256 * 1024
+        answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        answer += b"1\r\nx\r\n" * size + b"0\r\n\r\n"
+        turns = 0
+
+        async def ticker() -> None:
+            nonlocal turns
+            while True:
+                await asyncio.sleep(0)  # counts the loop's turns
+                turns += 1
+
+        async with serve(once(answer)) as (_, pool):
+            async with await pool.request("GET", "/", []) as response:
+                tick = asyncio.get_running_loop().create_task(ticker())
+                pieces = [piece async for piece in response.chunks()]
+                tick.cancel()
+        assert b"".join(pieces) == b"x" * size
+        # A slice of FEED_BUDGET wire bytes holds about FEED_BUDGET / 6 chunks.
+        assert len(pieces) <= 2 * len(answer) // FEED_BUDGET
+        # The loop turned between slices: other clients' callbacks ran meanwhile.
+        assert turns >= len(answer) // FEED_BUDGET // 2
 
 
 class TestTLS:

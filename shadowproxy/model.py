@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = [
+    "SHADOW_PHASE",
     "DiffClass",
     "Difference",
     "ErrorKind",
@@ -18,6 +19,7 @@ __all__ = [
     "Headers",
     "Observation",
     "Outcome",
+    "Phase",
     "RequestFacts",
     "SkipReason",
     "Upstream",
@@ -61,6 +63,8 @@ class SkipReason(StrEnum):
     LEGACY_FAILED = "legacy_failed"
     MODE = "mode"
     """The route's mode mirrors nothing (``legacy-only``)."""
+    MIRROR_OFF = "mirror_off"
+    """The route sets ``mirror: false`` (a state-changing read, never replayed)."""
 
 
 class Outcome(StrEnum):
@@ -118,6 +122,26 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class Phase:
+    """A route's cutover phase when a request arrived: what the evidence is filed under.
+
+    ``mode`` is the effective mode (``shadow``, ``canary``, ``candidate``,
+    ``legacy-only``, or ``force-legacy`` while force-legacy overrides a canary or
+    candidate route); ``percent`` the canary percent (None unless ``canary``);
+    ``since`` when the route entered this mode and percent (epoch seconds; None
+    where nothing can switch the mode, as for gRPC methods).
+    """
+
+    mode: str = "shadow"
+    percent: float | None = None
+    since: float | None = None
+
+
+SHADOW_PHASE = Phase()
+"""The phase of a request on a route no cutover control governs."""
+
+
+@dataclass(frozen=True, slots=True)
 class RequestFacts:
     """What the comparison and the evidence need to know about the client request.
 
@@ -138,6 +162,8 @@ class RequestFacts:
     """The client's own request id (``X-Request-Id``), as sent; sinks scrub and cut it."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """The request's secret values; sinks scrub them wherever they come back, never record them."""
+    phase: Phase = SHADOW_PHASE
+    """The route's cutover phase when the request arrived."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,14 @@ class RouteSpec:
     """Share of requests the candidate answers in ``canary`` mode."""
     sticky: str = "client"
     """Canary assignment key: ``client``, ``header:NAME`` or ``cookie:NAME``."""
+    canary_allow: tuple[str, ...] = ()
+    """Keys (values of the ``sticky`` header or cookie) the candidate answers in ``canary``."""
+    methods: frozenset[str] | None = None
+    """The request methods this route matches; None matches every method."""
+    mirror: bool = True
+    """False: never mirrored in any mode (a state-changing read); skip reason ``mirror_off``."""
+    fallback: bool = True
+    """Retry an idempotent request on legacy when the candidate answering it fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +162,10 @@ class CutoverSettings:
     force_legacy: bool = False
     """Set from ``SHADOWPROXY_FORCE_LEGACY=1`` at start."""
     rollback: RollbackSettings = RollbackSettings()
+    state_dir: str = "./shadow-logs/cutover"
+    """Where runtime changes are saved and read back at start (``<log_dir>/cutover`` unless set)."""
+    fallback: bool = True
+    """The routes' ``fallback`` unless a route sets its own."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ POSTs (and the DELETE) pass through the admin listener's token guard:
 - ``POST /cutover/force-legacy`` and ``DELETE /cutover/force-legacy``;
 - ``POST /cutover/drill`` records a ``drill`` result (``shadow drill`` sends it).
 
-Bad input answers 400 with ``{"error": ...}``, an unknown route 404.
+Bad input answers 400 with ``{"error": ...}``, an unknown route 404, and a
+mode change the state file cannot keep 503 (nothing changed).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from shadowproxy.cutover.ownership import Ownership
+from shadowproxy.cutover.ownership import Ownership, StateNotSavedError
 from shadowproxy.cutover.state import Assignment, Mode
 from shadowproxy.records import DRILL, SCHEMA_VERSION
 
@@ -84,7 +85,8 @@ def _numbers(data: Mapping[str, Any]) -> dict[str, float] | None:
     return {str(k)[:64]: float(v) for k, v in list(value.items())[:_MAX_STEPS]}
 
 
-def _target(data: Mapping[str, Any]) -> Assignment:
+def _target(data: Mapping[str, Any], allowlisted: bool) -> Assignment:
+    """The assignment asked for; a canary at 0 % only for a route with an allowlist."""
     mode = data.get("mode")
     if mode not in {str(m) for m in Mode}:
         raise _BadInputError(f"mode: must be one of {', '.join(str(m) for m in Mode)}")
@@ -93,9 +95,10 @@ def _target(data: Mapping[str, Any]) -> Assignment:
         if (
             isinstance(percent, bool)
             or not isinstance(percent, int | float)
-            or not 0 < percent <= 100
+            or not (0 < percent <= 100 or (allowlisted and percent == 0))
         ):
-            raise _BadInputError("percent: canary needs a number in (0, 100]")
+            floor = "[0, 100] (0: its allowlist only)" if allowlisted else "(0, 100]"
+            raise _BadInputError(f"percent: canary needs a number in {floor}")
         return Assignment.of(Mode.CANARY, float(percent))
     return Assignment.of(str(mode))
 
@@ -122,22 +125,28 @@ async def _set_route(request: web.Request) -> web.Response:
         raise _BadInputError("route: missing")
     if route not in ownership.configured_routes:
         raise _BadInputError(f"route: {route!r} is not a configured route (or *)", status=404)
-    target = _target(data)
-    change = ownership.set_route(
-        route,
-        target,
-        reason=_text(data, "reason", ""),
-        source=_source(data),
-        numbers=_numbers(data),
-    )
+    target = _target(data, bool(ownership.canary_keys(route).allow))
+    try:
+        change = ownership.set_route(
+            route,
+            target,
+            reason=_text(data, "reason", ""),
+            source=_source(data),
+            numbers=_numbers(data),
+        )
+    except StateNotSavedError as exc:
+        raise _BadInputError(f"cutover state not saved, nothing changed: {exc}", 503) from None
     log.warning(
         "route mode set via admin API", route=route, mode=str(target.mode), remote=request.remote
     )
+    placement = ownership.state.placement(route)
     return web.json_response(
         {
             "route": route,
             **target.to_json(),
             "effective": ownership.state.effective(route),
+            "since": placement.since,
+            "source": placement.source,
             "changed": change is not None,
         }
     )
@@ -149,7 +158,13 @@ async def _force_on(request: web.Request) -> web.Response:
     change = ownership.set_force_legacy(
         True, reason=_text(data, "reason", ""), source=_source(data)
     )
-    return web.json_response({"force_legacy": True, "changed": change is not None})
+    return web.json_response(
+        {
+            "force_legacy": True,
+            "changed": change is not None,
+            "saved": ownership.state_error is None,
+        }
+    )
 
 
 async def _force_off(request: web.Request) -> web.Response:
@@ -158,7 +173,13 @@ async def _force_off(request: web.Request) -> web.Response:
     change = ownership.set_force_legacy(
         False, reason=_text(data, "reason", ""), source=_source(data)
     )
-    return web.json_response({"force_legacy": False, "changed": change is not None})
+    return web.json_response(
+        {
+            "force_legacy": False,
+            "changed": change is not None,
+            "saved": ownership.state_error is None,
+        }
+    )
 
 
 def _steps(value: object) -> list[dict[str, object]]:
@@ -185,10 +206,14 @@ async def _drill(request: web.Request) -> web.Response:
     passed = data.get("passed")
     if not isinstance(passed, bool):
         raise _BadInputError("passed: must be true or false")
+    drill_id = data.get("id")
+    if drill_id is not None and (not isinstance(drill_id, str) or not 0 < len(drill_id) <= 64):
+        raise _BadInputError("id: must be a string of at most 64 characters")
     record = {
         "v": SCHEMA_VERSION,
         "type": DRILL,
         "route": route,
+        "id": drill_id,
         "passed": passed,
         "steps": _steps(data.get("steps", [])),
         "reason": _text(data, "reason", ""),

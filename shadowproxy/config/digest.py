@@ -30,6 +30,9 @@ def digest(settings: Settings) -> str:
 
 
 def _encode(value: object) -> object:
-    if isinstance(value, frozenset | tuple):
+    if isinstance(value, frozenset):
+        # Set order varies between processes (string hashing is salted); the digest must not.
+        return sorted(value, key=str)
+    if isinstance(value, tuple):
         return list(value)
     raise TypeError

@@ -114,11 +114,11 @@ def settings_from_document(
     shadow = section(top, "shadow", ShadowSettings())
     legacy = section(top, "legacy", LegacySettings())
     rules = compare_rules(top.child("compare"), CompareRules())
-    routes = route_specs(top, top.raw("routes"), shadow, rules)
-
     evidence = section(top, "evidence", EvidenceSettings(), exclude=("log_dir",))
     log_dir = overrides.log_dir or top.string("log_dir", evidence.log_dir) or evidence.log_dir
     evidence = replace(evidence, log_dir=log_dir)
+    cutover = cutover_settings(top, env, log_dir)
+    routes = route_specs(top, top.raw("routes"), shadow, rules, cutover)
 
     redact_reader = top.child("redact")
     redact = RedactSettings(
@@ -150,7 +150,6 @@ def settings_from_document(
     max_routes = top.integer("max_routes", 500, minimum=1)
     max_client_connections = top.integer("max_client_connections", 10_000, minimum=1)
     grpc = grpc_settings(top, overrides, shadow, rules)
-    cutover = cutover_settings(top, env)
     if grpc is not None and grpc.listen.port != 0 and grpc.listen in (listen, admin):
         raise ConfigError(f"{source}: grpc.listen: must differ from listen and admin")
     top.finish()

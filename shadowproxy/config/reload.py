@@ -23,8 +23,9 @@ __all__ = ["reloaded"]
 def reloaded(running: Settings, fresh: Settings) -> tuple[Settings, tuple[str, ...]]:
     """What a reload applies, and the keys it leaves for a restart.
 
-    A reload swaps routes, sampling, comparison rules, cutover settings and
-    gRPC methods. Everything else (listeners, upstreams and their TLS, pools
+    A reload swaps routes, sampling, comparison rules, cutover settings (but
+    its state directory) and gRPC methods. Everything else (listeners,
+    upstreams and their TLS, pools
     and timeouts, shadow bounds, evidence, redaction, workers) was fixed when the
     process started, so it keeps its running value: every worker, including
     one restarted later, runs one configuration, and ``/status`` shows it.
@@ -43,7 +44,7 @@ def reloaded(running: Settings, fresh: Settings) -> tuple[Settings, tuple[str, .
         compare=fresh.compare,
         routes=fresh.routes,
         max_routes=fresh.max_routes,
-        cutover=fresh.cutover,
+        cutover=replace(fresh.cutover, state_dir=running.cutover.state_dir),
         grpc=grpc,
         source=fresh.source,
         digest="",

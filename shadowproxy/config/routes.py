@@ -1,8 +1,9 @@
-"""The ``routes:`` list and the ``cutover:`` section: which paths form a route, who answers it."""
+"""The ``routes:`` list and the ``cutover:`` section: which requests form a route, who answers."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.config.reader import ConfigError, Reader, section
@@ -13,10 +14,17 @@ __all__ = ["FORCE_LEGACY_ENV", "ROUTE_MODES", "cutover_settings", "route_specs"]
 
 FORCE_LEGACY_ENV = "SHADOWPROXY_FORCE_LEGACY"
 ROUTE_MODES = ("shadow", "canary", "candidate", "legacy-only")
+_MAX_ALLOW = 1000
+_MAX_KEY = 256
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def route_specs(
-    reader: Reader, value: object, shadow: ShadowSettings, rules: CompareRules
+    reader: Reader,
+    value: object,
+    shadow: ShadowSettings,
+    rules: CompareRules,
+    cutover: CutoverSettings,
 ) -> tuple[RouteSpec, ...]:
     if value is None:
         return ()
@@ -34,25 +42,56 @@ def route_specs(
         for part in match.rstrip("*").split("/"):
             if ("{" in part or "}" in part) and not (part.startswith("{") and part.endswith("}")):
                 raise route.error(f"a placeholder must be a whole segment, got {part!r}", "match")
-        name = route.string("name", match) or match
+        chosen = methods(route)
+        shown = match if chosen is None else f"{','.join(chosen)} {match}"
+        name = route.string("name", shown) or shown
         if name in names:
             raise route.error(f"duplicate route name {name!r}", "name")
         names.add(name)
-        specs.append(
-            RouteSpec(
-                match=match,
-                name=name,
-                domain=route.string("domain", "default") or "default",
-                sample_percent=route.number("sample_percent", shadow.sample_percent, maximum=100.0),
-                mirror_writes=route.boolean("mirror_writes", False),
-                rules=compare_rules(route.child("compare"), rules),
-                mode=mode(route, "mode", None),  # type: ignore[arg-type]
-                canary_percent=route.number("canary_percent", 0.0, maximum=100.0),
-                sticky=sticky(route),
-            )
+        spec = RouteSpec(
+            match=match,
+            name=name,
+            domain=route.string("domain", "default") or "default",
+            sample_percent=route.number("sample_percent", shadow.sample_percent, maximum=100.0),
+            mirror_writes=route.boolean("mirror_writes", False),
+            rules=compare_rules(route.child("compare"), rules),
+            mode=mode(route, "mode", None),  # type: ignore[arg-type]
+            canary_percent=route.number("canary_percent", 0.0, maximum=100.0),
+            sticky=sticky(route),
+            canary_allow=allowlist(route),
+            methods=None if chosen is None else frozenset(chosen),
+            mirror=route.boolean("mirror", True),
+            fallback=route.boolean("fallback", cutover.fallback),
         )
+        if not spec.mirror and spec.mirror_writes:
+            raise route.error("mirror: false never mirrors; drop mirror_writes", "mirror_writes")
+        if spec.mode == "canary" and spec.canary_percent == 0 and not spec.canary_allow:
+            raise route.error("a canary needs canary_percent > 0 or canary_allow", "canary_percent")
+        specs.append(spec)
         route.finish()
     return tuple(specs)
+
+
+def methods(reader: Reader) -> tuple[str, ...] | None:
+    """The ``methods`` a route matches (upper-cased, in the given order), None for all."""
+    given = reader.strings("methods", ())
+    if not reader.has("methods"):
+        return None
+    chosen = tuple(dict.fromkeys(m.upper() for m in given))
+    if not chosen or not all(set(m) <= _TOKEN for m in chosen):
+        raise reader.error("must be a list of HTTP methods (GET, POST, ...)", "methods")
+    return chosen
+
+
+def allowlist(reader: Reader) -> tuple[str, ...]:
+    """``canary_allow``: at most 1000 keys of at most 256 characters."""
+    keys = reader.strings("canary_allow", ())
+    if len(keys) > _MAX_ALLOW or any(len(k) > _MAX_KEY or not k.isprintable() for k in keys):
+        raise reader.error(
+            f"must be at most {_MAX_ALLOW} printable keys of at most {_MAX_KEY} characters",
+            "canary_allow",
+        )
+    return tuple(dict.fromkeys(keys))
 
 
 def mode(reader: Reader, key: str, default: str | None) -> str | None:
@@ -70,11 +109,13 @@ def sticky(reader: Reader) -> str:
     return value
 
 
-def cutover_settings(top: Reader, env: Mapping[str, str]) -> CutoverSettings:
+def cutover_settings(top: Reader, env: Mapping[str, str], log_dir: str) -> CutoverSettings:
     """The ``cutover:`` section and the force-legacy environment variable."""
     reader = top.child("cutover")
     default_mode = mode(reader, "default_mode", "shadow")
     rollback = section(reader, "rollback", RollbackSettings())
+    state_dir = reader.string("state_dir", None) or str(Path(log_dir) / "cutover")
+    fallback = reader.boolean("fallback", True)
     reader.finish()
     if rollback.max_structural_rate > 1 or rollback.max_error_rate > 1:
         rate = "max_structural_rate" if rollback.max_structural_rate > 1 else "max_error_rate"
@@ -86,4 +127,6 @@ def cutover_settings(top: Reader, env: Mapping[str, str]) -> CutoverSettings:
         default_mode=default_mode,  # type: ignore[arg-type]
         force_legacy=flag in {"1", "true", "yes", "on"},
         rollback=rollback,
+        state_dir=state_dir,
+        fallback=fallback,
     )

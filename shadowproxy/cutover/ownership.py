@@ -1,75 +1,89 @@
-"""One process's cutover control: the current state, its state file, its records and rollbacks.
+"""One process's cutover control: the current state, the state file, its records and rollbacks.
 
-Every process holds the ``CutoverState`` in memory; the hot path reads it
-with one attribute access. With ``--workers N`` the processes share it
-through a JSON state file in a private directory the supervisor creates:
-a change is a read-modify-write under an exclusive ``flock``, written to a
-temporary file and renamed over the old one, so readers never see half a
-file; followers poll its inode and mtime every 250 ms. A change made in any
-process (the admin API in the supervisor, a rollback in a worker) thus
-reaches every worker within a second. The process that makes a change
-writes its ``ownership`` record; every process moves its own
-``shadowproxy_route_mode`` gauge. The file is a few hundred bytes, so its
-I/O stays on the event loop. Without a state file (one process) the state
-lives in memory only.
+Every process holds the ``CutoverState`` in memory; the hot path asks
+``decide`` (a cached decision per route). The state is kept in a state file
+(``statefile``) in ``cutover.state_dir``: the process serving the admin
+listener (the ``controller``) restores it at start over the configuration
+(``state.restore``) and every process polls it every 250 ms, so a change
+made in any process (the admin API in the supervisor, a rollback in a
+worker) reaches every worker within a second and outlives a restart.
+
+A change asked for through the admin API (a mode, promote, drill) is
+refused with ``StateNotSavedError`` when it cannot be saved: a decision a
+restart would undo does not hold. Force-legacy and automatic rollbacks
+always apply (they protect clients) and are saved when possible. The
+process that makes a change writes its ``ownership`` record; every process
+moves its own ``shadowproxy_route_mode`` gauges.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
-import orjson
 import structlog
 
+from shadowproxy.cutover.canary import CanaryKeys, Decision, canary_keys, decisions
 from shadowproxy.cutover.rollback import RollbackWindows, Trigger
 from shadowproxy.cutover.state import (
     ALL_ROUTES,
+    FORCE_LEGACY,
     Assignment,
     Change,
     CutoverState,
-    Decision,
     Mode,
     configured,
-    decide,
     reconcile,
+    restore,
     shown_routes,
 )
+from shadowproxy.cutover.statefile import StateFile, StateFileError
+from shadowproxy.model import Phase
 from shadowproxy.settings import Settings
 
-__all__ = ["STATE_FILE", "Ownership", "OwnershipSink"]
+__all__ = ["Ownership", "OwnershipSink", "StateNotSavedError"]
 
 log = structlog.get_logger(__name__)
 
-STATE_FILE = "ownership.json"
-"""The state file's name inside the state directory."""
 POLL_S = 0.25
 _ANSWERING = frozenset({Mode.CANARY, Mode.CANDIDATE})
+
+
+class StateNotSavedError(Exception):
+    """A change was refused because the state file could not keep it (nothing changed)."""
 
 
 class OwnershipSink(Protocol):
     """Where changes go (``shadowproxy.sinks.Evidence`` is one)."""
 
     def write_record(self, record: Mapping[str, object]) -> None: ...
-    def set_route_mode(self, route: str, mode: str) -> None: ...
+    def set_route_mode(self, route: str, mode: str, percent: float) -> None: ...
     def on_rollback(self, route: str, reason: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """A route's decisions under the current state, computed once per state."""
+
+    legacy: Decision
+    candidate: Decision | None
+    """Set only in canary: then ``keys`` choose between the two."""
+    keys: CanaryKeys
+    percent: float
+
+
 class Ownership:
-    """The cutover state of one process, kept in step with the other processes."""
+    """The cutover state of one process, kept in step with the state file."""
 
     def __init__(
         self,
         settings: Settings,
         sink: OwnershipSink,
         *,
-        state_dir: str | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -77,43 +91,109 @@ class Ownership:
         self._sink = sink
         self._clock = clock
         self._monotonic = monotonic
-        self._path = Path(state_dir) / STATE_FILE if state_dir else None
-        self._seen: tuple[int, int, int] | None = None
+        self._file = StateFile(settings.cutover.state_dir)
+        self._usable = False
+        self.state_error: str | None = None
+        """Why the state file cannot be used (None when it can)."""
         self._windows = RollbackWindows(settings.cutover.rollback)
-        self.state = configured(settings)
+        self._keys = {spec.name: canary_keys(spec) for spec in settings.routes}
+        self._routes: dict[str, _Route] = {}
+        self._state = configured(settings, clock())
+
+    @property
+    def state(self) -> CutoverState:
+        """The state in force in this process."""
+        return self._state
+
+    @state.setter
+    def state(self, fresh: CutoverState) -> None:
+        self._state = fresh
+        self._routes = {}
 
     @property
     def configured_routes(self) -> list[str]:
         """Names the admin API accepts: every configured route and ``*`` (the default)."""
         return [*(spec.name for spec in self._settings.routes), ALL_ROUTES]
 
-    def publish(self) -> None:
-        """Write the configured state (the supervisor or single process, at start)."""
-        with self._locked():
-            self._write(self.state)
+    def start(self, *, controller: bool) -> None:
+        """Take up the state: the ``controller`` restores and saves it, the others read it."""
+        changes: list[Change] = []
+        try:
+            self._prepare()
+            with self._file.locked():
+                if controller:
+                    self.state, changes = restore(
+                        self.state, self._saved(), self.configured_routes, self._clock()
+                    )
+                    self._file.write(self.state)
+                else:
+                    self.state = self._file.read() or self.state
+        except StateFileError as exc:
+            self._unusable(exc)
+        if controller:
+            self._announce(changes)
+            if self._settings.cutover.force_legacy:
+                log.warning("force-legacy is on (SHADOWPROXY_FORCE_LEGACY)")
+                self._sink.write_record(
+                    Change(
+                        ALL_ROUTES, "routes", FORCE_LEGACY, 0.0, "environment", "env", self._clock()
+                    ).record()
+                )
         self._show()
-        if self.state.force_legacy:
-            log.warning("force-legacy is on (SHADOWPROXY_FORCE_LEGACY)")
-            self._sink.write_record(
-                Change(
-                    ALL_ROUTES, "routes", "force-legacy", 0.0, "environment", "env", self._clock()
-                ).record()
+
+    def _prepare(self) -> None:
+        if not self._usable:
+            self._file.prepare()
+            self._usable, self.state_error = True, None
+
+    def _unusable(self, exc: StateFileError) -> None:
+        self._usable, self.state_error = False, str(exc)
+        log.error("cutover state file unusable; changes hold in this process only", error=str(exc))
+
+    def _saved(self) -> CutoverState | None:
+        """The state file's state; an unreadable file is set aside and the configuration used."""
+        try:
+            return self._file.read()
+        except StateFileError as exc:
+            aside = self._file.set_aside()
+            log.error(
+                "cutover state file unreadable; starting from the configuration",
+                error=str(exc),
+                kept_as=aside,
             )
+            return None
 
     def record(self, record: Mapping[str, object]) -> None:
         """Write another cutover record (a ``drill`` result) to the evidence."""
         self._sink.write_record(record)
 
-    def decide(self, route: str, key: Callable[[], str]) -> Decision:
-        """Who answers a request of ``route`` right now."""
-        return decide(self.state, route, key)
+    def _route(self, route: str) -> _Route:
+        cached = self._routes.get(route)
+        if cached is None:
+            legacy, candidate = decisions(self._state, route)
+            keys = self._keys.get(route, CanaryKeys())
+            percent = self._state.assignment(route).percent
+            cached = self._routes[route] = _Route(legacy, candidate, keys, percent)
+        return cached
 
-    def sticky(self, route: str) -> str:
-        """The sticky key setting of a configured route (``client`` for the rest)."""
-        for spec in self._settings.routes:
-            if spec.name == route:
-                return spec.sticky
-        return "client"
+    def decide(self, route: str, key: Callable[[str], str]) -> Decision:
+        """Who answers a request of ``route`` right now; ``key(sticky)`` is read only in canary."""
+        entry = self._route(route)
+        if entry.candidate is not None and entry.keys.chosen(key(entry.keys.sticky), entry.percent):
+            return entry.candidate
+        return entry.legacy
+
+    def phase(self, route: str) -> Phase:
+        """The phase requests of ``route`` are filed under right now."""
+        return self._route(route).legacy.phase
+
+    def canary_keys(self, route: str) -> CanaryKeys:
+        """A configured route's canary settings (the defaults for the rest)."""
+        return self._keys.get(route, CanaryKeys())
+
+    def configured_assignment(self, route: str) -> Assignment:
+        """What the configuration says for ``route`` (``*``: the default mode)."""
+        return configured(self._settings).assignment(route)
 
     def set_route(
         self,
@@ -124,20 +204,34 @@ class Ownership:
         source: str,
         numbers: Mapping[str, float] | None = None,
     ) -> Change | None:
-        """Move ``route`` (``*``: the default) to ``target``; None when it already was there."""
+        """Move ``route`` (``*``: the default) to ``target``; None when it already was there.
+
+        Raises StateNotSavedError (nothing changed) when the state file cannot keep it.
+        """
         now = self._clock()
+        wanted = self.configured_assignment(route)
         changes = self._change(
             lambda s: _one(
-                s.with_route(route, target, reason=reason, source=source, now=now, numbers=numbers)
-            )
+                s.with_route(
+                    route,
+                    target,
+                    reason=reason,
+                    source=source,
+                    now=now,
+                    numbers=numbers,
+                    configured=wanted,
+                )
+            ),
+            must_save=True,
         )
         return changes[0] if changes else None
 
     def set_force_legacy(self, on: bool, *, reason: str, source: str) -> Change | None:
-        """Switch force-legacy on or off; None when it already was."""
+        """Switch force-legacy on or off, saved when possible; None when it already was."""
         now = self._clock()
         changes = self._change(
-            lambda s: _one(s.with_force_legacy(on, reason=reason, source=source, now=now))
+            lambda s: _one(s.with_force_legacy(on, reason=reason, source=source, now=now)),
+            must_save=False,
         )
         return changes[0] if changes else None
 
@@ -145,23 +239,22 @@ class Ownership:
         """Take a reloaded configuration; the ``controller`` applies what changed in modes."""
         old, self._settings = self._settings, settings
         self._windows.settings = settings.cutover.rollback
+        self._keys = {spec.name: canary_keys(spec) for spec in settings.routes}
+        self._routes = {}
         if not controller:
             return []
         now = self._clock()
-        return self._change(lambda s: reconcile(s, old, settings, now))
+        return self._change(lambda s: reconcile(s, old, settings, now), must_save=False)
 
     def refresh(self) -> bool:
         """Re-read the state file when another process changed it; True when it did."""
-        if self._path is None:
+        if not self._usable or not self._file.changed():
             return False
         try:
-            stat = self._path.stat()
-        except OSError:
+            fresh = self._file.read()
+        except StateFileError as exc:
+            log.error("cutover state file unreadable; keeping the last good state", error=str(exc))
             return False
-        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        if signature == self._seen:
-            return False
-        fresh = self._read()
         if fresh is None:
             return False
         self.state = fresh
@@ -177,8 +270,8 @@ class Ownership:
 
     def answered(self, route: str, *, error: bool) -> None:
         """The candidate answered a request of ``route`` (``error``: a 5xx or no answer)."""
-        owner = self.state.assignment(route)
-        if owner.mode not in _ANSWERING or self.state.force_legacy:
+        owner = self._state.assignment(route)
+        if owner.mode not in _ANSWERING or self._state.force_legacy:
             return
         trigger = self._windows.answered(route, owner, error=error, now=self._monotonic())
         self._maybe_roll_back(route, owner, trigger)
@@ -187,8 +280,8 @@ class Ownership:
         self, route: str, *, structural: bool, candidate_s: float | None, legacy_s: float | None
     ) -> None:
         """A compared exchange of ``route`` that the candidate answered."""
-        owner = self.state.assignment(route)
-        if owner.mode not in _ANSWERING or self.state.force_legacy:
+        owner = self._state.assignment(route)
+        if owner.mode not in _ANSWERING or self._state.force_legacy:
             return
         trigger = self._windows.compared(
             route,
@@ -205,6 +298,7 @@ class Ownership:
             return
         self._windows.forget(route)
         now = self._clock()
+        wanted = self.configured_assignment(route)
 
         def roll_back(state: CutoverState) -> tuple[CutoverState, list[Change]]:
             if state.assignment(route) != owner:
@@ -217,10 +311,11 @@ class Ownership:
                     source="rollback",
                     now=now,
                     numbers=trigger.numbers,
+                    configured=wanted,
                 )
             )
 
-        if self._change(roll_back):
+        if self._change(roll_back, must_save=False):
             self._sink.on_rollback(route, trigger.reason)
             log.error(
                 "route rolled back to shadow",
@@ -232,26 +327,57 @@ class Ownership:
     def snapshot(self) -> dict[str, object]:
         """What ``GET /cutover`` shows."""
         self.refresh()
-        state = self.state
+        state = self._state
+        routes: dict[str, object] = {}
+        for name in shown_routes(state, self.configured_routes):
+            placement = state.placement(name)
+            routes[name] = {
+                **placement.assignment.to_json(),
+                "effective": state.effective(name),
+                "since": placement.since,
+                "source": placement.source,
+            }
         return {
             "force_legacy": state.force_legacy,
-            "default": state.default.to_json(),
-            "routes": {
-                name: {**state.assignment(name).to_json(), "effective": state.effective(name)}
-                for name in shown_routes(state, self.configured_routes)
-            },
+            "default": state.default.assignment.to_json(),
+            "routes": routes,
             "history": list(state.history),
+            "state_file": str(self._file.path),
+            "state_error": self.state_error,
         }
 
     def _change(
-        self, apply: Callable[[CutoverState], tuple[CutoverState, list[Change]]]
+        self,
+        apply: Callable[[CutoverState], tuple[CutoverState, list[Change]]],
+        *,
+        must_save: bool,
     ) -> list[Change]:
-        with self._locked():
-            current = (self._read() if self._path is not None else None) or self.state
-            fresh, changes = apply(current)
-            if changes:
-                self._write(fresh)
-            self.state = fresh
+        try:
+            self._prepare()
+            with self._file.locked():
+                fresh, changes = apply(self._current())
+                if changes:
+                    self._file.write(fresh)
+        except StateFileError as exc:
+            if must_save:
+                log.error("cutover change refused: the state file cannot keep it", error=str(exc))
+                raise StateNotSavedError(str(exc)) from None
+            self._unusable(exc)
+            fresh, changes = apply(self._state)
+        self.state = fresh
+        self._announce(changes)
+        self._show()
+        return changes
+
+    def _current(self) -> CutoverState:
+        """The state file's state, or this process's when it holds none or cannot be read."""
+        try:
+            return self._file.read() or self._state
+        except StateFileError as exc:
+            log.error("cutover state file unreadable; overwriting it", error=str(exc))
+            return self._state
+
+    def _announce(self, changes: list[Change]) -> None:
         for change in changes:
             self._sink.write_record(change.record())
             log.warning(
@@ -262,54 +388,12 @@ class Ownership:
                 percent=change.percent,
                 source=change.source,
             )
-        self._show()
-        return changes
 
     def _show(self) -> None:
-        state = self.state
+        state = self._state
         for name in shown_routes(state, self.configured_routes):
             if name != ALL_ROUTES:  # route labels stay route names; the default is on /cutover
-                self._sink.set_route_mode(name, state.effective(name))
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        if self._path is None:
-            yield
-            return
-        fd = os.open(self._path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def _read(self) -> CutoverState | None:
-        assert self._path is not None
-        try:
-            stat = self._path.stat()
-            state = CutoverState.from_json(orjson.loads(self._path.read_bytes()))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error(
-                "cutover state file unreadable; keeping the last good state",
-                path=str(self._path),
-                error=type(exc).__name__,
-            )
-            return None
-        self._seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        return state
-
-    def _write(self, state: CutoverState) -> None:
-        if self._path is None:
-            return
-        temporary = self._path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(orjson.dumps(state.to_json()))
-        temporary.replace(self._path)
-        stat = self._path.stat()
-        self._seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+                self._sink.set_route_mode(name, state.effective(name), state.share(name))
 
 
 def _one(result: tuple[CutoverState, Change | None]) -> tuple[CutoverState, list[Change]]:

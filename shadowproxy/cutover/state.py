@@ -1,25 +1,25 @@
-"""Route ownership as values: modes, precedence, canary steps, sticky assignment, transitions.
+"""Route ownership as values: modes, canary steps, precedence, transitions, restoring at start.
 
 Owns who answers each route. A ``CutoverState`` holds every route's
-``Assignment`` (mode and canary percent), the default for routes without
-one, and the force-legacy switch. Precedence, highest first: force-legacy,
-then the route's own assignment, then the default. Every transition returns
-the new state and the ``Change`` it made, which becomes an ``ownership``
-record (docs/evidence.md). Canary assignment hashes a sticky key with
-blake2b into [0, 100), so a key lands on the same side in every worker and
-after every restart, and stays on the candidate as the percentage grows.
+``Placement`` (its ``Assignment``: mode and canary percent, since when and
+who put it there), the default for routes without one, and the
+force-legacy switch. Precedence, highest first: force-legacy, then the
+route's own placement, then the default. Every transition returns the new
+state and the ``Change`` it made, which becomes an ``ownership`` record
+(docs/evidence.md). At start, ``restore`` puts the runtime changes saved in
+the state file (admin API, promote, drill, rollback) over the
+configuration, unless the configuration of that route changed since.
 Pure code: no I/O, no clock (callers pass ``now``).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from shadowproxy.model import Upstream
+from shadowproxy.model import Phase
 from shadowproxy.records import OWNERSHIP, SCHEMA_VERSION
 from shadowproxy.settings import RouteSpec, Settings
 from shadowproxy.timestamps import rfc3339
@@ -28,19 +28,17 @@ __all__ = [
     "ALL_ROUTES",
     "CANARY_STEPS",
     "FORCE_LEGACY",
+    "RUNTIME_SOURCES",
     "Assignment",
     "Change",
     "CutoverState",
-    "Decision",
     "Mode",
-    "canary_bucket",
+    "Placement",
     "configured",
-    "decide",
-    "in_canary",
     "next_step",
     "reconcile",
+    "restore",
     "shown_routes",
-    "sticky_key",
 ]
 
 ALL_ROUTES = "*"
@@ -49,8 +47,9 @@ FORCE_LEGACY = "force-legacy"
 """The effective mode of a canary or candidate route while force-legacy is on."""
 CANARY_STEPS = (1.0, 5.0, 25.0, 50.0, 100.0)
 """Canary percentages ``promote`` walks through before ``candidate``."""
+RUNTIME_SOURCES = frozenset({"api", "promote", "drill", "rollback"})
+"""Sources of changes made while running: saved in the state file and restored at start."""
 _HISTORY = 50
-_BUCKETS = 2**64
 
 
 class Mode(StrEnum):
@@ -71,7 +70,10 @@ _ANSWERING = frozenset({Mode.CANARY, Mode.CANDIDATE})
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """A route's mode; ``percent`` is the candidate's share (100 in candidate, 0 unless canary)."""
+    """A route's mode; ``percent`` is the candidate's share (100 in candidate, 0 unless canary).
+
+    A canary at 0 % answers only the route's allowlisted keys (``canary_allow``).
+    """
 
     mode: Mode
     percent: float = 0.0
@@ -85,7 +87,7 @@ class Assignment:
         return cls(mode, 100.0 if mode is Mode.CANDIDATE else 0.0)
 
     def to_json(self) -> dict[str, object]:
-        """The state file's form."""
+        """The state file's and the admin API's form."""
         return {"mode": str(self.mode), "percent": self.percent}
 
     @classmethod
@@ -93,11 +95,18 @@ class Assignment:
         """Inverse of ``to_json``; raises ValueError or KeyError on a malformed entry."""
         return cls.of(data["mode"], float(data["percent"]))
 
+    def describe(self) -> str:
+        """``canary 5%``, ``shadow``, ...: how messages name it."""
+        if self.mode is Mode.CANARY:
+            return f"canary {self.percent:g}%"
+        return str(self.mode)
+
 
 def next_step(current: Assignment) -> Assignment | None:
     """One promotion step: shadow -> canary 1 -> 5 -> 25 -> 50 -> 100 -> candidate.
 
-    A ``legacy-only`` route first returns to ``shadow``; ``candidate`` is the end (None).
+    A ``legacy-only`` route first returns to ``shadow``; a canary on its
+    allowlist alone (0 %) goes to 1 %; ``candidate`` is the end (None).
     """
     if current.mode is Mode.LEGACY_ONLY:
         return Assignment.of(Mode.SHADOW)
@@ -107,6 +116,44 @@ def next_step(current: Assignment) -> Assignment | None:
         higher = [step for step in CANARY_STEPS if step > current.percent]
         return Assignment.of(Mode.CANARY, higher[0]) if higher else Assignment.of(Mode.CANDIDATE)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a route is, since when, and who put it there."""
+
+    assignment: Assignment
+    since: float = 0.0
+    """When the route entered this assignment (a drill's flips keep the time before them)."""
+    source: str = "config"
+    """``config`` (at start), ``sighup``, ``restored`` or one of ``RUNTIME_SOURCES``."""
+    configured: Assignment | None = None
+    """For a runtime change: what the configuration said for the route when it was made."""
+
+    @property
+    def runtime(self) -> bool:
+        """True for a change made while running (kept across restarts)."""
+        return self.source in RUNTIME_SOURCES
+
+    def to_json(self) -> dict[str, object]:
+        """The state file's form."""
+        return {
+            **self.assignment.to_json(),
+            "since": self.since,
+            "source": self.source,
+            "configured": None if self.configured is None else self.configured.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Placement:
+        """Inverse of ``to_json``; raises ValueError, KeyError or TypeError when malformed."""
+        configured = data.get("configured")
+        return cls(
+            Assignment.from_json(data),
+            float(data["since"]),
+            str(data["source"]),
+            None if configured is None else Assignment.from_json(configured),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,34 +188,48 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    """Who answers one request, whether the other side gets a copy, and the effective mode."""
-
-    answered_by: Upstream
-    mirror: bool
-    mode: str
-
-
-@dataclass(frozen=True, slots=True)
 class CutoverState:
-    """Every route's assignment, the default, force-legacy and the recent changes."""
+    """Every route's placement, the default, force-legacy and the recent changes."""
 
-    default: Assignment = Assignment(Mode.SHADOW)
-    routes: Mapping[str, Assignment] = field(default_factory=dict)
+    default: Placement = Placement(Assignment(Mode.SHADOW))
+    routes: Mapping[str, Placement] = field(default_factory=dict)
     force_legacy: bool = False
+    force_legacy_since: float = 0.0
+    force_legacy_source: str = "config"
+    """``env`` when ``SHADOWPROXY_FORCE_LEGACY`` set it; ``api`` when the admin API did."""
     history: tuple[Mapping[str, object], ...] = ()
     """The latest ``ownership`` records, oldest first (at most 50)."""
 
-    def assignment(self, route: str) -> Assignment:
-        """The route's own assignment, or the default (``*`` names the default)."""
+    def placement(self, route: str) -> Placement:
+        """The route's own placement, or the default's (``*`` names the default)."""
         if route == ALL_ROUTES:
             return self.default
         return self.routes.get(route, self.default)
+
+    def assignment(self, route: str) -> Assignment:
+        """The route's own assignment, or the default (``*`` names the default)."""
+        return self.placement(route).assignment
 
     def effective(self, route: str) -> str:
         """The mode in force after precedence: force-legacy, the route, the default."""
         mode = self.assignment(route).mode
         return FORCE_LEGACY if self.force_legacy and mode in _ANSWERING else str(mode)
+
+    def share(self, route: str) -> float:
+        """The candidate's share of the route's requests in percent, after precedence."""
+        mode = self.effective(route)
+        if mode == Mode.CANARY:
+            return self.assignment(route).percent
+        return 100.0 if mode == Mode.CANDIDATE else 0.0
+
+    def phase(self, route: str) -> Phase:
+        """What a request of ``route`` is filed under: effective mode, percent, since when."""
+        placement = self.placement(route)
+        mode = self.effective(route)
+        if mode == FORCE_LEGACY:
+            return Phase(mode, None, max(placement.since, self.force_legacy_since))
+        percent = placement.assignment.percent if mode == Mode.CANARY else None
+        return Phase(mode, percent, placement.since)
 
     def with_route(
         self,
@@ -179,19 +240,34 @@ class CutoverState:
         source: str,
         now: float,
         numbers: Mapping[str, float] | None = None,
+        configured: Assignment | None = None,
     ) -> tuple[CutoverState, Change | None]:
-        """``route`` (``*``: the default) moved to ``target``; no change when already there."""
-        current = self.assignment(route)
-        if current == target:
+        """``route`` (``*``: the default) moved to ``target``; no change when already there.
+
+        ``configured`` is what the configuration says for the route (kept with a
+        runtime change). A drill's flips keep the time the route entered its
+        assignment, so the evidence of a canary step runs on across a drill.
+        """
+        current = self.placement(route)
+        if current.assignment == target:
             return self, None
         change = Change(
-            route, str(current.mode), str(target.mode), target.percent, reason, source, now, numbers
+            route,
+            str(current.assignment.mode),
+            str(target.mode),
+            target.percent,
+            reason,
+            source,
+            now,
+            numbers,
         )
+        since = current.since if source == "drill" else now
+        placed = Placement(target, since, source, configured if source in RUNTIME_SOURCES else None)
         if route == ALL_ROUTES:
-            state = replace(self, default=target)
+            state = replace(self, default=placed)
         else:
-            state = replace(self, routes={**self.routes, route: target})
-        return state._remember(change), change
+            state = replace(self, routes={**self.routes, route: placed})
+        return state.remember(change), change
 
     def with_force_legacy(
         self, on: bool, *, reason: str, source: str, now: float
@@ -201,27 +277,36 @@ class CutoverState:
             return self, None
         before, after = ("routes", FORCE_LEGACY) if on else (FORCE_LEGACY, "routes")
         change = Change(ALL_ROUTES, before, after, 0.0, reason, source, now)
-        return replace(self, force_legacy=on)._remember(change), change
+        state = replace(self, force_legacy=on, force_legacy_since=now, force_legacy_source=source)
+        return state.remember(change), change
 
-    def _remember(self, change: Change) -> CutoverState:
+    def remember(self, change: Change) -> CutoverState:
+        """This state with ``change``'s record at the end of its history."""
         return replace(self, history=(*self.history, change.record())[-_HISTORY:])
 
     def to_json(self) -> dict[str, object]:
         """The state file's form."""
         return {
+            "v": 2,
             "default": self.default.to_json(),
-            "routes": {name: a.to_json() for name, a in sorted(self.routes.items())},
+            "routes": {name: p.to_json() for name, p in sorted(self.routes.items())},
             "force_legacy": self.force_legacy,
+            "force_legacy_since": self.force_legacy_since,
+            "force_legacy_source": self.force_legacy_source,
             "history": list(self.history),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CutoverState:
         """Inverse of ``to_json``; raises ValueError, KeyError or TypeError when malformed."""
+        if data.get("v") != 2:
+            raise ValueError("unknown state file version")
         return cls(
-            default=Assignment.from_json(data["default"]),
-            routes={str(k): Assignment.from_json(v) for k, v in dict(data["routes"]).items()},
+            default=Placement.from_json(data["default"]),
+            routes={str(k): Placement.from_json(v) for k, v in dict(data["routes"]).items()},
             force_legacy=bool(data["force_legacy"]),
+            force_legacy_since=float(data["force_legacy_since"]),
+            force_legacy_source=str(data["force_legacy_source"]),
             history=tuple(dict(r) for r in data.get("history", ())),
         )
 
@@ -232,16 +317,19 @@ def _configured(spec: RouteSpec) -> Assignment | None:
     return Assignment.of(spec.mode, spec.canary_percent)
 
 
-def configured(settings: Settings) -> CutoverState:
-    """The state the configuration describes (force-legacy from the environment)."""
+def configured(settings: Settings, now: float = 0.0) -> CutoverState:
+    """The state the configuration describes (force-legacy from the environment), as of ``now``."""
+    force = settings.cutover.force_legacy
     return CutoverState(
-        default=Assignment.of(settings.cutover.default_mode),
+        default=Placement(Assignment.of(settings.cutover.default_mode), now),
         routes={
-            spec.name: assignment
+            spec.name: Placement(assignment, now)
             for spec in settings.routes
             if (assignment := _configured(spec)) is not None
         },
-        force_legacy=settings.cutover.force_legacy,
+        force_legacy=force,
+        force_legacy_since=now if force else 0.0,
+        force_legacy_source="env" if force else "config",
     )
 
 
@@ -267,7 +355,7 @@ def reconcile(
         wanted = _configured(spec)
         if spec.name in before and before[spec.name] == wanted:
             continue
-        target = wanted if wanted is not None else state.default
+        target = wanted if wanted is not None else state.default.assignment
         state, change = state.with_route(
             spec.name, target, reason="configuration reloaded", source="sighup", now=now
         )
@@ -278,52 +366,64 @@ def reconcile(
     return state, changes
 
 
-def canary_bucket(key: str) -> float:
-    """Where ``key`` falls in [0, 100): blake2b of the key, the same in every process."""
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest) * 100.0 / _BUCKETS
+def restore(
+    start: CutoverState, saved: CutoverState | None, names: Iterable[str], now: float
+) -> tuple[CutoverState, list[Change]]:
+    """The state at start: ``start`` (the configuration) under what the state file kept.
 
-
-def in_canary(key: str, percent: float) -> bool:
-    """True when ``key`` is answered by the candidate at ``percent``; monotone in ``percent``."""
-    if percent <= 0:
-        return False
-    return percent >= 100 or canary_bucket(key) < percent
-
-
-def sticky_key(
-    sticky: str, headers: Mapping[str, str], cookies: Mapping[str, str], client: str
-) -> str:
-    """The canary key a route's ``sticky`` setting picks; the client address when it is absent."""
-    kind, _, name = sticky.partition(":")
-    value: str | None = None
-    if kind == "header":
-        value = headers.get(name)
-    elif kind == "cookie":
-        value = cookies.get(name)
-    return f"{kind}:{value}" if value else f"client:{client}"
-
-
-def decide(state: CutoverState, route: str, key: Callable[[], str]) -> Decision:
-    """Who answers a request of ``route``; ``key`` (the sticky key) is read only in canary."""
-    mode = state.effective(route)
-    if mode == Mode.CANARY:
-        answered_by = (
-            Upstream.CANDIDATE
-            if in_canary(key(), state.assignment(route).percent)
-            else Upstream.LEGACY
+    Precedence: force-legacy from the environment, then the runtime changes in
+    ``saved`` (admin API, promote, drill, rollback), then the configuration. A
+    runtime change is dropped when its route is no longer configured
+    (``names``, plus ``*``) or when the route's configuration changed since it
+    was made: that edit is the newer decision, as on SIGHUP. A route still where
+    it was keeps its ``since``. Each restored change is recorded (source
+    ``restored``); ownership records stay the history.
+    """
+    if saved is None:
+        return start, []
+    known = {*names, ALL_ROUTES}
+    state = replace(start, history=saved.history)
+    changes: list[Change] = []
+    for route in sorted({*saved.routes, ALL_ROUTES} & known):
+        kept = saved.placement(route)
+        configured_now = start.assignment(route)
+        if not kept.runtime or kept.configured != configured_now:
+            own = route == ALL_ROUTES or route in start.routes
+            if own and kept.assignment == configured_now:
+                state = _placed(state, route, replace(start.placement(route), since=kept.since))
+            continue
+        state = _placed(state, route, kept)
+        if kept.assignment != configured_now:
+            change = Change(
+                route,
+                str(configured_now.mode),
+                str(kept.assignment.mode),
+                kept.assignment.percent,
+                f"restored from the state file ({kept.source})",
+                "restored",
+                now,
+            )
+            state = state.remember(change)
+            changes.append(change)
+    if saved.force_legacy and saved.force_legacy_source != "env" and not start.force_legacy:
+        state = replace(
+            state,
+            force_legacy=True,
+            force_legacy_since=saved.force_legacy_since,
+            force_legacy_source=saved.force_legacy_source,
         )
-        return Decision(answered_by, True, mode)
-    return _FIXED[mode]
+        change = Change(
+            ALL_ROUTES, "routes", FORCE_LEGACY, 0.0, "restored from the state file", "restored", now
+        )
+        state = state.remember(change)
+        changes.append(change)
+    return state, changes
 
 
-# Every mode but canary decides the same way for every request: one value each.
-_FIXED: dict[str, Decision] = {
-    Mode.SHADOW: Decision(Upstream.LEGACY, True, Mode.SHADOW),
-    FORCE_LEGACY: Decision(Upstream.LEGACY, True, FORCE_LEGACY),
-    Mode.CANDIDATE: Decision(Upstream.CANDIDATE, True, Mode.CANDIDATE),
-    Mode.LEGACY_ONLY: Decision(Upstream.LEGACY, False, Mode.LEGACY_ONLY),
-}
+def _placed(state: CutoverState, route: str, placement: Placement) -> CutoverState:
+    if route == ALL_ROUTES:
+        return replace(state, default=placement)
+    return replace(state, routes={**state.routes, route: placement})
 
 
 def shown_routes(state: CutoverState, configured_names: Iterable[str]) -> list[str]:

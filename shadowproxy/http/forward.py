@@ -8,11 +8,13 @@
    are bound to its log lines, the secrets to be scrubbed;
 2. buffer its body up to ``shadow.mirror_max_body`` and build the upstream headers;
 3. ask the route's ownership who answers (docs/cutover.md: legacy, or the
-   candidate in canary and candidate mode) and whether the other side gets a copy;
+   candidate in canary and candidate mode), whether the other side gets a copy
+   (never on a route with ``mirror: false``) and the phase the evidence is
+   filed under;
 4. start the mirror (``HttpShadow.start``), or count why not;
 5. answer from the chosen upstream (``Relay.send``); a candidate that fails
-   before answering is retried on legacy for idempotent methods with a
-   buffered body;
+   before answering is retried on legacy (counted) when the route's
+   ``fallback`` is on, for idempotent methods with a buffered body;
 6. hand the answer the client got to the mirror, which compares off the hot path.
 
 Nothing the shadow path does is awaited here.
@@ -26,8 +28,8 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
+from shadowproxy.cutover.canary import Decision, sticky_key
 from shadowproxy.cutover.ownership import Ownership
-from shadowproxy.cutover.state import sticky_key
 from shadowproxy.http.h1 import IDEMPOTENT_METHODS
 from shadowproxy.http.headers import VIA, request_headers
 from shadowproxy.http.inbound import Inbound, RequestBody, read_body
@@ -35,7 +37,7 @@ from shadowproxy.http.relay import Relay, RequestSink
 from shadowproxy.http.routing import Route, RouteTable
 from shadowproxy.http.shadow import HttpShadow, MirrorRequest
 from shadowproxy.http.upstream import UpstreamClient
-from shadowproxy.model import Observation, RequestFacts, SkipReason, Upstream
+from shadowproxy.model import SHADOW_PHASE, Observation, RequestFacts, SkipReason, Upstream
 from shadowproxy.settings import Settings
 from shadowproxy.sinks.logs import bind_request, unbind_request
 from shadowproxy.sinks.secrets import SecretFinder, mask_path
@@ -44,6 +46,9 @@ __all__ = ["Forwarder"]
 
 # Host is set per upstream; Expect requests go to aiohttp's server, which answers it.
 _NOT_RELAYED = frozenset({"host", "expect"})
+
+_NOT_DECIDED = Decision(Upstream.LEGACY, True, SHADOW_PHASE)
+"""Without cutover control (no candidate pool): legacy answers, the candidate is mirrored."""
 
 # A random prefix per process and a counter: unique without a system call per request.
 _ID_PREFIX = os.urandom(4).hex()
@@ -77,6 +82,7 @@ class Forwarder:
         self._secrets = secrets
         self._candidate = candidate
         self._ownership = ownership
+        self._sink = sink
         # The admin token is fixed at start (a reload keeps it), as is the probe's.
         self._relay = Relay(sink, settings.shadow.compare_max_bytes, settings.admin.token)
 
@@ -90,20 +96,23 @@ class Forwarder:
     ) -> None:
         """Count a request answered outside ``handle`` (a WebSocket tunnel) as not mirrored."""
         path, _, query = raw_target.partition("?")
-        self._shadow.skip(self._route(path, query, headers)[0], reason)
+        route = self._route("GET", path, query, headers)[0]
+        phase = SHADOW_PHASE if self._ownership is None else self._ownership.phase(route.name)
+        self._shadow.skip(route, reason, phase)
 
     def _route(
-        self, path: str, query: str, headers: Iterable[tuple[str, str]]
+        self, method: str, path: str, query: str, headers: Iterable[tuple[str, str]]
     ) -> tuple[Route, tuple[str, ...]]:
-        """The route of ``path`` and the request's secrets, which never reach a route name."""
+        """The route of a ``method`` request of ``path`` and its secrets (never in a route name)."""
         secrets = self._secrets.in_request(headers, query)
-        return self.routes.resolve(mask_path(path, secrets) if secrets else path), secrets
+        masked = mask_path(path, secrets) if secrets else path
+        return self.routes.resolve(masked, method), secrets
 
     async def handle(self, request: Inbound) -> None:
         """Answer one client request from legacy (or the candidate) and mirror it when allowed."""
         raw_target = request.raw_target
         path, _, query = raw_target.partition("?")
-        route, secrets = self._route(path, query, request.headers.items())
+        route, secrets = self._route(request.method, path, query, request.headers.items())
         request_id = _new_id()
         # bind/unbind rather than a context manager: no generator on every request.
         binding = bind_request(request_id, secrets)
@@ -133,12 +142,11 @@ class Forwarder:
             via=VIA,
             drop=_NOT_RELAYED,
         )
-        answered_by, mirror = self._who_answers(route, request)
+        decision = self._who_answers(route, request)
+        answered_by, phase = decision.answered_by, decision.phase
         client_answer: asyncio.Future[Observation | None] | None = None
-        skip = (
-            self._shadow.decide(route, request.method, body_complete=body.complete)
-            if mirror
-            else SkipReason.MODE
+        skip = _not_mirrored(route, decision) or self._shadow.decide(
+            route, request.method, body_complete=body.complete
         )
         if skip is None:
             client_answer = self._shadow.start(
@@ -153,6 +161,7 @@ class Forwarder:
                         started_at=time.time(),
                         client_request_id=request.headers.get("X-Request-Id"),
                         secrets=secrets,
+                        phase=phase,
                     ),
                     route=route,
                     raw_target=raw_target,
@@ -163,7 +172,7 @@ class Forwarder:
                 )
             )
         else:
-            self._shadow.skip(route, skip)
+            self._shadow.skip(route, skip, phase)
 
         own_host = settings.upstreams.host_header == "upstream"
 
@@ -191,18 +200,14 @@ class Forwarder:
             if client_answer is not None and not client_answer.done():
                 client_answer.set_result(observation)
 
-    def _who_answers(self, route: Route, request: Inbound) -> tuple[Upstream, bool]:
-        """Who answers this request, and whether the other side gets a copy."""
-        ownership = self._ownership
-        if ownership is None or self._candidate is None:
-            return Upstream.LEGACY, True
-        decision = ownership.decide(
+    def _who_answers(self, route: Route, request: Inbound) -> Decision:
+        """Who answers this request, whether the other side gets a copy, and its phase."""
+        if self._ownership is None or self._candidate is None:
+            return _NOT_DECIDED
+        return self._ownership.decide(
             route.name,
-            lambda: sticky_key(
-                ownership.sticky(route.name), request.headers, request.cookies, request.remote
-            ),
+            lambda sticky: sticky_key(sticky, request.headers, request.cookies, request.remote),
         )
-        return decision.answered_by, decision.mirror
 
     async def _from_candidate(
         self,
@@ -212,13 +217,17 @@ class Forwarder:
         with_host: Callable[[UpstreamClient], list[tuple[str, str]]],
         body: RequestBody,
     ) -> Observation | None:
-        """Answer from the candidate; retry on legacy when it fails before answering."""
+        """Answer from the candidate; retry on legacy when it fails before answering.
+
+        The retry (fallback) needs the route's ``fallback``, an idempotent method
+        and a buffered body; it is counted per route.
+        """
         assert self._candidate is not None and self._ownership is not None
         retry: Callable[[], Awaitable[Observation | None]] | None = None
-        # A failed candidate answer to an idempotent request is retried on legacy.
-        if request.method in IDEMPOTENT_METHODS and body.complete:
+        if route.fallback and request.method in IDEMPOTENT_METHODS and body.complete:
 
             async def retry() -> Observation | None:
+                self._sink.on_fallback(route.name)
                 return await self._relay.send(
                     request,
                     route,
@@ -243,3 +252,10 @@ class Forwarder:
             error = not observation.ok or (observation.status or 0) >= 500
             self._ownership.answered(route.name, error=error)
         return observation
+
+
+def _not_mirrored(route: Route, decision: Decision) -> SkipReason | None:
+    """Why the route or its mode keeps this request from being mirrored at all."""
+    if not route.mirror:
+        return SkipReason.MIRROR_OFF
+    return None if decision.mirror else SkipReason.MODE

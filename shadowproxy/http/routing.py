@@ -1,7 +1,9 @@
-"""Route resolution: request path to a bounded route name, its domain and rules.
+"""Route resolution: request method and path to a bounded route name, its domain and rules.
 
 Configured routes match first, in order: templates (``/orders/{id}``) match
-segment by segment, prefixes end in ``*`` (``/static/*``). Any other path gets
+segment by segment, prefixes end in ``*`` (``/static/*``), and a route with
+``methods`` matches only those methods, so GET and POST on one path can be
+two routes with two modes. Any other path gets
 a normalised name in which identifier-like segments (numbers, UUIDs, long hex,
 long opaque tokens, and words of eight or more characters mixing letters and
 digits, which is what passwords and keys in paths look like) become ``{id}``.
@@ -49,6 +51,10 @@ class Route:
     sample_percent: float
     mirror_writes: bool
     rules: CompareRules
+    mirror: bool = True
+    """False: never mirrored (``mirror: false``)."""
+    fallback: bool = True
+    """Retry an idempotent request on legacy when the candidate answering it fails."""
 
 
 def _is_identifier(segment: str) -> bool:
@@ -92,7 +98,7 @@ def route_path(path: str) -> str:
 
 
 class _Template:
-    __slots__ = ("parts", "prefix", "route")
+    __slots__ = ("methods", "parts", "prefix", "route")
 
     def __init__(self, spec: RouteSpec) -> None:
         self.route = Route(
@@ -101,14 +107,19 @@ class _Template:
             sample_percent=spec.sample_percent,
             mirror_writes=spec.mirror_writes,
             rules=spec.rules,
+            mirror=spec.mirror,
+            fallback=spec.fallback,
         )
+        self.methods = spec.methods
         self.prefix: str | None = spec.match[:-1] if spec.match.endswith("*") else None
         self.parts: tuple[str | None, ...] = tuple(
             None if part.startswith("{") and part.endswith("}") else part
             for part in spec.match.split("/")
         )
 
-    def matches(self, path: str, segments: list[str]) -> bool:
+    def matches(self, method: str, path: str, segments: list[str]) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
         if self.prefix is not None:
             return path.startswith(self.prefix)
         if len(segments) != len(self.parts):
@@ -128,6 +139,8 @@ class RouteTable:
         max_routes: int,
     ) -> None:
         self._templates = [_Template(spec) for spec in specs]
+        # Only a table with method-specific routes needs the method in its memory's key.
+        self._by_method = any(t.methods is not None for t in self._templates)
         self._default_sample_percent = default_sample_percent
         self._default_rules = default_rules
         self._max_routes = max_routes
@@ -151,27 +164,28 @@ class RouteTable:
         configured = [t.route.name for t in self._templates]
         return [*configured, *self._seen, OTHER]
 
-    def resolve(self, path: str) -> Route:
-        """The route for ``path`` (the path only, without query string).
+    def resolve(self, path: str, method: str = "GET") -> Route:
+        """The route for a ``method`` request of ``path`` (the path only, without query string).
 
         The path is matched after ``route_path``, so ``/static/../admin`` is
         labelled (and compared) as ``/admin``, which is what an upstream serves.
         """
-        route = self._resolved.get(path)
+        key = f"{method} {path}" if self._by_method else path
+        route = self._resolved.get(key)
         if route is not None:
             return route
-        route = self._resolve(path)
-        if len(path) <= _MAX_RESOLVED_PATH:
+        route = self._resolve(path, method)
+        if len(key) <= _MAX_RESOLVED_PATH:
             if len(self._resolved) >= _MAX_RESOLVED:
                 self._resolved.clear()
-            self._resolved[path] = route
+            self._resolved[key] = route
         return route
 
-    def _resolve(self, path: str) -> Route:
+    def _resolve(self, path: str, method: str) -> Route:
         path = route_path(path)
         segments = path.split("/")
         for template in self._templates:
-            if template.matches(path, segments):
+            if template.matches(method, path, segments):
                 return template.route
         name = normalise_path(path)
         route = self._seen.get(name)

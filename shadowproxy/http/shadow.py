@@ -23,7 +23,15 @@ from dataclasses import dataclass, replace
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.http.routing import Route
 from shadowproxy.http.upstream import UpstreamClient, fetch_observation
-from shadowproxy.model import DiffClass, Exchange, Observation, RequestFacts, SkipReason, Upstream
+from shadowproxy.model import (
+    DiffClass,
+    Exchange,
+    Observation,
+    Phase,
+    RequestFacts,
+    SkipReason,
+    Upstream,
+)
 from shadowproxy.settings import ShadowSettings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
@@ -91,9 +99,9 @@ class HttpShadow:
             return SkipReason.BODY_TOO_LARGE
         return self._mirrors.admit(route.sample_percent)
 
-    def skip(self, route: Route, reason: SkipReason) -> None:
-        """Count a request that is not mirrored."""
-        self._mirrors.skip(route, reason)
+    def skip(self, route: Route, reason: SkipReason, phase: Phase) -> None:
+        """Count a request of ``route`` in ``phase`` that is not mirrored."""
+        self._mirrors.skip(route, reason, phase)
 
     def start(self, request: MirrorRequest) -> asyncio.Future[Observation | None] | None:
         """Spawn the mirror; returns the future the hot path resolves with legacy's observation.
@@ -104,6 +112,7 @@ class HttpShadow:
             request.route,
             lambda future: self._mirror(request, future),
             name=f"shadow-{request.facts.id}",
+            phase=request.facts.phase,
         )
 
     async def _mirror(
@@ -118,7 +127,7 @@ class HttpShadow:
         )
         route = request.route
         if answered is None:
-            self._mirrors.skip(route, SkipReason.LEGACY_FAILED)
+            self._mirrors.skip(route, SkipReason.LEGACY_FAILED, request.facts.phase)
             return
         legacy, candidate = (mirrored, answered) if reverse else (answered, mirrored)
         exchange = Exchange(self._facts(request), legacy, candidate, secondary, request.answered_by)

@@ -8,10 +8,9 @@ in-flight client requests (up to ``drain_s``), give shadow work
 ``shadow.grace_s`` then cancel it, close the upstream connections, stop the
 admin listener, flush and close the evidence. SIGHUP re-reads the
 configuration (``RunningConfig``); an invalid one is logged and the running
-one kept. Route ownership (docs/cutover.md) lives in memory, or, for a
-supervisor's workers, in the state file under ``cutover_state_dir`` that
-each worker polls; the process serving the admin listener applies the modes
-a reload changes.
+one kept. Route ownership (docs/cutover.md) is kept in the state file under
+``cutover.state_dir``, which every process polls; the process serving the
+admin listener restores it at start and applies the modes a reload changes.
 """
 
 from __future__ import annotations
@@ -85,23 +84,19 @@ def _open_parts(
     registry: CollectorRegistry,
     *,
     pause_flag: SharedFlag | None,
-    cutover_state_dir: str | None,
     controller: bool,
 ) -> tuple[Evidence, ProxyParts]:
     """The evidence writer, started, and the pieces every listener of this process shares.
 
-    The ``controller`` (the process serving the admin listener) publishes the
-    configured route ownership; a supervisor's worker reads what it published.
+    The ``controller`` (the process serving the admin listener) restores the
+    route ownership saved in the state file; a supervisor's worker reads it.
     """
     metrics = Metrics(registry)
     metrics.prime_routes((spec.name, spec.domain) for spec in settings.routes)
     evidence = Evidence(settings, metrics, worker_id=default_worker_id())
     evidence.start()
-    ownership = Ownership(settings, evidence, state_dir=cutover_state_dir)
-    if controller:
-        ownership.publish()
-    else:
-        ownership.refresh()
+    ownership = Ownership(settings, evidence)
+    ownership.start(controller=controller)
     return evidence, ProxyParts(
         sink=evidence,
         switch=ShadowSwitch(pause_flag),
@@ -213,7 +208,6 @@ async def serve(
     on_ready: Callable[[Bound], None] | None = None,
     stop: asyncio.Event | None = None,
     pause_flag: SharedFlag | None = None,
-    cutover_state_dir: str | None = None,
     serve_admin: bool = True,
     registry: CollectorRegistry | None = None,
     install_signals: bool = True,
@@ -227,7 +221,6 @@ async def serve(
         settings,
         registry,
         pause_flag=pause_flag,
-        cutover_state_dir=cutover_state_dir,
         controller=serve_admin,
     )
     ownership = parts.ownership
@@ -271,8 +264,7 @@ async def serve(
                 )
             parts.lag.start()
             housekeeping.spawn(_ticker(evidence, stop), name="evidence-ticker")
-            if cutover_state_dir is not None:
-                housekeeping.spawn(ownership.follow(stop), name="cutover-follower")
+            housekeeping.spawn(ownership.follow(stop), name="cutover-follower")
             bound = Bound(
                 proxy=HostAddress(*server.address),
                 admin=listeners.admin.address if listeners.admin is not None else None,

@@ -64,7 +64,6 @@ def _worker_main(
     flag: SharedFlag,
     ready: SharedFlag,
     log_json: bool | None,
-    cutover_state_dir: str | None = None,
 ) -> None:
     """Entry point of one worker process; ``ready`` turns 1 once it listens."""
     from shadowproxy.runtime.serve import serve
@@ -82,7 +81,6 @@ def _worker_main(
             pause_flag=flag,
             serve_admin=False,
             on_ready=lambda _: setattr(ready, "value", 1),
-            cutover_state_dir=cutover_state_dir,
         )
     )
 
@@ -96,7 +94,6 @@ class _Fleet:
         config_path: str | None,
         overrides: Overrides,
         log_json: bool | None,
-        cutover_state_dir: str | None = None,
     ) -> None:
         self._context = multiprocessing.get_context("spawn")
         self.flag: SharedFlag = self._context.RawValue("b", 0)
@@ -105,7 +102,6 @@ class _Fleet:
         self.workers: list[BaseProcess] = []
         self.ready: list[SharedFlag] = []
         self.stopping = False
-        self.cutover_state_dir = cutover_state_dir
 
     def _spawn(self, slot: int) -> BaseProcess:
         config_path, overrides, log_json = self._args
@@ -119,7 +115,6 @@ class _Fleet:
                 self.flag,
                 self.ready[slot],
                 log_json,
-                self.cutover_state_dir,
             ),
             name=f"shadowproxy-worker-{slot}",
         )
@@ -192,8 +187,8 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
     settings = fleet.settings
     records = Evidence(settings, Metrics(CollectorRegistry()), worker_id=default_worker_id())
     records.start()
-    ownership = Ownership(settings, records, state_dir=fleet.cutover_state_dir)
-    ownership.publish()
+    ownership = Ownership(settings, records)
+    ownership.start(controller=True)
 
     def apply(fresh: Settings) -> None:
         # Workers started from now on (a replacement for one that died) get it too.
@@ -289,17 +284,15 @@ def supervise(
     """Run ``settings.workers`` worker processes until SIGTERM/SIGINT; returns the exit code."""
     held: list[socket.socket] = []
     metrics_dir = tempfile.mkdtemp(prefix="shadowproxy-metrics-")
-    state_dir = tempfile.mkdtemp(prefix="shadowproxy-cutover-")
     # Set before any worker starts: prometheus_client picks its value store at import.
     os.environ[_MULTIPROC_ENV] = metrics_dir
     try:
         # Every worker must bind the same ports; ephemeral ones are picked here
         # once and held until the supervisor exits (a restarted worker binds them again).
         settings = _hold_ports(settings, held)
-        fleet = _Fleet(settings, config_path, overrides, log_json, state_dir)
+        fleet = _Fleet(settings, config_path, overrides, log_json)
         return asyncio.run(_supervise(fleet, config_path, overrides))
     finally:
         for sock in held:
             sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
-        shutil.rmtree(state_dir, ignore_errors=True)

@@ -18,7 +18,15 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.model import Exchange, Observation, SkipReason, Upstream, Verdict
+from shadowproxy.model import (
+    SHADOW_PHASE,
+    Exchange,
+    Observation,
+    Phase,
+    SkipReason,
+    Upstream,
+    Verdict,
+)
 from shadowproxy.settings import ShadowSettings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
@@ -34,7 +42,9 @@ class EvidenceSink(Protocol):
     """What the shadow paths report to (``shadowproxy.sinks.Evidence``)."""
 
     def on_upstream(self, upstream: Upstream, route: str, observation: Observation) -> None: ...
-    def on_skip(self, route: str, domain: str, reason: SkipReason) -> None: ...
+    def on_skip(
+        self, route: str, domain: str, reason: SkipReason, phase: Phase = SHADOW_PHASE
+    ) -> None: ...
     def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None: ...
 
 
@@ -111,20 +121,21 @@ class Mirrors:
         route: MirroredRoute,
         mirror: Callable[[asyncio.Future[T]], Coroutine[Any, Any, None]],
         name: str,
+        phase: Phase = SHADOW_PHASE,
     ) -> asyncio.Future[T] | None:
         """Start ``mirror(client_answer)`` in the pool; returns the future the hot path resolves.
 
-        None, counted as ``queue_full``, when the pool is full: nothing waits.
+        None, counted as ``queue_full`` in ``phase``, when the pool is full: nothing waits.
         """
         client_answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         if not self._pool.spawn(mirror(client_answer), name=name):
-            self.skip(route, SkipReason.QUEUE_FULL)
+            self.skip(route, SkipReason.QUEUE_FULL, phase)
             return None
         return client_answer
 
-    def skip(self, route: MirroredRoute, reason: SkipReason) -> None:
-        """Count a request that is not mirrored, or not compared."""
-        self._evidence.on_skip(route.name, route.domain, reason)
+    def skip(self, route: MirroredRoute, reason: SkipReason, phase: Phase = SHADOW_PHASE) -> None:
+        """Count a request of ``route`` in ``phase`` that is not mirrored, or not compared."""
+        self._evidence.on_skip(route.name, route.domain, reason, phase)
 
     async def settle(
         self,
@@ -146,12 +157,13 @@ class Mirrors:
         )
         if exchange.secondary is not None:
             self._evidence.on_upstream(Upstream.SECONDARY, route.name, exchange.secondary)
+        phase = exchange.request.phase
         if answer.truncated:
-            self.skip(route, SkipReason.BODY_TOO_LARGE)
+            self.skip(route, SkipReason.BODY_TOO_LARGE, phase)
             return None
         verdict = await self._comparisons.compare(exchange, route.rules)
         if verdict is None:
-            self.skip(route, SkipReason.QUEUE_FULL)
+            self.skip(route, SkipReason.QUEUE_FULL, phase)
             return None
         self._evidence.on_verdict(exchange, verdict if present is None else present(verdict))
         return verdict

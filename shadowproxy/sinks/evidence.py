@@ -21,7 +21,7 @@ from typing import Concatenate, ParamSpec
 
 import structlog
 
-from shadowproxy.model import Exchange, Observation, SkipReason, Verdict
+from shadowproxy.model import SHADOW_PHASE, Exchange, Observation, Phase, SkipReason, Verdict
 from shadowproxy.records import SCHEMA_VERSION
 from shadowproxy.settings import Settings
 from shadowproxy.sinks.metrics import Metrics, code_class, method_label
@@ -107,11 +107,11 @@ class Evidence:
         self._metrics.observe_upstream(upstream, route, observation)
 
     @_guarded("on_skip")
-    def on_skip(self, route: str, domain: str, reason: str) -> None:
-        """Count a request that was not mirrored."""
+    def on_skip(self, route: str, domain: str, reason: str, phase: Phase = SHADOW_PHASE) -> None:
+        """Count a request of ``route`` in ``phase`` that was not mirrored."""
         label = str(reason) if reason in _SKIP_REASONS else "other"
         self._metrics.skipped_by.get(label).inc()
-        self._rollups.tally(route, domain).add_skip(label)
+        self._rollups.tally(route, domain, phase).add_skip(label)
 
     @_guarded("on_verdict")
     def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None:
@@ -120,20 +120,27 @@ class Evidence:
         self._metrics.comparisons_by.get(request.route, request.domain, verdict.outcome).inc()
         for cls in verdict.classes:
             self._metrics.divergences_by.get(request.route, request.domain, cls).inc()
-        self._rollups.tally(request.route, request.domain).add_verdict(exchange, verdict)
+        self._rollups.tally(request.route, request.domain, request.phase).add_verdict(
+            exchange, verdict
+        )
         if wanted(verdict, request.id, self._evidence):
             self._writer.submit(
                 functools.partial(
                     exchange_record, exchange, verdict, self._redactor, self._evidence
                 ),
                 Stream.EXCHANGES,
-                (request.route, request.domain),
+                (request.route, request.domain, request.phase),
             )
 
     @_guarded("on_cutover")
-    def set_route_mode(self, route: str, mode: str) -> None:
-        """Move ``shadowproxy_route_mode`` to ``route``'s effective ``mode``."""
-        self._metrics.set_route_mode(route, mode)
+    def set_route_mode(self, route: str, mode: str, percent: float) -> None:
+        """Move ``shadowproxy_route_mode`` and ``_route_canary_percent`` to ``route``'s state."""
+        self._metrics.set_route_mode(route, mode, percent)
+
+    @_guarded("on_cutover")
+    def on_fallback(self, route: str) -> None:
+        """Count a request of ``route`` retried on legacy after the candidate failed."""
+        self._metrics.fallbacks_by.get(route).inc()
 
     @_guarded("on_cutover")
     def on_rollback(self, route: str, reason: str) -> None:

@@ -211,11 +211,26 @@ class Metrics:
             ("route", "reason"),
             registry=registry,
         )
+        self.route_canary_percent = Gauge(
+            "shadowproxy_route_canary_percent",
+            "The candidate's share of each route's requests in percent (canary percent; 100 in"
+            " candidate mode; 0 otherwise and under force-legacy).",
+            ("route",),
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.fallbacks = Counter(
+            "shadowproxy_fallback",
+            "Requests retried on legacy after the candidate answering them failed, by route.",
+            ("route",),
+            registry=registry,
+        )
         self.requests_by = Children(self.requests)
         self.comparisons_by = Children(self.comparisons)
         self.divergences_by = Children(self.divergences)
         self.upstream_latency_by = Children(self.upstream_latency)
         self.skipped_by = Children(self.skipped)
+        self.fallbacks_by = Children(self.fallbacks)
         # Known label values start at zero so rates and absent() behave from the first scrape.
         for reason in DROP_REASONS:
             self.jsonl_dropped.labels(reason)
@@ -231,15 +246,17 @@ class Metrics:
     def prime_routes(self, routes: Iterable[tuple[str, str]]) -> None:
         """Start every (route, domain) series at zero: ``increase()`` misses a first non-zero."""
         for route, domain in routes:
+            self.fallbacks.labels(route)
             for outcome in Outcome:
                 self.comparisons.labels(route, domain, str(outcome))
             for cls in DiffClass:
                 self.divergences.labels(route, domain, str(cls))
 
-    def set_route_mode(self, route: str, mode: str) -> None:
-        """Mark ``mode`` as ``route``'s current mode (1) and every other mode 0."""
+    def set_route_mode(self, route: str, mode: str, percent: float) -> None:
+        """Mark ``mode`` as ``route``'s current mode (1), every other 0, and its canary percent."""
         for known in ROUTE_MODES:
             self.route_mode.labels(route, known).set(1 if known == mode else 0)
+        self.route_canary_percent.labels(route).set(percent)
 
     def observe_upstream(self, upstream: str, route: str, observation: Observation) -> None:
         """Latency of every answer or failure; an error also counts under its reason."""

@@ -14,6 +14,7 @@ from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verd
 from shadowproxy.records import EXCHANGE, SCHEMA_VERSION
 from shadowproxy.settings import EvidenceSettings
 from shadowproxy.sinks.redact import Redactor
+from shadowproxy.sinks.rollup import phase_fields
 from shadowproxy.sinks.secrets import KnownSecrets, known_secrets
 from shadowproxy.sinks.values import bound_value
 from shadowproxy.timestamps import rfc3339
@@ -88,6 +89,7 @@ def exchange_record(
         "legacy": _side(exchange.legacy, with_error=False),
         "candidate": _side(exchange.candidate, with_error=True),
         "answered_by": str(exchange.answered_by),
+        **phase_fields(request.phase),
     }
     if exchange.secondary is not None:
         record["secondary"] = _side(exchange.secondary, with_error=True)

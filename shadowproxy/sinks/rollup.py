@@ -1,7 +1,9 @@
 """Per-route rollups: counts and latency histograms per interval (docs/evidence.md ``rollup``).
 
 Owns the tallies kept between two rollup records and when the next one is
-due. Runs on the event loop only, so it needs no locks. No I/O.
+due. A route's requests are tallied per cutover phase (mode, canary percent
+and since when), so evidence from shadow never mixes with a canary step's.
+Runs on the event loop only, so it needs no locks. No I/O.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ import math
 from collections.abc import Mapping
 
 from shadowproxy.histogram import LatencyHistogram
-from shadowproxy.model import DiffClass, Exchange, Outcome, Verdict
+from shadowproxy.model import SHADOW_PHASE, DiffClass, Exchange, Outcome, Phase, Verdict
 from shadowproxy.records import ROLLUP, SCHEMA_VERSION
 from shadowproxy.timestamps import rfc3339
 
-__all__ = ["Rollups", "RouteTally"]
+__all__ = ["Rollups", "RouteTally", "phase_fields"]
 
 _OUTCOME_FIELD = {
     Outcome.MATCH: "match",
@@ -22,6 +24,15 @@ _OUTCOME_FIELD = {
     Outcome.NOISE: "noise",
     Outcome.ERROR: "errors",
 }
+
+
+def phase_fields(phase: Phase) -> dict[str, object]:
+    """The ``mode``, ``canary_percent`` and ``mode_since`` fields of a record (docs/evidence.md)."""
+    return {
+        "mode": phase.mode,
+        "canary_percent": phase.percent,
+        "mode_since": None if phase.since is None else rfc3339(phase.since),
+    }
 
 
 class RouteTally:
@@ -59,7 +70,9 @@ class RouteTally:
         for reason, n in reasons.items():
             self.dropped[reason] = self.dropped.get(reason, 0) + n
 
-    def record(self, route: str, domain: str, ts_start: float, ts_end: float) -> dict[str, object]:
+    def record(
+        self, route: str, domain: str, phase: Phase, ts_start: float, ts_end: float
+    ) -> dict[str, object]:
         """The ``rollup`` record of this tally."""
         return {
             "v": SCHEMA_VERSION,
@@ -68,6 +81,7 @@ class RouteTally:
             "ts_end": rfc3339(ts_end),
             "route": route,
             "domain": domain,
+            **phase_fields(phase),
             **self.counts,
             "skipped": dict(sorted(self.skipped.items())),
             "exchanges_dropped": dict(sorted(self.dropped.items())),
@@ -76,7 +90,7 @@ class RouteTally:
 
 
 class Rollups:
-    """Tallies per (route, domain) and the interval clock.
+    """Tallies per (route, domain, phase) and the interval clock.
 
     Intervals end on multiples of ``interval_s`` since the epoch, so every
     worker's rollups cover the same windows; the first one starts at ``now``.
@@ -87,13 +101,13 @@ class Rollups:
 
     def __init__(self, interval_s: float, now: float) -> None:
         self._interval = interval_s
-        self._tallies: dict[tuple[str, str], RouteTally] = {}
+        self._tallies: dict[tuple[str, str, Phase], RouteTally] = {}
         self._start = now
         self._due = self._next_boundary(now)
 
-    def tally(self, route: str, domain: str) -> RouteTally:
-        """The current tally of ``route`` (created on first use)."""
-        key = (route, domain)
+    def tally(self, route: str, domain: str, phase: Phase = SHADOW_PHASE) -> RouteTally:
+        """The current tally of ``route`` in ``phase`` (created on first use)."""
+        key = (route, domain, phase)
         tally = self._tallies.get(key)
         if tally is None:
             tally = self._tallies[key] = RouteTally()
@@ -104,18 +118,20 @@ class Rollups:
         return now >= self._due
 
     def drain(
-        self, now: float, dropped: Mapping[tuple[str, str], Mapping[str, int]] | None = None
+        self, now: float, dropped: Mapping[tuple[str, str, Phase], Mapping[str, int]] | None = None
     ) -> list[dict[str, object]]:
         """Close the window at ``now``: one record per active route, then start afresh.
 
-        ``dropped`` (exchange records the writer could not write, by route and
-        reason) is counted in the routes' records.
+        ``dropped`` (exchange records the writer could not write, by route,
+        domain, phase and reason) is counted in the routes' records.
         """
         for key, reasons in (dropped or {}).items():
             self.tally(*key).add_dropped(reasons)
         records = [
-            tally.record(route, domain, self._start, now)
-            for (route, domain), tally in sorted(self._tallies.items())
+            tally.record(route, domain, phase, self._start, now)
+            for (route, domain, phase), tally in sorted(
+                self._tallies.items(), key=lambda item: _order(item[0])
+            )
         ]
         self._tallies = {}
         self._start = now
@@ -127,3 +143,8 @@ class Rollups:
         if self._interval <= 0:
             return math.inf
         return (math.floor(now / self._interval) + 1) * self._interval
+
+
+def _order(key: tuple[str, str, Phase]) -> tuple[str, str, str, float, float]:
+    route, domain, phase = key
+    return (route, domain, phase.mode, phase.percent or 0.0, phase.since or 0.0)

@@ -28,6 +28,7 @@ from pathlib import Path
 import orjson
 import structlog
 
+from shadowproxy.model import Phase
 from shadowproxy.settings import EvidenceSettings
 from shadowproxy.sinks.files import DiskCap, Stream, file_name, open_private, private_dir, rotate
 from shadowproxy.sinks.metrics import Metrics
@@ -37,8 +38,8 @@ __all__ = ["Item", "JsonlWriter", "RouteKey", "Stream", "file_name", "open_priva
 Item = Mapping[str, object] | Callable[[], Mapping[str, object] | None]
 """A record, or a builder the writer thread calls (None: nothing to write)."""
 
-RouteKey = tuple[str, str]
-"""The (route, domain) an exchange record belongs to."""
+RouteKey = tuple[str, str, Phase]
+"""The (route, domain, cutover phase) an exchange record belongs to."""
 
 _DAY_S = 86_400.0
 _BATCH = 512

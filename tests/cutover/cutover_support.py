@@ -53,6 +53,12 @@ async def admin(
         return response.status, await response.json()
 
 
+def shown(listing: Mapping[str, Any], route: str) -> tuple[Any, ...]:
+    """A route's ``(mode, percent, effective, source)`` in a ``GET /cutover`` answer."""
+    entry = listing["routes"][route]
+    return (entry["mode"], entry["percent"], entry["effective"], entry["source"])
+
+
 def records(log_dir: Path, kind: str) -> list[dict[str, Any]]:
     """Every record of type ``kind`` written so far, in file order."""
     found = []

@@ -13,7 +13,7 @@ import pytest
 from shadowproxy.cli import main
 from shadowproxy.histogram import LatencyHistogram
 from shadowproxy.timestamps import rfc3339
-from tests.cutover.cutover_support import TOKEN, admin, records, side, valid
+from tests.cutover.cutover_support import TOKEN, admin, records, shown, side, valid
 from tests.support import backend, eventually, make_settings, running_proxy
 
 ROUTE = "/a"
@@ -77,7 +77,7 @@ class TestPromote:
                 await eventually(lambda: bool(records(logs, "ownership")))
         assert code == 0, capsys.readouterr().err
         assert "shadow -> canary 1%" in capsys.readouterr().out
-        assert listing["routes"][ROUTE] == {"mode": "canary", "percent": 1.0, "effective": "canary"}
+        assert shown(listing, ROUTE) == ("canary", 1.0, "canary", "promote")
         (record,) = records(logs, "ownership")
         assert (record["source"], record["to"], record["percent"]) == ("promote", "canary", 1.0)
         assert record["numbers"]["compared"] == 1200 and record["numbers"]["structural"] == 0

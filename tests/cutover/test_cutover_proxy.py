@@ -13,10 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from shadowproxy.admin.app import AdminContext, build_admin_app
+from shadowproxy.cutover.canary import in_canary
 from shadowproxy.cutover.ownership import Ownership
-from shadowproxy.cutover.state import in_canary
 from shadowproxy.shadow.control import ShadowSwitch
-from tests.cutover.cutover_support import TOKEN, admin, probe, records, side, valid
+from tests.cutover.cutover_support import TOKEN, admin, probe, records, shown, side, valid
 from tests.support import backend, eventually, make_settings, running_proxy
 
 ROUTE = "/a"
@@ -120,11 +120,7 @@ class TestSwitching:
                 assert (await probe(proxy.url + "/a/1"))[1] == "legacy"
                 assert proxy.metric("shadowproxy_route_mode", route=ROUTE, mode="candidate") == 0
                 await eventually(lambda: len(records(tmp_path, "ownership")) == 2)
-        assert listing["routes"][ROUTE] == {
-            "mode": "candidate",
-            "percent": 100.0,
-            "effective": "candidate",
-        }
+        assert shown(listing, ROUTE) == ("candidate", 100.0, "candidate", "api")
         assert gauge == 1
         first, second = records(tmp_path, "ownership")
         assert {k: first[k] for k in ("route", "from", "to", "percent", "reason", "source")} == {
@@ -223,7 +219,7 @@ class _Sink:
     def write_record(self, record: object) -> None:
         self.records.append(record)
 
-    def set_route_mode(self, route: str, mode: str) -> None:
+    def set_route_mode(self, route: str, mode: str, percent: float) -> None:
         """Gauges are not under test here."""
 
     def on_rollback(self, route: str, reason: str) -> None:

@@ -9,19 +9,17 @@ from pathlib import Path
 import pytest
 
 from shadowproxy.config import ConfigError, settings_from_document
+from shadowproxy.cutover.canary import canary_bucket, decide, in_canary, sticky_key
 from shadowproxy.cutover.rollback import RollbackWindows
 from shadowproxy.cutover.state import (
     ALL_ROUTES,
     Assignment,
     CutoverState,
     Mode,
-    canary_bucket,
+    Placement,
     configured,
-    decide,
-    in_canary,
     next_step,
     reconcile,
-    sticky_key,
 )
 from shadowproxy.model import Upstream
 from shadowproxy.settings import RollbackSettings
@@ -103,7 +101,8 @@ class TestPrecedence:
     def test_route_beats_default(self) -> None:
         """A route's own assignment wins; other routes follow the default."""
         state = CutoverState(
-            default=Assignment.of(Mode.CANDIDATE), routes={"/a": Assignment.of(Mode.SHADOW)}
+            default=Placement(Assignment.of(Mode.CANDIDATE)),
+            routes={"/a": Placement(Assignment.of(Mode.SHADOW))},
         )
         assert decide(state, "/a", lambda: "k").answered_by is Upstream.LEGACY
         assert decide(state, "/b", lambda: "k").answered_by is Upstream.CANDIDATE
@@ -111,8 +110,8 @@ class TestPrecedence:
     def test_force_legacy_beats_everything(self) -> None:
         """With force-legacy on, canary and candidate routes are answered by legacy."""
         state = CutoverState(
-            default=Assignment.of(Mode.CANDIDATE),
-            routes={"/a": Assignment.of(Mode.CANARY, 100)},
+            default=Placement(Assignment.of(Mode.CANDIDATE)),
+            routes={"/a": Placement(Assignment.of(Mode.CANARY, 100))},
             force_legacy=True,
         )
         for route in ("/a", "/b"):
@@ -125,7 +124,7 @@ class TestPrecedence:
 
     def test_legacy_only_mirrors_nothing(self) -> None:
         """legacy-only answers from legacy and mirrors nothing, force-legacy or not."""
-        state = CutoverState(default=Assignment.of(Mode.LEGACY_ONLY))
+        state = CutoverState(default=Placement(Assignment.of(Mode.LEGACY_ONLY)))
         assert decide(state, "/a", lambda: "k").mirror is False
         assert decide(replace(state, force_legacy=True), "/a", lambda: "k").mirror is False
 
@@ -133,7 +132,7 @@ class TestPrecedence:
     @pytest.mark.parametrize("mode", list(Mode))
     def test_every_mode_decides(self, mode: Mode, force_legacy: bool) -> None:
         """Each mode, with force-legacy on or off, gives a decision naming its effective mode."""
-        state = CutoverState(default=Assignment.of(mode, 100), force_legacy=force_legacy)
+        state = CutoverState(default=Placement(Assignment.of(mode, 100)), force_legacy=force_legacy)
         decision = decide(state, "/a", lambda: "k")
         assert decision.mode == state.effective("/a")
         answering = mode in {Mode.CANARY, Mode.CANDIDATE} and not force_legacy
@@ -301,6 +300,8 @@ class TestExports:
         "name",
         [
             "shadowproxy.cutover.state",
+            "shadowproxy.cutover.canary",
+            "shadowproxy.cutover.statefile",
             "shadowproxy.cutover.ownership",
             "shadowproxy.cutover.rollback",
             "shadowproxy.admin.cutover",

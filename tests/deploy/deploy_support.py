@@ -32,6 +32,9 @@ CONTRACT_METRICS = frozenset(
         "shadowproxy_jsonl_dropped_total",
         "shadowproxy_rollups_dropped_total",
         "shadowproxy_build_info",
+        "shadowproxy_route_mode",
+        "shadowproxy_route_canary_percent",
+        "shadowproxy_fallback_total",
     }
 )
 """Metric names the proxy exports (the contract in issue 8), histogram series expanded."""

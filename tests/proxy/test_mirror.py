@@ -10,9 +10,11 @@ import pytest
 
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import (
+    SHADOW_PHASE,
     Exchange,
     Observation,
     Outcome,
+    Phase,
     RequestFacts,
     SkipReason,
     Upstream,
@@ -44,7 +46,9 @@ class _Sink:
     def on_upstream(self, upstream: Upstream, route: str, observation: Observation) -> None:
         self.events.append(("upstream", upstream, observation.body))
 
-    def on_skip(self, route: str, domain: str, reason: SkipReason) -> None:
+    def on_skip(
+        self, route: str, domain: str, reason: SkipReason, phase: Phase = SHADOW_PHASE
+    ) -> None:
         self.events.append(("skip", route, domain, reason))
 
     def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from shadowproxy.model import DiffClass, Difference, ErrorKind, Outcome
+from shadowproxy.model import DiffClass, Difference, ErrorKind, Outcome, Phase
 from shadowproxy.settings import EvidenceSettings, RedactSettings
 from shadowproxy.sinks.records import exchange_record, sampled, wanted
 from shadowproxy.sinks.redact import REDACTED, Redactor
@@ -43,6 +44,24 @@ def build(**evidence: Any) -> dict[str, object]:
 
 
 class TestExchangeRecord:
+    def test_phase_is_recorded(self) -> None:
+        """The route's mode, canary percent and since when are in the record (docs/evidence.md)."""
+        exchange = make_exchange()
+        facts = replace(exchange.request, phase=Phase("candidate", None, T0 - 3600))
+        record = exchange_record(
+            replace(exchange, request=facts),
+            make_verdict(),
+            Redactor(RedactSettings()),
+            EvidenceSettings(log_dir="unused"),
+        )
+        validate(record, "exchange")
+        assert (record["mode"], record["canary_percent"], record["mode_since"]) == (
+            "candidate",
+            None,
+            rfc3339(T0 - 3600),
+        )
+        assert build()["mode"] == "shadow" and build()["mode_since"] is None
+
     def test_layout_matches_the_contract(self) -> None:
         """Field names and values follow docs/evidence.md and validate."""
         record = build()
@@ -153,9 +172,14 @@ class TestRollupRecord:
         failed = make_exchange(candidate=make_observation(error=ErrorKind.RESET))
         tally.add_verdict(failed, make_verdict(Outcome.ERROR))
         tally.add_skip("sampled_out")
-        record = tally.record("/orders/{id}", "orders", T0, T0 + 60)
+        record = tally.record("/orders/{id}", "orders", Phase("canary", 5.0, T0 - 60), T0, T0 + 60)
         validate(record, "rollup")
         assert record["ts_end"] == rfc3339(T0 + 60) == "2026-11-23T13:41:00.000Z"
+        assert (record["mode"], record["canary_percent"], record["mode_since"]) == (
+            "canary",
+            5.0,
+            rfc3339(T0 - 60),
+        )
         assert (record["compared"], record["match"], record["diverged"], record["errors"]) == (
             3,
             1,

@@ -28,6 +28,7 @@ from typing import Protocol
 import structlog
 
 from shadowproxy.cutover.canary import CanaryKeys, Decision, canary_keys, decisions
+from shadowproxy.cutover.restore import restore
 from shadowproxy.cutover.rollback import RollbackWindows, Trigger
 from shadowproxy.cutover.state import (
     ALL_ROUTES,
@@ -38,7 +39,6 @@ from shadowproxy.cutover.state import (
     Mode,
     configured,
     reconcile,
-    restore,
     shown_routes,
 )
 from shadowproxy.cutover.statefile import StateFile, StateFileError

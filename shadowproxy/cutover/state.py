@@ -1,4 +1,4 @@
-"""Route ownership as values: modes, canary steps, precedence, transitions, restoring at start.
+"""Route ownership as values: modes, canary steps, precedence, transitions.
 
 Owns who answers each route. A ``CutoverState`` holds every route's
 ``Placement`` (its ``Assignment``: mode and canary percent, since when and
@@ -6,10 +6,8 @@ who put it there), the default for routes without one, and the
 force-legacy switch. Precedence, highest first: force-legacy, then the
 route's own placement, then the default. Every transition returns the new
 state and the ``Change`` it made, which becomes an ``ownership`` record
-(docs/evidence.md). At start, ``restore`` puts the runtime changes saved in
-the state file (admin API, promote, drill, rollback) over the
-configuration, unless the configuration of that route changed since.
-Pure code: no I/O, no clock (callers pass ``now``).
+(docs/evidence.md); ``restore`` (its own module) decides the state at
+start. Pure code: no I/O, no clock (callers pass ``now``).
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ __all__ = [
     "configured",
     "next_step",
     "reconcile",
-    "restore",
     "shown_routes",
 ]
 
@@ -364,66 +361,6 @@ def reconcile(
             state = replace(state, routes={k: v for k, v in state.routes.items() if k != spec.name})
         changes.extend([change] if change else [])
     return state, changes
-
-
-def restore(
-    start: CutoverState, saved: CutoverState | None, names: Iterable[str], now: float
-) -> tuple[CutoverState, list[Change]]:
-    """The state at start: ``start`` (the configuration) under what the state file kept.
-
-    Precedence: force-legacy from the environment, then the runtime changes in
-    ``saved`` (admin API, promote, drill, rollback), then the configuration. A
-    runtime change is dropped when its route is no longer configured
-    (``names``, plus ``*``) or when the route's configuration changed since it
-    was made: that edit is the newer decision, as on SIGHUP. A route still where
-    it was keeps its ``since``. Each restored change is recorded (source
-    ``restored``); ownership records stay the history.
-    """
-    if saved is None:
-        return start, []
-    known = {*names, ALL_ROUTES}
-    state = replace(start, history=saved.history)
-    changes: list[Change] = []
-    for route in sorted({*saved.routes, ALL_ROUTES} & known):
-        kept = saved.placement(route)
-        configured_now = start.assignment(route)
-        if not kept.runtime or kept.configured != configured_now:
-            own = route == ALL_ROUTES or route in start.routes
-            if own and kept.assignment == configured_now:
-                state = _placed(state, route, replace(start.placement(route), since=kept.since))
-            continue
-        state = _placed(state, route, kept)
-        if kept.assignment != configured_now:
-            change = Change(
-                route,
-                str(configured_now.mode),
-                str(kept.assignment.mode),
-                kept.assignment.percent,
-                f"restored from the state file ({kept.source})",
-                "restored",
-                now,
-            )
-            state = state.remember(change)
-            changes.append(change)
-    if saved.force_legacy and saved.force_legacy_source != "env" and not start.force_legacy:
-        state = replace(
-            state,
-            force_legacy=True,
-            force_legacy_since=saved.force_legacy_since,
-            force_legacy_source=saved.force_legacy_source,
-        )
-        change = Change(
-            ALL_ROUTES, "routes", FORCE_LEGACY, 0.0, "restored from the state file", "restored", now
-        )
-        state = state.remember(change)
-        changes.append(change)
-    return state, changes
-
-
-def _placed(state: CutoverState, route: str, placement: Placement) -> CutoverState:
-    if route == ALL_ROUTES:
-        return replace(state, default=placement)
-    return replace(state, routes={**state.routes, route: placement})
 
 
 def shown_routes(state: CutoverState, configured_names: Iterable[str]) -> list[str]:

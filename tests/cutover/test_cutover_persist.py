@@ -9,13 +9,13 @@ import orjson
 import pytest
 
 from shadowproxy.config import settings_from_document
+from shadowproxy.cutover.restore import restore
 from shadowproxy.cutover.state import (
     ALL_ROUTES,
     Assignment,
     CutoverState,
     Mode,
     configured,
-    restore,
 )
 from shadowproxy.cutover.statefile import STATE_FILE, StateFile, StateFileError
 from shadowproxy.settings import Settings

@@ -301,6 +301,7 @@ class TestExports:
         [
             "shadowproxy.cutover.state",
             "shadowproxy.cutover.canary",
+            "shadowproxy.cutover.restore",
             "shadowproxy.cutover.statefile",
             "shadowproxy.cutover.ownership",
             "shadowproxy.cutover.rollback",

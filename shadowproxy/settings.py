@@ -162,8 +162,8 @@ class CutoverSettings:
     force_legacy: bool = False
     """Set from ``SHADOWPROXY_FORCE_LEGACY=1`` at start."""
     rollback: RollbackSettings = RollbackSettings()
-    state_dir: str = "./shadow-logs/cutover"
-    """Where runtime changes are saved and read back at start (``<log_dir>/cutover`` unless set)."""
+    state_dir: str = "./shadow-logs"
+    """Where runtime changes are saved and read back at start (``log_dir`` unless set)."""
     fallback: bool = True
     """The routes' ``fallback`` unless a route sets its own."""
 

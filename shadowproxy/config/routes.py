@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.config.reader import ConfigError, Reader, section
@@ -114,7 +113,7 @@ def cutover_settings(top: Reader, env: Mapping[str, str], log_dir: str) -> Cutov
     reader = top.child("cutover")
     default_mode = mode(reader, "default_mode", "shadow")
     rollback = section(reader, "rollback", RollbackSettings())
-    state_dir = reader.string("state_dir", None) or str(Path(log_dir) / "cutover")
+    state_dir = reader.string("state_dir", None) or log_dir
     fallback = reader.boolean("fallback", True)
     reader.finish()
     if rollback.max_structural_rate > 1 or rollback.max_error_rate > 1:

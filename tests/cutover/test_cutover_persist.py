@@ -189,7 +189,7 @@ class TestAcrossRestarts:
         async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
             settings = make_settings(legacy.url, candidate.url, logs, _doc())
             async with running_proxy(settings) as proxy:
-                state_file = logs / "cutover" / STATE_FILE
+                state_file = logs / STATE_FILE
                 state_file.unlink()
                 state_file.mkdir()  # a rename can never replace a directory
                 status, body = await admin(
@@ -207,15 +207,15 @@ class TestAcrossRestarts:
     async def test_unreadable_file_is_set_aside(self, tmp_path: Path) -> None:
         """A state file that cannot be read at start is kept aside; the configuration applies."""
         logs = tmp_path / "logs"
-        (logs / "cutover").mkdir(parents=True, mode=0o700)
-        (logs / "cutover" / STATE_FILE).write_bytes(b"not json")
+        logs.mkdir(mode=0o700)
+        (logs / STATE_FILE).write_bytes(b"not json")
         async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
             settings = make_settings(legacy.url, candidate.url, logs, _doc())
             async with running_proxy(settings) as proxy:
                 _, listing = await admin(proxy.admin, "GET", "/cutover")
         assert listing["routes"][ROUTE]["mode"] == "shadow" and listing["state_error"] is None
-        assert (logs / "cutover" / f"{STATE_FILE}.unreadable").read_bytes() == b"not json"
-        saved = orjson.loads((logs / "cutover" / STATE_FILE).read_bytes())
+        assert (logs / f"{STATE_FILE}.unreadable").read_bytes() == b"not json"
+        saved = orjson.loads((logs / STATE_FILE).read_bytes())
         assert saved["routes"] == {} and saved["default"]["mode"] == "shadow"
 
     async def test_state_dir_setting(self, tmp_path: Path) -> None:
@@ -228,5 +228,5 @@ class TestAcrossRestarts:
                 await admin(
                     proxy.admin, "POST", "/cutover", {"route": ALL_ROUTES, "mode": "shadow"}
                 )
-        assert (state_dir / STATE_FILE).is_file() and not (logs / "cutover").exists()
+        assert (state_dir / STATE_FILE).is_file() and not (logs / STATE_FILE).exists()
         assert state_dir.stat().st_mode & 0o777 == 0o700

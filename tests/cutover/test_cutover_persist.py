@@ -19,7 +19,7 @@ from shadowproxy.cutover.state import (
 )
 from shadowproxy.cutover.statefile import STATE_FILE, StateFile, StateFileError
 from shadowproxy.settings import Settings
-from tests.cutover.cutover_support import admin, probe, records, side, valid
+from tests.cutover.cutover_support import TOKEN, admin, probe, records, side, valid
 from tests.support import backend, eventually, make_settings, running_proxy
 
 ROUTE = "/a"
@@ -144,6 +144,7 @@ class TestStateFile:
 
 def _doc(**cutover: Any) -> dict[str, Any]:
     return {
+        "admin_token": TOKEN,
         "routes": [{"match": "/a/*", "name": ROUTE, "domain": "orders"}],
         "shadow": {"grace_s": 0.5, "max_loop_lag_ms": 10_000},
         "cutover": cutover,

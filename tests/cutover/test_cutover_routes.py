@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shadowproxy.config import ConfigError, settings_from_document
-from tests.cutover.cutover_support import admin, probe, records, side, valid
+from tests.cutover.cutover_support import TOKEN, admin, probe, records, side, valid
 from tests.support import backend, eventually, make_settings, running_proxy
 
 SHADOW = {"grace_s": 0.5, "max_loop_lag_ms": 10_000}
@@ -16,6 +16,7 @@ SHADOW = {"grace_s": 0.5, "max_loop_lag_ms": 10_000}
 
 def _doc(*routes: dict[str, Any], **cutover: Any) -> dict[str, Any]:
     return {
+        "admin_token": TOKEN,
         "routes": list(routes),
         "evidence": {"sample_matches_percent": 100},
         "shadow": SHADOW,

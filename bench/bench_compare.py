@@ -104,16 +104,24 @@ def main() -> int:
             orjson.dumps(_document(50_000, 2.0), option=orjson.OPT_SORT_KEYS), "candidate"
         ),
     )
+    # Every element differs: the difference cap and the bounded order check.
+    shifted = Exchange(
+        _REQUEST,
+        _observation(orjson.dumps(list(range(140_000)))),
+        _observation(orjson.dumps(list(range(1, 140_001))), "candidate"),
+    )
     for exchange in (one_field, reordered):
         verdict = comparator.compare(exchange, rules)
         assert [d.path for d in verdict.differences] == ["$.items[57].price"], verdict
     assert comparator.compare(identical, rules).differences == ()
+    assert comparator.compare(shifted, rules).note == "differences truncated at 1000"
 
     figures = {
         "identical_small_pair_us": _time(lambda: comparator.compare(identical, rules)) * 1e6,
         "json_50kb_one_field_ms": _time(lambda: comparator.compare(one_field, rules)) * 1e3,
         "json_50kb_one_field_keys_reordered_ms": _time(lambda: comparator.compare(reordered, rules))
         * 1e3,
+        "json_1mb_array_shifted_ms": _time(lambda: comparator.compare(shifted, rules)) * 1e3,
         "orjson_parse_50kb_x2_ms": _time(
             lambda: (orjson.loads(legacy_doc), orjson.loads(candidate_doc))
         )

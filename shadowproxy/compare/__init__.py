@@ -4,11 +4,15 @@
 ``model.Verdict``. ``decode`` is the Content-Encoding decoder used for
 comparison. Private modules, each owning one step:
 
+- ``rules``: the frozen rules a comparison runs under;
 - ``decode``: Content-Encoding, bounded;
 - ``media``: Content-Type and body kind;
 - ``headers``: which headers are compared, header kinds;
 - ``body``: JSON / text / bytes bodies, ``parse`` and ``body`` kinds;
+- ``parse``: JSON parsing, exact integers, the one nesting limit (``MAX_DEPTH``);
+- ``window``: the textual shortcut (two texts that differ in one number);
 - ``tree``: JSON documents, flattened by JSONPath;
+- ``found``: differences before classification, and their cap;
 - ``equivalence``: cross-runtime equal spellings;
 - ``paths``: JSONPath formatting and patterns;
 - ``timing``: the latency rule;
@@ -16,8 +20,8 @@ comparison. Private modules, each owning one step:
 - ``classify``: kind to class;
 - ``engine``: the order of work and the verdict.
 
-The core imports only the standard library, orjson, brotli, zstandard and
-``shadowproxy.model``: no asyncio, no sockets, no file I/O.
+The core imports only the standard library, msgspec, orjson, brotli, zstandard
+and ``shadowproxy.model``: no asyncio, no sockets, no file I/O.
 """
 
 from shadowproxy.compare import decode

@@ -69,6 +69,7 @@ def _key(value: object) -> str:
 
 
 def _hash_sum(values: Iterable[object]) -> int:
+    """A fingerprint of a multiset: equal multisets give equal sums."""
     return sum(map(hash, map(canonical, values)))
 
 

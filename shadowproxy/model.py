@@ -22,8 +22,12 @@ __all__ = [
     "Phase",
     "RequestFacts",
     "SkipReason",
+    "StreamEvent",
+    "StreamKind",
+    "StreamWindow",
     "Upstream",
     "Verdict",
+    "WindowEnd",
 ]
 
 Headers = tuple[tuple[str, str], ...]
@@ -65,6 +69,12 @@ class SkipReason(StrEnum):
     """The route's mode mirrors nothing (``legacy-only``)."""
     MIRROR_OFF = "mirror_off"
     """The route sets ``mirror: false`` (a state-changing read, never replayed)."""
+    STREAMS_FULL = "streams_full"
+    """A stream (SSE or WebSocket shadow) found every stream slot of the worker taken."""
+    STREAM = "stream"
+    """Legacy answered an event stream to a request not recognised as one."""
+    BACKPRESSURE = "backpressure"
+    """A WebSocket shadow was dropped because the candidate did not keep up."""
 
 
 class Outcome(StrEnum):
@@ -84,13 +94,71 @@ class DiffClass(StrEnum):
     TIMING = "timing"
 
 
+class StreamKind(StrEnum):
+    """The protocol of a stream. Part of the JSONL contract."""
+
+    SSE = "sse"
+    WEBSOCKET = "websocket"
+
+
+class WindowEnd(StrEnum):
+    """Why a stream's comparison window closed. Part of the JSONL contract."""
+
+    EVENTS = "events"
+    """It held the window's number of events."""
+    TIME = "time"
+    """The window's time passed."""
+    BYTES = "bytes"
+    """It held the window's number of bytes."""
+    END = "end"
+    """The upstream ended the stream (or the session) within the window."""
+    CLIENT = "client"
+    """The client went away within the window."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One message of a stream: an SSE event, or a WebSocket message from the server.
+
+    ``type`` is the SSE event type (``message`` by default) or, for a
+    WebSocket, ``text`` or ``binary``. ``data`` is the event's data (UTF-8 for
+    SSE and text messages). ``at_s`` is when it arrived, in seconds since the
+    request started (monotonic clock).
+    """
+
+    type: str
+    data: bytes
+    id: str | None = None
+    at_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamWindow:
+    """What one side sent during a stream's comparison window."""
+
+    kind: StreamKind
+    events: tuple[StreamEvent, ...]
+    ended: WindowEnd
+    closed_s: float = 0.0
+    """When the window closed, in seconds since the request started."""
+    size: int = 0
+    """Bytes read within the window."""
+
+    @property
+    def cut(self) -> bool:
+        """True when the window closed before the stream ended: later events were not read."""
+        return self.ended is not WindowEnd.END
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """One upstream's answer to one request, or the reason there was none.
 
     ``body`` holds at most the comparison cap; ``body_size`` counts every byte
     received and ``truncated`` says the cap cut the body short. ``elapsed_s``
-    comes from a monotonic clock.
+    comes from a monotonic clock. A stream's observation has ``stream`` set
+    and no ``body``; its ``elapsed_s`` is the latency of its first event (or
+    the window's length when it sent none).
     """
 
     status: int | None
@@ -101,6 +169,7 @@ class Observation:
     truncated: bool = False
     error: ErrorKind | None = None
     error_detail: str | None = None
+    stream: StreamWindow | None = None
 
     @property
     def ok(self) -> bool:

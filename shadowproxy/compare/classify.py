@@ -30,6 +30,15 @@ KIND_CLASS: Mapping[str, DiffClass] = MappingProxyType(
         "content_type_params": DiffClass.SEMANTIC,
         "header": DiffClass.SEMANTIC,
         "latency": DiffClass.TIMING,
+        # Streams (compare/events.py, compare/patches.py).
+        "event_missing": DiffClass.STRUCTURAL,
+        "event_extra": DiffClass.STRUCTURAL,
+        "event_type": DiffClass.STRUCTURAL,
+        "patch": DiffClass.STRUCTURAL,
+        "event_order": DiffClass.SEMANTIC,
+        "event_id": DiffClass.SEMANTIC,
+        "first_event": DiffClass.TIMING,
+        "event_gap": DiffClass.TIMING,
     }
 )
 """Every kind the engine produces, with its class."""

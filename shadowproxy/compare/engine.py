@@ -7,7 +7,10 @@ decoded (``decode``), status, headers and bodies are diffed (``headers``,
 ``body``, ``tree``), latency is checked (``timing``), the secondary is diffed
 against legacy for noise (``noise``), and each difference is classified
 (``classify``). Candidate failures become an ``error`` verdict whose ``note``
-starts with the ``ErrorKind`` value; nothing is compared then.
+starts with the ``ErrorKind`` value; nothing is compared then. Streams (an
+observation with ``stream`` set) take the full path: their events are compared
+instead of bodies (``events``), and first-event and gap timing instead of
+the whole exchange's latency.
 
 Deterministic: the same exchange, rules and learned state give the same verdict.
 Pure code: no I/O, no clock, no asyncio.
@@ -22,6 +25,7 @@ from types import MappingProxyType
 from shadowproxy.compare.body import diff_bodies
 from shadowproxy.compare.classify import classify
 from shadowproxy.compare.decode import Decoded, decode
+from shadowproxy.compare.events import diff_streams
 from shadowproxy.compare.found import EQUIVALENCE_NAMES, Collector, Found
 from shadowproxy.compare.headers import (
     compared_headers,
@@ -126,6 +130,8 @@ class Comparator:
         if candidate.truncated:
             return _error(ErrorKind.TOO_LARGE, "candidate body exceeds the comparison cap")
         plan = self._plan(rules)
+        if legacy.stream is not None or candidate.stream is not None:
+            return self._compare(exchange, plan, rules)
         if _identical(legacy, candidate, plan, rules):
             if exchange.secondary is not None and rules.noise.learn:
                 legacy_body = _decoded(legacy, rules)
@@ -140,10 +146,11 @@ class Comparator:
             return _error(candidate_body.error, f"candidate {candidate_body.detail}")
         legacy_body = _decoded(legacy, rules)
         out = Collector(self._max_differences)
-        _diff_response(legacy, candidate, legacy_body, candidate_body, plan, out)
-        slow = latency_difference(legacy.elapsed_s, candidate.elapsed_s, rules.timing)
-        if slow is not None:
-            out.add(slow)
+        _diff_response(legacy, candidate, legacy_body, candidate_body, plan, rules, out)
+        if legacy.stream is None and candidate.stream is None:
+            slow = latency_difference(legacy.elapsed_s, candidate.elapsed_s, rules.timing)
+            if slow is not None:
+                out.add(slow)
         secondary_paths = self._learn(exchange, legacy_body, plan, rules)
         noise = NoiseFilter(
             ignore=plan.ignore,
@@ -181,7 +188,7 @@ class Comparator:
         if secondary_body.error is not None:
             return frozenset()
         out = Collector(self._max_differences)
-        _diff_response(exchange.legacy, secondary, legacy_body, secondary_body, plan, out)
+        _diff_response(exchange.legacy, secondary, legacy_body, secondary_body, plan, rules, out)
         if rules.noise.learn:
             self._noise.observe(
                 exchange.request.route, [learning_key(f) for f in out.found], rules.noise
@@ -218,9 +225,14 @@ def _diff_response(
     legacy_body: Decoded,
     other_body: Decoded,
     plan: _Plan,
+    rules: CompareRules,
     out: Collector,
 ) -> None:
-    """Status, Content-Type, listed headers, then bodies: the order differences appear in."""
+    """Status, Content-Type, listed headers, then bodies or streams: the order of differences.
+
+    A stream against an answer that is not one differs in Content-Type already;
+    their bodies are not compared.
+    """
     if legacy.status != other.status:
         out.add(Found("status", "status", legacy.status, other.status))
     legacy_media = parse_content_type(legacy.header("content-type"))
@@ -234,5 +246,9 @@ def _diff_response(
             plan.headers,
             out,
         )
-    if legacy_body.error is None:
+    if legacy.stream is not None and other.stream is not None:
+        diff_streams(
+            legacy.stream, other.stream, plan.tree, rules.timing, out, json_patch=rules.json_patch
+        )
+    elif legacy.stream is None and other.stream is None and legacy_body.error is None:
         diff_bodies(legacy_body.data, other_body.data, legacy_media, other_media, plan.tree, out)

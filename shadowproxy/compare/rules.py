@@ -71,3 +71,6 @@ class CompareRules:
     noise: NoiseRules = NoiseRules()
     max_decoded_bytes: int = 8 * 1024 * 1024
     """Cap on a body after Content-Encoding is undone; beyond it the outcome is an error."""
+    json_patch: bool = False
+    """Stream events holding JSON Patch (RFC 6902) arrays are applied to a document per
+    side, and the two documents are compared at the end of the window instead."""

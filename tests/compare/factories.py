@@ -6,7 +6,17 @@ import json
 from collections.abc import Mapping
 
 from shadowproxy.compare.paths import Segments
-from shadowproxy.model import ErrorKind, Exchange, Headers, Observation, RequestFacts
+from shadowproxy.model import (
+    ErrorKind,
+    Exchange,
+    Headers,
+    Observation,
+    RequestFacts,
+    StreamEvent,
+    StreamKind,
+    StreamWindow,
+    WindowEnd,
+)
 
 __all__ = [
     "as_body",
@@ -14,6 +24,7 @@ __all__ = [
     "make_exchange",
     "make_observation",
     "make_request",
+    "make_stream",
     "value_at",
     "with_value_at",
 ]
@@ -54,6 +65,30 @@ def make_observation(
         elapsed_s=ms / 1000.0,
         body_size=len(data),
         truncated=truncated,
+    )
+
+
+Event = tuple[str, object, str | None, float]
+"""``(type, data, id, at_ms)``; data as in ``as_body``."""
+
+
+def make_stream(
+    events: list[Event],
+    *,
+    ended: WindowEnd = WindowEnd.END,
+    closed_ms: float | None = None,
+    kind: StreamKind = StreamKind.SSE,
+) -> Observation:
+    """A stream's observation: ``events`` in its window, closed at ``closed_ms`` (else the last)."""
+    parsed = tuple(StreamEvent(t, as_body(d), i, ms / 1000.0) for t, d, i, ms in events)
+    closed = (closed_ms if closed_ms is not None else (events[-1][3] if events else 1.0)) / 1000.0
+    window = StreamWindow(kind, parsed, ended, closed, sum(len(e.data) for e in parsed))
+    return Observation(
+        status=200,
+        headers=(("Content-Type", "text/event-stream"),),
+        elapsed_s=parsed[0].at_s if parsed else closed,
+        body_size=window.size,
+        stream=window,
     )
 
 

@@ -8,9 +8,10 @@ import pytest
 
 from shadowproxy.compare import KIND_CLASS, Comparator, CompareRules
 from shadowproxy.model import DiffClass, Outcome
-from tests.compare.factories import make_exchange, make_observation
+from tests.compare.factories import make_exchange, make_observation, make_stream
 
 obs = make_observation
+stream = make_stream
 
 
 class StartsWith(str):
@@ -27,6 +28,9 @@ class StartsWith(str):
 TEXT = "text/plain; charset=utf-8"
 BIN = "application/octet-stream"
 WITH_ETAG = CompareRules(headers=("cache-control",))
+PATCHES = CompareRules(json_patch=True)
+A, B, C = ("message", "a", None, 10.0), ("message", "b", None, 20.0), ("message", "c", None, 30.0)
+ADD = [{"op": "add", "path": "/a", "value": 1}]
 
 ROWS = [
     # (id, legacy, candidate, rules, class, kind, path, legacy value, candidate value)
@@ -219,6 +223,95 @@ ROWS = [
         None,
     ),
     ("latency", obs(ms=10.0), obs(ms=200.0), None, "timing", "latency", "latency", 10.0, 200.0),
+    # Streams: each side's window of events (docs/streams.md).
+    (
+        "event_missing",
+        stream([A, B, C]),
+        stream([A, C]),
+        None,
+        "structural",
+        "event_missing",
+        "$[1].message",
+        {"type": "message", "id": None, "data": "b"},
+        None,
+    ),
+    (
+        "event_extra",
+        stream([A, C]),
+        stream([A, B, C]),
+        None,
+        "structural",
+        "event_extra",
+        "$[1].message",
+        None,
+        {"type": "message", "id": None, "data": "b"},
+    ),
+    (
+        "event_type",
+        stream([A]),
+        stream([("update", "a", None, 10.0)]),
+        None,
+        "structural",
+        "event_type",
+        "$[0].message",
+        "message",
+        "update",
+    ),
+    (
+        "patch",
+        stream([("patch", ADD, None, 10.0)]),
+        stream([("patch", [{"op": "remove", "path": "/x"}], None, 10.0)]),
+        PATCHES,
+        "structural",
+        "patch",
+        "$.document",
+        None,
+        "operation 1: no value at /x",
+    ),
+    (
+        "event_order",
+        stream([A, B, C]),
+        stream([A, ("message", "c", None, 20.0), ("message", "b", None, 30.0)]),
+        None,
+        "semantic",
+        "event_order",
+        "$[2].message",
+        2,
+        1,
+    ),
+    (
+        "event_id",
+        stream([("message", "a", "1", 10.0)]),
+        stream([("message", "a", "2", 10.0)]),
+        None,
+        "semantic",
+        "event_id",
+        "$[0].message",
+        "1",
+        "2",
+    ),
+    (
+        "first_event",
+        stream([A]),
+        stream([("message", "a", None, 300.0)]),
+        None,
+        "timing",
+        "first_event",
+        "first_event",
+        10.0,
+        300.0,
+    ),
+    (
+        "event_gap",
+        stream([A, B]),
+        stream([A, ("message", "b", None, 500.0)]),
+        None,
+        "timing",
+        "event_gap",
+        "$[1].message",
+        10.0,
+        490.0,
+    ),
 ]
 
 

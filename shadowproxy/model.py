@@ -249,6 +249,14 @@ class Exchange:
     secondary: Observation | None = None
     answered_by: Upstream = Upstream.LEGACY
 
+    @property
+    def stream_kind(self) -> StreamKind | None:
+        """``sse`` or ``websocket`` when the exchange is a stream (either side's), else None."""
+        for side in (self.legacy, self.candidate):
+            if side.stream is not None:
+                return side.stream.kind
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Difference:

@@ -26,10 +26,13 @@ __all__ = [
     "RollbackSettings",
     "RouteMode",
     "RouteSpec",
+    "RouteStream",
     "Settings",
     "ShadowSettings",
+    "StreamSettings",
     "UpstreamSettings",
     "UpstreamTLS",
+    "WebSocketMode",
 ]
 
 MiB = 1024 * 1024
@@ -107,6 +110,37 @@ class ShadowSettings:
     """On shutdown, how long shadow work may finish before it is cancelled."""
     max_loop_lag_ms: float = 50.0
     """Shed new shadow work (skip reason ``overload``) while the event loop lags more."""
+    max_streams: int = 16
+    """Shadow streams (SSE copies, WebSocket shadows) at once; more skip as ``streams_full``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """A stream's comparison window: the first ``max_events`` events or ``max_seconds``.
+
+    Legacy's window closes at whichever bound comes first (or ``max_bytes``);
+    the copy is read ``grace_s`` longer, to twice the events and bytes, so an
+    event it sends a little late is still seen (docs/streams.md).
+    """
+
+    max_events: int = 100
+    max_seconds: float = 10.0
+    max_bytes: int = 256 * 1024
+    grace_s: float = 1.0
+
+
+WebSocketMode = Literal["tunnel", "shadow"]
+"""``tunnel``: relayed to the side that answers only; ``shadow``: also copied to the other side."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStream:
+    """How a route's streams are shadowed (docs/streams.md)."""
+
+    window: StreamSettings = StreamSettings()
+    sse: bool = False
+    """Every GET is an event stream, whatever its Accept header says."""
+    websocket: WebSocketMode = "tunnel"
 
 
 RouteMode = Literal["shadow", "canary", "candidate", "legacy-only"]
@@ -137,6 +171,7 @@ class RouteSpec:
     """False: never mirrored in any mode (a state-changing read); skip reason ``mirror_off``."""
     fallback: bool = True
     """Retry an idempotent request on legacy when the candidate answering it fails."""
+    stream: RouteStream = RouteStream()
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +298,8 @@ class Settings:
     shadow: ShadowSettings = ShadowSettings()
     compare: CompareRules = CompareRules()
     """Global comparison rules; routes inherit and override them."""
+    streams: StreamSettings = StreamSettings()
+    """The default stream window; routes inherit and override it."""
     routes: tuple[RouteSpec, ...] = ()
     max_routes: int = 500
     max_client_connections: int = 10_000

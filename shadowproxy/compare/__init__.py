@@ -18,6 +18,8 @@ comparison. Private modules, each owning one step:
 - ``timing``: the latency rule;
 - ``noise``: ignore rules, secondary noise, learned noise;
 - ``classify``: kind to class;
+- ``events``: streams, two windows of events compared event by event;
+- ``patches``: the documents JSON Patch streams build;
 - ``engine``: the order of work and the verdict.
 
 The core imports only the standard library, msgspec, orjson, brotli, zstandard

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from shadowproxy.compare.body import parse_json
+from shadowproxy.compare.parse import parse_json
 from shadowproxy.model import StreamEvent
 
 __all__ = ["MAX_NODES", "PATCH_PATH", "Built", "build_document", "is_patch"]

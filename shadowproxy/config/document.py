@@ -28,6 +28,7 @@ from shadowproxy.config.reader import (
 )
 from shadowproxy.config.routes import cutover_settings, route_specs
 from shadowproxy.config.rules import compare_rules
+from shadowproxy.config.streams import streams_section
 from shadowproxy.config.tls import listen_tls, upstream_tls
 from shadowproxy.settings import (
     AdminSettings,
@@ -114,11 +115,12 @@ def settings_from_document(
     shadow = section(top, "shadow", ShadowSettings())
     legacy = section(top, "legacy", LegacySettings())
     rules = compare_rules(top.child("compare"), CompareRules())
+    streams = streams_section(top)
     evidence = section(top, "evidence", EvidenceSettings(), exclude=("log_dir",))
     log_dir = overrides.log_dir or top.string("log_dir", evidence.log_dir) or evidence.log_dir
     evidence = replace(evidence, log_dir=log_dir)
     cutover = cutover_settings(top, env, log_dir)
-    routes = route_specs(top, top.raw("routes"), shadow, rules, cutover)
+    routes = route_specs(top, top.raw("routes"), shadow, rules, cutover, streams)
 
     redact_reader = top.child("redact")
     redact = RedactSettings(
@@ -168,6 +170,7 @@ def settings_from_document(
         legacy=legacy,
         shadow=shadow,
         compare=rules,
+        streams=streams,
         routes=routes,
         max_routes=max_routes,
         max_client_connections=max_client_connections,

@@ -1,7 +1,7 @@
 """What a reload (SIGHUP) applies, and the keys it leaves for a restart.
 
 Owns the split between the keys a running process takes from a new file
-(routes, sampling, comparison rules, cutover, gRPC methods) and the ones fixed
+(routes, sampling, comparison rules, stream windows, cutover, gRPC methods) and the ones fixed
 at start; the names of the latter, never their values, go to the log and to
 ``/status`` as ``restart_needed``.
 """
@@ -23,7 +23,7 @@ __all__ = ["reloaded"]
 def reloaded(running: Settings, fresh: Settings) -> tuple[Settings, tuple[str, ...]]:
     """What a reload applies, and the keys it leaves for a restart.
 
-    A reload swaps routes, sampling, comparison rules, cutover settings (but
+    A reload swaps routes, sampling, comparison rules, stream windows, cutover settings (but
     its state directory) and gRPC methods. Everything else (listeners,
     upstreams and their TLS, pools
     and timeouts, shadow bounds, evidence, redaction, workers) was fixed when the
@@ -42,6 +42,7 @@ def reloaded(running: Settings, fresh: Settings) -> tuple[Settings, tuple[str, .
         running,
         shadow=replace(running.shadow, sample_percent=fresh.shadow.sample_percent),
         compare=fresh.compare,
+        streams=fresh.streams,
         routes=fresh.routes,
         max_routes=fresh.max_routes,
         cutover=replace(fresh.cutover, state_dir=running.cutover.state_dir),

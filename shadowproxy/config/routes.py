@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.config.reader import ConfigError, Reader, section
 from shadowproxy.config.rules import compare_rules
-from shadowproxy.settings import CutoverSettings, RollbackSettings, RouteSpec, ShadowSettings
+from shadowproxy.config.streams import route_stream
+from shadowproxy.settings import (
+    CutoverSettings,
+    RollbackSettings,
+    RouteSpec,
+    ShadowSettings,
+    StreamSettings,
+)
 
 __all__ = ["FORCE_LEGACY_ENV", "ROUTE_MODES", "cutover_settings", "route_specs"]
 
@@ -24,6 +31,7 @@ def route_specs(
     shadow: ShadowSettings,
     rules: CompareRules,
     cutover: CutoverSettings,
+    streams: StreamSettings,
 ) -> tuple[RouteSpec, ...]:
     if value is None:
         return ()
@@ -61,6 +69,7 @@ def route_specs(
             methods=None if chosen is None else frozenset(chosen),
             mirror=route.boolean("mirror", True),
             fallback=route.boolean("fallback", cutover.fallback),
+            stream=route_stream(route.child("stream"), streams),
         )
         if not spec.mirror and spec.mirror_writes:
             raise route.error("mirror: false never mirrors; drop mirror_writes", "mirror_writes")

@@ -49,6 +49,7 @@ def compare_rules(reader: Reader, base: CompareRules) -> CompareRules:
             max_paths=noise.integer("max_paths", base.noise.max_paths, minimum=1),
         ),
         max_decoded_bytes=reader.integer("max_decoded_bytes", base.max_decoded_bytes, minimum=1),
+        json_patch=reader.boolean("json_patch", base.json_patch),
     )
     for part in (tolerance, timing, equivalences, noise, reader):
         part.finish()

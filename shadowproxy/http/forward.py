@@ -15,14 +15,14 @@
 5. answer from the chosen upstream (``Relay.send``); a candidate that fails
    before answering is retried on legacy (counted) when the route's
    ``fallback`` is on, for idempotent methods with a buffered body;
-6. hand the answer the client got to the mirror, which compares off the hot path.
+6. hand the answer the client got to the mirror, which compares off the hot path
+   (for an event stream, the relay hands over its window as soon as it closes).
 
 Nothing the shadow path does is awaited here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import time
@@ -33,9 +33,10 @@ from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.http.h1 import IDEMPOTENT_METHODS
 from shadowproxy.http.headers import VIA, request_headers
 from shadowproxy.http.inbound import Inbound, RequestBody, read_body
-from shadowproxy.http.relay import Relay, RequestSink
+from shadowproxy.http.relay import Relay, RequestSink, Watch
 from shadowproxy.http.routing import Route, RouteTable
 from shadowproxy.http.shadow import HttpShadow, MirrorRequest
+from shadowproxy.http.sse import ClientAnswer
 from shadowproxy.http.upstream import UpstreamClient
 from shadowproxy.model import SHADOW_PHASE, Observation, RequestFacts, SkipReason, Upstream
 from shadowproxy.settings import Settings
@@ -144,11 +145,13 @@ class Forwarder:
         )
         decision = self._who_answers(route, request)
         answered_by, phase = decision.answered_by, decision.phase
-        client_answer: asyncio.Future[Observation | None] | None = None
+        client_answer: ClientAnswer | None = None
+        window = None
         skip = _not_mirrored(route, decision) or self._shadow.decide(
             route, request.method, body_complete=body.complete
         )
         if skip is None:
+            window = self._shadow.stream_window(route, request.method, request.headers)
             client_answer = self._shadow.start(
                 MirrorRequest(
                     facts=RequestFacts(
@@ -169,10 +172,12 @@ class Forwarder:
                     host=client_host,
                     body=body.data,
                     answered_by=answered_by,
+                    window=window,
                 )
             )
         else:
             self._shadow.skip(route, skip, phase)
+        watch = None if client_answer is None else Watch(client_answer, window)
 
         own_host = settings.upstreams.host_header == "upstream"
 
@@ -184,7 +189,7 @@ class Forwarder:
         try:
             if answered_by is Upstream.CANDIDATE and self._candidate is not None:
                 observation = await self._from_candidate(
-                    request, route, raw_target, with_host, body
+                    request, route, raw_target, with_host, body, watch
                 )
             else:
                 observation = await self._relay.send(
@@ -195,6 +200,7 @@ class Forwarder:
                     body,
                     self._legacy,
                     Upstream.LEGACY,
+                    watch=watch,
                 )
         finally:
             if client_answer is not None and not client_answer.done():
@@ -216,6 +222,7 @@ class Forwarder:
         raw_target: str,
         with_host: Callable[[UpstreamClient], list[tuple[str, str]]],
         body: RequestBody,
+        watch: Watch | None,
     ) -> Observation | None:
         """Answer from the candidate; retry on legacy when it fails before answering.
 
@@ -247,6 +254,7 @@ class Forwarder:
             self._candidate,
             Upstream.CANDIDATE,
             retry,
+            watch,
         )
         if observation is not None:
             error = not observation.ok or (observation.status or 0) >= 500

@@ -77,6 +77,7 @@ class Pool:
         body: bytes | AsyncIterable[bytes] = b"",
         *,
         total_s: float | None = None,
+        read_timeout_s: float | None = None,
     ) -> Response:
         """Send a request; returns its answer once the head arrived.
 
@@ -84,7 +85,9 @@ class Pool:
         ``Content-Length`` for a streamed body, else chunked; the body's
         length for one in memory. ``total_s`` bounds the whole exchange from
         now until the answer's last byte (a timer the connection has anyway,
-        cheaper than an ``asyncio.timeout`` around it). Raises ``UpstreamError``.
+        cheaper than an ``asyncio.timeout`` around it); ``read_timeout_s``
+        replaces the pool's read timeout for this request (a stream may be
+        silent for longer). Raises ``UpstreamError``.
         """
         head, chunked = _head(method, target, headers, body)
         deadline = None if total_s is None else asyncio.get_running_loop().time() + total_s
@@ -99,7 +102,7 @@ class Pool:
                     head,
                     body,
                     chunked=chunked,
-                    read_timeout_s=self._read_timeout_s,
+                    read_timeout_s=read_timeout_s or self._read_timeout_s,
                     deadline=deadline,
                 )
             except UpstreamError as exc:

@@ -8,6 +8,10 @@ A failure before the answer becomes 502 (504 for a timeout) with the proxy's
 error JSON, or the caller's ``retry``; a body cut after its head aborts the
 client connection, so a cut body never looks complete. Every outcome is
 reported to the ``RequestSink`` and returned as an ``Observation``.
+
+When a mirror waits for the answer (``Watch``) and the answer is an event
+stream, each chunk, once written to the client, also goes to a
+``shadowproxy.http.sse.LegacyTap`` until the stream's window closes.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 import structlog
@@ -24,15 +29,17 @@ from shadowproxy.http.h1_response import Response as UpstreamResponse
 from shadowproxy.http.headers import NO_BODY_STATUS, VIA, response_headers
 from shadowproxy.http.inbound import Inbound, RequestBody, answer_error, body_stream
 from shadowproxy.http.routing import Route
+from shadowproxy.http.sse import ClientAnswer, LegacyTap, tap_legacy
 from shadowproxy.http.upstream import (
     PREAMBLE_ERRORS,
     UpstreamClient,
     UpstreamError,
     failed_observation,
 )
-from shadowproxy.model import ErrorKind, Observation, Upstream
+from shadowproxy.model import ErrorKind, Observation, Upstream, WindowEnd
+from shadowproxy.settings import StreamSettings
 
-__all__ = ["ONE_WRITE_MAX_BYTES", "PROBE_HEADER", "Relay", "RequestSink"]
+__all__ = ["ONE_WRITE_MAX_BYTES", "PROBE_HEADER", "Relay", "RequestSink", "Watch"]
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +62,14 @@ class RequestSink(Protocol):
     def on_fallback(self, route: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A mirror waiting for this answer: its future, and the stream window if it is a stream."""
+
+    client_answer: ClientAnswer
+    window: StreamSettings | None
+
+
 class Relay:
     """Sends one request to the upstream that answers and relays the answer to the client."""
 
@@ -75,12 +90,14 @@ class Relay:
         target: UpstreamClient,
         name: Upstream,
         retry: Callable[[], Awaitable[Observation | None]] | None = None,
+        watch: Watch | None = None,
     ) -> Observation | None:
         """Send to ``target`` (``name``: legacy or the candidate) and stream its answer back.
 
         The observation is None when legacy failed; a failed candidate gives
         its failed observation (the shadow path compares it as an error).
         ``retry`` answers instead when the upstream failed before responding.
+        ``watch`` is the mirror waiting for the answer, tapped if it is an event stream.
         """
         method = request.method
         started = time.perf_counter()
@@ -111,7 +128,18 @@ class Relay:
             return kept
 
         async with upstream_response:
-            return await self._stream_back(request, route, method, upstream_response, started, name)
+            tap = None
+            if watch is not None:
+                tap = tap_legacy(
+                    watch.client_answer,
+                    watch.window,
+                    upstream_response.status,
+                    upstream_response.headers,
+                    started,
+                )
+            return await self._stream_back(
+                request, route, method, upstream_response, started, name, tap
+            )
 
     async def _stream_back(
         self,
@@ -121,6 +149,7 @@ class Relay:
         upstream: UpstreamResponse,
         started: float,
         answered_by: Upstream,
+        tap: LegacyTap | None,
     ) -> Observation | None:
         cap = self._keep_bytes
         headers = upstream.headers
@@ -141,8 +170,11 @@ class Relay:
                 with contextlib.suppress(*_BODY_ERRORS):
                     # The head goes out first so the client sees a cut body, as when streaming.
                     await request.start(status, upstream.reason, relayed)
-                return self._failed_mid_body(request, route, started, answered_by, exc)
+                return self._failed_mid_body(request, route, started, answered_by, exc, tap)
             request.answer(status, upstream.reason, relayed, data)
+            if tap is not None:
+                tap.feed(data)
+                tap.end()
             observation = Observation(
                 status=status,
                 headers=headers,
@@ -163,9 +195,14 @@ class Relay:
                     if len(kept) <= cap:
                         kept += chunk[: cap + 1 - len(kept)]
                     await request.write(chunk)
+                    # After the write: the client's bytes never wait for the parse.
+                    if tap is not None and not tap.feed(chunk):
+                        tap = None
             await request.end()
         except _BODY_ERRORS as exc:
-            return self._failed_mid_body(request, route, started, answered_by, exc)
+            return self._failed_mid_body(request, route, started, answered_by, exc, tap)
+        if tap is not None:
+            tap.end()
         truncated = len(kept) > cap
         observation = Observation(
             status=status,
@@ -191,12 +228,17 @@ class Relay:
         started: float,
         answered_by: Upstream,
         exc: BaseException,
+        tap: LegacyTap | None,
     ) -> Observation | None:
         """Record an answer cut after its head and abort the client connection."""
         if isinstance(exc, ConnectionResetError):
             # The client went away; legacy is fine, there is just nobody to answer.
             log.info("client disconnected", route=route.name)
+            if tap is not None:
+                tap.end(WindowEnd.CLIENT)
             return None
+        if tap is not None:
+            tap.failed()
         failed = failed_observation(exc, started)
         kind = failed.error
         self._sink.on_upstream(answered_by, route.name, failed)

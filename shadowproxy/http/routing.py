@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.settings import RouteSpec
+from shadowproxy.settings import RouteSpec, RouteStream
 
 __all__ = ["OTHER", "Route", "RouteTable", "normalise_path", "route_path"]
 
@@ -40,6 +40,7 @@ _MAX_SEGMENTS = 16
 # (a few hundred KB at worst); when full, the memory starts over.
 _MAX_RESOLVED = 1024
 _MAX_RESOLVED_PATH = 256
+_NO_STREAM_SETTINGS = RouteStream()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class Route:
     """False: never mirrored (``mirror: false``)."""
     fallback: bool = True
     """Retry an idempotent request on legacy when the candidate answering it fails."""
+    stream: RouteStream = RouteStream()
+    """Its stream window, whether every GET is an event stream, its WebSocket mode."""
 
 
 def _is_identifier(segment: str) -> bool:
@@ -109,6 +112,7 @@ class _Template:
             rules=spec.rules,
             mirror=spec.mirror,
             fallback=spec.fallback,
+            stream=spec.stream,
         )
         self.methods = spec.methods
         self.prefix: str | None = spec.match[:-1] if spec.match.endswith("*") else None
@@ -137,12 +141,14 @@ class RouteTable:
         default_sample_percent: float,
         default_rules: CompareRules,
         max_routes: int,
+        default_stream: RouteStream = _NO_STREAM_SETTINGS,
     ) -> None:
         self._templates = [_Template(spec) for spec in specs]
         # Only a table with method-specific routes needs the method in its memory's key.
         self._by_method = any(t.methods is not None for t in self._templates)
         self._default_sample_percent = default_sample_percent
         self._default_rules = default_rules
+        self._default_stream = default_stream
         self._max_routes = max_routes
         self._seen: dict[str, Route] = {}
         # Most traffic repeats a few paths; matching and normalising each time is not free.
@@ -156,6 +162,7 @@ class RouteTable:
             sample_percent=self._default_sample_percent,
             mirror_writes=False,
             rules=self._default_rules,
+            stream=self._default_stream,
         )
 
     @property

@@ -13,15 +13,21 @@ the hot path, and join the request's for the evidence (``sinks.secrets``).
 When the candidate answered the client (canary, candidate mode), the copy
 goes to legacy instead (reverse shadow); the exchange still names each side
 by what it is, and its comparison feeds the route's rollback window.
+
+An event stream (``shadowproxy.http.sse``) takes a stream slot besides its
+task; its copy is read as a window of events, and the answer the client got
+arrives as legacy's window (or a reason it is not compared) when that closes.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, replace
+
+from multidict import MultiMapping
 
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.http.routing import Route
+from shadowproxy.http.sse import ClientAnswer, accepts_events, fetch_stream
 from shadowproxy.http.upstream import UpstreamClient, fetch_observation
 from shadowproxy.model import (
     DiffClass,
@@ -32,10 +38,11 @@ from shadowproxy.model import (
     SkipReason,
     Upstream,
 )
-from shadowproxy.settings import ShadowSettings
+from shadowproxy.settings import ShadowSettings, StreamSettings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
 from shadowproxy.shadow.mirror import EvidenceSink, Mirrors, fetch_copies
+from shadowproxy.shadow.streams import StreamSlots
 from shadowproxy.shadow.tasks import TaskPool
 from shadowproxy.sinks.secrets import SecretFinder
 
@@ -59,6 +66,8 @@ class MirrorRequest:
     body: bytes
     answered_by: Upstream = Upstream.LEGACY
     """The side answering the client; the copy goes to the other one."""
+    window: StreamSettings | None = None
+    """The stream window of an event-stream request; None for any other."""
 
 
 class HttpShadow:
@@ -79,10 +88,12 @@ class HttpShadow:
         secrets: SecretFinder,
         own_host: bool = False,
         ownership: Ownership | None = None,
+        streams: StreamSlots | None = None,
     ) -> None:
         self.settings = settings
         self._mirrors = Mirrors(settings, pool, switch, lag, comparisons, evidence)
         self._secrets = secrets
+        self._streams = streams or StreamSlots(settings.max_streams)
         self._candidate = candidate
         self._secondary = secondary
         self._own_host = own_host
@@ -103,21 +114,43 @@ class HttpShadow:
         """Count a request of ``route`` in ``phase`` that is not mirrored."""
         self._mirrors.skip(route, reason, phase)
 
-    def start(self, request: MirrorRequest) -> asyncio.Future[Observation | None] | None:
+    @staticmethod
+    def stream_window(
+        route: Route, method: str, headers: MultiMapping[str]
+    ) -> StreamSettings | None:
+        """The window of an event-stream request (a GET that asks for one, or on an SSE route)."""
+        if method == "GET" and (route.stream.sse or accepts_events(headers)):
+            return route.stream.window
+        return None
+
+    def start(self, request: MirrorRequest) -> ClientAnswer | None:
         """Spawn the mirror; returns the future the hot path resolves with legacy's observation.
 
-        Returns None (and counts ``queue_full``) when the pool is full.
+        Returns None when it was not spawned: the pool is full (counted as
+        ``queue_full``), or every stream slot is taken (``streams_full``).
         """
-        return self._mirrors.spawn(
+        stream = request.window is not None
+        if stream and not self._streams.take():
+            self.skip(request.route, SkipReason.STREAMS_FULL, request.facts.phase)
+            return None
+        started: ClientAnswer | None = self._mirrors.spawn(
             request.route,
             lambda future: self._mirror(request, future),
             name=f"shadow-{request.facts.id}",
             phase=request.facts.phase,
         )
+        if started is None and stream:
+            self._streams.give()
+        return started
 
-    async def _mirror(
-        self, request: MirrorRequest, client_answer: asyncio.Future[Observation | None]
-    ) -> None:
+    async def _mirror(self, request: MirrorRequest, client_answer: ClientAnswer) -> None:
+        try:
+            await self._run(request, client_answer)
+        finally:
+            if request.window is not None:
+                self._streams.give()
+
+    async def _run(self, request: MirrorRequest, client_answer: ClientAnswer) -> None:
         reverse = request.answered_by is Upstream.CANDIDATE
         mirrored, secondary, answered = await fetch_copies(
             lambda upstream: self._fetch(upstream, request),
@@ -126,8 +159,8 @@ class HttpShadow:
             client_answer,
         )
         route = request.route
-        if answered is None:
-            self._mirrors.skip(route, SkipReason.LEGACY_FAILED, request.facts.phase)
+        if answered is None or isinstance(answered, SkipReason):
+            self._mirrors.skip(route, answered or SkipReason.LEGACY_FAILED, request.facts.phase)
             return
         legacy, candidate = (mirrored, answered) if reverse else (answered, mirrored)
         exchange = Exchange(self._facts(request), legacy, candidate, secondary, request.answered_by)
@@ -155,6 +188,15 @@ class HttpShadow:
     async def _fetch(self, upstream: UpstreamClient, request: MirrorRequest) -> Observation:
         host = upstream.host if self._own_host else request.host
         headers = [*request.headers, ("Host", host)] if host else request.headers
+        if request.window is not None:
+            return await fetch_stream(
+                upstream,
+                request.raw_target,
+                headers,
+                window=request.window,
+                timeout_s=self.settings.timeout_s,
+                max_bytes=self.settings.compare_max_bytes,
+            )
         return await fetch_observation(
             upstream,
             request.facts.method,

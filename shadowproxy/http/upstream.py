@@ -28,6 +28,7 @@ __all__ = [
     "classify_error",
     "failed_observation",
     "fetch_observation",
+    "observe",
     "open_upstream",
 ]
 
@@ -138,26 +139,35 @@ async def fetch_observation(
             method, upstream.target(raw_target), headers, body, total_s=timeout_s
         )
         async with response:
-            declared = response.content_length
-            if declared is not None and declared > max_bytes:
-                # Known to be over the cap: reading any of it would only cost CPU.
-                return _too_large(response, b"", declared, started)
-            if declared is not None:
-                data = await response.read()
-            else:
-                received = bytearray()
-                async for chunk in response.chunks():
-                    received += chunk
-                    if len(received) > max_bytes:
-                        kept = bytes(received[:max_bytes])
-                        return _too_large(response, kept, len(received), started)
-                data = bytes(received)
-            return Observation(
-                status=response.status,
-                headers=response.headers,
-                body=data,
-                elapsed_s=time.perf_counter() - started,
-                body_size=len(data),
-            )
+            return await observe(response, started, max_bytes)
     except PREAMBLE_ERRORS as exc:
         return failed_observation(exc, started)
+
+
+async def observe(response: Response, started: float, max_bytes: int) -> Observation:
+    """Read ``response``'s body up to ``max_bytes`` into an observation.
+
+    Past ``max_bytes`` the rest is not read (the caller drops the connection)
+    and the observation is marked truncated. Raises ``UpstreamError`` for a cut body.
+    """
+    declared = response.content_length
+    if declared is not None and declared > max_bytes:
+        # Known to be over the cap: reading any of it would only cost CPU.
+        return _too_large(response, b"", declared, started)
+    if declared is not None:
+        data = await response.read()
+    else:
+        received = bytearray()
+        async for chunk in response.chunks():
+            received += chunk
+            if len(received) > max_bytes:
+                kept = bytes(received[:max_bytes])
+                return _too_large(response, kept, len(received), started)
+        data = bytes(received)
+    return Observation(
+        status=response.status,
+        headers=response.headers,
+        body=data,
+        elapsed_s=time.perf_counter() - started,
+        body_size=len(data),
+    )

@@ -111,10 +111,11 @@ class HistogramAcc:
 class RouteAcc:
     """Mutable per-route sums while reading."""
 
-    __slots__ = ("candidate", "counters", "legacy", "skipped")
+    __slots__ = ("candidate", "counters", "legacy", "skipped", "streams")
 
     def __init__(self) -> None:
         self.counters = [0] * len(COUNTED)
+        self.streams = 0
         self.skipped: dict[str, int] = {}
         self.legacy = HistogramAcc()
         self.candidate = HistogramAcc()
@@ -141,6 +142,7 @@ class RouteAcc:
     def merge(self, other: RouteAcc) -> None:
         """Add another accumulator of the same route."""
         self.counters = [a + b for a, b in zip(self.counters, other.counters, strict=True)]
+        self.streams += other.streams
         self.add_skipped(other.skipped)
         self.legacy.add(other.legacy.buckets, other.legacy.sum_ms)
         self.candidate.add(other.candidate.buckets, other.candidate.sum_ms)

@@ -308,6 +308,7 @@ class Aggregator:
             raise ValueError("ts_end before ts_start")
         values: tuple[Any, ...] = _COUNTERS(record)
         check_counters(values, COUNTED)
+        check_counters((record.streams,), ("streams",))
         compared, match, diverged, structural, _, _, noise, errors = values
         if compared != match + diverged + noise + errors:
             raise ValueError("compared is not match + diverged + noise + errors")
@@ -327,6 +328,7 @@ class Aggregator:
         counters = acc.counters
         for i, value in enumerate(values):
             counters[i] += value
+        acc.streams += record.streams
         if skipped:
             acc.add_skipped(skipped)
         acc.legacy.add(*legacy)
@@ -426,7 +428,8 @@ class Aggregator:
             for domain in self._first_seen
         }
         for (domain, route), acc in sorted(self._routes.items()):
-            counts = Counts.of(dict(zip(COUNTED, acc.counters, strict=True)), acc.skipped)
+            counted = dict(zip(COUNTED, acc.counters, strict=True))
+            counts = Counts.of({**counted, "streams": acc.streams}, acc.skipped)
             route_legacy, route_candidate = acc.legacy.histogram(), acc.candidate.histogram()
             latency = LatencySummary(_quantiles(route_legacy), _quantiles(route_candidate))
             routes.append(RouteSummary(route, domain, counts, latency))

@@ -105,6 +105,7 @@ def _counts(counts: Counts) -> dict[str, Any]:
     body: dict[str, Any] = {name: getattr(counts, name) for name in COUNTED}
     body["skipped"] = counts.skipped_total
     body["skipped_by_reason"] = dict(sorted(counts.skipped.items()))
+    body["streams"] = counts.streams
     rates: dict[str, Any] = {}
     for name in _RATES:
         rate = counts.rate(name)

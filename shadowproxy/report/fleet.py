@@ -126,11 +126,17 @@ def collect_fleet(
         divergences = prometheus.query(
             f"sum by (route, domain, class) (increase(shadowproxy_divergences_total[{span}]))"
         )
-        for labels, value in comparisons + divergences:
+        streams = prometheus.query(
+            f"sum by (route, domain) (increase(shadowproxy_streams_total[{span}]))"
+        )
+        named = [
+            (labels, value, _series_name(labels)) for labels, value in comparisons + divergences
+        ]
+        named.extend((labels, value, "streams") for labels, value in streams)
+        for labels, value, name in named:
             domain, route = labels.get("domain", ""), labels.get("route", "")
             if window_for(domain) != window or value is None:
                 continue
-            name = _VERDICTS.get(labels.get("verdict", "")) or labels.get("class", "")
             if name:
                 sums = counters.setdefault((domain, route), {})
                 sums[name] = sums.get(name, 0.0) + value
@@ -178,6 +184,11 @@ def collect_fleet(
         domains=tuple(domains),
         notes=tuple(notes),
     )
+
+
+def _series_name(labels: dict[str, str]) -> str:
+    """The counter a comparisons or divergences series adds to ("" for an unknown one)."""
+    return _VERDICTS.get(labels.get("verdict", "")) or labels.get("class", "")
 
 
 def _counts(sums: dict[str, float]) -> Counts:

@@ -78,6 +78,7 @@ class RollupRecord(msgspec.Struct, frozen=True, tag="rollup", tag_field="type"):
     timing: Any = 0
     noise: Any = 0
     errors: Any = 0
+    streams: Any = 0
     skipped: Any = None
     latency: Any = None
 

@@ -54,12 +54,17 @@ class Counts:
     noise: int = 0
     errors: int = 0
     skipped: Mapping[str, int] = field(default_factory=dict)
+    streams: int = 0
+    """Compared exchanges that were streams (SSE windows, WebSocket sessions)."""
 
     @classmethod
     def of(cls, values: Mapping[str, int], skipped: Mapping[str, int] | None = None) -> Counts:
-        """Counts from a mapping of COUNTED names (missing ones are zero)."""
+        """Counts from a mapping of COUNTED names and ``streams`` (missing ones are zero)."""
         v = [values.get(name, 0) for name in COUNTED]
-        return cls(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], dict(skipped or {}))
+        return cls(
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], dict(skipped or {}),
+            values.get("streams", 0),
+        )  # fmt: skip
 
     @property
     def skipped_total(self) -> int:
@@ -77,6 +82,7 @@ class Counts:
         for reason, n in other.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + n
         summed = {name: getattr(self, name) + getattr(other, name) for name in COUNTED}
+        summed["streams"] = self.streams + other.streams
         return Counts.of(summed, skipped)
 
 

@@ -233,6 +233,7 @@ def sections(doc: Document) -> list[Section]:
                 "Noise",
                 "Errors",
                 "Skipped",
+                "Streams",
                 "p99 legacy/candidate ms",
                 "p99 ratio",
             ),
@@ -248,6 +249,7 @@ def sections(doc: Document) -> list[Section]:
                     _rate(r, "noise"),
                     _rate(r, "errors"),
                     str(r["skipped"]),
+                    str(r["streams"]),
                     f"{_ms(r['latency']['legacy']['p99'])}/{_ms(r['latency']['candidate']['p99'])}",
                     _ratio(r["latency"]),
                 )

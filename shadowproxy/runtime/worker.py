@@ -21,7 +21,7 @@ from shadowproxy.http.routing import RouteTable
 from shadowproxy.http.shadow import HttpShadow
 from shadowproxy.http.upstream import UpstreamClient, open_upstream
 from shadowproxy.http.websocket import WebSocketTunnel, open_session
-from shadowproxy.settings import Settings
+from shadowproxy.settings import RouteStream, Settings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
 from shadowproxy.shadow.mirror import EvidenceSink
@@ -78,6 +78,7 @@ def route_table(settings: Settings) -> RouteTable:
         default_sample_percent=settings.shadow.sample_percent,
         default_rules=settings.compare,
         max_routes=settings.max_routes,
+        default_stream=RouteStream(window=settings.streams),
     )
 
 

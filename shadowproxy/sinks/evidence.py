@@ -123,6 +123,9 @@ class Evidence:
         self._rollups.tally(request.route, request.domain, request.phase).add_verdict(
             exchange, verdict
         )
+        kind = exchange.stream_kind
+        if kind is not None:
+            self._metrics.streams_by.get(request.route, request.domain, str(kind)).inc()
         if wanted(verdict, request.id, self._evidence):
             self._writer.submit(
                 functools.partial(

@@ -205,6 +205,12 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemostrecent",
         )
+        self.streams = Counter(
+            "shadowproxy_streams",
+            "Streams compared (an SSE window or a WebSocket session each), by route and kind.",
+            ("route", "domain", "kind"),
+            registry=registry,
+        )
         self.rollbacks = Counter(
             "shadowproxy_rollbacks",
             "Automatic rollbacks of a route to shadow mode, by trigger.",
@@ -231,6 +237,7 @@ class Metrics:
         self.upstream_latency_by = Children(self.upstream_latency)
         self.skipped_by = Children(self.skipped)
         self.fallbacks_by = Children(self.fallbacks)
+        self.streams_by = Children(self.streams)
         # Known label values start at zero so rates and absent() behave from the first scrape.
         for reason in DROP_REASONS:
             self.jsonl_dropped.labels(reason)

@@ -93,6 +93,13 @@ def exchange_record(
     }
     if exchange.secondary is not None:
         record["secondary"] = _side(exchange.secondary, with_error=True)
+    kind = exchange.stream_kind
+    if kind is not None:
+        record["stream"] = {
+            "kind": str(kind),
+            "legacy": _window(exchange.legacy),
+            "candidate": _window(exchange.candidate),
+        }
     record["differences"] = differences
     record["differences_omitted"] = len(verdict.differences) - len(kept)
     record["equivalences"] = {str(k): int(n) for k, n in sorted(verdict.equivalences.items())}
@@ -107,6 +114,19 @@ def wanted(verdict: Verdict, exchange_id: str, settings: EvidenceSettings) -> bo
     return verdict.outcome is not Outcome.MATCH or sampled(
         exchange_id, settings.sample_matches_percent
     )
+
+
+def _window(observation: Observation) -> dict[str, object] | None:
+    """``{events, ended, closed_ms, bytes}`` of a side's stream window, or None."""
+    window = observation.stream
+    if window is None:
+        return None
+    return {
+        "events": len(window.events),
+        "ended": str(window.ended),
+        "closed_ms": round(window.closed_s * 1000, 3),
+        "bytes": window.size,
+    }
 
 
 def _side(observation: Observation, *, with_error: bool) -> dict[str, object]:

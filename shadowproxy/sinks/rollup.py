@@ -42,7 +42,7 @@ class RouteTally:
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = dict.fromkeys(
-            ("compared", *_OUTCOME_FIELD.values(), *(str(c) for c in DiffClass)), 0
+            ("compared", *_OUTCOME_FIELD.values(), *(str(c) for c in DiffClass), "streams"), 0
         )
         self.skipped: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
@@ -56,6 +56,8 @@ class RouteTally:
         self.counts[_OUTCOME_FIELD[verdict.outcome]] += 1
         for cls in verdict.classes:
             self.counts[str(cls)] += 1
+        if exchange.stream_kind is not None:
+            self.counts["streams"] += 1
         if exchange.legacy.ok:
             self.legacy.observe(exchange.legacy.elapsed_s * 1000)
         if exchange.candidate.ok:

@@ -11,7 +11,19 @@ from typing import Any
 import jsonschema
 import pytest
 
-from shadowproxy.model import DiffClass, Difference, ErrorKind, Outcome, Phase
+from shadowproxy.model import (
+    SHADOW_PHASE,
+    DiffClass,
+    Difference,
+    ErrorKind,
+    Observation,
+    Outcome,
+    Phase,
+    StreamEvent,
+    StreamKind,
+    StreamWindow,
+    WindowEnd,
+)
 from shadowproxy.settings import EvidenceSettings, RedactSettings
 from shadowproxy.sinks.records import exchange_record, sampled, wanted
 from shadowproxy.sinks.redact import REDACTED, Redactor
@@ -41,6 +53,59 @@ def build(**evidence: Any) -> dict[str, object]:
         Redactor(RedactSettings()),
         EvidenceSettings(log_dir=str(Path("unused")), **evidence),
     )
+
+
+def _stream(events: int, ended: WindowEnd) -> Observation:
+    window = StreamWindow(
+        StreamKind.SSE,
+        tuple(StreamEvent("tick", b"{}", str(n), n / 100) for n in range(events)),
+        ended,
+        closed_s=0.5,
+        size=40,
+    )
+    return Observation(status=200, elapsed_s=0.0, body_size=40, stream=window)
+
+
+class TestStreamRecord:
+    def test_a_stream_is_marked_with_both_windows(self) -> None:
+        """A stream's record says its kind and each side's window; it validates."""
+        exchange = make_exchange(candidate=_stream(3, WindowEnd.TIME))
+        exchange = replace(exchange, legacy=_stream(2, WindowEnd.EVENTS))
+        record = exchange_record(
+            exchange, make_verdict(), Redactor(RedactSettings()), EvidenceSettings()
+        )
+        validate(record, "exchange")
+        assert record["stream"] == {
+            "kind": "sse",
+            "legacy": {"events": 2, "ended": "events", "closed_ms": 500.0, "bytes": 40},
+            "candidate": {"events": 3, "ended": "time", "closed_ms": 500.0, "bytes": 40},
+        }
+
+    def test_a_side_that_was_no_stream_is_null(self) -> None:
+        """A candidate that failed, against legacy's stream, has a null window."""
+        exchange = replace(
+            make_exchange(candidate=make_observation(error=ErrorKind.INCOMPLETE)),
+            legacy=_stream(1, WindowEnd.END),
+        )
+        record = exchange_record(
+            exchange, make_verdict(Outcome.ERROR), Redactor(RedactSettings()), EvidenceSettings()
+        )
+        validate(record, "exchange")
+        assert record["stream"]["candidate"] is None  # type: ignore[index]
+
+    def test_other_exchanges_have_no_stream_field(self) -> None:
+        """The field is absent from exchanges that are not streams."""
+        assert "stream" not in build()
+
+    def test_rollups_count_streams(self) -> None:
+        """A rollup counts the compared exchanges that were streams; it validates."""
+        tally = RouteTally()
+        tally.add_verdict(make_exchange(), make_verdict())
+        stream = replace(make_exchange(), legacy=_stream(1, WindowEnd.END))
+        tally.add_verdict(stream, make_verdict())
+        record = tally.record("/orders/{id}", "orders", SHADOW_PHASE, T0, T0 + 60)
+        validate(record, "rollup")
+        assert (record["compared"], record["streams"]) == (2, 1)
 
 
 class TestExchangeRecord:

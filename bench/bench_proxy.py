@@ -45,6 +45,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -361,9 +362,16 @@ def _measure(
 # shadowproxy
 
 
+_ADMIN_TOKEN = secrets.token_hex(16)
+"""The admin token of the proxies this benchmark runs (their kill switch needs it)."""
+
+
 def _post(port: int, path: str) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        request = f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n"
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n"
+            f"Authorization: Bearer {_ADMIN_TOKEN}\r\n\r\n"
+        )
         sock.sendall(request.encode())
         if not sock.recv(64).startswith(b"HTTP/1.1 200"):
             raise RuntimeError(f"POST {path} failed")
@@ -426,7 +434,7 @@ def _shadowproxy(
         "--log-format",
         "json",
     ]
-    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(_ROOT), "SHADOWPROXY_ADMIN_TOKEN": _ADMIN_TOKEN}
     out = run / f"{name}.log"
     expected = os.cpu_count() or 1 if workers == "auto" else int(workers)
     with out.open("wb") as sink:

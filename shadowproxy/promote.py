@@ -99,8 +99,10 @@ class AdminClient:
 
     def __init__(self, base: str, token_env: str) -> None:
         self.base = base.rstrip("/")
-        self.token = os.environ.get(token_env) or None
-        """The admin token; the drill's probes carry it too (``X-Shadow-Probe``)."""
+        token = os.environ.get(token_env) or None
+        # urllib sends header values as Latin-1: one character per byte of the token's UTF-8.
+        self.token = token.encode("utf-8", "surrogateescape").decode("latin-1") if token else None
+        """The admin token as a header value; drill probes carry it too (``X-Shadow-Probe``)."""
         self._token_env = token_env
 
     def _call(self, method: str, path: str, body: Mapping[str, object] | None = None) -> Any:

@@ -242,10 +242,17 @@ class EvidenceSettings:
 
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
-    """The admin listener; POSTs need ``token`` when it binds beyond loopback."""
+    """The admin listener; every state-changing call needs ``token`` when one is set."""
 
     listen: HostAddress = HostAddress("127.0.0.1", 9901)
     token: str | None = field(default=None, repr=False)
+    allow_unauthenticated_loopback: bool = False
+    """Without a token, a loopback listener takes state-changing calls instead of refusing them."""
+
+    @property
+    def token_bytes(self) -> bytes | None:
+        """The token as the bytes a client sends (UTF-8; an undecodable environment byte as is)."""
+        return self.token.encode("utf-8", "surrogateescape") if self.token else None
 
 
 GrpcCardinality = Literal["unary_unary", "unary_stream", "stream_unary", "stream_stream"]

@@ -32,6 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WAIT_S = 10.0
 """Upper bound on any wait in the tests; reaching it means the behaviour is broken."""
+ADMIN_TOKEN = "test-admin-token"
+"""The admin token of every test proxy (``make_settings``, ``proxy_process``) unless set."""
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+"""The header state-changing admin calls carry."""
 
 
 @dataclass
@@ -104,11 +108,12 @@ def make_settings(
 
     Load shedding on loop lag is set out of reach unless a test sets it: on a
     busy CI machine a lagging loop would otherwise skip the very mirror a test
-    waits for. ``document``'s ``shadow`` keys merge into these defaults.
+    waits for. The admin token is ``ADMIN_TOKEN`` unless ``document`` sets
+    one. ``document``'s ``shadow`` keys merge into these defaults.
     """
     given = dict(document or {})
     shadow = {"grace_s": 0.5, "max_loop_lag_ms": 60_000, **given.pop("shadow", {})}
-    doc: dict[str, Any] = {"drain_s": 2, **given, "shadow": shadow}
+    doc: dict[str, Any] = {"drain_s": 2, "admin_token": ADMIN_TOKEN, **given, "shadow": shadow}
     return settings_from_document(
         doc,
         "<test>",
@@ -267,12 +272,13 @@ class ProxyProcess:
 def without_shedding(*args: str) -> tuple[str, ...]:
     """``args`` with a ``--config`` that puts loop-lag shedding out of reach, unless they have one.
 
-    A busy CI machine then never skips the mirrors a test counts.
+    A busy CI machine then never skips the mirrors a test counts. The same
+    file sets the admin token to ``ADMIN_TOKEN``.
     """
     if "--config" in args:
         return args
     config = Path(tempfile.mkdtemp(prefix="shadowproxy-test-")) / "config.yaml"
-    config.write_text("shadow: {max_loop_lag_ms: 60000}\n")
+    config.write_text(f"admin_token: {ADMIN_TOKEN}\nshadow: {{max_loop_lag_ms: 60000}}\n")
     return ("--config", str(config), *args)
 
 

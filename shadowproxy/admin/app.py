@@ -1,8 +1,11 @@
 """The admin listener: metrics, health, status and the shadow kill switch.
 
 It runs on its own port so operators and Prometheus never compete with
-client traffic. When it binds beyond loopback every POST needs the bearer
-token; GETs stay open for probes and scrapers.
+client traffic. GETs stay open for probes and scrapers. Every call that
+changes state (the POSTs and the DELETE) needs the bearer token when one is
+configured, on any address, compared as bytes in constant time; without a
+token they are refused (403), unless the configuration explicitly opens a
+loopback listener (``admin_allow_unauthenticated_loopback``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from shadowproxy.admin.cutover import Handler, add_cutover_routes
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.shadow.control import ShadowSwitch
 
-__all__ = ["AdminContext", "build_admin_app", "legacy_reachable"]
+__all__ = ["WRITES_OFF", "AdminContext", "build_admin_app", "legacy_reachable"]
 
 log = structlog.get_logger(__name__)
 
@@ -34,13 +37,20 @@ class AdminContext:
     render_metrics: Callable[[], tuple[bytes, str]]
     status: Callable[[], Mapping[str, object]]
     legacy_url: str
-    token: str | None
-    require_token: bool
+    token: bytes | None
+    """The bearer token state-changing calls must carry; None: there is none."""
+    open_without_token: bool = False
+    """With no token, state-changing calls are allowed (loopback opt-in) instead of refused."""
     cutover: Ownership | None = None
     """Route ownership; adds the ``/cutover`` endpoints (docs/cutover.md)."""
 
 
 ADMIN = web.AppKey("admin", AdminContext)
+WRITES_OFF = (
+    "admin writes are off: set admin_token (or SHADOWPROXY_ADMIN_TOKEN),"
+    " or admin_allow_unauthenticated_loopback: true"
+)
+"""The 403 answer to a state-changing call: no token is set and loopback is not opened."""
 
 
 async def legacy_reachable(url: str, timeout_s: float = 1.0) -> bool:
@@ -57,16 +67,18 @@ async def legacy_reachable(url: str, timeout_s: float = 1.0) -> bool:
     return True
 
 
-def _authorised(request: web.Request, ctx: AdminContext) -> bool:
-    if not ctx.require_token:
-        return True
-    given = request.headers.get("Authorization", "")
-    scheme, _, token = given.partition(" ")
-    return (
-        bool(ctx.token)
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(token, ctx.token or "")
-    )
+def _refusal(request: web.Request, ctx: AdminContext) -> web.Response | None:
+    """Why a state-changing call is refused (its answer), or None when it may go ahead."""
+    if ctx.token is None:
+        if ctx.open_without_token:
+            return None
+        return web.json_response({"error": WRITES_OFF}, status=403)
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # aiohttp decodes header bytes as UTF-8 with surrogateescape: this gives them back.
+    presented = given.encode("utf-8", "surrogateescape")
+    if scheme.lower() == "bearer" and hmac.compare_digest(presented, ctx.token):
+        return None
+    return web.json_response({"error": "bearer token required"}, status=401)
 
 
 def _guarded(
@@ -74,8 +86,9 @@ def _guarded(
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def guarded(request: web.Request) -> web.StreamResponse:
         ctx = request.app[ADMIN]
-        if not _authorised(request, ctx):
-            return web.json_response({"error": "bearer token required"}, status=401)
+        refusal = _refusal(request, ctx)
+        if refusal is not None:
+            return refusal
         return await handler(request, ctx)
 
     return guarded

@@ -138,11 +138,19 @@ def settings_from_document(
         raise redact_reader.error(str(exc), exc.key) from None
 
     token = env.get(ADMIN_TOKEN_ENV) or top.string("admin_token", None)
-    if not is_loopback(admin.host) and not token:
+    unauthenticated = top.boolean("admin_allow_unauthenticated_loopback", False)
+    if not is_loopback(admin.host):
         where = "--admin" if overrides.admin is not None else f"{source}: admin"
-        raise ConfigError(
-            f"{where}: binds beyond loopback ({admin.host}); set admin_token or {ADMIN_TOKEN_ENV}"
-        )
+        if unauthenticated:
+            raise top.error(
+                f"the admin listener binds beyond loopback ({admin.host})",
+                "admin_allow_unauthenticated_loopback",
+            )
+        if not token:
+            raise ConfigError(
+                f"{where}: binds beyond loopback ({admin.host});"
+                f" set admin_token or {ADMIN_TOKEN_ENV}"
+            )
 
     workers_raw = overrides.workers if overrides.workers is not None else top.raw("workers")
     workers = worker_count(
@@ -166,7 +174,9 @@ def settings_from_document(
         ),
         listen=listen,
         listen_tls=tls_listener,
-        admin=AdminSettings(listen=admin, token=token),
+        admin=AdminSettings(
+            listen=admin, token=token, allow_unauthenticated_loopback=unauthenticated
+        ),
         legacy=legacy,
         shadow=shadow,
         compare=rules,

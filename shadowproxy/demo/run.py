@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import secrets
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -67,9 +68,13 @@ async def running_app(app: web.Application) -> AsyncIterator[str]:
 
 
 def demo_settings(legacy: str, candidate: str, secondary: str | None, log_dir: str) -> Settings:
-    """The demo configuration pointed at running backends."""
+    """The demo configuration pointed at running backends.
+
+    Its admin listener gets a random token nobody is told: the demo changes
+    nothing through the admin API, and nobody else can.
+    """
     return settings_from_document(
-        DEMO_CONFIG,
+        {**DEMO_CONFIG, "admin_token": secrets.token_hex(16)},
         "<demo>",
         Overrides(
             listen="127.0.0.1:0",

@@ -85,7 +85,7 @@ class Forwarder:
         self._ownership = ownership
         self._sink = sink
         # The admin token is fixed at start (a reload keeps it), as is the probe's.
-        self._relay = Relay(sink, settings.shadow.compare_max_bytes, settings.admin.token)
+        self._relay = Relay(sink, settings.shadow.compare_max_bytes, settings.admin.token_bytes)
 
     def reconfigure(self, settings: Settings, routes: RouteTable) -> None:
         """Swap routes, sampling and rules (SIGHUP); in-flight requests keep their own."""

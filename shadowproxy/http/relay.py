@@ -75,10 +75,10 @@ class Relay:
 
     __slots__ = ("_keep_bytes", "_probe_token", "_sink")
 
-    def __init__(self, sink: RequestSink, keep_bytes: int, probe_token: str | None) -> None:
+    def __init__(self, sink: RequestSink, keep_bytes: int, probe_token: bytes | None) -> None:
         self._sink = sink
         self._keep_bytes = keep_bytes
-        self._probe_token = probe_token.encode() if probe_token else None
+        self._probe_token = probe_token
 
     async def send(
         self,

@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from shadowproxy.admin.app import AdminContext, build_admin_app
-from shadowproxy.config import ConfigError, is_loopback, reloaded
+from shadowproxy.config import ConfigError, reloaded
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.settings import HostAddress, Settings
 from shadowproxy.shadow.control import ShadowSwitch
@@ -106,8 +106,10 @@ async def start_admin(
     status: Callable[[], Mapping[str, object]],
     ownership: Ownership,
 ) -> AdminListener:
-    """Bind the admin listener; beyond loopback its POSTs need the bearer token."""
+    """Bind the admin listener; its state-changing calls need the token (docs/proxy.md)."""
     admin = settings.admin
+    if admin.token is None and not admin.allow_unauthenticated_loopback:
+        log.warning("admin writes are off: no admin token is set", admin=str(admin.listen))
     runner = web.AppRunner(
         build_admin_app(
             AdminContext(
@@ -116,8 +118,8 @@ async def start_admin(
                 status=status,
                 cutover=ownership,
                 legacy_url=settings.upstreams.legacy,
-                token=admin.token,
-                require_token=not is_loopback(admin.listen.host),
+                token=admin.token_bytes,
+                open_without_token=admin.allow_unauthenticated_loopback,
             )
         ),
         handle_signals=False,

@@ -45,10 +45,11 @@ async def probe(
 async def admin(
     base: str, method: str, path: str, body: Mapping[str, Any] | None = None
 ) -> tuple[int, dict[str, Any]]:
-    """Call the admin API; returns the status and the JSON body."""
+    """Call the admin API with the bearer token; returns the status and the JSON body."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, base + path, json=body) as response,
+        session.request(method, base + path, json=body, headers=auth) as response,
     ):
         return response.status, await response.json()
 

@@ -61,18 +61,30 @@ async def _cli(*argv: str) -> int:
 class TestPromote:
     """Promotion moves one step only when every gate of the route's domain passes."""
 
+    @pytest.mark.parametrize("token", [TOKEN, "t\u00f6k\u20acn"])
     async def test_promotes_when_gates_pass(
-        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        token: str,
     ) -> None:
-        """Passing gates move shadow to canary 1%, recorded with source promote and numbers."""
+        """Passing gates move shadow to canary 1%, recorded with source promote and numbers.
+
+        The token may be any text: promote sends its UTF-8 bytes.
+        """
+        monkeypatch.setenv("PROMOTE_TOKEN", token)
         evidence = _evidence(tmp_path / "in.jsonl")
         logs = tmp_path / "logs"
         async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
-            settings = make_settings(legacy.url, candidate.url, logs, _doc())
+            settings = make_settings(
+                legacy.url, candidate.url, logs, {**_doc(), "admin_token": token}
+            )
             async with running_proxy(settings) as proxy:
                 code = await _cli(
-                    "promote", "--route", ROUTE, "--admin", proxy.admin, str(evidence)
-                )
+                    "promote", "--route", ROUTE, "--admin", proxy.admin,
+                    "--token-env", "PROMOTE_TOKEN", str(evidence),
+                )  # fmt: skip
                 _, listing = await admin(proxy.admin, "GET", "/cutover")
                 await eventually(lambda: bool(records(logs, "ownership")))
         assert code == 0, capsys.readouterr().err

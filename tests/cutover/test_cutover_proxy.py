@@ -229,7 +229,7 @@ class _Sink:
 class TestToken:
     """Cutover POSTs follow the admin token rule."""
 
-    async def test_token_required_beyond_loopback(self, tmp_path: Path) -> None:
+    async def test_token_required(self, tmp_path: Path) -> None:
         """Without the bearer token a switch is refused (401) and nothing changes."""
         settings = make_settings("http://127.0.0.1:1", "http://127.0.0.1:2", tmp_path, _doc())
         ownership = Ownership(settings, _Sink())
@@ -238,8 +238,7 @@ class TestToken:
             render_metrics=lambda: (b"", "text/plain"),
             status=dict,
             legacy_url="http://127.0.0.1:1",
-            token="s3cret",
-            require_token=True,
+            token=b"s3cret",
             cutover=ownership,
         )
         body = {"route": ROUTE, "mode": "candidate"}

@@ -140,11 +140,11 @@ class TestSystemdUnit:
         drain = config["drain_s"] + config["shadow"]["grace_s"]
         assert seconds(one(service, "TimeoutStopSec")) > drain
 
-    def test_token_file_is_optional_and_outside_the_unit(
+    def test_token_file_is_required_and_outside_the_unit(
         self, service: dict[str, list[str]]
     ) -> None:
-        """The admin token comes from an optional root-only environment file, not the unit."""
-        assert one(service, "EnvironmentFile").startswith("-/etc/shadowproxy/")
+        """The admin token comes from a required root-only environment file, not the unit."""
+        assert one(service, "EnvironmentFile").startswith("/etc/shadowproxy/")
         assert "Environment" not in service
         assert "TOKEN" not in UNIT.read_text(encoding="utf-8").split("[Service]")[1]
 

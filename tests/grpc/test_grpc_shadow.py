@@ -16,7 +16,7 @@ import jsonschema
 
 from tests.grpc.harness import Proxied, proxied, records, shop_pair
 from tests.grpc.shop import Script, ShopCode, shop_server
-from tests.support import WAIT_S, eventually
+from tests.support import ADMIN_AUTH, WAIT_S, eventually
 
 GET = "/shop.v1.Shop/GetItem"
 LIST = "/shop.v1.Shop/ListItems"
@@ -203,7 +203,8 @@ class TestMirrorPolicy:
 
         async with shop_pair(shop, tmp_path) as (_legacy, candidate, p):
             async with aiohttp.ClientSession() as session:
-                async with session.post(f"{p.proxy.admin}/shadow/pause") as response:
+                pause = f"{p.proxy.admin}/shadow/pause"
+                async with session.post(pause, headers=ADMIN_AUTH) as response:
                     assert response.status == 200
             await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"))
             paused = p.metric("shadowproxy_shadow_skipped_total", reason="paused")

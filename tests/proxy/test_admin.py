@@ -12,10 +12,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shadowproxy.admin.app import AdminContext, build_admin_app
+from shadowproxy.admin.app import WRITES_OFF
 from shadowproxy.config import load_settings
-from shadowproxy.shadow.control import ShadowSwitch
-from tests.support import backend, json_ok, make_settings, running_proxy
+from tests.cutover.cutover_support import records
+from tests.support import (
+    ADMIN_AUTH,
+    ADMIN_TOKEN,
+    backend,
+    config_error,
+    json_ok,
+    make_settings,
+    running_proxy,
+)
 
 
 async def _get(url: str) -> tuple[int, dict[str, Any]]:
@@ -79,44 +87,136 @@ class TestEndpoints:
         assert (comparisons, divergences) == (0.0, 0.0)
 
 
+STATE_CHANGING = [
+    ("POST", "/shadow/pause", None),
+    ("POST", "/shadow/resume", None),
+    ("POST", "/cutover", {"route": "/a", "mode": "candidate"}),
+    ("POST", "/cutover//a", {"mode": "candidate"}),
+    ("POST", "/cutover/force-legacy", None),
+    ("DELETE", "/cutover/force-legacy", None),
+    ("POST", "/cutover/drill", {"route": "/a", "passed": True}),
+]
+"""Every admin call that changes state, with a body it would accept."""
+
+ROUTE = {"routes": [{"match": "/a", "domain": "d"}]}
+
+
+async def _call(
+    base: str, method: str, path: str, body: object, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, base + path, json=body, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def _raw_post(base: str, path: str, authorization: bytes) -> bytes:
+    """POST with an Authorization header of exactly these bytes; the status line."""
+    host, _, port = base.removeprefix("http://").rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST %s HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n"
+        b"Authorization: %s\r\n\r\n" % (path.encode(), authorization)
+    )
+    status = await reader.readline()
+    writer.close()
+    return status.rstrip()
+
+
 class TestToken:
-    """Beyond loopback, the kill switch needs the bearer token."""
+    """A configured token guards every state-changing call, on loopback too."""
 
-    @pytest.fixture
-    def switch(self) -> ShadowSwitch:
-        return ShadowSwitch()
+    async def test_every_state_changing_call_needs_it_on_loopback(self, tmp_path: Path) -> None:
+        """No, a wrong or a non-bearer token: 401 on every call, and nothing moves."""
+        async with backend(json_ok) as legacy:
+            settings = make_settings(legacy.url, legacy.url, tmp_path, ROUTE)
+            assert settings.admin.listen.host == "127.0.0.1"
+            async with running_proxy(settings) as proxy:
+                for method, path, body in STATE_CHANGING:
+                    for headers in (
+                        None,
+                        {"Authorization": "Bearer wrong"},
+                        {"Authorization": ADMIN_TOKEN},
+                        {"Authorization": f"Basic {ADMIN_TOKEN}"},
+                    ):
+                        status, answer = await _call(proxy.admin, method, path, body, headers)
+                        assert (status, answer) == (401, {"error": "bearer token required"}), (
+                            method,
+                            path,
+                            headers,
+                        )
+                _, state = await _get(proxy.admin + "/status")
+                _, cutover = await _get(proxy.admin + "/cutover")
+                status, _ = await _call(proxy.admin, "POST", "/shadow/pause", None, ADMIN_AUTH)
+                _, paused = await _get(proxy.admin + "/status")
+        assert state["shadow"] == "on"
+        assert (cutover["routes"]["/a"]["mode"], cutover["force_legacy"]) == ("shadow", False)
+        assert records(tmp_path, "drill") == []
+        assert (status, paused["shadow"]) == (200, "paused")
 
-    def _app(self, switch: ShadowSwitch) -> aiohttp.web.Application:
-        return build_admin_app(
-            AdminContext(
-                switch=switch,
-                render_metrics=lambda: (b"", "text/plain"),
-                status=dict,
-                legacy_url="http://127.0.0.1:1",
-                token="s3cret-token",
-                require_token=True,
-            )
-        )
+    async def test_token_is_compared_as_bytes(self, tmp_path: Path) -> None:
+        """A non-ASCII token: a wrong one is 401 (never a 500), its UTF-8 bytes pass."""
+        token = "t\u00f6k\u00e9n-\u2713"
+        async with backend(json_ok) as legacy:
+            settings = make_settings(legacy.url, legacy.url, tmp_path, {"admin_token": token})
+            async with running_proxy(settings) as proxy:
+                wrong = await _raw_post(
+                    proxy.admin, "/shadow/pause", "Bearer t\u00f6k\u00e9n-\u2717".encode()
+                )
+                latin = await _raw_post(proxy.admin, "/shadow/pause", b"Bearer t\xf6k\xe9n-?")
+                invalid = await _raw_post(proxy.admin, "/shadow/pause", b"Bearer \xff\xfe")
+                _, before = await _get(proxy.admin + "/status")
+                right = await _raw_post(proxy.admin, "/shadow/pause", f"Bearer {token}".encode())
+                _, after = await _get(proxy.admin + "/status")
+        assert [wrong, latin, invalid] == [b"HTTP/1.1 401 Unauthorized"] * 3
+        assert before["shadow"] == "on"
+        assert (right, after["shadow"]) == (b"HTTP/1.1 200 OK", "paused")
 
-    async def test_post_without_token_is_refused(
-        self, aiohttp_client: object, switch: ShadowSwitch
+    async def test_without_a_token_writes_are_off(self, tmp_path: Path) -> None:
+        """No token and no opt-in: every state-changing call is 403; GETs still answer."""
+        async with backend(json_ok) as legacy:
+            doc = {**ROUTE, "admin_token": None}
+            settings = make_settings(legacy.url, legacy.url, tmp_path, doc)
+            async with running_proxy(settings) as proxy:
+                answers = [
+                    await _call(proxy.admin, method, path, body)
+                    for method, path, body in STATE_CHANGING
+                ]
+                status, state = await _get(proxy.admin + "/status")
+        assert answers == [(403, {"error": WRITES_OFF})] * len(STATE_CHANGING)
+        assert (status, state["shadow"]) == (200, "on")
+
+    async def test_loopback_opt_in_takes_calls_without_a_token(self, tmp_path: Path) -> None:
+        """admin_allow_unauthenticated_loopback: true, no token: the kill switch answers anyone."""
+        doc = {"admin_token": None, "admin_allow_unauthenticated_loopback": True}
+        async with backend(json_ok) as legacy:
+            settings = make_settings(legacy.url, legacy.url, tmp_path, doc)
+            async with running_proxy(settings) as proxy:
+                status, answer = await _call(proxy.admin, "POST", "/shadow/pause", None)
+        assert (status, answer) == (200, {"shadow": "paused"})
+
+    async def test_opt_in_with_a_token_still_needs_the_token(self, tmp_path: Path) -> None:
+        """The opt-in never weakens a configured token."""
+        doc = {"admin_allow_unauthenticated_loopback": True}
+        async with backend(json_ok) as legacy:
+            settings = make_settings(legacy.url, legacy.url, tmp_path, doc)
+            async with running_proxy(settings) as proxy:
+                status, _ = await _call(proxy.admin, "POST", "/shadow/pause", None)
+        assert status == 401
+
+    def test_opt_in_beyond_loopback_is_a_config_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """No or a wrong token: 401 and the switch does not move."""
-        client = await aiohttp_client(self._app(switch))  # type: ignore[operator]
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
-            response = await client.post("/shadow/pause", headers=headers)
-            assert response.status == 401
-        assert not switch.paused
-
-    async def test_post_with_token(self, aiohttp_client: object, switch: ShadowSwitch) -> None:
-        """The right bearer token pauses and resumes."""
-        client = await aiohttp_client(self._app(switch))  # type: ignore[operator]
-        auth = {"Authorization": "Bearer s3cret-token"}
-        assert (await client.post("/shadow/pause", headers=auth)).status == 200
-        assert switch.paused
-        assert (await client.post("/shadow/resume", headers=auth)).status == 200
-        assert not switch.paused
-        assert (await client.get("/healthz")).status == 200, "GETs stay open for probes"
+        """The opt-in on an admin listener beyond loopback exits 2 naming the key."""
+        document = (
+            "upstreams: {legacy: 'http://127.0.0.1:1', candidate: 'http://127.0.0.1:2'}\n"
+            "admin: 0.0.0.0:9901\nadmin_token: t\nadmin_allow_unauthenticated_loopback: true\n"
+        )
+        assert config_error(document, tmp_path, capsys) == (
+            "admin_allow_unauthenticated_loopback: the admin listener binds beyond loopback"
+            " (0.0.0.0)\n"
+        )
 
 
 class TestReload:

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import REPO, WAIT_S, backend, json_ok, proxy_process
+from tests.support import ADMIN_AUTH, REPO, WAIT_S, backend, json_ok, proxy_process
 
 REQUESTS = 60
 STARTS = 10
@@ -75,7 +75,8 @@ class TestWorkers:
                     async with session.get(proxy.admin + "/metrics") as response:
                         metrics = await response.text()
                     assert _sum(metrics, "shadowproxy_requests_total") == REQUESTS
-                    async with session.post(proxy.admin + "/shadow/pause") as response:
+                    pause = proxy.admin + "/shadow/pause"
+                    async with session.post(pause, headers=ADMIN_AUTH) as response:
                         assert response.status == 200
                     for n in range(10):
                         async with (

@@ -15,7 +15,15 @@ import orjson
 from aiohttp import web
 
 from tests.relay import Fault, Toxic, relay_process
-from tests.support import Backend, backend, eventually, json_ok, make_settings, running_proxy
+from tests.support import (
+    ADMIN_AUTH,
+    Backend,
+    backend,
+    eventually,
+    json_ok,
+    make_settings,
+    running_proxy,
+)
 
 ROUNDS = 30
 
@@ -203,7 +211,7 @@ class TestMirroring:
         """POST /shadow/pause stops mirroring at once; /shadow/resume restarts it."""
         async with backend(json_ok) as legacy, backend(json_ok) as candidate:
             async with running_proxy(make_settings(legacy.url, candidate.url, tmp_path)) as proxy:
-                async with aiohttp.ClientSession() as session:
+                async with aiohttp.ClientSession(headers=ADMIN_AUTH) as session:
                     async with session.post(proxy.admin + "/shadow/pause") as r:
                         assert (await r.json())["shadow"] == "paused"
                     async with session.get(proxy.url + "/while-paused") as r:

@@ -12,6 +12,8 @@ from enum import StrEnum
 
 __all__ = [
     "SHADOW_PHASE",
+    "ClientTimeout",
+    "ConnectionRefusal",
     "DiffClass",
     "Difference",
     "ErrorKind",
@@ -75,6 +77,24 @@ class SkipReason(StrEnum):
     """Legacy answered an event stream to a request not recognised as one."""
     BACKPRESSURE = "backpressure"
     """A WebSocket shadow was dropped because the candidate did not keep up."""
+
+
+class ConnectionRefusal(StrEnum):
+    """Why a client connection was closed on arrival. Part of the metrics contract."""
+
+    LIMIT = "max_client_connections"
+    """The worker already had ``max_client_connections`` open."""
+    ADDRESS_SHARE = "address_share"
+    """The client's address already held its share (``clients.address_share_percent``)."""
+
+
+class ClientTimeout(StrEnum):
+    """Which client timeout closed a connection. Part of the metrics contract."""
+
+    HEAD = "head"
+    """The request head did not arrive whole within ``clients.header_timeout_s``."""
+    BODY = "body"
+    """The request body stayed silent for ``clients.body_timeout_s``."""
 
 
 class Outcome(StrEnum):

@@ -14,6 +14,7 @@ from shadowproxy.compare.rules import CompareRules
 
 __all__ = [
     "AdminSettings",
+    "ClientSettings",
     "CutoverSettings",
     "EvidenceSettings",
     "GrpcCardinality",
@@ -69,6 +70,25 @@ class ListenTLS:
     """PEM certificate chain the listener presents."""
     key_file: str | None = None
     """PEM private key of ``cert_file``, unless that file holds it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """What every client connection may take of a worker (``clients:``)."""
+
+    header_timeout_s: float = 10.0
+    """A request head must arrive whole within this: from accept for a connection's
+    first request, from its first byte for a later one."""
+    body_timeout_s: float = 30.0
+    """Longest silence while a request body arrives (between bytes)."""
+    keepalive_timeout_s: float = 75.0
+    """A kept-alive connection idle this long is closed."""
+    address_share_percent: float = 50.0
+    """The share of ``max_client_connections`` one client address may hold."""
+
+    def address_limit(self, max_connections: int) -> int:
+        """Connections one client address may hold open (at least one)."""
+        return max(1, int(max_connections * self.address_share_percent / 100))
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +331,7 @@ class Settings:
     max_routes: int = 500
     max_client_connections: int = 10_000
     """Client connections one worker keeps open; more are closed on arrival and counted."""
+    clients: ClientSettings = ClientSettings()
     evidence: EvidenceSettings = EvidenceSettings()
     redact: RedactSettings = RedactSettings()
     drain_s: float = 10.0

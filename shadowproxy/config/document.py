@@ -32,6 +32,7 @@ from shadowproxy.config.streams import streams_section
 from shadowproxy.config.tls import listen_tls, upstream_tls
 from shadowproxy.settings import (
     AdminSettings,
+    ClientSettings,
     EvidenceSettings,
     LegacySettings,
     RedactSettings,
@@ -159,6 +160,9 @@ def settings_from_document(
     drain_s = top.number("drain_s", 10.0, exclusive_min=True)
     max_routes = top.integer("max_routes", 500, minimum=1)
     max_client_connections = top.integer("max_client_connections", 10_000, minimum=1)
+    clients = section(top, "clients", ClientSettings())
+    if clients.address_share_percent <= 0:
+        raise ConfigError(f"{source}: clients.address_share_percent: must be > 0 and <= 100.0")
     grpc = grpc_settings(top, overrides, shadow, rules)
     if grpc is not None and grpc.listen.port != 0 and grpc.listen in (listen, admin):
         raise ConfigError(f"{source}: grpc.listen: must differ from listen and admin")
@@ -184,6 +188,7 @@ def settings_from_document(
         routes=routes,
         max_routes=max_routes,
         max_client_connections=max_client_connections,
+        clients=clients,
         evidence=evidence,
         redact=redact,
         drain_s=drain_s,

@@ -16,6 +16,7 @@ into one warning line naming only the kind of error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
@@ -27,9 +28,11 @@ from multidict import CIMultiDict, MultiMapping
 from shadowproxy.http.answer import LAST_CHUNK, Streaming, body_chunk, streaming, whole
 from shadowproxy.http.forward import Forwarder
 from shadowproxy.http.inbound import JSON, Pairs, error_body, origin_target
-from shadowproxy.http.server_connection import MAX_HEADERS, MAX_LINE
+from shadowproxy.http.server_handover import HandedOver
+from shadowproxy.http.server_request import MAX_HEADERS, MAX_LINE
 from shadowproxy.http.websocket import Refusal, WebSocketTunnel, is_upgrade
-from shadowproxy.model import SkipReason
+from shadowproxy.model import ClientTimeout, SkipReason
+from shadowproxy.settings import ClientSettings
 
 __all__ = [
     "AiohttpInbound",
@@ -90,10 +93,34 @@ async def _origin_form_only(
     return await handler(request)
 
 
-def handover_app(forwarder: Forwarder, tunnel: WebSocketTunnel) -> web.Application:
-    """The application that continues handed-over connections; it listens nowhere itself."""
+@web.middleware
+async def _watched(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Tell the connection's watch (``HandedOver``) when a request is being handled."""
+    watch = HandedOver.of(request.transport)
+    if watch is None:
+        return await handler(request)
+    watch.busy()
+    try:
+        return await handler(request)
+    finally:
+        watch.idle()
+
+
+def handover_app(
+    forwarder: Forwarder,
+    tunnel: WebSocketTunnel,
+    clients: ClientSettings,
+    timed_out: Callable[[ClientTimeout], None],
+) -> web.Application:
+    """The application that continues handed-over connections; it listens nowhere itself.
+
+    Its request bodies are bounded by ``clients.body_timeout_s`` of silence
+    (reported to ``timed_out``); aiohttp's server lacks a timeout of its own.
+    """
     app = web.Application(
-        middlewares=[_origin_form_only],
+        middlewares=[_watched, _origin_form_only],
         handler_args={"max_field_size": MAX_LINE},
     )
 
@@ -104,8 +131,13 @@ def handover_app(forwarder: Forwarder, tunnel: WebSocketTunnel) -> web.Applicati
             if isinstance(tunnelled, Refusal):
                 return json_error(tunnelled.status, tunnelled.upstream, tunnelled.reason)
             return tunnelled
-        inbound = AiohttpInbound(request)
-        await forwarder.handle(inbound)
+        inbound = AiohttpInbound(request, clients.body_timeout_s, timed_out)
+        try:
+            await forwarder.handle(inbound)
+        except ConnectionError:
+            # The client went away, or was cut off for a stalled body: nobody to answer.
+            inbound.abort()
+            return WrittenAnswer(499, keep_alive=False)
         assert inbound.response is not None
         return inbound.response
 
@@ -123,10 +155,17 @@ class AiohttpInbound:
     Date, Server and Content-Type.
     """
 
-    __slots__ = ("_headers", "_request", "_streaming", "response")
+    __slots__ = ("_body_timeout_s", "_headers", "_request", "_streaming", "_timed_out", "response")
 
-    def __init__(self, request: web.Request) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        body_timeout_s: float,
+        timed_out: Callable[[ClientTimeout], None],
+    ) -> None:
         self._request = request
+        self._body_timeout_s = body_timeout_s
+        self._timed_out = timed_out
         self._headers: CIMultiDict[str] | None = None
         self._streaming: Streaming | None = None
         self.response: WrittenAnswer | None = None
@@ -171,11 +210,21 @@ class AiohttpInbound:
         return self._request.cookies
 
     async def read(self, limit: int) -> bytes:
-        return await self._request.content.read(limit)
+        return await self._body(self._request.content.read(limit))
 
     async def body_chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._request.content.iter_any():
+        while chunk := await self._body(self._request.content.readany()):
             yield chunk
+
+    async def _body(self, reading: Awaitable[bytes]) -> bytes:
+        """Body bytes, or the connection cut when the client stays silent too long."""
+        try:
+            async with asyncio.timeout(self._body_timeout_s):
+                return await reading
+        except TimeoutError:
+            self._timed_out(ClientTimeout.BODY)
+            self.abort()
+            raise ConnectionResetError("the client stopped sending its request body") from None
 
     @property
     def _version(self) -> str:

@@ -27,6 +27,8 @@ from typing import Final
 
 from shadowproxy.http.inbound import Inbound
 from shadowproxy.http.server_connection import ServerConnection
+from shadowproxy.model import ClientTimeout, ConnectionRefusal
+from shadowproxy.settings import ClientSettings
 
 __all__ = ["TLS_HANDSHAKE_TIMEOUT_S", "Fallback", "Handler", "Server"]
 
@@ -43,8 +45,11 @@ class Server:
     """Listens and serves; ``shutdown`` stops accepting and drains in-flight requests.
 
     At most ``max_connections`` client connections are open at once, counting
-    the ``elsewhere()`` ones handed over; a connection beyond that is closed on
-    arrival and reported to ``refused``.
+    the ``elsewhere()`` ones handed over, and one client address holds at most
+    its share of them (``clients.address_share_percent``); a connection beyond
+    either is closed on arrival and reported to ``refused``. A connection too
+    slow with a request head or body (``clients``) is closed and reported to
+    ``timed_out``.
     """
 
     def __init__(
@@ -54,13 +59,20 @@ class Server:
         *,
         max_connections: int,
         elsewhere: Callable[[], int],
-        refused: Callable[[], None],
+        refused: Callable[[ConnectionRefusal], None],
+        clients: ClientSettings,
+        timed_out: Callable[[ClientTimeout], None],
     ) -> None:
         self.handler = handler
         self.fallback = fallback
         self.max_connections = max_connections
         self.elsewhere = elsewhere
         self.refused = refused
+        self.clients = clients
+        self.timed_out = timed_out
+        self._address_limit = clients.address_limit(max_connections)
+        self._per_address: dict[str, int] = {}
+        """Open connections (lean and handed over) per client address; no zero entries."""
         self.connections: set[ServerConnection] = set()
         self.closing = False
         self.scheme = "http"
@@ -89,6 +101,22 @@ class Server:
             # handshake is done: a client stalling in it is cut off here.
             ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if tls is not None else None,
         )
+
+    def admit(self, remote: str) -> ConnectionRefusal | None:
+        """Count a new connection from ``remote``, or say why it must be closed unread."""
+        if len(self.connections) + self.elsewhere() >= self.max_connections:
+            return ConnectionRefusal.LIMIT
+        held = self._per_address.get(remote, 0)
+        if held >= self._address_limit:
+            return ConnectionRefusal.ADDRESS_SHARE
+        self._per_address[remote] = held + 1
+        return None
+
+    def release(self, remote: str) -> None:
+        """A connection ``admit`` counted has closed."""
+        held = self._per_address.pop(remote, 0)
+        if held > 1:
+            self._per_address[remote] = held - 1
 
     @property
     def address(self) -> tuple[str, int]:

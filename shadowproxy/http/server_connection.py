@@ -1,12 +1,13 @@
 """One client connection of the lean server: finds request heads, feeds bodies, hands over the rest.
 
-Owns the connection's life: the bound on open connections (drop and count
-before reading a byte), the search for a complete head (linear in the bytes
-received), the checks that decide whether this server takes a request,
-refuses it (an HTTP/1.1 request without a Host: 400) or hands the
-connection, with every byte it has read, to aiohttp's server, one
-request answered at a time, reading paused while a body waits to be read,
-and the keep-alive timer.
+Owns the connection's life: the bounds on open connections (the total and
+the client address's share: drop and count before reading a byte), the
+search for a complete head (linear in the bytes received), acting on what
+``RequestHead.take`` decides (take the request, refuse an HTTP/1.1 one
+without a Host with 400, or hand the connection, with every byte it has
+read, to aiohttp's server behind a ``HandedOver`` watch), one request
+answered at a time, reading paused while a body waits to be read, and the
+client timeouts (head, body, keep-alive) on one timer.
 """
 
 from __future__ import annotations
@@ -17,36 +18,21 @@ from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 import structlog
-from multidict import CIMultiDict
 
 from shadowproxy.http.answer import whole
-from shadowproxy.http.inbound import JSON, answer_error, error_body, origin_target
+from shadowproxy.http.inbound import JSON, answer_error, error_body
+from shadowproxy.http.server_handover import HandedOver
 from shadowproxy.http.server_request import BODY_HIGH_WATER, RequestHead, ServerRequest
+from shadowproxy.model import ClientTimeout
 
 if TYPE_CHECKING:
     from shadowproxy.http.server import Server
 
-__all__ = ["KEEPALIVE_S", "MAX_HEADERS", "MAX_LINE", "ServerConnection"]
+__all__ = ["ServerConnection"]
 
 log = structlog.get_logger(__name__)
 
-MAX_HEADERS: Final = 100
-"""Requests with more header lines go to aiohttp's server, where the proxy's middleware
-refuses them with 431."""
-MAX_LINE: Final = 8190
-"""Longest request line or header line taken here (aiohttp's limit; longer go to it)."""
 _MAX_HEAD: Final = 64 * 1024
-KEEPALIVE_S: Final = 3630.0
-"""Idle keep-alive connections close after this, as aiohttp's server does: longer
-than the idle timeouts of the load balancers in front, which must close first."""
-_VERSIONS: Final = frozenset({"1.0", "1.1"})
-# Requests carrying these go to aiohttp, which owns upgrades, 100-continue and
-# every transfer coding (and their smuggling checks).
-_HANDED_OVER: Final = frozenset({"upgrade", "expect", "transfer-encoding"})
-# Fields a request may carry once; a repeat goes to aiohttp, which refuses it.
-_SINGLE: Final = frozenset({"content-length", "host"})
-# RFC 9112 section 3.2: an HTTP/1.1 request needs a Host with a value.
-_NO_HOST: Final = "missing Host"
 
 
 class ServerConnection(asyncio.Protocol):
@@ -56,8 +42,10 @@ class ServerConnection(asyncio.Protocol):
         "_buffer",
         "_drain_waiter",
         "_eof",
+        "_head_started",
         "_idle",
         "_last_active",
+        "_last_read",
         "_loop",
         "_paused",
         "_request",
@@ -78,8 +66,12 @@ class ServerConnection(asyncio.Protocol):
         self._request: ServerRequest | None = None
         self._task: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        """The one timer of the client timeouts (``_check_idle``)."""
         self._loop = asyncio.get_running_loop()
-        self._last_active = self._loop.time()
+        self._last_active = self._last_read = self._loop.time()
+        self._head_started: float | None = self._last_active
+        """When the head being awaited began: accept for the first request, its
+        first byte for a later one; None while idle between requests."""
         self._paused = False
         self._eof = False
         self._write_paused = False
@@ -93,21 +85,26 @@ class ServerConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         tcp = cast(asyncio.Transport, transport)
         server = self.server
-        if len(server.connections) + server.elsewhere() >= server.max_connections:
-            # At the bound: drop and count, before reading a byte.
+        peer = tcp.get_extra_info("peername")
+        remote = str(peer[0]) if isinstance(peer, tuple) else ""
+        refusal = server.admit(remote)
+        if refusal is not None:
+            # At a bound: drop and count, before reading a byte.
             self.closed = True
             tcp.abort()
-            server.refused()
+            server.refused(refusal)
             return
         self._transport = tcp
-        peer = tcp.get_extra_info("peername")
-        self.remote = str(peer[0]) if isinstance(peer, tuple) else ""
-        self.server.connections.add(self)
-        self._idle = self._loop.call_later(KEEPALIVE_S, self._check_idle)
+        self.remote = remote
+        server.connections.add(self)
+        self._idle = self._loop.call_at(
+            self._last_active + server.clients.header_timeout_s, self._check_idle
+        )
 
     def data_received(self, data: bytes) -> None:
         request = self._request
         if request is not None and request.body_pending:
+            self._last_read = self._loop.time()
             taken = request.feed(data)
             if taken == len(data):
                 if request.buffered >= BODY_HIGH_WATER:
@@ -116,6 +113,9 @@ class ServerConnection(asyncio.Protocol):
             data = data[taken:]
         self._buffer += data
         if request is None:
+            if self._head_started is None:
+                # The first byte of the next request starts its head's clock.
+                self._head_started = self._loop.time()
             self._next_request()
         elif len(self._buffer) >= BODY_HIGH_WATER:
             self._pause_reading()
@@ -132,6 +132,9 @@ class ServerConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._transport is not None:
+            # Admitted and not handed over (the hand-over releases its own).
+            self.server.release(self.remote)
         self.server.connections.discard(self)
         self._stop_idle()
         if self._request is not None:
@@ -186,6 +189,10 @@ class ServerConnection(asyncio.Protocol):
         if self._paused and self._transport is not None and len(self._buffer) < BODY_HIGH_WATER:
             self._paused = False
             self._transport.resume_reading()
+            if self._request is not None and self._request.body_pending:
+                # Silence while reading was paused was this server's, not the client's.
+                self._last_read = self._loop.time()
+                self._arm_by(self._last_read + self.server.clients.body_timeout_s)
 
     def _pause_reading(self) -> None:
         if not self._paused and self._transport is not None:
@@ -193,14 +200,46 @@ class ServerConnection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def _check_idle(self) -> None:
-        # One timer per connection, re-armed only when it fires: cheaper than
-        # cancelling and re-scheduling a timer around every request.
-        left = self._last_active + KEEPALIVE_S - self._loop.time()
-        if self._request is not None or left > 0:
-            self._idle = self._loop.call_later(max(left, 1.0), self._check_idle)
-            return
+        """Close a connection past its deadline: head, body (while read) or keep-alive.
+
+        One timer per connection, re-armed when it fires and brought forward
+        only when a head or body starts arriving in pieces: cheaper than
+        re-scheduling a timer around every request.
+        """
         self._idle = None
-        self.close()
+        clients = self.server.clients
+        now = self._loop.time()
+        request = self._request
+        phase: ClientTimeout | None = None
+        if request is None and self._head_started is not None:
+            deadline, phase = self._head_started + clients.header_timeout_s, ClientTimeout.HEAD
+        elif request is None:
+            deadline = self._last_active + clients.keepalive_timeout_s
+        elif request.body_pending and not self._paused:
+            deadline, phase = self._last_read + clients.body_timeout_s, ClientTimeout.BODY
+        else:
+            # Being answered: the upstream's timeouts bound that, not the client's.
+            deadline = now + clients.keepalive_timeout_s
+        if deadline > now:
+            self._idle = self._loop.call_at(deadline, self._check_idle)
+            return
+        if phase is not None:
+            self.server.timed_out(phase)
+        if phase is ClientTimeout.BODY:
+            # Mid-message: the handler sees the client gone.
+            self.abort()
+        else:
+            self.close()
+
+    def _arm_by(self, deadline: float) -> None:
+        """Make the timer fire by ``deadline`` (it may be set for later)."""
+        timer = self._idle
+        if self.closed or self._transport is None:
+            return
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._idle = self._loop.call_at(deadline, self._check_idle)
 
     def _stop_idle(self) -> None:
         if self._idle is not None:
@@ -219,6 +258,8 @@ class ServerConnection(asyncio.Protocol):
             # A blank line ending in a bare LF: aiohttp's server decides what that is.
             if len(buffer) > _MAX_HEAD or buffer.find(b"\n\n", start) >= 0:
                 self._hand_over()
+            elif self._head_started is not None:
+                self._arm_by(self._head_started + self.server.clients.header_timeout_s)
             return
         end += 4
         head = RequestHead()
@@ -232,7 +273,7 @@ class ServerConnection(asyncio.Protocol):
             # The parser refers back to the head: without this, every request
             # would leave a reference cycle for the collector.
             head.parser = None
-        request = self._take(head) if head.complete else None
+        request = head.take(self) if head.complete else None
         if request is None:
             self._hand_over()
             return
@@ -244,57 +285,12 @@ class ServerConnection(asyncio.Protocol):
         if request.body_pending and buffer:
             taken = request.feed(buffer)
             del buffer[:taken]
+        self._head_started = None
+        if request.body_pending:
+            self._last_read = self._loop.time()
+            self._arm_by(self._last_read + self.server.clients.body_timeout_s)
         self._request = request
         self._task = self._loop.create_task(self._answer(request))
-
-    def _take(self, head: RequestHead) -> ServerRequest | str | None:
-        """The request if this server takes it; None hands it over to aiohttp.
-
-        A string is the reason to refuse it with 400 here: an HTTP/1.1
-        request without a Host, whatever else it carries (aiohttp's parser
-        would refuse it too, but not with the proxy's JSON).
-        """
-        version = head.version
-        url = head.url
-        fields = head.headers
-        if (
-            version not in _VERSIONS
-            or not url.startswith(b"/")
-            or len(url) > MAX_LINE
-            or len(fields) > MAX_HEADERS
-        ):
-            return None
-        length = 0
-        host = ""
-        handed = False
-        seen: set[str] = set()
-        for name, value in fields:
-            lower = name.lower()
-            if lower in _HANDED_OVER or len(name) + len(value) + 2 > MAX_LINE:
-                handed = True
-            elif lower in _SINGLE:
-                if lower in seen:
-                    return None
-                seen.add(lower)
-                if lower == "content-length":
-                    length = int(value)
-                else:
-                    host = value
-            elif lower == "connection" and "upgrade" in value.lower():
-                handed = True
-        if not host and version == "1.1":
-            return _NO_HOST
-        if handed:
-            return None
-        return ServerRequest(
-            self,
-            head.method.decode("ascii"),
-            origin_target(url.decode("latin-1")),
-            version,
-            CIMultiDict(fields),
-            length,
-            head.keep_alive,
-        )
 
     def _refuse(self, method: str, reason: str) -> None:
         """Answer 400 with the proxy's JSON error and close: the request goes nowhere."""
@@ -317,10 +313,18 @@ class ServerConnection(asyncio.Protocol):
         if transport is None or self.closed:
             return
         self._stop_idle()
-        self.server.connections.discard(self)
+        server = self.server
+        server.connections.discard(self)
         data = bytes(self._buffer)
         self._buffer.clear()
-        protocol = self.server.fallback()
+        started = self._head_started
+        # The head's clock keeps running; the address keeps its count until the close.
+        protocol = HandedOver(
+            server.fallback(),
+            server,
+            self.remote,
+            self._loop.time() if started is None else started,
+        )
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         if self._paused:
@@ -356,8 +360,12 @@ class ServerConnection(asyncio.Protocol):
             self.close()
             return
         self._last_active = self._loop.time()
+        # Only a keep-alive shorter than the head timeout needs it: a cheap look otherwise.
+        self._arm_by(self._last_active + self.server.clients.keepalive_timeout_s)
         self.resume_reading()
         if self._buffer:
+            # A pipelined request's first bytes are here already.
+            self._head_started = self._last_active
             self._next_request()
         if self._eof and self._request is None:
             # A half-closed client has had every answer it can still ask for.

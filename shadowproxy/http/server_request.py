@@ -1,5 +1,8 @@
 """One request the lean server took: its head from llhttp, its body as it arrives, its answer.
 
+``RequestHead.take`` holds the checks that decide whether the lean server
+takes a request, refuses it, or hands it over to aiohttp's server.
+
 ``ServerRequest`` is the lean server's ``Inbound``: the body is fed by the
 connection and read by the hot path with back-pressure (reading pauses at
 ``BODY_HIGH_WATER`` buffered bytes), and the answer is written with as few
@@ -20,15 +23,28 @@ import httptools
 from multidict import CIMultiDict, MultiMapping
 
 from shadowproxy.http.answer import LAST_CHUNK, body_chunk, streaming, whole
-from shadowproxy.http.inbound import Pairs
+from shadowproxy.http.inbound import Pairs, origin_target
 
 if TYPE_CHECKING:
     from shadowproxy.http.server_connection import ServerConnection
 
-__all__ = ["BODY_HIGH_WATER", "RequestHead", "ServerRequest"]
+__all__ = ["BODY_HIGH_WATER", "MAX_HEADERS", "MAX_LINE", "RequestHead", "ServerRequest"]
 
 BODY_HIGH_WATER: Final = 256 * 1024
 """Request body bytes (or pipelined requests) buffered before reading pauses."""
+MAX_HEADERS: Final = 100
+"""Requests with more header lines go to aiohttp's server, where the proxy's middleware
+refuses them with 431."""
+MAX_LINE: Final = 8190
+"""Longest request line or header line taken here (aiohttp's limit; longer go to it)."""
+_VERSIONS: Final = frozenset({"1.0", "1.1"})
+# Requests carrying these go to aiohttp, which owns upgrades, 100-continue and
+# every transfer coding (and their smuggling checks).
+_HANDED_OVER: Final = frozenset({"upgrade", "expect", "transfer-encoding"})
+# Fields a request may carry once; a repeat goes to aiohttp, which refuses it.
+_SINGLE: Final = frozenset({"content-length", "host"})
+# RFC 9112 section 3.2: an HTTP/1.1 request needs a Host with a value.
+_NO_HOST: Final = "missing Host"
 
 
 class RequestHead:
@@ -59,6 +75,55 @@ class RequestHead:
         self.version = parser.get_http_version()
         self.keep_alive = parser.should_keep_alive()
         self.complete = True
+
+    def take(self, connection: ServerConnection) -> ServerRequest | str | None:
+        """The request if the lean server takes it; None hands it over to aiohttp.
+
+        A string is the reason to refuse it with 400 there: an HTTP/1.1
+        request without a Host, whatever else it carries (aiohttp's parser
+        would refuse it too, but not with the proxy's JSON).
+        """
+        version = self.version
+        url = self.url
+        fields = self.headers
+        if (
+            version not in _VERSIONS
+            or not url.startswith(b"/")
+            or len(url) > MAX_LINE
+            or len(fields) > MAX_HEADERS
+        ):
+            return None
+        length = 0
+        host = ""
+        handed = False
+        seen: set[str] = set()
+        for name, value in fields:
+            lower = name.lower()
+            if lower in _HANDED_OVER or len(name) + len(value) + 2 > MAX_LINE:
+                handed = True
+            elif lower in _SINGLE:
+                if lower in seen:
+                    return None
+                seen.add(lower)
+                if lower == "content-length":
+                    length = int(value)
+                else:
+                    host = value
+            elif lower == "connection" and "upgrade" in value.lower():
+                handed = True
+        if not host and version == "1.1":
+            return _NO_HOST
+        if handed:
+            return None
+        return ServerRequest(
+            connection,
+            self.method.decode("ascii"),
+            origin_target(url.decode("latin-1")),
+            version,
+            CIMultiDict(fields),
+            length,
+            self.keep_alive,
+        )
 
 
 class ServerRequest:

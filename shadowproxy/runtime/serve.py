@@ -127,10 +127,18 @@ class _Listeners:
         # aiohttp's server takes only the connections the lean server hands over;
         # it listens nowhere.
         runner = self._runner = web.AppRunner(
-            handover_app(worker.forwarder, worker.tunnel),
+            handover_app(
+                worker.forwarder,
+                worker.tunnel,
+                settings.clients,
+                self._evidence.on_client_timeout,
+            ),
             handle_signals=False,
             access_log=None,
             shutdown_timeout=settings.drain_s,
+            # The watch of handed-over connections (HandedOver) closes them first;
+            # aiohttp's own timer (an hour by default) backs it up.
+            keepalive_timeout=settings.clients.keepalive_timeout_s,
         )
         await runner.setup()
         handed_over = runner.server
@@ -141,6 +149,8 @@ class _Listeners:
             max_connections=settings.max_client_connections,
             elsewhere=lambda: len(handed_over.connections),
             refused=self._evidence.on_connection_refused,
+            clients=settings.clients,
+            timed_out=self._evidence.on_client_timeout,
         )
         await server.start(
             settings.listen.host,

@@ -21,7 +21,16 @@ from typing import Concatenate, ParamSpec
 
 import structlog
 
-from shadowproxy.model import SHADOW_PHASE, Exchange, Observation, Phase, SkipReason, Verdict
+from shadowproxy.model import (
+    SHADOW_PHASE,
+    ClientTimeout,
+    ConnectionRefusal,
+    Exchange,
+    Observation,
+    Phase,
+    SkipReason,
+    Verdict,
+)
 from shadowproxy.records import SCHEMA_VERSION
 from shadowproxy.settings import Settings
 from shadowproxy.sinks.metrics import Metrics, code_class, method_label
@@ -151,9 +160,14 @@ class Evidence:
         self._metrics.rollbacks.labels(route, reason).inc()
 
     @_guarded("on_connection_refused")
-    def on_connection_refused(self) -> None:
-        """Count a client connection closed on arrival (``max_client_connections``)."""
-        self._metrics.connections_refused.inc()
+    def on_connection_refused(self, reason: ConnectionRefusal) -> None:
+        """Count a client connection closed on arrival, and why."""
+        self._metrics.connections_refused.labels(str(reason)).inc()
+
+    @_guarded("on_client_timeout")
+    def on_client_timeout(self, phase: ClientTimeout) -> None:
+        """Count a client connection closed for a slow request head or body."""
+        self._metrics.client_timeouts.labels(str(phase)).inc()
 
     @_guarded("set_inflight")
     def set_inflight(self, n: int) -> None:

@@ -23,7 +23,16 @@ from prometheus_client import (
 from prometheus_client import multiprocess as _multiprocess
 
 from shadowproxy import __version__
-from shadowproxy.model import DiffClass, ErrorKind, Observation, Outcome, SkipReason, Upstream
+from shadowproxy.model import (
+    ClientTimeout,
+    ConnectionRefusal,
+    DiffClass,
+    ErrorKind,
+    Observation,
+    Outcome,
+    SkipReason,
+    Upstream,
+)
 
 __all__ = [
     "DROP_REASONS",
@@ -57,6 +66,8 @@ HOOKS = (
     "tick",
     "write_record",
     "on_cutover",
+    "on_connection_refused",
+    "on_client_timeout",
 )
 """Evidence hooks whose failures are counted (``shadowproxy_evidence_errors_total{hook}``)."""
 
@@ -163,7 +174,15 @@ class Metrics:
         )
         self.connections_refused = Counter(
             "shadowproxy_client_connections_refused",
-            "Client connections closed on arrival: the worker had max_client_connections open.",
+            "Client connections closed on arrival, by reason: the worker had"
+            " max_client_connections open, or the client's address its share of them.",
+            ("reason",),
+            registry=registry,
+        )
+        self.client_timeouts = Counter(
+            "shadowproxy_client_timeouts",
+            "Client connections closed because a request head or body was too slow, by phase.",
+            ("phase",),
             registry=registry,
         )
         self.jsonl_records = Counter(
@@ -244,6 +263,10 @@ class Metrics:
             self.rollups_dropped.labels(reason)
         for skip in SkipReason:
             self.skipped.labels(str(skip))
+        for refusal in ConnectionRefusal:
+            self.connections_refused.labels(str(refusal))
+        for phase in ClientTimeout:
+            self.client_timeouts.labels(str(phase))
         for upstream in Upstream:
             for kind in ErrorKind:
                 self.upstream_errors.labels(str(upstream), str(kind))

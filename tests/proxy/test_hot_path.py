@@ -160,7 +160,9 @@ class TestConnectionBound:
                 async with asyncio.timeout(WAIT_S):
                     with contextlib.suppress(ConnectionError):
                         assert await refused_reader.read() == b""
-                refused = proxy.metric("shadowproxy_client_connections_refused_total")
+                refused = proxy.metric(
+                    "shadowproxy_client_connections_refused_total", reason="max_client_connections"
+                )
                 writer.close()
                 refused_writer.close()
         assert refused == 1

@@ -102,6 +102,23 @@ class TestCliErrors:
             ("upstreams: [\n", "line 2"),
             (UPSTREAMS + "max_client_connections: 0\n", "max_client_connections: must be >= 1"),
             (
+                UPSTREAMS + "clients: {header_timeout_s: 0}\n",
+                "clients.header_timeout_s: must be > 0",
+            ),
+            (
+                UPSTREAMS + "clients: {keepalive_timeout_s: -1}\n",
+                "clients.keepalive_timeout_s: must be > 0",
+            ),
+            (
+                UPSTREAMS + "clients: {address_share_percent: 0}\n",
+                "clients.address_share_percent: must be > 0",
+            ),
+            (
+                UPSTREAMS + "clients: {address_share_percent: 101}\n",
+                "clients.address_share_percent: must be >= 0.0 and <= 100.0",
+            ),
+            (UPSTREAMS + "clients: {idle_s: 5}\n", "clients.idle_s: unknown key"),
+            (
                 UPSTREAMS + "evidence: {rollup_interval_s: 0}\n",
                 "evidence.rollup_interval_s: must be > 0",
             ),

@@ -22,11 +22,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from shadowproxy.http import server_connection
 from shadowproxy.http.inbound import Inbound
 from shadowproxy.http.server import Server
-from shadowproxy.http.server_connection import MAX_HEADERS, MAX_LINE, ServerConnection
-from shadowproxy.http.server_request import RequestHead, ServerRequest
+from shadowproxy.http.server_connection import ServerConnection
+from shadowproxy.http.server_request import MAX_HEADERS, MAX_LINE, RequestHead, ServerRequest
+from shadowproxy.model import ClientTimeout, ConnectionRefusal
+from shadowproxy.settings import ClientSettings
 from tests.support import WAIT_S, eventually
 
 HIGH_WATER = 256 * 1024
@@ -213,7 +214,14 @@ async def serving(handler: Handler = echo, **options: Any) -> AsyncIterator[Harn
         await handler(request)
 
     aiohttp_server = web.Server(fallback)
-    bound = {"max_connections": 64, "elsewhere": lambda: 0, "refused": lambda: None, **options}
+    bound = {
+        "max_connections": 64,
+        "elsewhere": lambda: 0,
+        "refused": lambda reason: None,
+        "clients": ClientSettings(address_share_percent=100),
+        "timed_out": lambda phase: None,
+        **options,
+    }
     harness = Harness(Server(recording, aiohttp_server, **bound), aiohttp_server)
     await harness.server.start("127.0.0.1", 0, reuse_port=False, backlog=64)
     harness.address = harness.server.address
@@ -380,15 +388,15 @@ class TestConnectionBound:
 
     async def test_one_over_the_bound_is_closed_and_counted(self) -> None:
         """The third of two allowed is closed unread; once one closes, a new one is served."""
-        refused: list[None] = []
-        async with serving(max_connections=2, refused=lambda: refused.append(None)) as harness:
+        refused: list[ConnectionRefusal] = []
+        async with serving(max_connections=2, refused=refused.append) as harness:
             first, second = await harness.connect(), await harness.connect()
             for client in (first, second):
                 await client.send(get("/"))
                 assert (await client.answer()).status == 200
             third = await harness.connect()
             assert await third.rest() == b""
-            assert len(refused) == 1
+            assert refused == [ConnectionRefusal.LIMIT]
             await first.close()
             await eventually(lambda: len(harness.server.connections) == 1)
             fourth = await harness.connect()
@@ -404,6 +412,149 @@ class TestConnectionBound:
             assert (await first.answer()).status == 200
             second = await harness.connect()
             assert await second.rest() == b""
+
+
+QUICK = ClientSettings(header_timeout_s=0.3, body_timeout_s=0.3, keepalive_timeout_s=1.5)
+"""Client timeouts short enough for a test, keep-alive well above the others."""
+
+
+async def trickle(client: Client, data: bytes, every_s: float) -> None:
+    """Send ``data`` a byte at a time, ``every_s`` apart, until done or the server closes."""
+    with contextlib.suppress(ConnectionError):
+        for byte in data:
+            await client.send(bytes([byte]))
+            await asyncio.sleep(every_s)  # the slow client under test, not a synchronisation
+
+
+class TestClientTimeouts:
+    """Slow heads and bodies are cut off; idle keep-alive lasts its own, longer, time."""
+
+    async def test_silent_connection_closed_after_the_head_timeout(self) -> None:
+        """A connection that sends nothing is closed header_timeout_s after accept."""
+        phases: list[ClientTimeout] = []
+        async with serving(clients=QUICK, timed_out=phases.append) as harness:
+            client = await harness.connect()
+            assert await client.rest() == b""
+        assert phases == [ClientTimeout.HEAD]
+
+    @pytest.mark.parametrize("first", [True, False], ids=["first-request", "after-keep-alive"])
+    async def test_slowloris_head_is_cut_off(self, first: bool) -> None:
+        """A head trickling in a byte every 50 ms is closed although bytes keep coming.
+
+        On a kept-alive connection the clock starts with the next head's first byte."""
+        phases: list[ClientTimeout] = []
+        async with serving(hello, clients=QUICK, timed_out=phases.append) as harness:
+            client = await harness.connect()
+            if not first:
+                await client.send(get())
+                assert (await client.answer()).status == 200
+            slow = asyncio.get_running_loop().create_task(
+                trickle(client, get("/slow", *(f"X-{i}: {i}" for i in range(50))), 0.05)
+            )
+            assert await client.rest() == b""
+            await slow
+        assert phases == [ClientTimeout.HEAD]
+        assert [seen.target for seen in harness.lean] == ([] if first else ["/"])
+
+    async def test_idle_keep_alive_outlasts_a_slow_head(self) -> None:
+        """Idle after an answer, a connection lives keepalive_timeout_s, not header_timeout_s."""
+        async with serving(hello, clients=QUICK) as harness:
+            idle, slow = await harness.connect(), await harness.connect()
+            for client in (idle, slow):
+                await client.send(get())
+                assert (await client.answer()).status == 200
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await slow.send(b"GET /never-finished HTTP/1.1\r\n")
+            assert await slow.rest() == b""
+            slow_s = loop.time() - started
+            assert await idle.rest() == b""
+            idle_s = loop.time() - started
+        # The head had 0.3 s, the idle connection 1.5 s.
+        assert idle_s > 2 * slow_s
+
+    async def test_stalled_body_is_cut_off(self) -> None:
+        """A body that stops arriving aborts the connection, unanswered."""
+        phases: list[ClientTimeout] = []
+        async with serving(hello, clients=QUICK, timed_out=phases.append) as harness:
+            client = await harness.connect()
+            await client.send(post(b"0123456789")[:-7])
+            assert await client.rest() == b""
+        assert phases == [ClientTimeout.BODY]
+        assert [seen.target for seen in harness.lean] == ["/"]
+
+    async def test_body_paused_by_the_server_is_not_cut_off(self) -> None:
+        """While the handler does not read (reading paused), silence is not the client's."""
+        release = asyncio.Event()
+
+        async def late(request: Inbound) -> None:
+            await release.wait()
+            await hello(request)
+
+        body = b"x" * (2 * HIGH_WATER)
+        async with serving(late, clients=QUICK) as harness:
+            client = await harness.connect()
+            client.writer.write(post(body))
+            await eventually(lambda: len(harness.lean) == 1)
+            transport = harness.connection()._transport
+            assert transport is not None
+            await eventually(lambda: not transport.is_reading())
+            await asyncio.sleep(3 * QUICK.body_timeout_s)  # longer than a stalled body gets
+            release.set()
+            answer = await client.answer()
+        assert (answer.status, answer.body) == (200, b"hello")
+
+
+class TestAddressShare:
+    """One client address holds at most its share of max_connections; others still get in."""
+
+    async def connect_from(self, harness: Harness, address: str) -> Client:
+        host, port = harness.address
+        async with asyncio.timeout(WAIT_S):
+            reader, writer = await asyncio.open_connection(host, port, local_addr=(address, 0))
+        client = Client(reader, writer)
+        harness.clients.append(client)
+        return client
+
+    async def test_share_per_address(self) -> None:
+        """Share 50 % of 4: a third connection from one address is refused, another's is served."""
+        refused: list[ConnectionRefusal] = []
+        share = ClientSettings(address_share_percent=50)
+        async with serving(max_connections=4, clients=share, refused=refused.append) as harness:
+            first, second = [await self.connect_from(harness, "127.0.0.1") for _ in range(2)]
+            for client in (first, second):
+                await client.send(get("/"))
+                assert (await client.answer()).status == 200
+            third = await self.connect_from(harness, "127.0.0.1")
+            assert await third.rest() == b""
+            other = await self.connect_from(harness, "127.0.0.2")
+            await other.send(get("/other"))
+            assert (await other.answer()).status == 200
+            await first.close()
+            await eventually(lambda: len(harness.server.connections) == 2)
+            again = await self.connect_from(harness, "127.0.0.1")
+            await again.send(get("/again"))
+            assert (await again.answer()).status == 200
+        assert refused == [ConnectionRefusal.ADDRESS_SHARE]
+
+    async def test_handed_over_connections_keep_their_share(self) -> None:
+        """A connection handed to aiohttp counts for its address until it closes."""
+        refused: list[ConnectionRefusal] = []
+        share = ClientSettings(address_share_percent=25)
+        async with serving(max_connections=4, clients=share, refused=refused.append) as harness:
+            handed = await self.connect_from(harness, "127.0.0.1")
+            await handed.send(
+                b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            )
+            assert (await handed.answer()).status == 299
+            second = await self.connect_from(harness, "127.0.0.1")
+            assert await second.rest() == b""
+            await handed.close()
+            await eventually(lambda: bool(harness.fallback.connections) is False)
+            third = await self.connect_from(harness, "127.0.0.1")
+            await third.send(get("/"))
+            assert (await third.answer()).status == 200
+        assert refused == [ConnectionRefusal.ADDRESS_SHARE]
 
 
 class TestRequestBodies:
@@ -582,13 +733,9 @@ class TestConnectionOptions:
                 assert (await client.answer()).raw == expected
         assert len(harness.lean) == 2
 
-    async def test_idle_connection_closes_after_keepalive_timeout(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_idle_connection_closes_after_keepalive_timeout(self) -> None:
         """A kept-alive connection left idle after its answer is closed by the keep-alive timer."""
-        # Long enough for the request to arrive first; the timer re-arms at 1 s steps.
-        monkeypatch.setattr(server_connection, "KEEPALIVE_S", 0.5)
-        async with serving(hello) as harness:
+        async with serving(hello, clients=ClientSettings(keepalive_timeout_s=0.5)) as harness:
             client = await harness.connect()
             await client.send(get())
             assert (await client.answer()).status == 200

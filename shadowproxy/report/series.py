@@ -132,7 +132,9 @@ class ChartSeries:
         series = self._domains.get(domain)
         if series is None:
             series = self._domains[domain] = _Domain()
-        series.add(values, start, end, int((until - start) // DAY_S))
+        # Day d holds starts in [until - (d+1) days, until - d days): a rollup
+        # starting exactly at the window's start is in its oldest day.
+        series.add(values, start, end, math.ceil((until - start) / DAY_S) - 1)
 
     def merge(self, other: ChartSeries) -> None:
         """Add another worker's series."""

@@ -30,7 +30,6 @@ from typing import Any
 
 from shadowproxy.config import ADMIN_TOKEN_ENV
 from shadowproxy.cutover.state import Assignment, Mode, next_step
-from shadowproxy.report.aggregate import Windows
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.gates import evaluate_gates
 from shadowproxy.report.known import KnownSet, load_known
@@ -38,6 +37,7 @@ from shadowproxy.report.parallel import aggregate_files
 from shadowproxy.report.sources import expand_paths
 from shadowproxy.report.summary import DomainSummary
 from shadowproxy.report.thresholds import load_gates
+from shadowproxy.report.windows import Windows
 
 __all__ = [
     "AdminClient",
@@ -188,11 +188,8 @@ def _promote(args: argparse.Namespace) -> str:
     now = time.time()
     gates = load_gates(args.gates)
     known = load_known(args.known) if args.known else KnownSet()
-    by_domain = tuple((domain, now - spec.window_s) for domain, spec in gates.domains.items())
     files = expand_paths(args.paths)
-    evidence = aggregate_files(
-        files, Windows(now, now - gates.default.window_s, by_domain)
-    ).evidence()
+    evidence = aggregate_files(files, Windows.of(gates, now)).evidence()
     if evidence.inputs.records == 0:
         raise _BadInputError(f"{', '.join(args.paths)}: no evidence records in {len(files)} files")
     admin = AdminClient(args.admin, args.token_env)

@@ -1,23 +1,22 @@
 """Streaming aggregation of evidence records into bounded structures.
 
 Owns the one pass over JSONL lines: per-route counters and merged latency
-histograms from ``rollup`` records (the denominators), per-fingerprint
-counters from ``exchange`` records (capped, overflow counted), noise paths,
-per-domain timelines and ``ownership`` history. Every verdict comes from
-the parsed record, never from its text. A line that cannot be counted is
-logged with its file and held against the gates of its domain (``damage``);
-a hostile value refuses the whole report, naming the file and line. Memory
-depends on routes, the caps and the timeline width, never on the number
-of records. Imports orjson and the report's own values.
+histograms from ``rollup`` records (the denominators), per-domain timelines,
+"clean since" and ``ownership`` history, and feeding the other tables:
+fingerprints and noise paths (``differences``), the stretches rollups cover
+(``coverage``) and the charts' series. Every verdict comes from the parsed
+record, never from its text. A line that cannot be counted is logged with
+its file and held against the gates of its domain (``damage``); a hostile
+value refuses the whole report, naming the file and line. Memory depends on
+routes, the caps and the window, never on the number of records. Imports
+orjson and the report's own values.
 """
 
 from __future__ import annotations
 
 import operator
-import re
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +24,22 @@ import orjson
 
 from shadowproxy.histogram import LatencyHistogram
 from shadowproxy.report.accumulators import (
-    MAX_PATH_CHARS,
-    FingerprintAcc,
     HistogramAcc,
     RouteAcc,
     check_counters,
-    cut,
 )
+from shadowproxy.report.coverage import CoverageLog
 from shadowproxy.report.damage import DamageLog, describe, marker_problem
+from shadowproxy.report.differences import MAX_FINGERPRINTS, Differences
 from shadowproxy.report.errors import HostileValueError, ReportInputError
 from shadowproxy.report.records import (
-    Difference,
     ExchangeRecord,
     RollupRecord,
     decode_record,
-    raw_text,
+    ownership_change,
 )
 from shadowproxy.report.series import ChartSeries
-from shadowproxy.report.sources import line_number
+from shadowproxy.report.sources import line_number, worker_of
 from shadowproxy.report.summary import (
     ALL_GATES,
     ANY_DOMAIN,
@@ -50,32 +47,24 @@ from shadowproxy.report.summary import (
     Counts,
     DomainSummary,
     Findings,
-    FingerprintSummary,
     InputStats,
     LatencySummary,
-    NoisePath,
     OwnershipChange,
     Quantiles,
     RouteSummary,
     TimelinePoint,
 )
 from shadowproxy.report.timeparse import parse_record_ts
+from shadowproxy.report.windows import Windows
 
-__all__ = ["MAX_DOMAINS", "MAX_FINGERPRINTS", "MAX_ROUTES", "Aggregator", "Windows"]
+__all__ = ["MAX_DOMAINS", "MAX_ROUTES", "Aggregator"]
 
-MAX_FINGERPRINTS = 10_000
-"""Distinct fingerprints tracked; later new ones are counted as overflow."""
 MAX_ROUTES = 10_000
 """Distinct (domain, route) pairs counted per reading process; later ones are uncounted."""
 MAX_DOMAINS = 1_000
 """Distinct domains counted per reading process; later ones are uncounted."""
-_MAX_NOISE_PATHS = 10_000
 _MAX_OWNERSHIP = 1_000
-_MAX_NUMBERS = 32
-_MAX_TEXT_CHARS = 256
 _TIMELINE_BUCKETS = 60
-_EXAMPLE_CHARS = 160
-_INDEX = re.compile(r"\[\d+\]")
 _BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError)
 _NEVER = float("inf")
 _TYPED = frozenset({"exchange", "rollup"})
@@ -91,81 +80,42 @@ class _UncountedError(Exception):
         self.domain = domain
 
 
-def _example(record: ExchangeRecord, diff: Difference) -> str:
-    legacy, candidate = raw_text(diff.legacy), raw_text(diff.candidate)
-    text = f"{record.method} {record.path}: {legacy} -> {candidate}"
-    return text if len(text) <= _EXAMPLE_CHARS else text[: _EXAMPLE_CHARS - 1] + "…"
-
-
 def _quantiles(hist: LatencyHistogram) -> Quantiles:
     return Quantiles(hist.quantile(0.5), hist.quantile(0.95), hist.quantile(0.99))
-
-
-def _text(value: object) -> str:
-    return cut(str(value or ""), _MAX_TEXT_CHARS)
-
-
-@dataclass(frozen=True, slots=True)
-class Windows:
-    """Where each domain's window starts: ``since`` for all, else its own gate window."""
-
-    until: float
-    default_since: float
-    by_domain: tuple[tuple[str, float], ...] = ()
-
-    def __call__(self, domain: str) -> float:
-        """The window start for ``domain``."""
-        for name, since in self.by_domain:
-            if name == domain:
-                return since
-        return self.default_since
-
-    @property
-    def earliest(self) -> float:
-        """The earliest start of any window."""
-        return min([self.default_since, *(since for _, since in self.by_domain)])
 
 
 class Aggregator:
     """Feed it lines; ask it for the ``Findings``.
 
-    ``since_for(domain)`` gives each domain's window start (its gate window,
-    or ``--since``); ``timeline_start`` is the earliest of them. A record
-    counts when its time is in ``[since, until)``: an exchange's ``ts``, a
-    rollup's ``ts_start``.
+    ``windows`` gives each domain's window (its gate window, or ``--since``)
+    and gap tolerance. A record counts when its time is in ``[since,
+    until)``: an exchange's ``ts``, a rollup's ``ts_start``.
     """
 
-    def __init__(
-        self,
-        until: float,
-        since_for: Callable[[str], float],
-        timeline_start: float,
-        max_fingerprints: int = MAX_FINGERPRINTS,
-    ) -> None:
+    def __init__(self, windows: Windows, max_fingerprints: int = MAX_FINGERPRINTS) -> None:
+        until = windows.until
+        self._windows = windows
         self._until = until
-        self._since_for = since_for
+        self._since_for = windows
         self._since: dict[str, float] = {}
-        self._timeline_start = timeline_start
+        self._timeline_start = timeline_start = windows.earliest
         self._bucket_s = max(1.0, (until - timeline_start) / _TIMELINE_BUCKETS)
-        self._max_fingerprints = max_fingerprints
         self._routes: dict[tuple[str, str], RouteAcc] = {}
-        self._fingerprints: dict[tuple[str, str, str, str], FingerprintAcc] = {}
-        self._noise: dict[tuple[str, str], int] = {}
+        self._differences = Differences(max_fingerprints)
         self._timelines: dict[str, list[list[int]]] = {}
         self._series = ChartSeries(until)
+        self._coverage = CoverageLog(windows.join_gap)
         self._last_structural: dict[str, float] = {}
         self._first_seen: dict[str, float] = {}
         self._ownership: deque[OwnershipChange] = deque(maxlen=_MAX_OWNERSHIP)
-        self._semantic_overflow: dict[str, int] = {}
         self._damage = DamageLog()
         self._duplicates: tuple[tuple[str, str], ...] = ()
-        self._source = "<lines>"
+        self._source = self._worker = "<lines>"
         self._start = 0
         self._files = 0
         self._records = 0
         self._unknown = 0
         self._outside = 0
-        self._overflow = 0
 
     def feed(self, lines: Iterable[bytes], source: str = "<lines>", start: int = 0) -> None:
         """Aggregate the lines of ``source`` read from byte ``start`` (0: the whole file).
@@ -175,7 +125,7 @@ class Aggregator:
         file and line.
         """
         self._files += start == 0
-        self._source, self._start = source, start
+        self._source, self._start, self._worker = source, start, worker_of(source)
         exchange, rollup, general = self._exchange, self._rollup, self._general
         loads = orjson.loads
         records = index = 0
@@ -215,7 +165,9 @@ class Aggregator:
         if kind in _TYPED:
             raise ValueError(f"malformed {kind} record")
         if kind == "ownership":
-            self._ownership_change(record)
+            change = ownership_change(record)
+            if change.ts < self._until:
+                self._ownership.append(change)
         else:
             self._unknown += 1
 
@@ -246,31 +198,18 @@ class Aggregator:
                 self._routes[key] = theirs
             else:
                 mine.merge(theirs)
-        for fkey, fp in other._fingerprints.items():
-            known = self._fingerprints.get(fkey)
-            if known is not None:
-                known.merge(fp)
-            elif len(self._fingerprints) < self._max_fingerprints:
-                self._fingerprints[fkey] = fp
-            else:
-                self._overflow += fp.count
-                if fkey[1] == "semantic":
-                    self._add_semantic_overflow(fp.domain, fp.count)
-        for nkey, n in other._noise.items():
-            if nkey in self._noise or len(self._noise) < _MAX_NOISE_PATHS:
-                self._noise[nkey] = self._noise.get(nkey, 0) + n
+        self._differences.merge(other._differences)
         for domain, timeline in other._timelines.items():
             mine_t = self._timelines.setdefault(domain, [[0, 0] for _ in timeline])
             for point, add in zip(mine_t, timeline, strict=True):
                 point[0] += add[0]
                 point[1] += add[1]
         self._series.merge(other._series)
+        self._coverage.merge(other._coverage)
         for domain, ts in other._last_structural.items():
             self._last_structural[domain] = max(ts, self._last_structural.get(domain, ts))
         for domain, ts in other._first_seen.items():
             self._first_seen[domain] = min(ts, self._first_seen.get(domain, ts))
-        for domain, n in other._semantic_overflow.items():
-            self._add_semantic_overflow(domain, n)
         self._since.update(other._since)
         self._ownership.extend(sorted(other._ownership, key=lambda c: c.ts))
         self._damage.merge(other._damage)
@@ -279,10 +218,6 @@ class Aggregator:
         self._records += other._records
         self._unknown += other._unknown
         self._outside += other._outside
-        self._overflow += other._overflow
-
-    def _add_semantic_overflow(self, domain: str, count: int) -> None:
-        self._semantic_overflow[domain] = self._semantic_overflow.get(domain, 0) + count
 
     def _in_window(self, domain: str, ts: float) -> bool:
         """Whether ``ts`` is in the domain's window; _UncountedError past the domain cap."""
@@ -344,9 +279,10 @@ class Aggregator:
         point[0] += compared
         point[1] += diverged
         self._series.add(domain, values, start, end)
+        self._coverage.add(domain, self._worker, start, min(end, self._until))
 
     def _exchange(self, record: ExchangeRecord) -> None:
-        route, domain = record.route, record.domain
+        domain = record.domain
         ts = parse_record_ts(record.ts, "ts")
         since = self._since.get(domain)
         if since is None or not since <= ts < self._until:
@@ -358,67 +294,9 @@ class Aggregator:
             domain, float("-inf")
         ):
             self._last_structural[domain] = ts
+        add = self._differences.add
         for diff in record.differences or ():
-            if diff.noise:
-                self._noise_path(route, diff.path)
-            else:
-                self._fingerprint(record, diff, domain, ts)
-
-    def _fingerprint(
-        self, record: ExchangeRecord, diff: Difference, domain: str, ts: float
-    ) -> None:
-        cls, path = diff.cls, diff.path
-        if len(path) > MAX_PATH_CHARS:
-            path = cut(path)
-        key = (record.route, cls, diff.kind, path)
-        acc = self._fingerprints.get(key)
-        if acc is None:
-            if len(self._fingerprints) >= self._max_fingerprints:
-                self._overflow += 1
-                if cls == "semantic":
-                    self._add_semantic_overflow(domain, 1)
-                return
-            acc = self._fingerprints[key] = FingerprintAcc(domain, ts, _example(record, diff))
-        acc.count += 1
-        if ts < acc.first:
-            acc.first = ts
-            acc.example = _example(record, diff)
-        elif ts > acc.last:
-            acc.last = ts
-
-    def _noise_path(self, route: str, path: str) -> None:
-        if not path.startswith("$"):
-            return
-        if "[" in path:
-            path = _INDEX.sub("[*]", path)
-        key = (route, path if len(path) <= MAX_PATH_CHARS else cut(path))
-        count = self._noise.get(key)
-        if count is not None:
-            self._noise[key] = count + 1
-        elif len(self._noise) < _MAX_NOISE_PATHS:
-            self._noise[key] = 1
-
-    def _ownership_change(self, record: dict[str, Any]) -> None:
-        percent = record.get("percent")
-        numbers = record.get("numbers") or {}
-        if not isinstance(numbers, dict):
-            raise ValueError("numbers must be an object")
-        change = OwnershipChange(
-            ts=parse_record_ts(record["ts"], "ts"),
-            route=_text(record["route"]),
-            from_mode=_text(record.get("from")),
-            to_mode=_text(record.get("to")),
-            percent=float(percent) if isinstance(percent, int | float) else None,
-            reason=_text(record.get("reason")),
-            source=_text(record.get("source")),
-            numbers={
-                _text(k): float(v)
-                for k, v in list(numbers.items())[:_MAX_NUMBERS]
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            },
-        )
-        if change.ts < self._until:
-            self._ownership.append(change)
+            add(record, diff, domain, ts)
 
     def evidence(self) -> Findings:
         """The aggregated evidence so far."""
@@ -448,33 +326,11 @@ class Aggregator:
                 timeline=self._timeline(domain),
                 activity=self._series.activity(domain),
                 days=self._series.days(domain, self._since[domain]),
+                coverage=self._coverage.coverage(
+                    domain, self._since[domain], self._until, self._windows.max_gap(domain)
+                ),
             )
             for domain, (counts, legacy, candidate) in sorted(by_domain.items())
-        )
-        fingerprints = tuple(
-            sorted(
-                (
-                    FingerprintSummary(
-                        route,
-                        acc.domain,
-                        cls,
-                        kind,
-                        path,
-                        acc.count,
-                        acc.first,
-                        acc.last,
-                        acc.example,
-                    )
-                    for (route, cls, kind, path), acc in self._fingerprints.items()
-                ),
-                key=lambda f: (-f.count, f.key),
-            )
-        )
-        noise = tuple(
-            sorted(
-                (NoisePath(route, path, n) for (route, path), n in self._noise.items()),
-                key=lambda p: (p.route, -p.count, p.path),
-            )
         )
         problems = self._damage.problems(
             lambda file, start, index: line_number(Path(file), start, index)
@@ -487,7 +343,7 @@ class Aggregator:
             ),
             unknown_types=self._unknown,
             outside_window=self._outside,
-            fingerprints_overflow=self._overflow,
+            fingerprints_overflow=self._differences.overflow,
             oversized_lines=self._damage.total("oversized"),
             uncounted_records=self._damage.total("uncounted"),
             duplicate_files=self._duplicates,
@@ -498,9 +354,9 @@ class Aggregator:
             until=self._until,
             routes=tuple(routes),
             domains=domains,
-            fingerprints=fingerprints,
-            semantic_overflow=dict(self._semantic_overflow),
-            noise_paths=noise,
+            fingerprints=self._differences.fingerprints(),
+            semantic_overflow=dict(self._differences.semantic_overflow),
+            noise_paths=self._differences.noise_paths(),
             ownership=tuple(sorted(self._ownership, key=lambda c: (c.ts, c.route))),
             inputs=inputs,
             notes=self._notes(inputs),
@@ -533,10 +389,10 @@ class Aggregator:
         )
         if self._unknown:
             notes.append(f"{self._unknown} records of unknown type skipped")
-        if self._overflow:
+        if inputs.fingerprints_overflow:
             notes.append(
-                f"fingerprint table full ({self._max_fingerprints}): "
-                f"{self._overflow} differences not tracked"
+                f"fingerprint table full ({self._differences.capacity}): "
+                f"{inputs.fingerprints_overflow} differences not tracked"
             )
         return tuple(notes)
 

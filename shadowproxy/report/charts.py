@@ -27,7 +27,8 @@ from html import escape
 from typing import Any
 
 from shadowproxy.report.summary import Counts, SeriesPoint
-from shadowproxy.report.tabular import format_duration, format_percent, printable
+from shadowproxy.report.tabular import format_percent, printable
+from shadowproxy.report.timeparse import format_duration
 
 __all__ = ["activity_svg", "days_svg", "latency_svg", "span_text"]
 

@@ -15,7 +15,6 @@ import sys
 import time
 from typing import Any, TextIO
 
-from shadowproxy.report.aggregate import Windows
 from shadowproxy.report.document import Report, build_report, to_json
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.fleet import collect_fleet
@@ -30,6 +29,7 @@ from shadowproxy.report.summary import Findings
 from shadowproxy.report.thresholds import load_gates
 from shadowproxy.report.timeparse import parse_instant
 from shadowproxy.report.tracker import update_tracker
+from shadowproxy.report.windows import Windows
 
 __all__ = ["add_report_arguments", "run_report"]
 
@@ -110,29 +110,15 @@ def _run(args: argparse.Namespace) -> int:
         raise ReportInputError("--top", "must not be negative")
     config = load_gates(args.gates)
     known = load_known(args.known) if args.known else KnownSet()
-
-    def window_for(domain: str) -> float:
-        return until - since if since is not None else config.spec_for(domain).window_s
-
-    widest = until - since if since is not None else config.longest_window_s
+    windows = Windows.of(config, until, since)
     if args.prometheus:
-        windows = (
-            [until - since]
-            if since is not None
-            else [config.default.window_s, *(s.window_s for s in config.domains.values())]
-        )
-        evidence = collect_fleet(args.prometheus, until, window_for, windows)
+        evidence = collect_fleet(args.prometheus, windows)
     else:
-        by_domain = (
-            ()
-            if since is not None
-            else tuple((domain, until - spec.window_s) for domain, spec in config.domains.items())
-        )
-        evidence = _from_files(args.paths, Windows(until, until - window_for("*"), by_domain))
+        evidence = _from_files(args.paths, windows)
         if args.strict:
             _refuse_unreadable(evidence)
     report = build_report(
-        evidence, config, known, generated_at=now, since=until - widest, top=args.top
+        evidence, config, known, generated_at=now, since=windows.earliest, top=args.top
     )
     doc = to_json(report)
     if args.suggest_ignores:

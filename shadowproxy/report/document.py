@@ -16,6 +16,7 @@ from shadowproxy.report.known import KnownSet
 from shadowproxy.report.summary import (
     COUNTED,
     Counts,
+    Coverage,
     Findings,
     InputStats,
     LatencySummary,
@@ -133,6 +134,7 @@ def to_json(report: Report) -> dict[str, Any]:
                 "last_structural": format_instant(d.last_structural),
                 "first_seen": format_instant(d.first_seen),
                 "clean_for_s": report.clean_for_s(d.domain),
+                "coverage": _coverage(d.coverage),
                 "timeline": [
                     {
                         "start": format_instant(p.start),
@@ -215,6 +217,42 @@ def to_json(report: Report) -> dict[str, Any]:
         ],
         "modes": _modes(evidence),
         "notes": list(evidence.notes),
+    }
+
+
+def _coverage(coverage: Coverage | None) -> dict[str, Any] | None:
+    if coverage is None:
+        return None
+    return {
+        "covered": coverage.covered,
+        "max_gap_s": coverage.max_gap_s,
+        "first": format_instant(coverage.first),
+        "last": format_instant(coverage.last),
+        "covered_s": round(coverage.covered_s, 3),
+        "gaps": [
+            {
+                "start": format_instant(g.start),
+                "end": format_instant(g.end),
+                "seconds": round(g.end - g.start, 3),
+                "where": g.where,
+                "worker": g.worker,
+            }
+            for g in coverage.gaps
+        ],
+        "gaps_total": coverage.gaps_total,
+        "workers": [
+            {
+                "worker": w.worker,
+                "first": format_instant(w.first),
+                "last": format_instant(w.last),
+                "rollups": w.rollups,
+                "gaps": w.gaps,
+                "fragmented": w.fragmented,
+            }
+            for w in coverage.workers
+        ],
+        "workers_total": coverage.workers_total,
+        "fragmented": coverage.fragmented,
     }
 
 

@@ -9,7 +9,10 @@ Owns the PromQL over the contract metrics and turning the answers into an
 - ``shadowproxy_upstream_latency_seconds_bucket{upstream,route,le}`` gives
   p50/p95/p99 through ``histogram_quantile`` (per route, and per domain by
   summing its routes);
-- ``shadowproxy_upstream_errors_total{upstream,reason}`` is shown as a note.
+- ``shadowproxy_upstream_errors_total{upstream,reason}`` is shown as a note;
+- coverage: how many steps of ``max_gap / 2`` of each domain's window have
+  samples of its ``shadowproxy_comparisons_total``, and the first and last
+  (subqueries), so a window Prometheus holds only part of is not covered.
 
 Every query is an instant query at ``until`` over ``increase(...[window])``.
 Prometheus has no fingerprints, noise paths or ownership history, so those
@@ -19,6 +22,7 @@ parts of a report are empty in fleet mode and a note says so. Uses urllib.
 from __future__ import annotations
 
 import json
+import math
 import re
 import urllib.error
 import urllib.parse
@@ -29,12 +33,16 @@ from typing import Any
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.summary import (
     Counts,
+    Coverage,
     DomainSummary,
     Findings,
+    Gap,
     LatencySummary,
     Quantiles,
     RouteSummary,
 )
+from shadowproxy.report.timeparse import format_duration
+from shadowproxy.report.windows import Windows
 
 __all__ = ["collect_fleet"]
 
@@ -89,6 +97,11 @@ def _number(text: str) -> float | None:
     return None if value != value else value
 
 
+def _range(seconds: float) -> str:
+    """A PromQL range of ``seconds``, to the millisecond (``1400ms``, never rounded to 1s)."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
 def _regex_of(routes: Iterable[str]) -> str:
     # re.escape's output is valid RE2; json.dumps makes it a PromQL string literal.
     return json.dumps("|".join(re.escape(route) for route in sorted(routes)))
@@ -108,18 +121,14 @@ def _latency(
     }
 
 
-def collect_fleet(
-    url: str, until: float, window_for: Callable[[str], float], windows: Iterable[float]
-) -> Findings:
-    """Findings for every route Prometheus knows, each domain over its own window.
-
-    ``windows`` lists every distinct window (seconds) in use; ``window_for``
-    maps a domain to its window.
-    """
+def collect_fleet(url: str, windows: Windows) -> Findings:
+    """Findings for every route Prometheus knows, each domain over its own window."""
+    until = windows.until
+    window_for = windows.span
     prometheus = _Prometheus(url, until)
     counters: dict[tuple[str, str], dict[str, float]] = {}
-    for window in sorted(set(windows)):
-        span = f"{max(1, round(window))}s"
+    for window in windows.spans:
+        span = _range(window)
         comparisons = prometheus.query(
             f"sum by (route, domain, verdict) (increase(shadowproxy_comparisons_total[{span}]))"
         )
@@ -149,10 +158,11 @@ def collect_fleet(
         counts = _counts(sums)
         legacy, candidate = route_latency.get((domain, route), (Quantiles(), Quantiles()))
         routes.append(RouteSummary(route, domain, counts, LatencySummary(legacy, candidate)))
+    coverage = _coverage(prometheus, windows, by_domain)
     domains = []
     for domain, names in sorted(by_domain.items()):
         window = window_for(domain)
-        span = f"{max(1, round(window))}s"
+        span = _range(window)
         per_q = {
             q: prometheus.query(
                 f"histogram_quantile({q}, sum by (upstream, le) (increase("
@@ -174,6 +184,7 @@ def collect_fleet(
                 latency=LatencySummary(latency["legacy"], latency["candidate"]),
                 last_structural=None,
                 first_seen=None,
+                coverage=coverage.get(domain),
             )
         )
     notes = [_NOTE, *_upstream_error_notes(prometheus, window_for(""))]
@@ -203,7 +214,7 @@ def _route_latency(
     found: dict[tuple[str, str], tuple[Quantiles, Quantiles]] = {}
     spans = {window_for(domain) for domain in by_domain}
     for window in sorted(spans):
-        span = f"{max(1, round(window))}s"
+        span = _range(window)
         per_q = {
             q: prometheus.query(
                 f"histogram_quantile({q}, sum by (route, upstream, le) (increase("
@@ -225,7 +236,7 @@ def _route_is(route: str) -> Callable[[dict[str, str]], bool]:
 
 
 def _upstream_error_notes(prometheus: _Prometheus, window: float) -> list[str]:
-    span = f"{max(1, round(window))}s"
+    span = _range(window)
     samples = prometheus.query(
         f"sum by (upstream, reason) (increase(shadowproxy_upstream_errors_total[{span}]))"
     )
@@ -234,4 +245,64 @@ def _upstream_error_notes(prometheus: _Prometheus, window: float) -> list[str]:
         for labels, value in sorted(samples, key=lambda s: sorted(s[0].items()))
         if value
     ]
-    return [f"upstream errors over {span}: " + ", ".join(parts)] if parts else []
+    return [f"upstream errors over {format_duration(window)}: " + ", ".join(parts)] if parts else []
+
+
+def _coverage(
+    prometheus: _Prometheus, windows: Windows, domains: Iterable[str]
+) -> dict[str, Coverage]:
+    """Each domain's coverage, from the steps of its window that have samples."""
+    wanted: dict[tuple[int, int], list[str]] = {}
+    for domain in domains:
+        span = max(1, round(windows.span(domain) * 1000))
+        # Half the gap tolerance, and never so coarse that the window holds no step.
+        step = max(1, math.floor(min(windows.max_gap(domain) * 1000, span) / 2))
+        wanted.setdefault((span, step), []).append(domain)
+    found: dict[str, Coverage] = {}
+    present = "sum by (domain) (shadowproxy_comparisons_total)"
+    for (span, step), names in sorted(wanted.items()):
+        sub = f"[{span}ms:{step}ms]"
+        counts = _by_domain(prometheus.query(f"count_over_time(({present}){sub})"))
+        firsts = _by_domain(prometheus.query(f"min_over_time(timestamp({present}){sub})"))
+        lasts = _by_domain(prometheus.query(f"max_over_time(timestamp({present}){sub})"))
+        for domain in names:
+            found[domain] = _steps_coverage(
+                windows.until - span / 1000,
+                windows.until,
+                step / 1000,
+                windows.max_gap(domain),
+                counts.get(domain, 0.0),
+                firsts.get(domain),
+                lasts.get(domain),
+            )
+    return found
+
+
+def _by_domain(samples: list[Sample]) -> dict[str, float]:
+    return {labels.get("domain", ""): value for labels, value in samples if value is not None}
+
+
+def _steps_coverage(
+    since: float,
+    until: float,
+    step: float,
+    max_gap: float,
+    present: float,
+    first: float | None,
+    last: float | None,
+) -> Coverage:
+    """Coverage from ``present`` sampled steps (aligned to multiples of ``step``) of a window."""
+    if first is None or last is None or not present:
+        gaps = [Gap(since, until, None, "window")]
+        return Coverage(since, until, max_gap, False, None, None, 0.0, tuple(gaps), len(gaps))
+    gaps = []
+    if first - since > max_gap:
+        gaps.append(Gap(since, first, None, "start"))
+    if until - last > max_gap:
+        gaps.append(Gap(last, until, None, "end"))
+    missing = (round((last - first) / step) + 1 - present) * step
+    if missing > max_gap:
+        gaps.append(Gap(first, first + missing, None, "missing"))
+    gaps.sort(key=lambda g: g.start - g.end)
+    covered_s = min(present * step, until - since)
+    return Coverage(since, until, max_gap, not gaps, first, last, covered_s, tuple(gaps), len(gaps))

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from shadowproxy.report.coverage import explain
 from shadowproxy.report.known import KnownSet
 from shadowproxy.report.summary import (
     ALL_GATES,
     ANY_DOMAIN,
     Counts,
+    DomainSummary,
     Findings,
     LatencySummary,
     Unreadable,
@@ -99,18 +101,40 @@ def evaluate_gates(
         latency = summary.latency if summary else LatencySummary()
         evidence_gate = _evidence_gate(evidence, domain, spec)
         enough = evidence_gate.status is GateStatus.PASS
+        coverage = _coverage_gate(domain, summary, spec)
         gates = [
             evidence_gate,
             _structural_gate(domain, counts, spec),
             _semantic_gate(evidence, domain, counts, spec, known),
             _p99_gate(domain, latency, spec, conclusive=_p99_conclusive(counts, enough)),
             _error_gate(domain, counts, spec),
+            coverage,
         ]
         if not enough:
             gates[1:] = [_insufficient(g) for g in gates[1:]]
+        if coverage.status is not GateStatus.PASS:
+            why = f"insufficient evidence: the window is not covered: {coverage.reason}"
+            gates[:-1] = [_insufficient(g, why) for g in gates[:-1]]
         held = _held(evidence, domain)
         results.extend(_unread(g, held) for g in gates)
     return tuple(results)
+
+
+def _coverage_gate(domain: str, summary: DomainSummary | None, spec: GateSpec) -> GateResult:
+    """Whether rollups cover the domain's whole window, with no gap over ``max_gap``."""
+    coverage = summary.coverage if summary else None
+    if coverage is None:
+        reason = "no rollups in the window" if summary is None else "coverage was not measured"
+        return GateResult("coverage", domain, GateStatus.INSUFFICIENT, reason, None, spec.max_gap_s)
+    longest = max((g.end - g.start for g in coverage.gaps), default=0.0)
+    return GateResult(
+        "coverage",
+        domain,
+        GateStatus.PASS if coverage.covered else GateStatus.INSUFFICIENT,
+        explain(coverage),
+        round(longest, 3),
+        spec.max_gap_s,
+    )
 
 
 def _insufficient(gate: GateResult, why: str = "insufficient evidence") -> GateResult:
@@ -329,6 +353,7 @@ def route_status(
         if fp.cls == "semantic" and known.explain(fp) is None
     }
     described = {fp.route for fp in evidence.fingerprints if fp.cls == "semantic"}
+    covered = {d.domain for d in evidence.domains if d.coverage and d.coverage.covered}
     statuses: dict[tuple[str, str], RouteStatus] = {}
     for route in evidence.routes:
         spec = config.spec_for(route.domain)
@@ -359,7 +384,12 @@ def route_status(
             and _p99_conclusive(counts, counts.compared >= spec.min_compared)
         ):
             status = RouteStatus.TIMING_REGRESSION
-        elif counts.compared < spec.min_compared or ratio is None or _held(evidence, route.domain):
+        elif (
+            counts.compared < spec.min_compared
+            or ratio is None
+            or _held(evidence, route.domain)
+            or route.domain not in covered
+        ):
             status = RouteStatus.INSUFFICIENT_EVIDENCE
         else:
             status = RouteStatus.PARITY_OK

@@ -17,10 +17,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from shadowproxy.report.aggregate import Aggregator, Windows
+from shadowproxy.report.aggregate import Aggregator
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.identity import distinct, uncompressed_size
 from shadowproxy.report.sources import is_gzip, iter_lines
+from shadowproxy.report.windows import Windows
 
 __all__ = ["PARALLEL_MIN_BYTES", "Piece", "aggregate_files", "plan_pieces"]
 
@@ -72,7 +73,7 @@ def _balance(pieces: Sequence[Piece], count: int) -> list[list[Piece]]:
 
 
 def _aggregate(pieces: Sequence[Piece], windows: Windows) -> Aggregator:
-    aggregator = Aggregator(windows.until, windows, timeline_start=windows.earliest)
+    aggregator = Aggregator(windows)
     for piece in pieces:
         aggregator.feed(
             iter_lines(piece.path, piece.start, piece.end), str(piece.path), piece.start

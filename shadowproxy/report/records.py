@@ -9,8 +9,10 @@ checks itself (counters, histograms) are typed ``Any`` so that it can tell a
 hostile value from a wrongly typed one. Anything that does not decode
 (another record type, a malformed line) is left to the caller's general
 path. A value nested deeper than the interpreter's recursion limit is hostile
-(``HostileValueError``), never a RecursionError.
-Imports msgspec and the report's errors.
+(``HostileValueError``), never a RecursionError. ``ownership`` records, rare
+and small, are read from the general path's dict (``ownership_change``), with
+their texts cut and at most 32 ``numbers``. Imports msgspec and the report's
+errors, values and time parsing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from shadowproxy.report.accumulators import cut
 from shadowproxy.report.errors import HostileValueError
+from shadowproxy.report.summary import OwnershipChange
+from shadowproxy.report.timeparse import parse_record_ts
 
 __all__ = [
     "MAX_KEY_CHARS",
@@ -27,12 +32,15 @@ __all__ = [
     "ExchangeRecord",
     "RollupRecord",
     "decode_record",
+    "ownership_change",
     "raw_text",
 ]
 
 MAX_KEY_CHARS = 1024
 """Longest route or domain a record may name; a longer one makes the record malformed."""
 _MAX_KIND_CHARS = 64
+_MAX_TEXT_CHARS = 256
+_MAX_NUMBERS = 32
 _NULL = msgspec.Raw(b"null")
 
 Key = Annotated[str, msgspec.Meta(max_length=MAX_KEY_CHARS)]
@@ -104,3 +112,29 @@ def raw_text(raw: msgspec.Raw) -> str:
         return msgspec.json.encode(msgspec.json.decode(raw)).decode()
     except RecursionError:
         raise HostileValueError("a value is nested too deep to decode") from None
+
+
+def _text(value: object) -> str:
+    return cut(str(value or ""), _MAX_TEXT_CHARS)
+
+
+def ownership_change(record: dict[str, Any]) -> OwnershipChange:
+    """The ``ownership`` record ``record``; KeyError, TypeError or ValueError when malformed."""
+    percent = record.get("percent")
+    numbers = record.get("numbers") or {}
+    if not isinstance(numbers, dict):
+        raise ValueError("numbers must be an object")
+    return OwnershipChange(
+        ts=parse_record_ts(record["ts"], "ts"),
+        route=_text(record["route"]),
+        from_mode=_text(record.get("from")),
+        to_mode=_text(record.get("to")),
+        percent=float(percent) if isinstance(percent, int | float) else None,
+        reason=_text(record.get("reason")),
+        source=_text(record.get("source")),
+        numbers={
+            _text(k): float(v)
+            for k, v in list(numbers.items())[:_MAX_NUMBERS]
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
+    )

@@ -22,13 +22,12 @@ from shadowproxy.report.summary import DomainSummary
 from shadowproxy.report.tabular import (
     Document,
     Section,
-    format_duration,
     format_percent,
     printable,
     sections,
     window_line,
 )
-from shadowproxy.report.timeparse import format_instant, parse_record_ts
+from shadowproxy.report.timeparse import format_duration, format_instant, parse_record_ts
 from shadowproxy.report.verdict import (
     Standing,
     gates_verdict,

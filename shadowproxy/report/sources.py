@@ -50,6 +50,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_RATIO = 256
 _GZIP_MIN_BOUND = 64 * 1024 * 1024
 _EVIDENCE_NAME = re.compile(r"\.jsonl(\.\d+)?(\.gz)?$")
+_WORKER_SUFFIX = re.compile(r"(\.rollups)?\.jsonl(\.\d+)?(\.gz)?$")
 _GLOB_CHARS = frozenset("*?[")
 _READ_BUFFER = 1024 * 1024
 
@@ -87,13 +88,14 @@ def _expand_one(pattern: str) -> list[Path]:
 
 
 def worker_of(path: Path | str) -> str:
-    """The worker a file belongs to: its name without ``.jsonl``, ``.N`` and ``.gz``.
+    """The worker a file belongs to: its name without ``.rollups``, ``.jsonl``, ``.N``, ``.gz``.
 
-    Every file of one worker's series (active, rotated, compressed, shipped to
-    another directory) has the same name up to those suffixes.
+    Every file of one worker's series (exchanges and rollups, active, rotated,
+    compressed, shipped to another directory) has the same name up to those
+    suffixes: ``shadow-web1-42.rollups.jsonl.3.gz`` is worker ``shadow-web1-42``.
     """
     name = Path(path).name
-    found = _EVIDENCE_NAME.search(name)
+    found = _WORKER_SUFFIX.search(name)
     return name[: found.start()] if found else name
 
 

@@ -17,10 +17,12 @@ __all__ = [
     "ANY_DOMAIN",
     "COUNTED",
     "Counts",
+    "Coverage",
     "DomainSummary",
     "FileProblems",
     "Findings",
     "FingerprintSummary",
+    "Gap",
     "InputStats",
     "LatencySummary",
     "NoisePath",
@@ -30,6 +32,7 @@ __all__ = [
     "SeriesPoint",
     "TimelinePoint",
     "Unreadable",
+    "WorkerSpan",
 ]
 
 ANY_DOMAIN = "*"
@@ -139,6 +142,55 @@ class SeriesPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Gap:
+    """A stretch of a gate window without rollups.
+
+    ``where``: ``start`` (before the first rollup), ``end`` (after the last),
+    ``between`` (no worker covers it), ``worker`` (between this ``worker``'s
+    first and last rollup, its own rollups miss it), ``window`` (no rollup at
+    all), ``missing`` (fleet mode: samples missing somewhere in the window,
+    ``end - start`` long in total).
+    """
+
+    start: float
+    end: float
+    worker: str | None
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpan:
+    """One worker's rollups of a domain: from when to when, how many, how many gaps."""
+
+    worker: str
+    first: float
+    last: float
+    rollups: int
+    gaps: int
+    fragmented: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """How a domain's rollups cover its gate window ``[since, until)``."""
+
+    since: float
+    until: float
+    max_gap_s: float
+    covered: bool
+    """No gap longer than ``max_gap_s`` and no fragmented worker."""
+    first: float | None
+    last: float | None
+    covered_s: float
+    gaps: tuple[Gap, ...] = ()
+    """The longest gaps over ``max_gap_s`` (at most ``coverage.MAX_GAPS``)."""
+    gaps_total: int = 0
+    workers: tuple[WorkerSpan, ...] = ()
+    workers_total: int = 0
+    fragmented: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class DomainSummary:
     """A domain: its routes' counters summed, latency merged, and when it was last broken."""
 
@@ -153,6 +205,8 @@ class DomainSummary:
     """The evidence present, in at most ``series.MAX_POINTS`` buckets (HTML charts only)."""
     days: tuple[SeriesPoint, ...] = ()
     """Every 24 hours of the window ending at ``until``, oldest first (HTML charts only)."""
+    coverage: Coverage | None = None
+    """How the rollups cover the window (None: not measured)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shadowproxy.report.timeparse import format_duration
+
 __all__ = [
     "Section",
-    "format_duration",
     "format_percent",
     "headline",
     "printable",
@@ -34,21 +35,6 @@ class Section:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     styles: tuple[str, ...]
-
-
-def format_duration(seconds: float | None) -> str:
-    """``3d 4h``, ``5h 12m``, ``42s``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
 def format_percent(rate: float) -> str:

@@ -28,6 +28,8 @@ class GateSpec:
     max_error_rate: float = 0.001
     min_compared: int = 1000
     require_documented_semantic: bool = True
+    max_gap_s: float = 15 * 60.0
+    """Longest stretch of the window without rollups that still counts as covered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +49,16 @@ class GatesConfig:
         """The widest window any domain uses."""
         return max([self.default.window_s, *(s.window_s for s in self.domains.values())])
 
+    @property
+    def shortest_gap_s(self) -> float:
+        """The smallest ``max_gap`` any domain uses."""
+        return min([self.default.max_gap_s, *(s.max_gap_s for s in self.domains.values())])
 
+
+_DURATIONS = {"window": "window_s", "max_gap": "max_gap_s"}
 _KEYS: dict[str, type] = {
     "window": str,
+    "max_gap": str,
     "max_structural": int,
     "max_p99_ratio": float,
     "max_error_rate": float,
@@ -87,11 +96,11 @@ def _spec(path: str, domain: str, body: object, base: GateSpec) -> GateSpec:
         expected = _KEYS.get(key)
         if expected is None:
             raise ReportInputError(path, f"{where}.{key}: unknown key (one of {', '.join(_KEYS)})")
-        if key == "window":
+        if key in _DURATIONS:
             try:
-                changes["window_s"] = parse_duration(str(value))
+                changes[_DURATIONS[key]] = parse_duration(str(value))
             except ValueError as exc:
-                raise ReportInputError(path, f"{where}.window: {exc}") from None
+                raise ReportInputError(path, f"{where}.{key}: {exc}") from None
             continue
         ok = (
             isinstance(value, bool)

@@ -1,7 +1,7 @@
 """Instants and durations as the report's flags and files spell them.
 
 Owns parsing of RFC 3339 instants, relative instants (``14d`` ago) and
-durations (``36h``), and the one output format. An instant outside the
+durations (``36h``), and the one output format of each. An instant outside the
 years 1970-9999 is refused (``HostileValueError``): no evidence was written
 then, and formatting it would fail. Imports the standard library and the
 report's errors.
@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 from shadowproxy.report.errors import HostileValueError
 from shadowproxy.timestamps import rfc3339
 
-__all__ = ["format_instant", "parse_duration", "parse_instant", "parse_record_ts"]
+__all__ = [
+    "format_duration",
+    "format_instant",
+    "parse_duration",
+    "parse_instant",
+    "parse_record_ts",
+]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -89,3 +95,18 @@ def _impossible(key: str, text: str) -> HostileValueError:
 def format_instant(epoch: float | None) -> str | None:
     """RFC 3339 UTC with milliseconds, the evidence files' own format."""
     return None if epoch is None else rfc3339(epoch)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``3d 4h``, ``5h 12m``, ``42s``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"

@@ -93,12 +93,23 @@ def _why(route: Mapping[str, Any], doc: Document, limits: Mapping[tuple[str, str
             return f"{route['compared']} of {least} compared"
         if route["latency"]["p99_ratio"] is None:
             return "no latency observations"
-        return (
-            _plural(unread, "unreadable line", "unreadable lines")
-            if unread
-            else "insufficient evidence"
-        )
+        if unread:
+            return _plural(unread, "unreadable line", "unreadable lines")
+        return _domain_insufficiency(doc, domain)
     return "at parity"
+
+
+def _domain_insufficiency(doc: Document, domain: str) -> str:
+    """Why a route with enough evidence of its own is insufficient: its domain's window
+    is not covered, or another of its gates is insufficient."""
+    held = sorted(
+        (g for g in doc["gates"] if g["domain"] == domain and g["status"] == "insufficient"),
+        key=lambda g: g["name"] != "coverage",
+    )
+    if not held:
+        return "insufficient evidence"
+    reason: str = held[0]["reason"].removeprefix("insufficient evidence: ")
+    return f"{held[0]['name']}: {reason}"
 
 
 def _route_standing(route: Mapping[str, Any], why: str) -> Standing:

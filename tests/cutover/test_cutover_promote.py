@@ -28,14 +28,17 @@ def _doc(mode: str = "shadow") -> dict[str, Any]:
 
 
 def _evidence(path: Path, *, structural: int = 0, match: int = 1200) -> Path:
-    """One rollup an hour old, shaped as the proxy writes them (docs/evidence.md)."""
-    start = time.time() - 3600
+    """One rollup over the default gate window (14 days to now), shaped as the proxy writes them.
+
+    It starts a minute into the window, so it stays inside it whenever the command runs.
+    """
+    now = time.time()
     latency = LatencyHistogram.of([5.0] * 10).to_json()
     rollup = {
         "v": 1,
         "type": "rollup",
-        "ts_start": rfc3339(start),
-        "ts_end": rfc3339(start + 60),
+        "ts_start": rfc3339(now - 14 * 86400 + 60),
+        "ts_end": rfc3339(now),
         "route": ROUTE,
         "domain": "orders",
         "compared": match + structural,

@@ -36,9 +36,10 @@ def _hour(route: str, domain: str, hour: int, **counts: Any) -> dict[str, Any]:
     return rollup(
         route,
         domain,
-        timedelta(hours=hour, minutes=30),
+        timedelta(hours=hour + 1),
         legacy_ms=[latency[0]] * 20,
         candidate_ms=[latency[1]] * 20,
+        span=timedelta(hours=1),
         **counts,
     )
 

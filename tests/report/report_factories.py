@@ -147,11 +147,17 @@ def healthy(
     route: str = "/orders/{id}",
     domain: str = "orders",
     compared: int = 2000,
-    ago: timedelta = timedelta(hours=1),
+    ago: timedelta = timedelta(days=14),
 ) -> dict[str, Any]:
-    """A rollup that passes every default gate."""
+    """A rollup from ``ago`` to ``UNTIL``: it passes every default gate, covering their window."""
     return rollup(
-        route, domain, ago, match=compared, legacy_ms=[5.0] * 100, candidate_ms=[5.0] * 100
+        route,
+        domain,
+        ago,
+        match=compared,
+        legacy_ms=[5.0] * 100,
+        candidate_ms=[5.0] * 100,
+        span=ago,
     )
 
 

@@ -15,6 +15,7 @@ from shadowproxy.report.sources import expand_paths, iter_lines
 from shadowproxy.report.stats import Rate, wilson_upper
 from shadowproxy.report.summary import COUNTED, Findings
 from shadowproxy.report.timeparse import format_instant, parse_duration, parse_instant
+from shadowproxy.report.windows import Windows
 from tests.report.report_factories import UNTIL, difference, exchange, rollup, write_jsonl
 
 END = UNTIL.timestamp()
@@ -22,7 +23,7 @@ DAY = 86400.0
 
 
 def aggregate(*files: Path, since: float = END - 14 * DAY, cap: int = 10_000) -> Findings:
-    aggregator = Aggregator(END, lambda domain: since, since, max_fingerprints=cap)
+    aggregator = Aggregator(Windows(END, since), max_fingerprints=cap)
     for path in files:
         aggregator.feed(iter_lines(path))
     return aggregator.evidence()

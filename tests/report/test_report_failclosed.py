@@ -15,10 +15,10 @@ import orjson
 import pytest
 
 from shadowproxy.report import aggregate as aggregate_module
-from shadowproxy.report.aggregate import Windows
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.parallel import aggregate_files
 from shadowproxy.report.sources import CUT, MAX_LINE_BYTES, OVERSIZED, iter_lines, line_number
+from shadowproxy.report.windows import Windows
 from tests.report.report_factories import (
     UNTIL,
     as_json,
@@ -30,7 +30,14 @@ from tests.report.report_factories import (
     write_jsonl,
 )
 
-ORDERS_GATES = {"min_compared", "structural", "semantic_documented", "p99_ratio", "error_rate"}
+ORDERS_GATES = {
+    "min_compared",
+    "structural",
+    "semantic_documented",
+    "p99_ratio",
+    "error_rate",
+    "coverage",
+}
 
 
 def gates_of(doc: dict[str, Any], domain: str = "orders") -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 
 from shadowproxy.report.command import run_report
+from shadowproxy.timestamps import rfc3339
 from tests.report.report_factories import parse
 
 PROMETHEUS = Path("/usr/bin/prometheus")
@@ -55,6 +56,12 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 def total(base: str) -> float | None:
     found = query(base, "sum(shadowproxy_comparisons_total)")
     return float(found[0]["value"][1]) if found else None
+
+
+def sampled_at(base: str) -> float:
+    """When Prometheus last scraped the counters (0 before it has)."""
+    found = query(base, "max(timestamp(shadowproxy_comparisons_total))")
+    return float(found[0]["value"][1]) if found else 0.0
 
 
 @pytest.fixture
@@ -106,17 +113,38 @@ def fleet(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 @pytest.mark.skipif(not PROMETHEUS.exists(), reason="prometheus is not installed")
 class TestFleetMode:
     def test_gates_from_prometheus(
-        self, fleet: tuple[str, subprocess.Popen[str]], capsys: pytest.CaptureFixture[str]
+        self,
+        fleet: tuple[str, subprocess.Popen[str]],
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
     ) -> None:
         """The same gates evaluate from PromQL: clean orders pass, broken payments fail."""
         base, exporter = fleet
         assert exporter.stdin is not None and exporter.stdout is not None
         wait_until(lambda: total(base) == 0.0, "a scrape of the zeroed counters")
+        # The window starts after Prometheus holds samples (so it is covered) and
+        # before a zero sample inside it (so increase() sees the whole workload).
+        since = time.time()
+        wait_until(lambda: sampled_at(base) > since, "a scrape inside the window")
         exporter.stdin.write("go\n")
         exporter.stdin.flush()
         assert exporter.stdout.readline().strip() == "done"
         wait_until(lambda: total(base) == 4501.0, "a scrape of the recorded workload")
-        code = run_report(parse("--prometheus", base, "--format", "json", until=None))
+        gates = tmp_path / "gates.yaml"
+        gates.write_text("gates:\n  '*': {max_gap: 4s}\n")
+        code = run_report(
+            parse(
+                "--prometheus",
+                base,
+                "--format",
+                "json",
+                "--since",
+                rfc3339(since),
+                "--gates",
+                str(gates),
+                until=None,
+            )
+        )
         doc = json.loads(capsys.readouterr().out)
         jsonschema.validate(doc, SCHEMA)
         assert code == 1
@@ -124,7 +152,7 @@ class TestFleetMode:
         assert doc["fingerprints"] == []
         gates = {(g["domain"], g["name"]): g for g in doc["gates"]}
         orders = [g for (domain, _), g in gates.items() if domain == "orders"]
-        assert all(g["passed"] for g in orders), orders
+        assert all(g["passed"] for g in orders), [(g["name"], g["reason"]) for g in orders]
         assert gates[("payments", "structural")]["status"] == "fail"
         assert gates[("payments", "p99_ratio")]["status"] == "fail"
         assert gates[("payments", "p99_ratio")]["value"] > 5
@@ -137,6 +165,25 @@ class TestFleetMode:
         )
         assert any("fleet mode" in note for note in doc["notes"])
         assert any("candidate/timeout" in note for note in doc["notes"])
+        orders_coverage = next(d for d in doc["domains"] if d["domain"] == "orders")["coverage"]
+        assert orders_coverage["covered"] is True
+
+    def test_a_window_prometheus_holds_part_of_is_not_covered(
+        self, fleet: tuple[str, subprocess.Popen[str]], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Fourteen days asked of a Prometheus holding seconds: every gate insufficient."""
+        base, exporter = fleet
+        wait_until(lambda: total(base) == 0.0, "a scrape of the zeroed counters")
+        assert exporter.stdin is not None and exporter.stdout is not None
+        exporter.stdin.write("go\n")
+        exporter.stdin.flush()
+        assert exporter.stdout.readline().strip() == "done"
+        wait_until(lambda: total(base) == 4501.0, "a scrape of the recorded workload")
+        assert run_report(parse("--prometheus", base, "--format", "json", until=None)) == 1
+        doc = json.loads(capsys.readouterr().out)
+        orders = {g["name"]: g for g in doc["gates"] if g["domain"] == "orders"}
+        assert {g["status"] for g in orders.values()} == {"insufficient"}
+        assert orders["coverage"]["reason"].startswith("no evidence in the window")
 
     def test_unreachable_prometheus_is_bad_input(
         self, capsys: pytest.CaptureFixture[str], closed_port: int

@@ -17,6 +17,7 @@ from shadowproxy.report.gates import (
 from shadowproxy.report.known import KnownSet, load_known
 from shadowproxy.report.summary import (
     Counts,
+    Coverage,
     DomainSummary,
     Findings,
     FingerprintSummary,
@@ -35,14 +36,18 @@ def fingerprint(cls: str = "semantic", path: str = "$.total") -> FingerprintSumm
     return FingerprintSummary("/orders/{id}", "orders", cls, "value", path, 3, 0.0, 1.0, "ex")
 
 
+COVERED = Coverage(0.0, 1.0, 900.0, True, 0.0, 1.0, 1.0)
+
+
 def evidence(
     counts: Counts = CLEAN,
     latency: LatencySummary = FAST,
     fingerprints: tuple[FingerprintSummary, ...] = (),
     source: str = "files",
+    coverage: Coverage = COVERED,
 ) -> Findings:
     route = RouteSummary("/orders/{id}", "orders", counts, latency)
-    domain = DomainSummary("orders", 0.0, counts, latency, None, 0.0)
+    domain = DomainSummary("orders", 0.0, counts, latency, None, 0.0, coverage=coverage)
     return Findings(source, 1.0, (route,), (domain,), fingerprints)
 
 
@@ -148,6 +153,7 @@ class TestEvaluateGates:
             "semantic_documented",
             "p99_ratio",
             "error_rate",
+            "coverage",
         ]
         assert all(g.passed for g in results)
 

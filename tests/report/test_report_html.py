@@ -6,7 +6,6 @@ import io
 from datetime import timedelta
 from pathlib import Path
 
-from shadowproxy.report.aggregate import Windows
 from shadowproxy.report.command import run_report
 from shadowproxy.report.document import build_report, to_json
 from shadowproxy.report.gates import GatesConfig
@@ -14,6 +13,7 @@ from shadowproxy.report.known import KnownSet
 from shadowproxy.report.parallel import aggregate_files, plan_pieces
 from shadowproxy.report.render_html import render_html
 from shadowproxy.report.summary import Counts, DomainSummary, Findings, LatencySummary, RouteSummary
+from shadowproxy.report.windows import Windows
 from tests.report.report_factories import (
     UNTIL,
     difference,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from shadowproxy.report.aggregate import Windows
 from shadowproxy.report.parallel import aggregate_files
 from shadowproxy.report.series import DAY_S, MAX_POINTS, ChartSeries
+from shadowproxy.report.windows import Windows
 from tests.report.report_factories import UNTIL, rollup, write_jsonl
 
 END = UNTIL.timestamp()

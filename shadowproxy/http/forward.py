@@ -19,6 +19,10 @@
    (for an event stream, the relay hands over its window as soon as it closes).
 
 Nothing the shadow path does is awaited here.
+
+A WebSocket upgrade takes steps 1 to 4 in ``Forwarder.upgrade`` (the same
+route, owner and forwarding headers as any request); the tunnel,
+``shadowproxy.http.websocket``, opens and relays it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from shadowproxy.cutover.canary import Decision, sticky_key
 from shadowproxy.cutover.ownership import Ownership
@@ -35,7 +40,7 @@ from shadowproxy.http.headers import VIA, request_headers
 from shadowproxy.http.inbound import Inbound, RequestBody, read_body
 from shadowproxy.http.relay import Relay, RequestSink, Watch
 from shadowproxy.http.routing import Route, RouteTable
-from shadowproxy.http.shadow import HttpShadow, MirrorRequest
+from shadowproxy.http.shadow import Fetcher, HttpShadow, MirrorRequest
 from shadowproxy.http.sse import ClientAnswer
 from shadowproxy.http.upstream import UpstreamClient
 from shadowproxy.model import SHADOW_PHASE, Observation, RequestFacts, SkipReason, Upstream
@@ -43,7 +48,7 @@ from shadowproxy.settings import Settings
 from shadowproxy.sinks.logs import bind_request, unbind_request
 from shadowproxy.sinks.secrets import SecretFinder, mask_path
 
-__all__ = ["Forwarder"]
+__all__ = ["Forwarder", "Upgrade"]
 
 # Host is set per upstream; Expect requests go to aiohttp's server, which answers it.
 _NOT_RELAYED = frozenset({"host", "expect"})
@@ -54,6 +59,34 @@ _NOT_DECIDED = Decision(Upstream.LEGACY, True, SHADOW_PHASE)
 # A random prefix per process and a counter: unique without a system call per request.
 _ID_PREFIX = os.urandom(4).hex()
 _ID_COUNTER = itertools.count(1)
+
+
+# The WebSocket handshake's own headers: the tunnel's client sets them for the upstream.
+_HANDSHAKE = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """A WebSocket upgrade as the hot path decided it; the tunnel opens it."""
+
+    facts: RequestFacts
+    route: Route
+    raw_target: str
+    answered_by: Upstream
+    """Legacy, or the candidate in canary and candidate modes (retried on legacy if it fails)."""
+    headers: list[tuple[str, str]]
+    """End-to-end headers plus X-Forwarded-* and Via, without Host and the handshake's own."""
+    host: str | None
+    """The Host every upstream gets; None: each its own (``upstreams.host_header: upstream``)."""
+    shadow: bool
+    """The route shadows WebSockets and this session was admitted to the shadow path."""
 
 
 def _new_id() -> str:
@@ -92,14 +125,83 @@ class Forwarder:
         self.settings = settings
         self.routes = routes
 
-    def not_mirrored(
-        self, raw_target: str, headers: Iterable[tuple[str, str]], reason: SkipReason
-    ) -> None:
-        """Count a request answered outside ``handle`` (a WebSocket tunnel) as not mirrored."""
+    def upgrade(self, request: Inbound) -> Upgrade:
+        """Who answers a WebSocket upgrade, with which headers, and whether it is shadowed.
+
+        The same rules as any request: the route's owner (a sticky canary
+        included), X-Forwarded-For appended, X-Forwarded-Proto and Via set by
+        the proxy, the client's Host (or each upstream's own). A session is
+        shadowed only on a route with ``stream.websocket: shadow`` whose mode
+        mirrors, past the kill switch, sampling and load shedding; any other
+        is counted as not mirrored (``upgrade``, or ``mode``).
+        """
+        raw_target = request.raw_target
         path, _, query = raw_target.partition("?")
-        route = self._route("GET", path, query, headers)[0]
-        phase = SHADOW_PHASE if self._ownership is None else self._ownership.phase(route.name)
-        self._shadow.skip(route, reason, phase)
+        route, secrets = self._route(request.method, path, query, request.headers.items())
+        decision = self._who_answers(route, request)
+        client_host = request.headers.get("Host")
+        headers = request_headers(
+            request.headers.items(),
+            client_ip=request.remote,
+            scheme=request.scheme,
+            host=client_host,
+            via=VIA,
+            drop=_NOT_RELAYED | _HANDSHAKE,
+        )
+        skip = _not_mirrored(route, decision)
+        if skip is None:
+            skip = SkipReason.UPGRADE
+            if route.stream.websocket == "shadow":
+                skip = self._shadow.decide(route, "GET", body_complete=True)
+        if skip is not None:
+            self._shadow.skip(route, skip, decision.phase)
+        facts = RequestFacts(
+            id=_new_id(),
+            method=request.method,
+            path=path,
+            query=query,
+            route=route.name,
+            domain=route.domain,
+            started_at=time.time(),
+            client_request_id=request.headers.get("X-Request-Id"),
+            secrets=secrets,
+            phase=decision.phase,
+        )
+        own_host = self.settings.upstreams.host_header == "upstream"
+        return Upgrade(
+            facts=facts,
+            route=route,
+            raw_target=raw_target,
+            answered_by=decision.answered_by,
+            headers=headers,
+            host=None if own_host else client_host,
+            shadow=skip is None,
+        )
+
+    def shadow_upgrade(self, upgrade: Upgrade, fetch: Fetcher) -> ClientAnswer | None:
+        """Start a WebSocket session's shadow; ``fetch`` opens and reads the other side.
+
+        Returns the future the tunnel resolves with the answering side's
+        window, or None when no stream slot or task was free (counted).
+        """
+        return self._shadow.start(
+            MirrorRequest(
+                facts=upgrade.facts,
+                route=upgrade.route,
+                raw_target=upgrade.raw_target,
+                headers=[*upgrade.headers, ("X-Shadow-Request", "1")],
+                host=upgrade.host,
+                body=b"",
+                answered_by=upgrade.answered_by,
+                window=upgrade.route.stream.window,
+                fetcher=fetch,
+            )
+        )
+
+    def upgraded(self, upgrade: Upgrade, *, failed: bool) -> None:
+        """The candidate took or failed an upgrade it was to answer (its rollback window)."""
+        if upgrade.answered_by is Upstream.CANDIDATE and self._ownership is not None:
+            self._ownership.answered(upgrade.route.name, error=failed)
 
     def _route(
         self, method: str, path: str, query: str, headers: Iterable[tuple[str, str]]

@@ -31,7 +31,7 @@ from shadowproxy.http.inbound import JSON, Pairs, error_body, origin_target
 from shadowproxy.http.server_handover import HandedOver
 from shadowproxy.http.server_request import MAX_HEADERS, MAX_LINE
 from shadowproxy.http.websocket import Refusal, WebSocketTunnel, is_upgrade
-from shadowproxy.model import ClientTimeout, SkipReason
+from shadowproxy.model import ClientTimeout
 from shadowproxy.settings import ClientSettings
 
 __all__ = [
@@ -126,8 +126,8 @@ def handover_app(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if is_upgrade(request):
-            forwarder.not_mirrored(request.raw_path, request.headers.items(), SkipReason.UPGRADE)
-            tunnelled = await tunnel.relay(request)
+            inbound = AiohttpInbound(request, clients.body_timeout_s, timed_out)
+            tunnelled = await tunnel.relay(request, forwarder.upgrade(inbound))
             if isinstance(tunnelled, Refusal):
                 return json_error(tunnelled.status, tunnelled.upstream, tunnelled.reason)
             return tunnelled

@@ -21,6 +21,7 @@ arrives as legacy's window (or a reason it is not compared) when that closes.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from multidict import MultiMapping
@@ -46,7 +47,10 @@ from shadowproxy.shadow.streams import StreamSlots
 from shadowproxy.shadow.tasks import TaskPool
 from shadowproxy.sinks.secrets import SecretFinder
 
-__all__ = ["MIRRORED_METHODS", "HttpShadow", "MirrorRequest"]
+__all__ = ["MIRRORED_METHODS", "Fetcher", "HttpShadow", "MirrorRequest"]
+
+Fetcher = Callable[[UpstreamClient, list[tuple[str, str]]], Awaitable[Observation | SkipReason]]
+"""Observes one upstream, given it and the headers it gets (Host included), or says why not."""
 
 MIRRORED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Idempotent methods mirrored on every route; others only where a route opts in."""
@@ -67,7 +71,10 @@ class MirrorRequest:
     answered_by: Upstream = Upstream.LEGACY
     """The side answering the client; the copy goes to the other one."""
     window: StreamSettings | None = None
-    """The stream window of an event-stream request; None for any other."""
+    """The stream window of an event-stream request or a WebSocket session; None for any other."""
+    fetcher: Fetcher | None = None
+    """How the other side is observed when not by replaying the request (a WebSocket
+    session's shadow); it gets no secondary."""
 
 
 class HttpShadow:
@@ -155,15 +162,19 @@ class HttpShadow:
         mirrored, secondary, answered = await fetch_copies(
             lambda upstream: self._fetch(upstream, request),
             self._legacy if reverse else self._candidate,
-            self._secondary,
+            None if request.fetcher is not None else self._secondary,
             client_answer,
         )
         route = request.route
         if answered is None or isinstance(answered, SkipReason):
             self._mirrors.skip(route, answered or SkipReason.LEGACY_FAILED, request.facts.phase)
             return
+        if isinstance(mirrored, SkipReason):
+            self._mirrors.skip(route, mirrored)
+            return
         legacy, candidate = (mirrored, answered) if reverse else (answered, mirrored)
-        exchange = Exchange(self._facts(request), legacy, candidate, secondary, request.answered_by)
+        second = secondary if isinstance(secondary, Observation) else None
+        exchange = Exchange(self._facts(request), legacy, candidate, second, request.answered_by)
         verdict = await self._mirrors.settle(exchange, route)
         if verdict is not None and reverse and self._ownership is not None:
             self._ownership.compared(
@@ -185,9 +196,13 @@ class HttpShadow:
             return request.facts
         return replace(request.facts, secrets=(*request.facts.secrets, *found))
 
-    async def _fetch(self, upstream: UpstreamClient, request: MirrorRequest) -> Observation:
+    async def _fetch(
+        self, upstream: UpstreamClient, request: MirrorRequest
+    ) -> Observation | SkipReason:
         host = upstream.host if self._own_host else request.host
         headers = [*request.headers, ("Host", host)] if host else request.headers
+        if request.fetcher is not None:
+            return await request.fetcher(upstream, headers)
         if request.window is not None:
             return await fetch_stream(
                 upstream,

@@ -188,10 +188,11 @@ class EventParser:
 
 
 class LegacyTap:
-    """The answering side's window, recorded from the chunks the relay sends the client.
+    """The answering side's window, recorded from what the proxy sends the client.
 
-    ``feed`` is called after each chunk went to the client and returns False
-    once the window has closed; the relay then stops calling it. The window
+    ``feed`` is called after each chunk of an event stream went to the client
+    (``message`` after each message of a WebSocket session) and returns False
+    once the window has closed; the caller then stops calling it. The window
     also closes at ``max_seconds`` (a timer), when the stream ends (``end``),
     or when the client goes away (``end(CLIENT)``); a stream cut by the
     upstream within the window resolves the mirror with None (``failed``).
@@ -206,12 +207,13 @@ class LegacyTap:
         status: int,
         headers: Headers,
         started: float,
+        kind: StreamKind = StreamKind.SSE,
     ) -> None:
         self._answer = client_answer
         self._status = status
         self._headers = headers
         self._started = started
-        self._recorder = Recorder(StreamKind.SSE, window.max_events, window.max_bytes)
+        self._recorder = Recorder(kind, window.max_events, window.max_bytes)
         self._parser = EventParser(self._recorder)
         left = window.max_seconds - (time.perf_counter() - started)
         self._timer = asyncio.get_running_loop().call_later(
@@ -223,6 +225,19 @@ class LegacyTap:
         if self._answer.done():
             return False
         ended = self._parser.feed(chunk, time.perf_counter() - self._started)
+        if ended is not None:
+            self.end(ended)
+            return False
+        return True
+
+    def message(self, event_type: str, data: bytes) -> bool:
+        """Record a message the client was sent; False once the window has closed."""
+        if self._answer.done():
+            return False
+        at_s = time.perf_counter() - self._started
+        recorder = self._recorder
+        counted = recorder.count(len(data))
+        ended = recorder.add(StreamEvent(event_type, data, None, at_s)) or counted
         if ended is not None:
             self.end(ended)
             return False

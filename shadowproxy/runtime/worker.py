@@ -71,6 +71,10 @@ class Worker:
         await self.tunnel.aclose()
 
 
+_MAX_WINDOW_S = 2 * 3600.0
+"""Longer than any stream window (``max_seconds`` and ``grace_s`` are at most an hour each)."""
+
+
 def route_table(settings: Settings) -> RouteTable:
     """The route table the settings describe."""
     return RouteTable(
@@ -101,15 +105,6 @@ def build_worker(settings: Settings, parts: ProxyParts) -> Worker:
 
     legacy = answering("legacy", names.legacy)
     candidate = answering("candidate", names.candidate)
-    tunnel = WebSocketTunnel(
-        legacy,
-        open_session(
-            connect_timeout_s=limits.connect_timeout_s,
-            read_timeout_s=limits.timeout_s,
-            limit=limits.max_connections,
-            tls=tls,
-        ),
-    )
     mirrored = [
         open_upstream(
             name,
@@ -146,6 +141,26 @@ def build_worker(settings: Settings, parts: ProxyParts) -> Worker:
         secrets=parts.secrets,
         candidate=candidate,
         ownership=parts.ownership,
+    )
+    tunnel = WebSocketTunnel(
+        forwarder,
+        legacy,
+        candidate,
+        open_session(
+            connect_timeout_s=limits.connect_timeout_s,
+            read_timeout_s=limits.timeout_s,
+            limit=limits.max_connections,
+            tls=tls,
+        ),
+        # Shadow sessions: the shadow's limits, and a read timeout the window outlasts
+        # (the copy's window ends it).
+        open_session(
+            connect_timeout_s=settings.shadow.connect_timeout_s,
+            read_timeout_s=_MAX_WINDOW_S,
+            limit=settings.shadow.max_connections,
+            tls=tls,
+        ),
+        settings.shadow,
     )
     return Worker(
         forwarder=forwarder,

@@ -36,6 +36,7 @@ __all__ = ["EvidenceSink", "MirroredRoute", "Mirrors", "fetch_copies"]
 
 U = TypeVar("U")
 T = TypeVar("T")
+Obs = TypeVar("Obs")
 
 
 class EvidenceSink(Protocol):
@@ -60,11 +61,11 @@ class MirroredRoute(Protocol):
 
 
 async def fetch_copies(
-    fetch: Callable[[U], Awaitable[Observation]],
+    fetch: Callable[[U], Awaitable[Obs]],
     target: U,
     secondary: U | None,
     client_answer: asyncio.Future[T],
-) -> tuple[Observation, Observation | None, T]:
+) -> tuple[Obs, Obs | None, T]:
     """The copies from ``target`` and ``secondary`` (at once), then the answer the client got.
 
     ``client_answer`` (resolved by the hot path) is cancelled when this ends

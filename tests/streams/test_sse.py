@@ -323,3 +323,26 @@ class TestLatency:
         event_added = median["ep"] - median["ed"]
         plain_added = median["pp"] - median["pd"]
         assert event_added <= plain_added, median
+
+
+class TestCutover:
+    """In candidate mode the candidate's stream reaches the client and legacy's is the copy."""
+
+    async def test_reverse_shadow_of_a_stream(self, tmp_path: Path) -> None:
+        """The client reads the candidate's events; the record compares legacy's copy with them."""
+        routes = [{"match": "/events", "mode": "candidate"}]
+        async with (
+            sse_backend(Script([(0, event(1)), (0, event(2))])) as legacy,
+            sse_backend(Script([(0, event(1)), (0, event(3))])) as candidate,
+            running_proxy(_settings(legacy.url, candidate.url, tmp_path, routes=routes)) as proxy,
+        ):
+            got = await read_stream(f"{proxy.url}/events", "Accept: text/event-stream")
+            assert got == event(1) + event(3)
+            await eventually(lambda: len(exchanges(tmp_path)) == 1)
+        (record,) = exchanges(tmp_path)
+        assert record["answered_by"] == "candidate"
+        assert record["stream"]["legacy"]["events"] == 2
+        assert [(d["kind"], d["path"]) for d in record["differences"]] == [
+            ("event_id", "$[1].tick"),
+            ("value", "$[1].tick.n"),
+        ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -224,3 +226,44 @@ class TestShadow:
             finally:
                 release.set()
         assert exchanges(tmp_path) == []
+
+
+class TestClientPace:
+    """The client's frames never wait for the copy."""
+
+    async def test_slow_candidate_leaves_round_trips_at_legacys_pace(self, tmp_path: Path) -> None:
+        """Median round trip on a shadowed route with a candidate that takes 50 ms per message,
+        against the same route tunnelled only, interleaved: within 3x (waiting would be 50x)."""
+
+        async def slow(request: web.Request) -> web.StreamResponse:
+            socket = web.WebSocketResponse()
+            await socket.prepare(request)
+            async for message in socket:
+                await asyncio.sleep(0.05)  # the candidate's pace
+                await socket.send_str(message.data)
+            return socket
+
+        document = {
+            "routes": [
+                {"match": "/shadowed", "stream": {"websocket": "shadow", "max_events": 1000}},
+                {"match": "/tunnelled"},
+            ]
+        }
+        rounds = 30
+        async with (
+            backend(echo("legacy:")) as legacy,
+            backend(slow) as candidate,
+            running_proxy(make_settings(legacy.url, candidate.url, tmp_path, document)) as proxy,
+            websockets.connect(_ws(f"{proxy.url}/shadowed")) as shadowed,
+            websockets.connect(_ws(f"{proxy.url}/tunnelled")) as tunnelled,
+        ):
+            times: dict[str, list[float]] = {"shadowed": [], "tunnelled": []}
+            for n in range(rounds):
+                for name, socket in (("shadowed", shadowed), ("tunnelled", tunnelled)):
+                    started = time.perf_counter()
+                    await socket.send(f"m{n}")
+                    assert await socket.recv() == f"legacy:m{n}"
+                    times[name].append(time.perf_counter() - started)
+            assert len(candidate.seen) == 1
+        median = {name: statistics.median(values) for name, values in times.items()}
+        assert median["shadowed"] <= 3 * median["tunnelled"], median

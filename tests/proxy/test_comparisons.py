@@ -20,6 +20,7 @@ from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verdict
 from shadowproxy.shadow.compare_worker import frame, serve
 from shadowproxy.shadow.comparisons import MAX_IN_FLIGHT, Comparisons, ComparisonWorkerError
+from tests.compare.factories import make_stream
 from tests.support import eventually
 
 JSON = (("Content-Type", "application/json"),)
@@ -87,6 +88,25 @@ class TestComparisons:
         assert [d.path for d in small.differences] == [d.path for d in big.differences] == ["$.a"]
         assert small == big
         assert not _alive(worker)
+
+    async def test_large_streams_go_to_the_worker(self) -> None:
+        """A stream's events are parsed whatever they hold: a large window never runs inline."""
+        small = [("tick", {"a": 1}, None, 1.0)]
+        large = [("tick", {"a": 1, "pad": PAD * 20}, None, 1.0)]
+        facts = RequestFacts("id", "GET", "/x", "", "/x", "default", 0.0)
+        comparisons = Comparisons(inline_max_bytes=1024)
+        try:
+            same = Exchange(facts, make_stream(small), make_stream(small))
+            assert await comparisons.compare(same, CompareRules()) is not None
+            assert comparisons._worker is None
+            verdict = await comparisons.compare(
+                Exchange(facts, make_stream(large), make_stream(large)), CompareRules()
+            )
+            assert comparisons._worker is not None
+        finally:
+            await comparisons.aclose()
+        assert verdict is not None
+        assert verdict.outcome is Outcome.MATCH
 
     async def test_small_compressed_pairs_go_to_the_worker(self) -> None:
         """A few KB of gzip may decode to a megabyte, so a differing pair never runs inline."""

@@ -32,6 +32,7 @@ __all__ = [
     "call_unary",
     "observe",
     "pairs",
+    "past_deadline",
     "settle",
     "transport_failure",
 ]
@@ -118,6 +119,11 @@ async def call_unary(
     )
 
 
+def past_deadline(elapsed_s: float, timeout_s: float | None) -> bool:
+    """True when a call that took ``elapsed_s`` ran into our own ``timeout_s``."""
+    return timeout_s is not None and elapsed_s >= timeout_s * _DEADLINE_SLACK
+
+
 def transport_failure(answer: Answer) -> ErrorKind | None:
     """The failure kind when the gRPC library, not the upstream, produced the answer."""
     code = answer.code
@@ -125,9 +131,7 @@ def transport_failure(answer: Answer) -> ErrorKind | None:
         return None
     details = answer.details.lower()
     if code is grpc.StatusCode.DEADLINE_EXCEEDED and answer.timeout_s is not None:
-        if answer.elapsed_s >= answer.timeout_s * _DEADLINE_SLACK:
-            return ErrorKind.TIMEOUT
-        return None
+        return ErrorKind.TIMEOUT if past_deadline(answer.elapsed_s, answer.timeout_s) else None
     if answer.trailing:
         return None  # the upstream sent trailers: it answered
     if code is grpc.StatusCode.UNAVAILABLE:

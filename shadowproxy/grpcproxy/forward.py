@@ -7,7 +7,9 @@ metadata. Server-streaming and bidirectional calls relay legacy's messages
 as they arrive. The client's remaining deadline is legacy's timeout (a unary
 call without one gets ``grpc.timeout_s``). When the gRPC library itself
 failed to reach legacy, the client gets the same status code with the
-details ``shadowproxy: legacy <reason>``. The shadow path is started before
+details ``shadowproxy: legacy <reason>``. A call whose client goes away first
+(gRPC cancels the handler) is still counted: at the client's deadline as a
+legacy timeout, before it as ``CANCELLED``. The shadow path is started before
 legacy is called and told legacy's answer afterwards; nothing it does is
 awaited here. Each mirrored call gets an evidence id of the proxy's own; the
 client's ``x-request-id`` metadata is kept apart (``client_request_id``), and
@@ -17,6 +19,7 @@ found for the evidence to scrub.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import secrets
 import time
@@ -30,6 +33,7 @@ from shadowproxy.grpcproxy.answers import (
     Answer,
     call_unary,
     pairs,
+    past_deadline,
     settle,
     transport_failure,
 )
@@ -37,7 +41,7 @@ from shadowproxy.grpcproxy.metadata import Metadata, forwardable
 from shadowproxy.grpcproxy.methods import GrpcMethod, MethodTable
 from shadowproxy.grpcproxy.shadow import SHADOW_MARK, GrpcEvidence, GrpcShadow, MirrorCall
 from shadowproxy.grpcproxy.status import http_status, observation_status
-from shadowproxy.model import Observation, RequestFacts, SkipReason, Upstream
+from shadowproxy.model import ErrorKind, Observation, RequestFacts, SkipReason, Upstream
 from shadowproxy.settings import GrpcSettings
 from shadowproxy.sinks.secrets import SecretFinder
 
@@ -153,8 +157,12 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             self._shadow.skip(method, skip)
         answer: Answer | None = None
         timeout = deadline if deadline is not None else self.settings.timeout_s
+        started = time.perf_counter()
         try:
             answer = await call_unary(self._legacy, name, request, metadata, timeout)
+        except asyncio.CancelledError:
+            self._gone(method, time.perf_counter() - started, deadline)
+            raise
         finally:
             if client_answer is not None and not client_answer.done():
                 client_answer.set_result(answer)
@@ -170,7 +178,12 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         pending = call(
             requests, metadata=forwardable(context.invocation_metadata()) or None, timeout=deadline
         )
-        return await self._answer(method, await settle(pending, started, deadline), context)
+        try:
+            answer = await settle(pending, started, deadline)
+        except asyncio.CancelledError:
+            self._gone(method, time.perf_counter() - started, deadline)
+            raise
+        return await self._answer(method, answer, context)
 
     async def _answer(
         self, method: GrpcMethod, answer: Answer, context: Context, *, stream: bool = False
@@ -192,6 +205,22 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 context.set_trailing_metadata(trailing)
             return answer.response
         await context.abort(answer.code, self._details(method, answer), trailing)
+
+    def _gone(self, method: GrpcMethod, elapsed_s: float, deadline: float | None) -> None:
+        """Count a call whose client went away before legacy answered (gRPC cancels the handler).
+
+        At the client's deadline that is a legacy timeout, counted as any other: the
+        request (``DEADLINE_EXCEEDED``), legacy's latency and the error. Before it,
+        the client cancelled the call (``CANCELLED``), which is no legacy failure.
+        """
+        if past_deadline(elapsed_s, deadline):
+            timeout = Observation.failed(ErrorKind.TIMEOUT, elapsed_s)
+            self._sink.on_upstream(Upstream.LEGACY, method.name, timeout)
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            log.warning("legacy failed", route=method.name, reason=str(ErrorKind.TIMEOUT))
+        else:
+            code = grpc.StatusCode.CANCELLED
+        self._sink.on_request(method.name, GRPC_METHOD, http_status(code))
 
     def _details(self, method: GrpcMethod, answer: Answer) -> str:
         failure = transport_failure(answer)
@@ -258,6 +287,10 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 elapsed_s=time.perf_counter() - started,
                 timeout_s=deadline,
             )
+        except (asyncio.CancelledError, GeneratorExit):
+            # Cancelled while waiting for legacy, or closed while the client's write was.
+            self._gone(method, time.perf_counter() - started, deadline)
+            raise
         finally:
             call.cancel()
         await self._answer(method, answer, context, stream=True)

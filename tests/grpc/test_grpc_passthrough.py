@@ -110,6 +110,96 @@ class TestUnaryPassThrough:
         assert refused == 1
 
 
+class TestEveryCallCounted:
+    """A legacy that hangs past the client's deadline is a counted legacy timeout, every time."""
+
+    async def test_six_calls_past_the_deadline(self, shop: ShopCode, tmp_path: Path) -> None:
+        """Six calls in a row: six legacy timeouts, six 5xx requests, six latencies."""
+        script = Script(hang=asyncio.Event())
+        async with shop_server(shop, script) as legacy, shop_server(shop) as candidate:
+            async with proxied(
+                shop, tmp_path, legacy=legacy.target, candidate=candidate.target
+            ) as p:
+                for n in range(6):
+                    error = await _error(
+                        p.stub.GetItem(shop.pb2.GetItemRequest(id=str(n)), timeout=0.3)
+                    )
+                    assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+                await eventually(
+                    lambda: (
+                        p.metric(
+                            "shadowproxy_requests_total", route=GET, method="POST", code_class="5xx"
+                        )
+                        == 6
+                    )
+                )
+                timeouts = p.metric(
+                    "shadowproxy_upstream_errors_total", upstream="legacy", reason="timeout"
+                )
+                latencies = p.metric(
+                    "shadowproxy_upstream_latency_seconds_count", upstream="legacy", route=GET
+                )
+                # Each latency is the time legacy had: the client's deadline, not less.
+                total_s = p.metric(
+                    "shadowproxy_upstream_latency_seconds_sum", upstream="legacy", route=GET
+                )
+        assert (timeouts, latencies) == (6, 6)
+        assert total_s >= 6 * 0.3 * 0.9
+
+    async def test_stream_past_the_deadline(self, shop: ShopCode, tmp_path: Path) -> None:
+        """A server-streaming call whose legacy hangs past the deadline is counted the same way."""
+        script = Script(hang=asyncio.Event())
+        async with shop_server(shop, script) as legacy, shop_server(shop) as candidate:
+            async with proxied(
+                shop, tmp_path, legacy=legacy.target, candidate=candidate.target
+            ) as p:
+                for _ in range(2):
+                    call = p.stub.WatchItems(shop.pb2.ListItemsRequest(limit=1), timeout=0.3)
+                    error = await _error(call.read())
+                    assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+                watch = "/shop.v1.Shop/WatchItems"
+                await eventually(
+                    lambda: (
+                        p.metric(
+                            "shadowproxy_requests_total",
+                            route=watch,
+                            method="POST",
+                            code_class="5xx",
+                        )
+                        == 2
+                    )
+                )
+                timeouts = p.metric(
+                    "shadowproxy_upstream_errors_total", upstream="legacy", reason="timeout"
+                )
+        assert timeouts == 2
+
+    async def test_client_cancel_is_not_a_legacy_failure(
+        self, shop: ShopCode, tmp_path: Path
+    ) -> None:
+        """A client that cancels before its deadline counts as CANCELLED (499), not a timeout."""
+        script = Script(hang=asyncio.Event())
+        async with shop_server(shop, script) as legacy, shop_server(shop) as candidate:
+            async with proxied(
+                shop, tmp_path, legacy=legacy.target, candidate=candidate.target
+            ) as p:
+                call = p.stub.GetItem(shop.pb2.GetItemRequest(id="1"), timeout=30)
+                await legacy.wait_calls(1)
+                call.cancel()
+                await eventually(
+                    lambda: (
+                        p.metric(
+                            "shadowproxy_requests_total", route=GET, method="POST", code_class="4xx"
+                        )
+                        == 1
+                    )
+                )
+                timeouts = p.metric(
+                    "shadowproxy_upstream_errors_total", upstream="legacy", reason="timeout"
+                )
+        assert timeouts == 0
+
+
 class TestStreamsPassThrough:
     """Streaming calls relay legacy's messages and final status, and are never mirrored."""
 

@@ -12,6 +12,7 @@ comparison. Private modules, each owning one step:
 - ``parse``: JSON parsing, exact integers, the one nesting limit (``MAX_DEPTH``);
 - ``window``: the textual shortcut (two texts that differ in one number);
 - ``tree``: JSON documents, flattened by JSONPath;
+- ``fields``: the field rules (whitespace, JSON in strings, maps, added fields);
 - ``found``: differences before classification, and their cap;
 - ``equivalence``: cross-runtime equal spellings;
 - ``paths``: JSONPath formatting and patterns;

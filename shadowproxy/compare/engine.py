@@ -26,6 +26,7 @@ from shadowproxy.compare.body import diff_bodies
 from shadowproxy.compare.classify import classify
 from shadowproxy.compare.decode import Decoded, decode
 from shadowproxy.compare.events import diff_streams
+from shadowproxy.compare.fields import FieldRules
 from shadowproxy.compare.found import EQUIVALENCE_NAMES, Collector, Found
 from shadowproxy.compare.headers import (
     compared_headers,
@@ -72,6 +73,12 @@ def _prepare(rules: CompareRules) -> _Plan:
             unordered=tuple(parse_pattern(p) for p in rules.unordered),
             tolerance=rules.tolerance,
             equivalences=rules.equivalences,
+            fields=FieldRules(
+                whitespace=tuple(parse_pattern(p) for p in rules.whitespace),
+                json_strings=tuple(parse_pattern(p) for p in rules.json_strings),
+                maps=tuple(parse_pattern(p) for p in rules.maps),
+                added=tuple(parse_pattern(p) for p in rules.added_fields),
+            ),
         ),
         ignore=ignore,
         ignore_literals=literals,
@@ -82,9 +89,16 @@ def _prepare(rules: CompareRules) -> _Plan:
 
 def validate_rules(rules: CompareRules) -> None:
     """Raise ``ValueError`` naming the first invalid pattern (for the config loader)."""
-    for key, patterns in (("ignore", rules.ignore), ("unordered", rules.unordered)):
+    for key, patterns in (
+        ("ignore", rules.ignore),
+        ("unordered", rules.unordered),
+        ("whitespace", rules.whitespace),
+        ("json_strings", rules.json_strings),
+        ("maps", rules.maps),
+        ("added_fields", rules.added_fields),
+    ):
         for pattern in patterns:
-            if key == "unordered" or pattern.startswith("$"):
+            if key != "ignore" or pattern.startswith("$"):
                 try:
                     parse_pattern(pattern)
                 except ValueError as exc:

@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from shadowproxy.compare.paths import Segments
 
 __all__ = [
+    "ADDED_FIELD",
     "BIGINT_STRINGS",
     "EQUIVALENCE_NAMES",
     "INT_FLOAT",
+    "JSON_STRING",
     "NULL_MISSING_EMPTY",
     "TIMESTAMPS",
+    "WHITESPACE",
     "Collector",
     "Found",
 ]
@@ -26,8 +29,21 @@ INT_FLOAT = "int_float"
 TIMESTAMPS = "timestamps"
 BIGINT_STRINGS = "bigint_strings"
 NULL_MISSING_EMPTY = "null_missing_empty"
-EQUIVALENCE_NAMES = (INT_FLOAT, TIMESTAMPS, BIGINT_STRINGS, NULL_MISSING_EMPTY)
-"""Keys of ``Verdict.equivalences``, in documentation order."""
+WHITESPACE = "whitespace"
+JSON_STRING = "json_string"
+ADDED_FIELD = "added_field"
+EQUIVALENCE_NAMES = (
+    INT_FLOAT,
+    TIMESTAMPS,
+    BIGINT_STRINGS,
+    NULL_MISSING_EMPTY,
+    WHITESPACE,
+    JSON_STRING,
+    ADDED_FIELD,
+)
+"""Keys of ``Verdict.equivalences``, in documentation order: the cross-runtime
+equivalences, then what the ``whitespace``, ``json_strings`` and ``added_fields``
+rules made equal."""
 
 
 @dataclass(frozen=True, slots=True)

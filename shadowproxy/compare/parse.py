@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 import orjson
 
-__all__ = ["MAX_DEPTH", "TOO_DEEP", "ParsedJson", "parse_json"]
+__all__ = ["MAX_DEPTH", "TOO_DEEP", "ParsedJson", "deeper_than", "parse_json"]
 
 MAX_DEPTH = 254
 """Deepest nesting compared as a tree (``[[1]]`` is 2 levels, a scalar 0).
@@ -96,11 +96,12 @@ def _too_deep(value: object) -> bool:
         orjson.dumps(value)
     except orjson.JSONEncodeError:
         # orjson also refuses integers beyond 64 bits: measure level by level then.
-        return _levels_exceed(value, MAX_DEPTH)
+        return deeper_than(value, MAX_DEPTH)
     return False
 
 
-def _levels_exceed(value: object, limit: int) -> bool:
+def deeper_than(value: object, limit: int) -> bool:
+    """True when the parsed ``value`` nests more than ``limit`` levels deep (level by level)."""
     level = [value] if type(value) in (dict, list) else []
     for _ in range(limit):
         if not level:

@@ -63,6 +63,14 @@ class CompareRules:
     """JSONPath patterns (``$.items[*].updated_at``, ``$..request_id``); matches are noise."""
     unordered: tuple[str, ...] = ()
     """JSONPath patterns of arrays compared as multisets."""
+    whitespace: tuple[str, ...] = ()
+    """JSONPath patterns of strings compared with whitespace trimmed and runs of it as one space."""
+    json_strings: tuple[str, ...] = ()
+    """JSONPath patterns of strings holding JSON (an opaque ``payload``), compared as JSON."""
+    maps: tuple[str, ...] = ()
+    """JSONPath patterns of arrays of key/value entries compared as maps (by key, any order)."""
+    added_fields: tuple[str, ...] = ()
+    """JSONPath patterns of fields the candidate may add: a documented compatible change."""
     tolerance: Tolerance = Tolerance()
     headers: tuple[str, ...] = ()
     """Header names compared in addition to Content-Type (lower-case)."""

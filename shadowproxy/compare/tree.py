@@ -6,7 +6,9 @@ by one canonical serialisation of all equal siblings at once, because Python's
 subtrees are descended. Object keys are visited sorted and array indices in
 order, so the same input always yields the same differences in the same order.
 Kinds produced: ``missing``, ``extra``, ``type``, ``value``, ``length``,
-``order``.
+``order``, and ``parse`` for a string the ``json_strings`` rule names that
+parses on one side only. The field rules (``fields``) apply where their
+patterns match: whitespace, JSON held in strings, maps, added fields.
 
 Memory stays a small multiple of the documents: elements are matched as
 multisets (``order``, ``unordered``) by their canonical form held as text,
@@ -29,11 +31,15 @@ from itertools import compress, count
 import orjson
 
 from shadowproxy.compare.equivalence import integer_string_equals, is_empty_like, same_instant
+from shadowproxy.compare.fields import FieldRules, as_map, json_in_string, matched, squeezed
 from shadowproxy.compare.found import (
+    ADDED_FIELD,
     BIGINT_STRINGS,
     INT_FLOAT,
+    JSON_STRING,
     NULL_MISSING_EMPTY,
     TIMESTAMPS,
+    WHITESPACE,
     Collector,
     Found,
 )
@@ -52,6 +58,7 @@ class TreeRules:
     unordered: tuple[PathPattern, ...] = ()
     tolerance: Tolerance = Tolerance()
     equivalences: Equivalences = Equivalences()
+    fields: FieldRules = FieldRules()
 
 
 def canonical(value: object) -> bytes:
@@ -139,14 +146,25 @@ def diff_json(
 
 
 class _Walk:
-    __slots__ = ("confirm", "equivalences", "out", "single", "tolerance", "unordered")
+    __slots__ = (
+        "confirm",
+        "equivalences",
+        "fields",
+        "out",
+        "rules",
+        "single",
+        "tolerance",
+        "unordered",
+    )
 
     def __init__(self, rules: TreeRules, out: Collector, single: bool) -> None:
+        self.rules = rules
         self.single = single
         self.confirm = _trusted if single else _all_same
         self.unordered = rules.unordered
         self.tolerance = rules.tolerance
         self.equivalences = rules.equivalences
+        self.fields = rules.fields
         self.out = out
 
     def add(self, kind: str, segments: Segments, legacy: object, candidate: object) -> None:
@@ -155,6 +173,8 @@ class _Walk:
     def node(self, legacy: object, candidate: object, at: Segments) -> None:
         if self.out.full:
             return
+        if self.fields.maps and matched(self.fields.maps, at):
+            legacy, candidate = as_map(legacy), as_map(candidate)
         kind = type(legacy)
         if kind is type(candidate):
             if kind is dict:
@@ -193,6 +213,8 @@ class _Walk:
             elif key not in legacy:
                 if null_missing and is_empty_like(candidate[key]):
                     self.out.count(NULL_MISSING_EMPTY)
+                elif self.fields.added and matched(self.fields.added, here):
+                    self.out.count(ADDED_FIELD)
                 else:
                     self.add("extra", here, None, candidate[key])
             else:
@@ -267,6 +289,8 @@ class _Walk:
             return
         rules = self.equivalences
         if left is str and right is str:
+            if self.fields and self.strings(legacy, candidate, at):  # type: ignore[arg-type]
+                return
             if rules.timestamps and same_instant(legacy, candidate):  # type: ignore[arg-type]
                 self.out.count(TIMESTAMPS)
             else:
@@ -285,6 +309,38 @@ class _Walk:
             self.add("value", at, legacy, candidate)
         else:
             self.add("type", at, legacy, candidate)
+
+    def strings(self, legacy: str, candidate: str, at: Segments) -> bool:
+        """True when a field rule settled two unequal strings (equal, or compared as JSON)."""
+        fields = self.fields
+        if fields.json_strings and matched(fields.json_strings, at):
+            left, right = json_in_string(legacy, at), json_in_string(candidate, at)
+            if left.error is None and right.error is None:
+                found = len(self.out.found)
+                # A fresh walk: the texts' one-number shortcut says nothing about the
+                # parsed documents, and strings inside them are never parsed again.
+                inner = TreeRules(
+                    self.unordered,
+                    self.tolerance,
+                    self.equivalences,
+                    FieldRules(fields.whitespace, (), fields.maps, fields.added),
+                )
+                _Walk(inner, self.out, False).node(left.value, right.value, at)
+                if len(self.out.found) == found and not self.out.full:
+                    self.out.count(JSON_STRING)
+                return True
+            if left.error is None or right.error is None:
+                sides = [json_type(p.value) if p.error is None else p.error for p in (left, right)]
+                self.add("parse", at, *sides)
+                return True
+        if (
+            fields.whitespace
+            and matched(fields.whitespace, at)
+            and squeezed(legacy) == squeezed(candidate)
+        ):
+            self.out.count(WHITESPACE)
+            return True
+        return False
 
     def numbers(self, legacy: float, candidate: float, at: Segments) -> None:
         if legacy == candidate:

@@ -26,6 +26,10 @@ def compare_rules(reader: Reader, base: CompareRules) -> CompareRules:
     rules = CompareRules(
         ignore=reader.strings("ignore", base.ignore),
         unordered=reader.strings("unordered", base.unordered),
+        whitespace=reader.strings("whitespace", base.whitespace),
+        json_strings=reader.strings("json_strings", base.json_strings),
+        maps=reader.strings("maps", base.maps),
+        added_fields=reader.strings("added_fields", base.added_fields),
         tolerance=Tolerance(
             absolute=tolerance.number("absolute", base.tolerance.absolute),
             relative=tolerance.number("relative", base.tolerance.relative, maximum=1.0),

@@ -11,8 +11,10 @@ from typing import Any
 import grpc
 import orjson
 
-from tests.grpc.shop import ShopCode, ShopServer, shop_server
-from tests.support import RunningProxy, make_settings, running_proxy
+from tests.grpc.shop import Script, ShopCode, ShopServer, shop_server
+from tests.support import RunningProxy, eventually, make_settings, running_proxy
+
+GET = "/shop.v1.Shop/GetItem"
 
 UNUSED_HTTP = "http://127.0.0.1:9"
 """HTTP upstreams the gRPC tests never call (the settings require them)."""
@@ -108,3 +110,36 @@ def records(tmp_path: Path, route: str | None = None) -> list[dict[str, Any]]:
     lines = b"".join(path.read_bytes() for path in files).splitlines()
     found = [orjson.loads(line) for line in lines if line.strip()]
     return [r for r in found if r["type"] == "exchange" and (route is None or r["route"] == route)]
+
+
+async def compared(p: Proxied, route: str, count: int = 1) -> None:
+    """Wait until ``count`` exchanges of ``route`` were compared (any verdict, any domain)."""
+
+    def total() -> float:
+        return sum(
+            p.metric("shadowproxy_comparisons_total", route=route, domain=domain, verdict=v)
+            for v in ("match", "diverged", "noise", "error")
+            for domain in ("default", "shop")
+        )
+
+    await eventually(lambda: total() >= count)
+
+
+async def one_exchange(
+    shop: ShopCode,
+    tmp_path: Path,
+    legacy_script: Script,
+    candidate_script: Script,
+    **options: Any,
+) -> dict[str, Any]:
+    """GetItem once through the proxy; the exchange record it produced."""
+    async with shop_server(shop, legacy_script) as legacy:
+        async with shop_server(shop, candidate_script) as candidate:
+            async with proxied(
+                shop, tmp_path, legacy=legacy.target, candidate=candidate.target, **options
+            ) as p:
+                with contextlib.suppress(grpc.aio.AioRpcError):  # legacy's own error
+                    await p.stub.GetItem(shop.pb2.GetItemRequest(id="9"), timeout=5.0)
+                await compared(p, GET)
+    (record,) = records(tmp_path, GET)
+    return record

@@ -204,3 +204,29 @@ async def shop_server(
         if state.script.hang is not None:
             state.script.hang.set()
         await server.stop(0)
+
+
+@contextlib.asynccontextmanager
+async def raw_server(answers: dict[str, bytes]) -> AsyncIterator[str]:
+    """Serve each method of ``answers`` with exactly those bytes (any request); yields the target.
+
+    For wire layouts the generated code would not write, such as map entries in a chosen order.
+    """
+
+    def answering(data: bytes) -> Any:
+        async def answer(_request: bytes, _context: Any) -> bytes:
+            return data
+
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+    server = grpc.aio.server()
+    handlers = {name.rpartition("/")[2]: answering(data) for name, data in answers.items()}
+    services = {name.split("/")[1] for name in answers}
+    for service in services:
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -14,44 +13,12 @@ from typing import Any
 import grpc
 import jsonschema
 
-from tests.grpc.harness import Proxied, proxied, records, shop_pair
+from tests.grpc.harness import GET, compared, one_exchange, proxied, records, shop_pair
 from tests.grpc.shop import Script, ShopCode, shop_server
-from tests.support import ADMIN_AUTH, WAIT_S, eventually
+from tests.support import ADMIN_AUTH, WAIT_S
 
-GET = "/shop.v1.Shop/GetItem"
 LIST = "/shop.v1.Shop/ListItems"
 DELETE = "/shop.v1.Shop/DeleteItem"
-
-
-async def _compared(p: Proxied, route: str, count: int = 1) -> None:
-    def total() -> float:
-        return sum(
-            p.metric("shadowproxy_comparisons_total", route=route, domain=domain, verdict=v)
-            for v in ("match", "diverged", "noise", "error")
-            for domain in ("default", "shop")
-        )
-
-    await eventually(lambda: total() >= count)
-
-
-async def _one_exchange(
-    shop: ShopCode,
-    tmp_path: Path,
-    legacy_script: Script,
-    candidate_script: Script,
-    **options: Any,
-) -> dict[str, Any]:
-    """GetItem once through the proxy; the exchange record it produced."""
-    async with shop_server(shop, legacy_script) as legacy:
-        async with shop_server(shop, candidate_script) as candidate:
-            async with proxied(
-                shop, tmp_path, legacy=legacy.target, candidate=candidate.target, **options
-            ) as p:
-                with contextlib.suppress(grpc.aio.AioRpcError):  # legacy's own error
-                    await p.stub.GetItem(shop.pb2.GetItemRequest(id="9"), timeout=5.0)
-                await _compared(p, GET)
-    (record,) = records(tmp_path, GET)
-    return record
 
 
 def _conforms(record: dict[str, Any]) -> None:
@@ -69,7 +36,7 @@ class TestClassification:
 
     async def test_identical_answers_match(self, shop: ShopCode, tmp_path: Path) -> None:
         """Equal messages are a match, recorded with the method as route and 200 for OK."""
-        record = await _one_exchange(shop, tmp_path, Script(), Script())
+        record = await one_exchange(shop, tmp_path, Script(), Script())
         assert record["verdict"] == "match"
         assert record["route"] == GET
         assert record["path"] == GET
@@ -81,7 +48,7 @@ class TestClassification:
     async def test_status_change_is_structural(self, shop: ShopCode, tmp_path: Path) -> None:
         """A candidate error where legacy answered is a structural status difference by name."""
         candidate = Script(code=grpc.StatusCode.INTERNAL, details="boom")
-        record = await _one_exchange(shop, tmp_path, Script(), candidate)
+        record = await one_exchange(shop, tmp_path, Script(), candidate)
         assert record["verdict"] == "diverged"
         status = next(d for d in record["differences"] if d["path"] == "status")
         assert (status["class"], status["legacy"], status["candidate"]) == (
@@ -92,28 +59,28 @@ class TestClassification:
         assert record["candidate"]["status"] == 213
         _conforms(record)
 
-    async def test_error_codes_compared(self, shop: ShopCode, tmp_path: Path) -> None:
+    async def test_error_codescompared(self, shop: ShopCode, tmp_path: Path) -> None:
         """Two different error codes (same HTTP mapping) are still a status difference."""
         legacy = Script(code=grpc.StatusCode.UNKNOWN)
         candidate = Script(code=grpc.StatusCode.DATA_LOSS)
-        record = await _one_exchange(shop, tmp_path, legacy, candidate)
+        record = await one_exchange(shop, tmp_path, legacy, candidate)
         assert _differences(record) == [("structural", "status", "status")]
 
     async def test_added_field_is_structural(self, shop: ShopCode, tmp_path: Path) -> None:
         """A field the descriptors do not know appears as an extra ``#<number>`` key."""
-        record = await _one_exchange(shop, tmp_path, Script(), Script(new_field=True))
+        record = await one_exchange(shop, tmp_path, Script(), Script(new_field=True))
         assert _differences(record) == [("structural", "extra", "$['#6']")]
 
     async def test_removed_field_is_structural(self, shop: ShopCode, tmp_path: Path) -> None:
         """A field with presence that the candidate leaves out is a missing field."""
         item = {k: v for k, v in Script().item.items() if k != "note"}
-        record = await _one_exchange(shop, tmp_path, Script(), Script(item=item))
+        record = await one_exchange(shop, tmp_path, Script(), Script(item=item))
         assert _differences(record) == [("structural", "missing", "$.note")]
 
     async def test_value_drift_is_semantic(self, shop: ShopCode, tmp_path: Path) -> None:
         """A changed nested value is semantic, with its JSONPath and both values."""
         item = {**Script().item, "price": {"cents": 2099, "currency": "EUR"}}
-        record = await _one_exchange(shop, tmp_path, Script(), Script(item=item))
+        record = await one_exchange(shop, tmp_path, Script(), Script(item=item))
         assert _differences(record) == [("semantic", "value", "$.price.cents")]
         (difference,) = record["differences"]
         assert (difference["legacy"], difference["candidate"]) == (1999, 2099)
@@ -128,7 +95,7 @@ class TestClassification:
                     shop, tmp_path, legacy=legacy.target, candidate=candidate.target
                 ) as p:
                     await p.stub.ListItems(shop.pb2.ListItemsRequest(limit=3))
-                    await _compared(p, LIST)
+                    await compared(p, LIST)
         (record,) = records(tmp_path, LIST)
         paths = [d["path"] for d in record["differences"]]
         assert paths == [f"$.items[{n}].price.currency" for n in range(3)]
@@ -138,7 +105,7 @@ class TestClassification:
         legacy = Script(initial=(("x-api-version", "1"), ("date", "a")))
         candidate = Script(initial=(("x-api-version", "2"), ("date", "b")))
         document = {"compare": {"headers": ["x-api-version", "date", "user-agent"]}}
-        record = await _one_exchange(shop, tmp_path, legacy, candidate, document=document)
+        record = await one_exchange(shop, tmp_path, legacy, candidate, document=document)
         assert _differences(record) == [("semantic", "header", "x-api-version")]
 
     async def test_request_id_and_metadata_secrets(self, shop: ShopCode, tmp_path: Path) -> None:
@@ -156,7 +123,7 @@ class TestClassification:
                     await p.stub.GetItem(
                         shop.pb2.GetItemRequest(id="9"), metadata=metadata, timeout=5.0
                     )
-                await _compared(p, GET, 2)
+                await compared(p, GET, 2)
             assert ("x-request-id", "grpc-client-1") in old.seen[0].metadata
         first, second = records(tmp_path, GET)
         _conforms(first)
@@ -170,7 +137,7 @@ class TestClassification:
     async def test_domain_from_config(self, shop: ShopCode, tmp_path: Path) -> None:
         """A configured method carries its domain into the evidence."""
         section = {"methods": [{"method": GET, "domain": "shop"}]}
-        record = await _one_exchange(shop, tmp_path, Script(), Script(), grpc_section=section)
+        record = await one_exchange(shop, tmp_path, Script(), Script(), grpc_section=section)
         assert record["domain"] == "shop"
 
 
@@ -193,7 +160,7 @@ class TestMirrorPolicy:
         section = {"methods": [{"method": DELETE, "mirror": True}]}
         async with shop_pair(shop, tmp_path, grpc_section=section) as (legacy, candidate, p):
             await p.stub.DeleteItem(shop.pb2.GetItemRequest(id="1"))
-            await _compared(p, DELETE)
+            await compared(p, DELETE)
         assert ("x-shadow-request", "1") in candidate.seen[0].metadata
         assert ("x-shadow-request", "1") not in legacy.seen[0].metadata
 
@@ -231,7 +198,7 @@ class TestCandidateNeverHurts:
             ) as p:
                 item = await p.stub.GetItem(shop.pb2.GetItemRequest(id="3"), timeout=5.0)
                 answered_while_hanging = not release.is_set() and len(candidate.seen) <= 1
-                await _compared(p, GET)
+                await compared(p, GET)
                 timeouts = p.metric(
                     "shadowproxy_upstream_errors_total", upstream="candidate", reason="timeout"
                 )
@@ -248,7 +215,7 @@ class TestCandidateNeverHurts:
         async with shop_server(shop) as legacy:
             async with proxied(shop, tmp_path, legacy=legacy.target, candidate=target) as p:
                 item = await p.stub.GetItem(shop.pb2.GetItemRequest(id="4"))
-                await _compared(p, GET)
+                await compared(p, GET)
         assert item.id == "4"
         (record,) = records(tmp_path, GET)
         assert (record["verdict"], record["candidate"]["error"]) == ("error", "refused")
@@ -261,7 +228,7 @@ class TestCandidateNeverHurts:
                 shop, tmp_path, legacy=legacy.target, candidate=candidate.target
             ) as p:
                 item = await p.stub.GetItem(shop.pb2.GetItemRequest(id="5"))
-                await _compared(p, GET)
+                await compared(p, GET)
         assert item.id == "5"
         (record,) = records(tmp_path, GET)
         assert record["verdict"] == "diverged"
@@ -284,7 +251,7 @@ class TestSecondary:
                     secondary=secondary.target,
                 ) as p:
                     await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"))
-                    await _compared(p, GET)
+                    await compared(p, GET)
         (record,) = records(tmp_path, GET)
         assert record["verdict"] == "noise"
         assert record["secondary"]["status"] == 200
@@ -298,7 +265,7 @@ class TestReload:
         reloaded = {"methods": [{"method": GET, "mirror": False}]}
         async with shop_pair(shop, tmp_path, reloaded=reloaded) as (_legacy, candidate, p):
             await p.stub.GetItem(shop.pb2.GetItemRequest(id="1"))
-            await _compared(p, GET)
+            await compared(p, GET)
             os.kill(os.getpid(), signal.SIGHUP)
 
             async def skipped() -> bool:

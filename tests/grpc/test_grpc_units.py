@@ -158,6 +158,7 @@ class TestMessageJson:
             "name": "",
             "price": {"cents": 5, "currency": ""},
             "tags": [],
+            "labels": {},
         }
 
     def test_unknown_fields(self, shop: ShopCode) -> None:

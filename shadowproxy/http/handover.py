@@ -135,7 +135,9 @@ def handover_app(
         try:
             await forwarder.handle(inbound)
         except ConnectionError:
-            # The client went away, or was cut off for a stalled body: nobody to answer.
+            # The client went away, or was cut off for a stalled body: nobody to
+            # answer (the lean server aborts the same way). aiohttp still wants a
+            # response; this one writes nothing (499: "client closed request").
             inbound.abort()
             return WrittenAnswer(499, keep_alive=False)
         assert inbound.response is not None

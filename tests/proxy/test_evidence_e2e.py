@@ -13,12 +13,24 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from tests.support import backend, eventually, make_settings, proxy_process, running_proxy
+from shadowproxy.cli import main
+from tests.support import (
+    WAIT_S,
+    backend,
+    eventually,
+    make_settings,
+    proxy_process,
+    running_proxy,
+)
 
 
 def _records(log_dir: Path) -> list[dict[str, Any]]:
     lines = b"".join(p.read_bytes() for p in sorted(log_dir.glob("shadow-*.jsonl*")))
     return [orjson.loads(line) for line in lines.splitlines()]
+
+
+def _rotated_rollups(log_dir: Path) -> list[Path]:
+    return list(log_dir.glob("shadow-*.rollups.jsonl.*"))
 
 
 def _evidence_bytes(log_dir: Path) -> int:
@@ -157,3 +169,56 @@ class TestDiskCapDuringARun:
         exchanges = [r for r in _records(tmp_path) if r["type"] == "exchange"]
         assert len(exchanges) < requests - dropped + 1
         assert _evidence_bytes(tmp_path) <= 24_000
+
+    async def test_report_on_a_window_with_a_gap_is_not_pass(self, tmp_path: Path) -> None:
+        """A run's own rollups cover its window; lost rollups files make it INSUFFICIENT."""
+
+        async def ok(request: web.Request) -> web.Response:
+            return web.json_response({"ok": True})
+
+        logs, out = tmp_path / "logs", tmp_path / "out"
+        out.mkdir()
+        # One route and small files: every rotated rollups file holds one interval.
+        document = {"evidence": {"rotate_bytes": 700, "rollup_interval_s": 1}}
+        async with backend(ok) as legacy, backend(ok) as candidate:
+            settings = make_settings(legacy.url, candidate.url, logs, document)
+            async with running_proxy(settings) as proxy, aiohttp.ClientSession() as session:
+                # Traffic until the rollups have rotated six times: load, not a wait;
+                # every interval of the run then has its rollup.
+                async with asyncio.timeout(3 * WAIT_S):
+                    n = 0
+                    while len(_rotated_rollups(logs)) < 6:
+                        async with session.get(f"{proxy.url}/r/{n}") as response:
+                            assert response.status == 200
+                        n += 1
+        gates = out / "gates.yaml"
+        # Only coverage may decide here: every other gate is made easy to pass. A
+        # second of slack lets a loaded machine stall between requests.
+        gates.write_text(
+            "gates:\n  '*': {max_gap: 1.5s, min_compared: 1, require_documented_semantic: false,"
+            " max_p99_ratio: 1000, max_error_rate: 1}\n"
+        )
+        rollups = [r for r in _records(logs) if r["type"] == "rollup"]
+        since = min(r["ts_start"] for r in rollups)
+        until = max(r["ts_end"] for r in rollups)
+        argv = ["report", str(logs), "--since", since, "--until", until, "--gates", str(gates)]
+
+        def report() -> tuple[int, dict[str, Any]]:
+            target = out / "report.json"
+            code = main([*argv, "--format", "json", "--out", str(target)])
+            return code, orjson.loads(target.read_bytes())
+
+        code, whole = report()
+        assert code == 0, [(g["name"], g["status"]) for g in whole["gates"]]
+        assert [d["coverage"]["covered"] for d in whole["domains"]] == [True]
+        # Two lost rotated rollups files (two seconds), from the middle of the series.
+        for number in (2, 3):
+            next(p for p in _rotated_rollups(logs) if p.name.endswith(f".{number}")).unlink()
+        code, gapped = report()
+        assert code != 0
+        (coverage,) = (d["coverage"] for d in gapped["domains"])
+        assert not coverage["covered"] and coverage["gaps"]
+        statuses = {g["name"]: g["status"] for g in gapped["gates"]}
+        assert statuses["coverage"] == "insufficient"
+        assert "pass" not in statuses.values()
+        assert {r["status"] for r in gapped["routes"]} == {"INSUFFICIENT_EVIDENCE"}

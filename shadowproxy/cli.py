@@ -1,7 +1,7 @@
 """The command line: ``shadowproxy`` (also installed as ``shadow``).
 
 Subcommands: ``run``, ``check-config``, ``report``, ``promote``, ``drill``,
-``demo`` and ``demo-backend``. Anything a user can get wrong exits 2 with one line on
+``cutover``, ``demo`` and ``demo-backend``. Anything a user can get wrong exits 2 with one line on
 stderr naming the file and key or the flag; no traceback.
 """
 
@@ -70,7 +70,11 @@ def _build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="summarise evidence and evaluate cutover gates")
     add_report_arguments(report)
 
-    from shadowproxy.promote import add_drill_arguments, add_promote_arguments
+    from shadowproxy.promote import (
+        add_cutover_arguments,
+        add_drill_arguments,
+        add_promote_arguments,
+    )
 
     promote = commands.add_parser(
         "promote", help="move a route one canary step when its domain's gates pass"
@@ -80,6 +84,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "drill", help="flip a route to legacy and back, check the answers, record the drill"
     )
     add_drill_arguments(drill)
+    cutover = commands.add_parser(
+        "cutover", help="show or switch route modes and force-legacy on every replica"
+    )
+    add_cutover_arguments(cutover)
 
     demo = commands.add_parser(
         "demo", help="run the bundled demo end to end and print the findings"
@@ -157,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from shadowproxy.promote import run_drill
 
             return run_drill(args)
+        if args.command == "cutover":
+            from shadowproxy.promote import run_cutover
+
+            return run_cutover(args)
         if args.command == "demo":
             from shadowproxy.demo.run import run_demo
 

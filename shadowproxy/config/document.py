@@ -138,7 +138,9 @@ def settings_from_document(
     except RedactSettingsError as exc:
         raise redact_reader.error(str(exc), exc.key) from None
 
-    token = env.get(ADMIN_TOKEN_ENV) or top.string("admin_token", None)
+    # Read the file's key even when the environment wins, so it is never an unknown key.
+    file_token = top.string("admin_token", None)
+    token = env.get(ADMIN_TOKEN_ENV) or file_token
     unauthenticated = top.boolean("admin_allow_unauthenticated_loopback", False)
     if not is_loopback(admin.host):
         where = "--admin" if overrides.admin is not None else f"{source}: admin"

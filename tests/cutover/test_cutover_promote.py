@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,17 @@ import orjson
 import pytest
 
 from shadowproxy.cli import main
-from shadowproxy.histogram import LatencyHistogram
 from shadowproxy.timestamps import rfc3339
-from tests.cutover.cutover_support import TOKEN, admin, records, shown, side, valid
+from tests.cutover.cutover_support import (
+    TOKEN,
+    admin,
+    cli,
+    passing_evidence,
+    records,
+    shown,
+    side,
+    valid,
+)
 from tests.support import backend, eventually, make_settings, running_proxy
 
 ROUTE = "/a"
@@ -25,40 +32,6 @@ def _doc(mode: str = "shadow") -> dict[str, Any]:
         "routes": [{"match": "/a/*", "name": ROUTE, "domain": "orders", "mode": mode}],
         "shadow": {"grace_s": 0.5, "max_loop_lag_ms": 10_000},
     }
-
-
-def _evidence(path: Path, *, structural: int = 0, match: int = 1200) -> Path:
-    """One rollup over the default gate window (14 days to now), shaped as the proxy writes them.
-
-    It starts a minute into the window, so it stays inside it whenever the command runs.
-    """
-    now = time.time()
-    latency = LatencyHistogram.of([5.0] * 10).to_json()
-    rollup = {
-        "v": 1,
-        "type": "rollup",
-        "ts_start": rfc3339(now - 14 * 86400 + 60),
-        "ts_end": rfc3339(now),
-        "route": ROUTE,
-        "domain": "orders",
-        "compared": match + structural,
-        "match": match,
-        "diverged": structural,
-        "structural": structural,
-        "semantic": 0,
-        "timing": 0,
-        "noise": 0,
-        "errors": 0,
-        "skipped": {},
-        "latency": {"legacy": latency, "candidate": latency},
-    }
-    path.write_bytes(orjson.dumps(rollup) + b"\n")
-    return path
-
-
-async def _cli(*argv: str) -> int:
-    """Run the CLI in a thread: it blocks on HTTP to the proxy served by this loop."""
-    return await asyncio.to_thread(main, list(argv))
 
 
 class TestPromote:
@@ -77,14 +50,14 @@ class TestPromote:
         The token may be any text: promote sends its UTF-8 bytes.
         """
         monkeypatch.setenv("PROMOTE_TOKEN", token)
-        evidence = _evidence(tmp_path / "in.jsonl")
+        evidence = passing_evidence(tmp_path / "in.jsonl")
         logs = tmp_path / "logs"
         async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
             settings = make_settings(
                 legacy.url, candidate.url, logs, {**_doc(), "admin_token": token}
             )
             async with running_proxy(settings) as proxy:
-                code = await _cli(
+                code = await cli(
                     "promote", "--route", ROUTE, "--admin", proxy.admin,
                     "--token-env", "PROMOTE_TOKEN", str(evidence),
                 )  # fmt: skip
@@ -101,13 +74,11 @@ class TestPromote:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """A structural divergence keeps the route where it is and says why (exit 1)."""
-        evidence = _evidence(tmp_path / "in.jsonl", structural=3)
+        evidence = passing_evidence(tmp_path / "in.jsonl", structural=3)
         async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
             settings = make_settings(legacy.url, candidate.url, tmp_path / "logs", _doc())
             async with running_proxy(settings) as proxy:
-                code = await _cli(
-                    "promote", "--route", ROUTE, "--admin", proxy.admin, str(evidence)
-                )
+                code = await cli("promote", "--route", ROUTE, "--admin", proxy.admin, str(evidence))
                 _, listing = await admin(proxy.admin, "GET", "/cutover")
         err = capsys.readouterr().err
         assert code == 1
@@ -118,17 +89,17 @@ class TestPromote:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], closed_port: int
     ) -> None:
         """A missing evidence path, an unknown route or an unreachable admin API exit 2."""
-        evidence = _evidence(tmp_path / "in.jsonl")
+        evidence = passing_evidence(tmp_path / "in.jsonl")
         async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
             settings = make_settings(legacy.url, candidate.url, tmp_path / "logs", _doc())
             async with running_proxy(settings) as proxy:
-                missing = await _cli(
+                missing = await cli(
                     "promote", "--route", ROUTE, "--admin", proxy.admin, str(tmp_path / "none")
                 )
-                unknown = await _cli(
+                unknown = await cli(
                     "promote", "--route", "/zz", "--admin", proxy.admin, str(evidence)
                 )
-        unreachable = await _cli(
+        unreachable = await cli(
             "promote", "--route", ROUTE, "--admin", f"http://127.0.0.1:{closed_port}",
             str(evidence),
         )  # fmt: skip
@@ -152,7 +123,7 @@ class TestDrill:
         async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
             settings = make_settings(legacy.url, candidate.url, tmp_path, _doc("candidate"))
             async with running_proxy(settings) as proxy:
-                code = await _cli(
+                code = await cli(
                     "drill", "--route", ROUTE, "--path", "/a/1", "--token-env", "DRILL_TOKEN",
                     "--admin", proxy.admin, "--proxy", proxy.url,
                 )  # fmt: skip
@@ -181,7 +152,7 @@ class TestDrill:
         async with backend(side("legacy")) as legacy:
             settings = make_settings(legacy.url, dead, tmp_path, _doc("candidate"))
             async with running_proxy(settings) as proxy:
-                code = await _cli(
+                code = await cli(
                     "drill", "--route", ROUTE, "--path", "/a/1", "--timeout", "0.3",
                     "--token-env", "DRILL_TOKEN", "--admin", proxy.admin, "--proxy", proxy.url,
                 )  # fmt: skip
@@ -198,7 +169,7 @@ class TestReport:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """The latest ownership record per route is its mode; rollbacks keep their numbers."""
-        evidence = _evidence(tmp_path / "in.jsonl")
+        evidence = passing_evidence(tmp_path / "in.jsonl")
         now = time.time()
         changes = [
             {"ts": rfc3339(now - 300), "from": "shadow", "to": "canary", "percent": 1.0,

@@ -307,6 +307,8 @@ class TestExports:
             "shadowproxy.cutover.rollback",
             "shadowproxy.admin.cutover",
             "shadowproxy.promote",
+            "shadowproxy.promote.replicas",
+            "shadowproxy.promote.switch",
         ],
     )
     def test_all(self, name: str, tmp_path: Path) -> None:

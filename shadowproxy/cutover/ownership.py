@@ -264,8 +264,10 @@ class Ownership:
     async def follow(self, stop: asyncio.Event) -> None:
         """Poll the state file every 250 ms until ``stop`` is set."""
         while not stop.is_set():
+            # A timeout scope, not wait_for: no new task every poll for the whole run.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), POLL_S)
+                async with asyncio.timeout(POLL_S):
+                    await stop.wait()
             self.refresh()
 
     def answered(self, route: str, *, error: bool) -> None:

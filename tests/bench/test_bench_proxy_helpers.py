@@ -12,12 +12,15 @@ from bench.bench_proxy import (
     _document,
     _median_results,
     _percentiles,
+    _ratios,
     _verdicts,
 )
 
 
-def _result(target: str, rps: float, body: str = "1kb", load: str = "saturation") -> Result:
-    return Result(target, body, load, int(rps * 5), rps, 1.0, 1.5, 2.0, 3.0, 0, 0, 100.0, 10.0)
+def _result(
+    target: str, rps: float, body: str = "1kb", load: str = "saturation", cpu: float = 100.0
+) -> Result:
+    return Result(target, body, load, int(rps * 5), rps, 1.0, 1.5, 2.0, 3.0, 0, 0, cpu, 10.0)
 
 
 class TestDocument:
@@ -66,6 +69,45 @@ class TestVerdicts:
             "target": "<= 5.0",
             "met": True,
         }
+
+
+class TestTargets:
+    """The issue's targets: differing bodies at 0.8x, CPU per request at 1.2x nginx + mirror."""
+
+    def test_differing_bodies_and_cpu(self) -> None:
+        """0.8x when one field differs at 50 KB meets its target; 1.3x the CPU does not."""
+        results = [
+            _result("nginx-mirror", 100.0, "50kb", cpu=80.0),
+            _result("shadowproxy", 100.0, "50kb", cpu=104.0),
+            _result("shadowproxy-diff", 80.0, "50kb"),
+        ]
+        targets = _verdicts(results, {})
+        assert targets["throughput_vs_nginx_mirror_50kb_diff"] == {
+            "value": 0.8,
+            "target": ">= 0.8",
+            "met": True,
+        }
+        assert targets["cpu_vs_nginx_mirror_50kb"] == {
+            "value": 1.3,
+            "target": "<= 1.2",
+            "met": False,
+        }
+
+
+class TestFloor:
+    """Every run prints the fraction of the raw forwarder (Python's floor) shadowproxy reaches."""
+
+    def test_fraction_of_the_floor_per_round(self) -> None:
+        """Median of the per-round ratios, with the floor against nginx + mirror beside it."""
+        rounds = [
+            [_result("nginx-mirror", 100.0), _result("floor", 150.0), _result("shadowproxy", 60.0)],
+            [_result("nginx-mirror", 100.0), _result("floor", 120.0), _result("shadowproxy", 90.0)],
+            [_result("nginx-mirror", 100.0), _result("floor", 200.0), _result("shadowproxy", 80.0)],
+        ]
+        ratios = _ratios(rounds)
+        assert ratios["shadowproxy/floor"]["1kb"] == {"median": 0.4, "rounds": [0.4, 0.75, 0.4]}
+        assert ratios["floor/nginx-mirror"]["1kb"]["median"] == 1.5
+        assert "shadowproxy-diff/floor-diff" not in ratios
 
 
 class TestRounds:

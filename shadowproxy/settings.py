@@ -93,13 +93,12 @@ class ClientSettings:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
-    """Base URLs of the backends. ``host_header`` says which Host they receive."""
+    """Base URLs of the HTTP backends. ``host_header`` says which Host they receive."""
 
     legacy: str
     candidate: str
     secondary: str | None = None
     host_header: Literal["client", "upstream"] = "client"
-    tls: UpstreamTLS = field(default_factory=UpstreamTLS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +315,10 @@ class GrpcSettings:
 class Settings:
     """The whole validated configuration."""
 
-    upstreams: UpstreamSettings
+    upstreams: UpstreamSettings | None = None
+    """The HTTP upstreams; None when only gRPC (or NATS) is shadowed: no HTTP listener then."""
+    upstream_tls: UpstreamTLS = UpstreamTLS()
+    """``upstreams.tls``: the CAs and client certificate of every upstream, HTTP or gRPC."""
     listen: HostAddress = HostAddress("127.0.0.1", 8080)
     listen_tls: ListenTLS | None = None
     """HTTPS on the client-facing listener; None serves plain HTTP."""

@@ -98,8 +98,8 @@ async def json_ok(request: web.Request) -> web.Response:
 
 
 def make_settings(
-    legacy: str,
-    candidate: str,
+    legacy: str | None,
+    candidate: str | None,
     log_dir: Path,
     document: Mapping[str, Any] | None = None,
     secondary: str | None = None,
@@ -109,7 +109,9 @@ def make_settings(
     Load shedding on loop lag is set out of reach unless a test sets it: on a
     busy CI machine a lagging loop would otherwise skip the very mirror a test
     waits for. The admin token is ``ADMIN_TOKEN`` unless ``document`` sets
-    one. ``document``'s ``shadow`` keys merge into these defaults.
+    one. ``document``'s ``shadow`` keys merge into these defaults. Without
+    ``legacy`` and ``candidate`` there is no HTTP data plane (``document``
+    configures another).
     """
     given = dict(document or {})
     shadow = {"grace_s": 0.5, "max_loop_lag_ms": 60_000, **given.pop("shadow", {})}
@@ -261,6 +263,8 @@ class ProxyProcess:
     process: asyncio.subprocess.Process
     url: str
     admin: str
+    grpc: str | None = None
+    """The gRPC listener's ``HOST:PORT``, when it has one."""
 
     async def terminate(self, timeout_s: float = 30) -> int:
         """SIGTERM (a graceful stop), then its exit code."""
@@ -313,7 +317,7 @@ async def proxy_process(*args: str, shed_on_lag: bool = False) -> AsyncIterator[
             raise AssertionError(f"the proxy did not start: {output}")
         drain = asyncio.gather(_discard(process.stdout))
         url = f"{event.get('scheme', 'http')}://{event['proxy']}"
-        yield ProxyProcess(process, url, f"http://{event['admin']}")
+        yield ProxyProcess(process, url, f"http://{event['admin']}", event.get("grpc"))
     finally:
         if process.returncode is None:
             process.terminate()

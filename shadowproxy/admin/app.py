@@ -36,7 +36,8 @@ class AdminContext:
     switch: ShadowSwitch
     render_metrics: Callable[[], tuple[bytes, str]]
     status: Callable[[], Mapping[str, object]]
-    legacy_url: str
+    legacy: Mapping[str, str]
+    """Each data plane's legacy as a URL (``http``, ``grpc``): ``/readyz`` reaches every one."""
     token: bytes | None
     """The bearer token state-changing calls must carry; None: there is none."""
     open_without_token: bool = False
@@ -53,10 +54,13 @@ WRITES_OFF = (
 """The 403 answer to a state-changing call: no token is set and loopback is not opened."""
 
 
+_DEFAULT_PORTS = {"https": 443, "nats": 4222, "tls": 4222}
+
+
 async def legacy_reachable(url: str, timeout_s: float = 1.0) -> bool:
-    """True when a TCP connection to legacy opens within ``timeout_s``."""
+    """True when a TCP connection to legacy at ``url`` opens within ``timeout_s``."""
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
     try:
         async with asyncio.timeout(timeout_s):
             _, writer = await asyncio.open_connection(parts.hostname, port)
@@ -106,9 +110,20 @@ async def _healthz(_: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    ok = await legacy_reachable(request.app[ADMIN].legacy_url)
+    """Ready when every configured data plane's legacy takes a TCP connection (at once)."""
+    legacy = request.app[ADMIN].legacy
+    reached = await asyncio.gather(*(legacy_reachable(url) for url in legacy.values()))
+    ok = all(reached)
     return web.json_response(
-        {"ready": ok, "legacy": "reachable" if ok else "unreachable"}, status=200 if ok else 503
+        {
+            "ready": ok,
+            "legacy": "reachable" if ok else "unreachable",
+            "planes": {
+                plane: "reachable" if up else "unreachable"
+                for plane, up in zip(legacy, reached, strict=True)
+            },
+        },
+        status=200 if ok else 503,
     )
 
 

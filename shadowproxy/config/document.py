@@ -58,6 +58,29 @@ def _hash_key(reader: Reader, env: Mapping[str, str]) -> bytes | None:
     return value.encode()
 
 
+def _http_upstreams(
+    source: str, urls: Mapping[str, str | None], host_header: str, *, others: bool
+) -> UpstreamSettings | None:
+    """The HTTP upstreams; None (no HTTP listener) when none is given and ``others`` are shadowed.
+
+    Legacy and candidate are required together: HTTP needs both, or neither when
+    only gRPC is shadowed (a gRPC-only sidecar).
+    """
+    legacy, candidate, secondary = urls["legacy"], urls["candidate"], urls["secondary"]
+    if others and legacy is None and candidate is None and secondary is None:
+        return None
+    if legacy is None:
+        raise ConfigError(f"{source}: upstreams.legacy: is required (or pass --legacy URL)")
+    if candidate is None:
+        raise ConfigError(f"{source}: upstreams.candidate: is required (or pass --candidate URL)")
+    return UpstreamSettings(
+        legacy=legacy,
+        candidate=candidate,
+        secondary=secondary,
+        host_header=host_header,  # type: ignore[arg-type]
+    )
+
+
 def load_settings(
     path: str | None,
     overrides: Overrides = Overrides(),
@@ -107,11 +130,6 @@ def settings_from_document(
         raise ups.error("must be 'client' or 'upstream'", "host_header")
     tls = upstream_tls(ups.child("tls"))
     ups.finish()
-    legacy_url, candidate_url = upstream_urls["legacy"], upstream_urls["candidate"]
-    if legacy_url is None:
-        raise ConfigError(f"{source}: upstreams.legacy: is required (or pass --legacy URL)")
-    if candidate_url is None:
-        raise ConfigError(f"{source}: upstreams.candidate: is required (or pass --candidate URL)")
 
     shadow = section(top, "shadow", ShadowSettings())
     legacy = section(top, "legacy", LegacySettings())
@@ -171,13 +189,8 @@ def settings_from_document(
     top.finish()
 
     settings = Settings(
-        upstreams=UpstreamSettings(
-            legacy=legacy_url,
-            candidate=candidate_url,
-            secondary=upstream_urls["secondary"],
-            host_header=host_header,  # type: ignore[arg-type]
-            tls=tls,
-        ),
+        upstreams=_http_upstreams(source, upstream_urls, host_header, others=grpc is not None),
+        upstream_tls=tls,
         listen=listen,
         listen_tls=tls_listener,
         admin=AdminSettings(

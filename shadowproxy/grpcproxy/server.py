@@ -96,7 +96,7 @@ class GrpcProxy:
         self._catalog = (
             load_catalog(settings.grpc.descriptors) if settings.grpc.descriptors else None
         )
-        tls = _credentials(settings.upstreams.tls) if settings.grpc.tls else None
+        tls = _credentials(settings.upstream_tls) if settings.grpc.tls else None
         shadow_cap = settings.shadow.compare_max_bytes
         self._channels = [
             _channel(settings.grpc.legacy, _UNLIMITED, tls),

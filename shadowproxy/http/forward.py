@@ -119,6 +119,9 @@ class Forwarder:
         self._sink = sink
         # The admin token is fixed at start (a reload keeps it), as is the probe's.
         self._relay = Relay(sink, settings.shadow.compare_max_bytes, settings.admin.token_bytes)
+        # Fixed at start (a reload keeps the upstreams): each upstream gets its own Host.
+        upstreams = settings.upstreams
+        self._own_host = upstreams is not None and upstreams.host_header == "upstream"
 
     def reconfigure(self, settings: Settings, routes: RouteTable) -> None:
         """Swap routes, sampling and rules (SIGHUP); in-flight requests keep their own."""
@@ -167,7 +170,7 @@ class Forwarder:
             secrets=secrets,
             phase=decision.phase,
         )
-        own_host = self.settings.upstreams.host_header == "upstream"
+        own_host = self._own_host
         return Upgrade(
             facts=facts,
             route=route,
@@ -281,7 +284,7 @@ class Forwarder:
             self._shadow.skip(route, skip, phase)
         watch = None if client_answer is None else Watch(client_answer, window)
 
-        own_host = settings.upstreams.host_header == "upstream"
+        own_host = self._own_host
 
         def with_host(upstream: UpstreamClient) -> list[tuple[str, str]]:
             host = upstream.host if own_host else client_host

@@ -23,10 +23,17 @@ from aiohttp import web
 from shadowproxy.admin.app import AdminContext, build_admin_app
 from shadowproxy.config import ConfigError, reloaded
 from shadowproxy.cutover.ownership import Ownership
-from shadowproxy.settings import HostAddress, Settings
+from shadowproxy.settings import GrpcSettings, HostAddress, Settings, UpstreamSettings
 from shadowproxy.shadow.control import ShadowSwitch
 
-__all__ = ["AdminListener", "RunningConfig", "bound_address", "signal_handlers", "start_admin"]
+__all__ = [
+    "AdminListener",
+    "RunningConfig",
+    "bound_address",
+    "legacy_targets",
+    "signal_handlers",
+    "start_admin",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -72,12 +79,30 @@ class RunningConfig:
             "config_source": current.source,
             "reloads": dict(self._reloads),
             "restart_needed": list(self._restart_needed),
-            "upstreams": {
-                "legacy": current.upstreams.legacy,
-                "candidate": current.upstreams.candidate,
-                "secondary": current.upstreams.secondary,
-            },
+            "upstreams": _sides(current.upstreams),
+            **({} if current.grpc is None else {"grpc_upstreams": _sides(current.grpc)}),
         }
+
+
+def _sides(upstreams: UpstreamSettings | GrpcSettings | None) -> dict[str, str | None] | None:
+    """Legacy, candidate and secondary of one data plane, as ``/status`` shows them."""
+    if upstreams is None:
+        return None
+    return {
+        "legacy": upstreams.legacy,
+        "candidate": upstreams.candidate,
+        "secondary": upstreams.secondary,
+    }
+
+
+def legacy_targets(settings: Settings) -> dict[str, str]:
+    """Where each configured data plane's legacy listens, as URLs (``/readyz`` probes them)."""
+    targets: dict[str, str] = {}
+    if settings.upstreams is not None:
+        targets["http"] = settings.upstreams.legacy
+    if settings.grpc is not None:
+        targets["grpc"] = f"grpc://{settings.grpc.legacy}"
+    return targets
 
 
 def bound_address(runner: web.AppRunner) -> HostAddress:
@@ -117,7 +142,7 @@ async def start_admin(
                 render_metrics=render_metrics,
                 status=status,
                 cutover=ownership,
-                legacy_url=settings.upstreams.legacy,
+                legacy=legacy_targets(settings),
                 token=admin.token_bytes,
                 open_without_token=admin.allow_unauthenticated_loopback,
             )

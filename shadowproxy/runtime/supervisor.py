@@ -227,9 +227,10 @@ async def _supervise(fleet: _Fleet, config_path: str | None, overrides: Override
         else:
             log.info(
                 "shadowproxy listening",
-                proxy=str(settings.listen),
+                proxy=None if settings.upstreams is None else str(settings.listen),
                 scheme="http" if settings.listen_tls is None else "https",
                 admin=str(admin.address),
+                grpc=None if settings.grpc is None else str(settings.grpc.listen),
                 workers=settings.workers,
             )
         while not stop.is_set():
@@ -268,7 +269,8 @@ def _hold_ports(settings: Settings, held: list[socket.socket]) -> Settings:
         held.append(_hold_port(address.host))
         return replace(address, port=int(held[-1].getsockname()[1]))
 
-    settings = replace(settings, listen=hold(settings.listen))
+    if settings.upstreams is not None:
+        settings = replace(settings, listen=hold(settings.listen))
     if settings.grpc is not None:
         settings = replace(settings, grpc=replace(settings.grpc, listen=hold(settings.grpc.listen)))
     return settings

@@ -1,12 +1,12 @@
-"""One worker's HTTP data plane, built by plain code: upstreams, the shadow pool, the hot path.
+"""One worker's HTTP data plane, built by plain code: upstreams and the hot path.
 
 ``build_worker`` opens legacy's pool, the candidate's and secondary's pools for
 mirroring, a second candidate pool with legacy's limits for the requests the
 candidate answers (canary, candidate mode, so answering never competes with
-mirroring), the WebSocket tunnel to legacy, the bounded shadow task pool and
-the ``Forwarder`` over them. ``Worker.aclose`` undoes it after the listeners
-have drained: the shadow pool gets its grace period and is cancelled first,
-then the upstream connections close.
+mirroring), the WebSocket tunnel to legacy and the ``Forwarder`` over them,
+mirroring into the shadow task pool of ``ProxyParts`` (which the gRPC data
+plane shares). ``Worker.aclose`` undoes it after the listeners have drained
+and the shadow pool has closed: the upstream connections close.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from shadowproxy.http.routing import RouteTable
 from shadowproxy.http.shadow import HttpShadow
 from shadowproxy.http.upstream import UpstreamClient, open_upstream
 from shadowproxy.http.websocket import WebSocketTunnel, open_session
-from shadowproxy.settings import RouteStream, Settings
+from shadowproxy.settings import RouteStream, Settings, UpstreamSettings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
 from shadowproxy.shadow.mirror import EvidenceSink
+from shadowproxy.shadow.streams import StreamSlots
 from shadowproxy.shadow.tasks import TaskPool
 from shadowproxy.sinks.secrets import SecretFinder
 from shadowproxy.tls import client_context
@@ -50,22 +51,22 @@ class ProxyParts:
     """Finds each request's own secrets (``redact`` settings), scrubbed wherever they return."""
     ownership: Ownership
     """Route ownership: who answers each request."""
+    pool: TaskPool
+    """The shadow task pool every data plane of the worker spawns its mirrors in."""
+    streams: StreamSlots
+    """The worker's stream slots (``shadow.max_streams``), shared by every data plane."""
 
 
 @dataclass(frozen=True, slots=True)
 class Worker:
-    """The hot path and what it owns: the shadow pool, the upstreams, the WebSocket tunnel."""
+    """The HTTP hot path and what it owns: the upstreams and the WebSocket tunnel."""
 
     forwarder: Forwarder
-    pool: TaskPool
     tunnel: WebSocketTunnel
     upstreams: tuple[UpstreamClient, ...]
-    grace_s: float
-    """How long shadow work may finish at stop before it is cancelled."""
 
     async def aclose(self) -> None:
-        """Give shadow work its grace period, cancel the rest, close every upstream."""
-        await self.pool.close(self.grace_s)
+        """Close every upstream (after the shadow pool, which uses them, has closed)."""
         for upstream in self.upstreams:
             await upstream.aclose()
         await self.tunnel.aclose()
@@ -86,10 +87,9 @@ def route_table(settings: Settings) -> RouteTable:
     )
 
 
-def build_worker(settings: Settings, parts: ProxyParts) -> Worker:
+def build_worker(settings: Settings, names: UpstreamSettings, parts: ProxyParts) -> Worker:
     """The HTTP data plane of one worker (call it on the loop that will run it)."""
-    names = settings.upstreams
-    tls = client_context(names.tls)
+    tls = client_context(settings.upstream_tls)
     # Legacy's limits and timeouts hold for every upstream that answers clients.
     limits = settings.legacy
 
@@ -117,10 +117,10 @@ def build_worker(settings: Settings, parts: ProxyParts) -> Worker:
         for name, base in (("candidate", names.candidate), ("secondary", names.secondary))
         if base
     ]
-    pool = TaskPool(settings.shadow.max_inflight, on_change=parts.sink.set_inflight)
     shadow = HttpShadow(
         settings=settings.shadow,
-        pool=pool,
+        pool=parts.pool,
+        streams=parts.streams,
         candidate=mirrored[0],
         secondary=mirrored[1] if len(mirrored) > 1 else None,
         comparisons=parts.comparisons,
@@ -162,10 +162,4 @@ def build_worker(settings: Settings, parts: ProxyParts) -> Worker:
         ),
         settings.shadow,
     )
-    return Worker(
-        forwarder=forwarder,
-        pool=pool,
-        tunnel=tunnel,
-        upstreams=(legacy, candidate, *mirrored),
-        grace_s=settings.shadow.grace_s,
-    )
+    return Worker(forwarder=forwarder, tunnel=tunnel, upstreams=(legacy, candidate, *mirrored))

@@ -237,7 +237,7 @@ class TestToken:
             switch=ShadowSwitch(),
             render_metrics=lambda: (b"", "text/plain"),
             status=dict,
-            legacy_url="http://127.0.0.1:1",
+            legacy={"http": "http://127.0.0.1:1"},
             token=b"s3cret",
             cutover=ownership,
         )

@@ -74,6 +74,27 @@ def load_yaml_documents(path: Path) -> list[Any]:
         return [doc for doc in yaml.safe_load_all(fh) if doc is not None]
 
 
+def pod_spec(objects: dict[tuple[str, str], dict[str, Any]], name: str) -> dict[str, Any]:
+    """The pod template spec of a Deployment."""
+    spec: dict[str, Any] = objects[("Deployment", name)]["spec"]["template"]["spec"]
+    return spec
+
+
+def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """One container of a pod spec."""
+    (found,) = [c for c in spec["containers"] if c["name"] == name]
+    result: dict[str, Any] = found
+    return result
+
+
+def port_number(c: dict[str, Any], port: int | str) -> int:
+    """A container port by name or number."""
+    if isinstance(port, int):
+        return port
+    (found,) = [p["containerPort"] for p in c["ports"] if p["name"] == port]
+    return int(found)
+
+
 def host_port(address: str) -> tuple[str, int]:
     """Split ``HOST:PORT`` (or ``[V6]:PORT``)."""
     host, _, port = address.rpartition(":")

@@ -16,9 +16,12 @@ import shadowproxy
 from tests.deploy.deploy_support import (
     DEPLOY,
     Dockerfile,
+    container,
     flag_value,
     host_port,
     load_yaml_documents,
+    pod_spec,
+    port_number,
 )
 
 KUBE = DEPLOY / "kubernetes"
@@ -90,27 +93,6 @@ def config(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
         objects[("ConfigMap", "orders-shadowproxy")]["data"]["config.yaml"]
     )
     return data
-
-
-def pod_spec(objects: dict[tuple[str, str], dict[str, Any]], name: str) -> dict[str, Any]:
-    """The pod template spec of a Deployment."""
-    spec: dict[str, Any] = objects[("Deployment", name)]["spec"]["template"]["spec"]
-    return spec
-
-
-def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
-    """One container of a pod spec."""
-    (found,) = [c for c in spec["containers"] if c["name"] == name]
-    result: dict[str, Any] = found
-    return result
-
-
-def port_number(c: dict[str, Any], port: int | str) -> int:
-    """A container port by name or number."""
-    if isinstance(port, int):
-        return port
-    (found,) = [p["containerPort"] for p in c["ports"] if p["name"] == port]
-    return int(found)
 
 
 class TestKubernetesSchemas:

@@ -66,10 +66,12 @@ async def proxied(
     document: dict[str, Any] | None = None,
     descriptors: bool = True,
     reloaded: dict[str, Any] | None = None,
+    http: bool = True,
 ) -> AsyncIterator[Proxied]:
     """Run the proxy with a gRPC listener in front of ``legacy`` and ``candidate``.
 
     With ``reloaded``, SIGHUP swaps in the settings with those ``grpc`` keys changed.
+    Without ``http`` the proxy has no HTTP upstreams: a gRPC-only sidecar.
     """
     section: dict[str, Any] = {"listen": "127.0.0.1:0", "legacy": legacy, "candidate": candidate}
     if secondary is not None:
@@ -79,11 +81,12 @@ async def proxied(
     section.update(grpc_section or {})
     doc = _merged(CALM, {"evidence": {"sample_matches_percent": 100}, **(document or {})})
     doc["grpc"] = section
-    settings = make_settings(UNUSED_HTTP, UNUSED_HTTP, tmp_path / "logs", doc)
+    upstream = UNUSED_HTTP if http else None
+    settings = make_settings(upstream, upstream, tmp_path / "logs", doc)
     reload = None
     if reloaded is not None:
         fresh = make_settings(
-            UNUSED_HTTP, UNUSED_HTTP, tmp_path / "logs", {**doc, "grpc": {**section, **reloaded}}
+            upstream, upstream, tmp_path / "logs", {**doc, "grpc": {**section, **reloaded}}
         )
         reload = lambda: fresh  # noqa: E731 - the loader running_proxy expects
     async with running_proxy(settings, reload=reload) as proxy:

@@ -42,7 +42,7 @@ class TestEndpoints:
                 assert await _get(proxy.admin + "/healthz") == (200, {"status": "ok"})
                 assert await _get(proxy.admin + "/readyz") == (
                     200,
-                    {"ready": True, "legacy": "reachable"},
+                    {"ready": True, "legacy": "reachable", "planes": {"http": "reachable"}},
                 )
                 status, body = await _get(proxy.admin + "/status")
                 async with aiohttp.ClientSession() as session:
@@ -68,7 +68,7 @@ class TestEndpoints:
             async with running_proxy(settings) as proxy:
                 assert await _get(proxy.admin + "/readyz") == (
                     503,
-                    {"ready": False, "legacy": "unreachable"},
+                    {"ready": False, "legacy": "unreachable", "planes": {"http": "unreachable"}},
                 )
 
     async def test_configured_routes_start_at_zero(self, tmp_path: Path) -> None:

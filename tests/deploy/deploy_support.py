@@ -95,6 +95,14 @@ def port_number(c: dict[str, Any], port: int | str) -> int:
     return int(found)
 
 
+def assert_probes_on_admin(proxy: dict[str, Any], admin_port: int) -> None:
+    """Readiness is /readyz and liveness /healthz, both on the admin port."""
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = proxy[probe]["httpGet"]
+        assert get["path"] == path
+        assert port_number(proxy, get["port"]) == admin_port
+
+
 def host_port(address: str) -> tuple[str, int]:
     """Split ``HOST:PORT`` (or ``[V6]:PORT``)."""
     host, _, port = address.rpartition(":")

@@ -14,6 +14,7 @@ import yaml
 from tests.deploy.deploy_support import (
     DEPLOY,
     Dockerfile,
+    assert_probes_on_admin,
     container,
     flag_value,
     host_port,
@@ -116,11 +117,7 @@ class TestGrpcSidecar:
     ) -> None:
         """Readiness is /readyz (the gRPC legacy reachable), liveness /healthz, on admin."""
         proxy = container(pod_spec(objects, "context"), "shadowproxy")
-        admin = host_port(config["admin"])[1]
-        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
-            get = proxy[probe]["httpGet"]
-            assert get["path"] == path
-            assert port_number(proxy, get["port"]) == admin
+        assert_probes_on_admin(proxy, host_port(config["admin"])[1])
 
     def test_image_command_and_mounted_files(
         self,

@@ -16,6 +16,7 @@ import shadowproxy
 from tests.deploy.deploy_support import (
     DEPLOY,
     Dockerfile,
+    assert_probes_on_admin,
     container,
     flag_value,
     host_port,
@@ -148,11 +149,7 @@ class TestSidecarWiring:
     ) -> None:
         """Readiness is /readyz and liveness /healthz, both on the config's admin port."""
         proxy = container(pod_spec(objects, "orders"), "shadowproxy")
-        admin = host_port(config["admin"])[1]
-        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
-            get = proxy[probe]["httpGet"]
-            assert get["path"] == path
-            assert port_number(proxy, get["port"]) == admin
+        assert_probes_on_admin(proxy, host_port(config["admin"])[1])
 
     def test_args_match_config_and_image(
         self,

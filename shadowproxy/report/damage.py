@@ -23,6 +23,7 @@ __all__ = ["DamageLog", "Described", "describe", "marker_problem"]
 
 _EXCHANGE_GATES = "semantic_documented"
 _MAX_HELD_DOMAINS = 1000
+_MAX_KIND_SHOWN = 32
 _MARKERS = {
     OVERSIZED: ("oversized", "a line longer than 8 MiB"),
     TRUNCATED: ("truncated", "the gzip stream stops short"),
@@ -59,7 +60,8 @@ def describe(line: bytes) -> Described:
     kind, domain = record.get("type"), record.get("domain")
     when = record.get("ts_start" if kind == "rollup" else "ts")
     return Described(
-        kind if isinstance(kind, str) else None,
+        # Only records whose type the reader knows fail here, but the text is shown: cut it.
+        kind[:_MAX_KIND_SHOWN] if isinstance(kind, str) else None,
         domain if isinstance(domain, str) and len(domain) <= MAX_KEY_CHARS else None,
         when if isinstance(when, str) else None,
     )

@@ -44,7 +44,7 @@ from shadowproxy.report.summary import (
 from shadowproxy.report.timeparse import format_duration
 from shadowproxy.report.windows import Windows
 
-__all__ = ["collect_fleet"]
+__all__ = ["collect_fleet", "steps_coverage"]
 
 _QUANTILES = (0.5, 0.95, 0.99)
 _VERDICTS = {"match": "match", "diverged": "diverged", "noise": "noise", "error": "errors"}
@@ -266,7 +266,7 @@ def _coverage(
         firsts = _by_domain(prometheus.query(f"min_over_time(timestamp({present}){sub})"))
         lasts = _by_domain(prometheus.query(f"max_over_time(timestamp({present}){sub})"))
         for domain in names:
-            found[domain] = _steps_coverage(
+            found[domain] = steps_coverage(
                 windows.until - span / 1000,
                 windows.until,
                 step / 1000,
@@ -282,7 +282,7 @@ def _by_domain(samples: list[Sample]) -> dict[str, float]:
     return {labels.get("domain", ""): value for labels, value in samples if value is not None}
 
 
-def _steps_coverage(
+def steps_coverage(
     since: float,
     until: float,
     step: float,

@@ -11,6 +11,7 @@ import pytest
 
 from shadowproxy.report import coverage as coverage_module
 from shadowproxy.report.coverage import CoverageLog, Spans
+from shadowproxy.report.fleet import steps_coverage
 from shadowproxy.report.sources import worker_of
 from tests.report.report_factories import (
     as_json,
@@ -105,6 +106,27 @@ class TestSpans:
         ((gap),) = coverage.gaps
         assert (gap.where, gap.worker, gap.start, gap.end) == ("worker", "a", 3000, 5000)
         assert [(w.worker, w.gaps) for w in coverage.workers] == [("a", 1), ("b", 0)]
+
+
+class TestFleetSteps:
+    @pytest.mark.parametrize(
+        ("present", "first", "last", "where"),
+        [
+            (20, 5.0, 100.0, None),
+            (11, 50.0, 100.0, "start"),
+            (10, 5.0, 50.0, "end"),
+            (15, 5.0, 100.0, "missing"),
+            (0, None, None, "window"),
+        ],
+        ids=["covered", "late-start", "early-end", "holes", "nothing"],
+    )
+    def test_steps_with_samples_locate_or_add_up_the_gaps(
+        self, present: int, first: float | None, last: float | None, where: str | None
+    ) -> None:
+        """Prometheus steps of 5 s over a 100 s window, 10 s tolerated: what is missing shows."""
+        coverage = steps_coverage(0.0, 100.0, 5.0, 10.0, present, first, last)
+        assert coverage.covered is (where is None)
+        assert [gap.where for gap in coverage.gaps] == ([where] if where else [])
 
 
 class TestSustainedMeansCovered:

@@ -40,7 +40,12 @@ _BUCKET_KEYS = frozenset(str(i) for i in range(BUCKETS))
 
 def check_counters(values: Sequence[Any], names: Iterable[str], prefix: str = "") -> None:
     """ValueError unless every value is an integer 0..MAX_COUNT; HostileValueError past it."""
-    if all(type(v) is int and 0 <= v <= MAX_COUNT for v in values):
+    # C-level checks first: this runs for every rollup.
+    if (
+        set(map(type, values)) <= _INT_TYPE
+        and min(values, default=0) >= 0
+        and max(values, default=0) <= MAX_COUNT
+    ):
         return
     for name, v in zip(names, values, strict=False):
         if type(v) is int and v > MAX_COUNT:

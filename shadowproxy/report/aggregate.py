@@ -282,6 +282,8 @@ class Aggregator:
         self._coverage.add(domain, self._worker, start, min(end, self._until))
 
     def _exchange(self, record: ExchangeRecord) -> None:
+        if not record.differences and not record.classes:
+            return  # a sampled match: the rollups count it, nothing else reads it
         domain = record.domain
         ts = parse_record_ts(record.ts, "ts")
         since = self._since.get(domain)
@@ -294,9 +296,7 @@ class Aggregator:
             domain, float("-inf")
         ):
             self._last_structural[domain] = ts
-        add = self._differences.add
-        for diff in record.differences or ():
-            add(record, diff, domain, ts)
+        self._differences.add(record, domain, ts)
 
     def evidence(self) -> Findings:
         """The aggregated evidence so far."""

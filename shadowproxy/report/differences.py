@@ -48,34 +48,37 @@ class Differences:
         self.semantic_overflow: dict[str, int] = {}
         """Per domain, semantic differences among ``overflow``."""
 
-    def add(self, record: ExchangeRecord, diff: Difference, domain: str, ts: float) -> None:
-        """One difference of an exchange at ``ts``."""
-        if diff.noise:
-            self._noise_path(record.route, diff.path)
-            return
-        cls, path = diff.cls, diff.path
-        if len(path) > MAX_PATH_CHARS:
-            path = cut(path)
-        key = (record.route, cls, diff.kind, path)
-        acc = self._fingerprints.get(key)
-        if acc is None:
-            if len(self._fingerprints) >= self.capacity:
-                self._overflowed(domain, cls, 1)
-                return
-            acc = self._fingerprints[key] = FingerprintAcc(domain, ts, _example(record, diff))
-        acc.count += 1
-        if ts < acc.first:
-            acc.first = ts
-            acc.example = _example(record, diff)
-        elif ts > acc.last:
-            acc.last = ts
+    def add(self, record: ExchangeRecord, domain: str, ts: float) -> None:
+        """The differences of an exchange at ``ts`` (one call per exchange: this is hot)."""
+        fingerprints, noise = self._fingerprints, self.noise
+        for diff in record.differences or ():
+            if diff.noise:
+                noise(record.route, diff.path)
+                continue
+            cls, path = diff.cls, diff.path
+            if len(path) > MAX_PATH_CHARS:
+                path = cut(path)
+            key = (record.route, cls, diff.kind, path)
+            acc = fingerprints.get(key)
+            if acc is None:
+                if len(fingerprints) >= self.capacity:
+                    self._overflowed(domain, cls, 1)
+                    continue
+                acc = fingerprints[key] = FingerprintAcc(domain, ts, _example(record, diff))
+            acc.count += 1
+            if ts < acc.first:
+                acc.first = ts
+                acc.example = _example(record, diff)
+            elif ts > acc.last:
+                acc.last = ts
 
     def _overflowed(self, domain: str, cls: str, count: int) -> None:
         self.overflow += count
         if cls == "semantic":
             self.semantic_overflow[domain] = self.semantic_overflow.get(domain, 0) + count
 
-    def _noise_path(self, route: str, path: str) -> None:
+    def noise(self, route: str, path: str) -> None:
+        """One noise difference at a body ``path`` of ``route`` (others are not kept)."""
         if not path.startswith("$"):
             return
         if "[" in path:

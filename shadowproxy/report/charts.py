@@ -30,7 +30,7 @@ from shadowproxy.report.summary import Counts, SeriesPoint
 from shadowproxy.report.tabular import format_percent, printable
 from shadowproxy.report.timeparse import format_duration
 
-__all__ = ["activity_svg", "days_svg", "latency_svg", "span_text"]
+__all__ = ["Gap", "activity_svg", "days_svg", "latency_svg", "span_text"]
 
 _W = 520
 _PAD_L, _PAD_R = 44, 12
@@ -114,20 +114,37 @@ def _runs(points: Sequence[SeriesPoint]) -> list[tuple[float, float]]:
     return runs
 
 
-def _strip(runs: Sequence[tuple[float, float]], since: float, until: float, y: float) -> str:
-    """The whole gate window, with the stretches of evidence on it (at least 2 px each)."""
+Gap = tuple[float, float, str]
+"""A stretch of the gate window the evidence does not cover: start, end, what it is."""
+
+
+def _strip(
+    runs: Sequence[tuple[float, float]],
+    gaps: Sequence[Gap],
+    since: float,
+    until: float,
+    y: float,
+) -> str:
+    """The whole gate window, the stretches of evidence on it and, underlined in red, the
+    gaps the coverage gate found (each at least 2 px)."""
     whole = max(until - since, 1e-9)
+    label = f"the {span_text(until - since)} gate window: evidence in black"
     parts = [
-        _text(_PAD_L, y - 8, f"the {span_text(until - since)} gate window; the evidence in black"),
+        _text(_PAD_L, y - 8, label + ("; not covered in red" if gaps else "")),
         f'<rect class="window" x="{_PAD_L}" y="{y}" width="{_PLOT_W}" height="8"/>',
     ]
-    for start, end in runs:
-        lo = _PAD_L + (start - since) / whole * _PLOT_W
-        width = max(_MIN_BAR_PX, (end - start) / whole * _PLOT_W)
-        parts.append(
-            f'<rect class="evidence-span" x="{min(lo, _PAD_L + _PLOT_W - width):.2f}" '
-            f'y="{y - 2}" width="{width:.2f}" height="12"/>'
-        )
+    for cls, top, height, stretches in (
+        ("evidence-span", y - 2, 12, [(start, end, "") for start, end in runs]),
+        ("uncovered", y + 11, 4, gaps),
+    ):
+        for start, end, what in stretches:
+            lo = _PAD_L + (start - since) / whole * _PLOT_W
+            width = max(_MIN_BAR_PX, (end - start) / whole * _PLOT_W)
+            title = f"<title>{_safe(what)}</title>" if what else ""
+            parts.append(
+                f'<rect class="{cls}" x="{min(lo, _PAD_L + _PLOT_W - width):.2f}" '
+                f'y="{top}" width="{width:.2f}" height="{height}">{title}</rect>'
+            )
     return "".join(parts)
 
 
@@ -156,8 +173,15 @@ def _rate_bar(point: SeriesPoint, x0: float, x1: float, base: float, scale: floa
     )
 
 
-def activity_svg(domain: str, points: Sequence[SeriesPoint], since: float, until: float) -> str:
-    """The divergence rate over the evidence present, and where it sits in the gate window."""
+def activity_svg(
+    domain: str,
+    points: Sequence[SeriesPoint],
+    since: float,
+    until: float,
+    gaps: Sequence[Gap] = (),
+) -> str:
+    """The divergence rate over the evidence present, where it sits in the gate window, and
+    the ``gaps`` in the window's coverage."""
     title = f"Divergence rate over the evidence: {domain}"
     if not points:
         return _svg("activity", 60, title, _text(_W / 2, 34, "no rollups in the window", "middle"))
@@ -176,7 +200,7 @@ def activity_svg(domain: str, points: Sequence[SeriesPoint], since: float, until
 
     runs = _runs(points)
     parts = [
-        _strip(runs, since, until, 20.0),
+        _strip(runs, gaps, since, until, 20.0),
         _text(_PAD_L - 4, plot_top + 4, format_percent(top), "end"),
         _text(_PAD_L - 4, base, "0%", "end"),
         f'<line class="axis" x1="{_PAD_L}" y1="{base}" x2="{_PAD_L + _PLOT_W}" y2="{base}"/>',

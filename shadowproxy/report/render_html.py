@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any, TextIO
 
-from shadowproxy.report.charts import activity_svg, days_svg, latency_svg, span_text
+from shadowproxy.report.charts import Gap, activity_svg, days_svg, latency_svg, span_text
 from shadowproxy.report.summary import DomainSummary
 from shadowproxy.report.tabular import (
     Document,
@@ -64,7 +64,7 @@ padding:10px 16px;min-width:0}
 color:#fff;vertical-align:middle}
 .badge.fail{background:var(--fail)} .badge.insufficient{background:var(--insufficient)}
 .badge.pass{background:var(--pass)}
-.counts{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:4px 12px;margin:6px 0}
+.counts{display:grid;grid-template-columns:repeat(5,minmax(0,1fr));gap:4px 12px;margin:6px 0}
 .counts div{font-size:12px;color:#57606a} .counts b{display:block;font-size:15px;color:#1f2328}
 .counts small{display:block;font-size:11px}
 .howto{font-size:13px;color:#57606a;max-width:70em}
@@ -77,7 +77,7 @@ figure{margin:8px 0} figcaption{font-size:12px;color:#57606a;overflow-wrap:anywh
 .legend .legacy{background:var(--legacy)} .legend .candidate{background:var(--candidate)}
 svg{max-width:100%;height:auto;display:block}
 svg text{font:11px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;fill:#333}
-rect.window{fill:#e6e8eb} rect.evidence-span{fill:#1f2328}
+rect.window{fill:#e6e8eb} rect.evidence-span{fill:#1f2328} rect.uncovered{fill:var(--fail)}
 rect.rate{fill:#d4a72c} rect.rate.structural{fill:var(--fail)} rect.rate.none{fill:#c8c8c8}
 rect.rate.zero{fill:var(--pass)} rect.gap{fill:#eceef1}
 rect.day.clean{fill:var(--pass)} rect.day.structural{fill:var(--fail)}
@@ -103,7 +103,8 @@ _HOWTO = (
     "then two charts. The first shows the share of compared exchanges that diverged (red "
     "when structural; any rate above zero is at least 4 px tall, and thin green marks show "
     "where nothing diverged) over the evidence present only, grey where it has a gap; "
-    "the strip above it places that evidence in the gate window. The second has one bar per "
+    "the strip above it places that evidence in the gate window, with the gaps that keep the "
+    "window from being covered underlined in red. The second has one bar per "
     "24 hours of the gate window up to the report's end: its height is the number compared, "
     "red when a structural divergence happened, an empty frame when there was no evidence; "
     "the green line above it is the clean streak. Latency bars are per route, to scale within "
@@ -170,7 +171,21 @@ def _counts(item: Mapping[str, Any]) -> str:
         + _count("noise", item)
         + f"<div>skipped<b>{item['skipped']}</b></div>"
         + f"<div>clean for<b>{format_duration(item.get('clean_for_s'))}</b></div>"
+        + _covered(item)
         + "</div>"
+    )
+
+
+def _covered(item: Mapping[str, Any]) -> str:
+    """How much of the window the rollups cover, and the gaps over ``max_gap``."""
+    coverage = item.get("coverage")
+    if coverage is None:
+        return ""
+    gaps = coverage["gaps_total"]
+    detail = "no gap" if not gaps else f"{gaps} {'gap' if gaps == 1 else 'gaps'}"
+    return (
+        f"<div>covered<b>{format_duration(coverage['covered_s'])}</b>"
+        f"<small>{detail} over {format_duration(coverage['max_gap_s'])}</small></div>"
     )
 
 
@@ -184,6 +199,12 @@ def _gates(domain: str, gates: Sequence[Mapping[str, Any]]) -> str:
     items = [
         f'<li class="fail"><b>{_e(g["name"])}</b> fails: {_e(g["reason"])}</li>' for g in failed
     ]
+    uncovered = [g for g in thin if g["name"] == "coverage"]
+    items.extend(
+        f'<li class="insufficient"><b>coverage</b> not met: {_e(g["reason"])}</li>'
+        for g in uncovered
+    )
+    thin = [g for g in thin if g["name"] != "coverage"]
     if thin:
         reason = thin[0]["reason"].removeprefix("insufficient evidence: ")
         names = ", ".join(g["name"] for g in thin)
@@ -192,6 +213,20 @@ def _gates(domain: str, gates: Sequence[Mapping[str, Any]]) -> str:
             f"{_e(reason)}</li>"
         )
     return '<ul class="gates">' + "".join(items) + "</ul>"
+
+
+def _gaps(item: Mapping[str, Any]) -> list[Gap]:
+    """The longest gaps the coverage gate found, for the chart's strip."""
+    coverage = item.get("coverage") or {}
+    return [
+        (
+            parse_record_ts(g["start"]),
+            parse_record_ts(g["end"]),
+            f"not covered ({g['where']}{', ' + g['worker'] if g['worker'] else ''}): "
+            f"{g['start']} to {g['end']} ({format_duration(g['seconds'])})",
+        )
+        for g in coverage.get("gaps", ())
+    ]
 
 
 def _activity_caption(summary: DomainSummary, since: float, until: float) -> str:
@@ -242,7 +277,7 @@ def _card(
         # The document's instants, both to the millisecond: a 14d window reads 14d.
         since = parse_record_ts(item["since"])
         parts.append(
-            f"<figure>{activity_svg(domain, summary.activity, since, until)}"
+            f"<figure>{activity_svg(domain, summary.activity, since, until, _gaps(item))}"
             f"<figcaption>{_e(_activity_caption(summary, since, until))}</figcaption></figure>"
         )
         parts.append(

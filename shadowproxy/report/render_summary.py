@@ -20,6 +20,7 @@ from rich.cells import cell_len, get_character_cell_size
 from rich.text import Text
 
 from shadowproxy.report.tabular import Document, printable, problems_section, window_line
+from shadowproxy.report.timeparse import format_duration
 from shadowproxy.report.verdict import standings, verdict, verdict_sentence
 
 __all__ = ["SUMMARY_WIDTH", "TOP_LINES", "elide", "summary_lines"]
@@ -222,6 +223,39 @@ def _problems(doc: Document, width: int) -> list[Text]:
     return lines
 
 
+def _uncovered(doc: Document, width: int) -> list[Text]:
+    """Domains whose window the rollups do not cover: the coverage gate and its gaps."""
+    domains = {d["domain"]: d for d in doc["domains"]}
+    held = [g for g in doc["gates"] if g["name"] == "coverage" and not g["passed"]]
+    if not held:
+        return []
+    columns = (
+        _Column("domain", shrink_to=8),
+        _Column("covered", right=True),
+        _Column("gaps", right=True),
+        _Column("why", shrink_to=16),
+    )
+    # Domains with the same coverage and reason (evidence that all starts at once) share a line.
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for gate in held:
+        coverage = domains.get(gate["domain"], {}).get("coverage") or {}
+        key = (
+            format_duration(coverage.get("covered_s")),
+            str(coverage.get("gaps_total", "-")),
+            printable(gate["reason"]),
+        )
+        grouped.setdefault(key, []).append(printable(gate["domain"]))
+    rows = [
+        (", ".join(names[:2]) + (f" +{len(names) - 2}" if len(names) > 2 else ""), *key)
+        for key, names in grouped.items()
+    ]
+    return [
+        Text(),
+        Text("Windows the evidence does not cover (their gates cannot pass)", style="bold yellow"),
+        *_table(columns, rows, [("",) * 4] * len(rows), width),
+    ]
+
+
 def _wrapped(text: str, width: int, style: str = "") -> list[Text]:
     return [
         Text(line, style=style)
@@ -240,6 +274,7 @@ def summary_lines(doc: Document, width: int = SUMMARY_WIDTH) -> list[Text]:
         Text(),
         *_routes(doc, width),
         *_problems(doc, width),
+        *_uncovered(doc, width),
     ]
     if doc["source"] == "files":
         lines += [Text(), *_fingerprints(doc, width)]

@@ -83,11 +83,14 @@
       ...size(el),
     }));
     const streak = card.querySelector("svg.days rect.streak");
+    const uncovered = [...card.querySelectorAll("svg.activity rect.uncovered")].map(size);
     charts[domain] = {
       rates,
       days,
       bars,
       streak: streak ? size(streak) : null,
+      uncovered,
+      text: card.innerText,
       streakText: (card.querySelector("svg.days text.streak-label") || {}).textContent || null,
       status: card.className.replace("card ", ""),
     };

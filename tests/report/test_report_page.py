@@ -188,6 +188,9 @@ class TestFortnightPage:
         tiny = [bar for bar in payments["rates"] if 0 < bar["rate"] < 0.001]
         huge = max(bar["rate"] for bar in payments["rates"])
         assert tiny and huge > 0.1
+        assert [bar["width"] >= 1.9 for bar in payments["uncovered"]] == [True]
+        assert "coverage not met: no evidence from 2026-11-17T12:00:00.000Z" in payments["text"]
+        assert charts["catalog"]["uncovered"] == []
         assert charts["catalog"]["status"] == "pass"
         assert charts["accounts"]["status"] == "insufficient"
         assert printable(HOSTILE_ROUTE) in checks["banner"]

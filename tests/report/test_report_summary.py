@@ -57,6 +57,11 @@ class TestSummary:
         assert lines[7].startswith("INSUFFICIENT  /users/")
         assert "21 of 1000 compared" in lines[7]
         assert [line.split()[0] for line in lines[8:10]] == ["PASS", "PASS"]
+        uncovered = lines.index("Windows the evidence does not cover (their gates cannot pass)")
+        assert lines[uncovered + 1].split() == ["domain", "covered", "gaps", "why"]
+        assert lines[uncovered + 2].startswith("accounts ")
+        assert lines[uncovered + 3].split()[:3] == ["payments", "12d", "0h"]
+        assert lines[uncovered + 3].endswith("to 2026-11-19T12:00:00.000Z (2d 0h)")
         assert "Top fingerprints (3 of 3)" in lines
         assert max(cell_len(line) for line in lines) <= 100
 
@@ -123,6 +128,25 @@ def write_damaged(path: Path) -> Path:
             b'{"v":1,"type":"rollup","ts_start":',
         ],
     )
+
+
+class TestCoverage:
+    def test_domains_with_the_same_gap_share_a_line(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """Evidence that starts at once leaves every domain the same gap: one line says it."""
+        evidence = write_jsonl(
+            tmp_path / "e.jsonl",
+            [healthy(f"/r{n}", f"d{n}", ago=timedelta(hours=2)) for n in range(3)]
+            + [healthy("/late", "late", ago=timedelta(minutes=30))],
+        )
+        code, lines = _summary(capsys, str(evidence))
+        assert code == 1
+        title = lines.index("Windows the evidence does not cover (their gates cannot pass)")
+        assert lines[title + 2].startswith("d0, d1 +1 ")
+        assert lines[title + 3].startswith("late ")
+        assert "no evidence in the window's first 13d 22h" in lines[title + 2]
+        assert lines[title + 4] == ""
 
 
 class TestUnreadable:

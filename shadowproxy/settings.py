@@ -131,6 +131,10 @@ class ShadowSettings:
     """Shed new shadow work (skip reason ``overload``) while the event loop lags more."""
     max_streams: int = 16
     """Shadow streams (SSE copies, WebSocket shadows) at once; more skip as ``streams_full``."""
+    dry_run_header: str = "X-Shadow-Dry-Run"
+    """The header a write's copy carries on a ``mirror_writes: dry_run`` route (docs/writes.md)."""
+    dry_run_value: str = "1"
+    """Its value: the candidate validates and answers, and commits nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,8 @@ class RouteSpec:
     fallback: bool = True
     """Retry an idempotent request on legacy when the candidate answering it fails."""
     stream: RouteStream = RouteStream()
+    dry_run: bool = False
+    """``mirror_writes: dry_run``: a write's copy carries the dry-run header (docs/writes.md)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from shadowproxy.config.reader import (
     section,
     worker_count,
 )
-from shadowproxy.config.routes import cutover_settings, route_specs
+from shadowproxy.config.routes import cutover_settings, route_specs, shadow_section
 from shadowproxy.config.rules import compare_rules
 from shadowproxy.config.streams import streams_section
 from shadowproxy.config.tls import listen_tls, upstream_tls
@@ -37,7 +37,6 @@ from shadowproxy.settings import (
     LegacySettings,
     RedactSettings,
     Settings,
-    ShadowSettings,
     UpstreamSettings,
 )
 from shadowproxy.sinks.redact import Redactor, RedactSettingsError
@@ -131,7 +130,7 @@ def settings_from_document(
     tls = upstream_tls(ups.child("tls"))
     ups.finish()
 
-    shadow = section(top, "shadow", ShadowSettings())
+    shadow = shadow_section(top)
     legacy = section(top, "legacy", LegacySettings())
     rules = compare_rules(top.child("compare"), CompareRules())
     streams = streams_section(top)

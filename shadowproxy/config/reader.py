@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "Reader",
     "is_loopback",
+    "is_token",
     "parse_address",
     "parse_url",
     "read_document",
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 class ConfigError(Exception):
@@ -137,6 +140,11 @@ def parse_address(text: str, where: str) -> HostAddress:
     return HostAddress(host, int(port))
 
 
+def is_token(text: str) -> bool:
+    """True for an HTTP token (RFC 9110): a method or a header name."""
+    return bool(text) and set(text) <= _TOKEN
+
+
 def is_loopback(host: str) -> bool:
     """True when ``host`` is only reachable from this machine."""
     if host == "localhost":
@@ -163,7 +171,7 @@ def parse_url(value: str | None, where: str) -> str | None:
 
 
 def section(reader: Reader, name: str, default: T, *, exclude: tuple[str, ...] = ()) -> T:
-    """A flat section of numbers and booleans whose keys are ``default``'s field names."""
+    """A flat section of numbers, booleans and strings whose keys are ``default``'s field names."""
     section = reader.child(name)
     values: dict[str, Any] = {}
     for f in fields(default):  # type: ignore[arg-type]
@@ -172,6 +180,8 @@ def section(reader: Reader, name: str, default: T, *, exclude: tuple[str, ...] =
         current = getattr(default, f.name)
         if isinstance(current, bool):
             values[f.name] = section.boolean(f.name, current)
+        elif isinstance(current, str):
+            values[f.name] = section.string(f.name, current)
         elif isinstance(current, int):
             values[f.name] = section.integer(
                 f.name, current, minimum=0 if "max_connections" in f.name else 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.config.reader import ConfigError, Reader, section
+from shadowproxy.config.reader import ConfigError, Reader, is_token, section
 from shadowproxy.config.rules import compare_rules
 from shadowproxy.config.streams import route_stream
 from shadowproxy.settings import (
@@ -16,13 +16,12 @@ from shadowproxy.settings import (
     StreamSettings,
 )
 
-__all__ = ["FORCE_LEGACY_ENV", "ROUTE_MODES", "cutover_settings", "route_specs"]
+__all__ = ["FORCE_LEGACY_ENV", "ROUTE_MODES", "cutover_settings", "route_specs", "shadow_section"]
 
 FORCE_LEGACY_ENV = "SHADOWPROXY_FORCE_LEGACY"
 ROUTE_MODES = ("shadow", "canary", "candidate", "legacy-only")
 _MAX_ALLOW = 1000
 _MAX_KEY = 256
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def route_specs(
@@ -50,6 +49,7 @@ def route_specs(
             if ("{" in part or "}" in part) and not (part.startswith("{") and part.endswith("}")):
                 raise route.error(f"a placeholder must be a whole segment, got {part!r}", "match")
         chosen = methods(route)
+        writes = mirror_writes(route)
         shown = match if chosen is None else f"{','.join(chosen)} {match}"
         name = route.string("name", shown) or shown
         if name in names:
@@ -60,7 +60,7 @@ def route_specs(
             name=name,
             domain=route.string("domain", "default") or "default",
             sample_percent=route.number("sample_percent", shadow.sample_percent, maximum=100.0),
-            mirror_writes=route.boolean("mirror_writes", False),
+            mirror_writes=writes is not False,
             rules=compare_rules(route.child("compare"), rules),
             mode=mode(route, "mode", None),  # type: ignore[arg-type]
             canary_percent=route.number("canary_percent", 0.0, maximum=100.0),
@@ -70,6 +70,7 @@ def route_specs(
             mirror=route.boolean("mirror", True),
             fallback=route.boolean("fallback", cutover.fallback),
             stream=route_stream(route.child("stream"), streams),
+            dry_run=writes == "dry_run",
         )
         if not spec.mirror and spec.mirror_writes:
             raise route.error("mirror: false never mirrors; drop mirror_writes", "mirror_writes")
@@ -80,13 +81,36 @@ def route_specs(
     return tuple(specs)
 
 
+def shadow_section(top: Reader) -> ShadowSettings:
+    """The ``shadow:`` section; the dry-run header must be a header a write's copy can carry."""
+    shadow = section(top, "shadow", ShadowSettings())
+    if not is_token(shadow.dry_run_header):
+        raise top.child("shadow").error("must be a header name", "dry_run_header")
+    value = shadow.dry_run_value
+    if not value.isprintable() or value != value.strip():
+        raise top.child("shadow").error(
+            "must be printable, without leading or trailing spaces", "dry_run_value"
+        )
+    return shadow
+
+
+def mirror_writes(reader: Reader) -> bool | str:
+    """``mirror_writes``: false, true (the candidate has its own store) or dry_run."""
+    value = reader.raw("mirror_writes")
+    if value is None:
+        return False
+    if not isinstance(value, bool) and value != "dry_run":
+        raise reader.error("must be true, false or dry_run", "mirror_writes")
+    return value
+
+
 def methods(reader: Reader) -> tuple[str, ...] | None:
     """The ``methods`` a route matches (upper-cased, in the given order), None for all."""
     given = reader.strings("methods", ())
     if not reader.has("methods"):
         return None
     chosen = tuple(dict.fromkeys(m.upper() for m in given))
-    if not chosen or not all(set(m) <= _TOKEN for m in chosen):
+    if not chosen or not all(is_token(m) for m in chosen):
         raise reader.error("must be a list of HTTP methods (GET, POST, ...)", "methods")
     return chosen
 

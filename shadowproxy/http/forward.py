@@ -40,7 +40,7 @@ from shadowproxy.http.headers import VIA, request_headers
 from shadowproxy.http.inbound import Inbound, RequestBody, read_body
 from shadowproxy.http.relay import Relay, RequestSink, Watch
 from shadowproxy.http.routing import Route, RouteTable
-from shadowproxy.http.shadow import Fetcher, HttpShadow, MirrorRequest
+from shadowproxy.http.shadow import SHADOW_REQUEST, Fetcher, HttpShadow, MirrorRequest
 from shadowproxy.http.sse import ClientAnswer
 from shadowproxy.http.upstream import UpstreamClient
 from shadowproxy.model import SHADOW_PHASE, Observation, RequestFacts, SkipReason, Upstream
@@ -192,7 +192,7 @@ class Forwarder:
                 facts=upgrade.facts,
                 route=upgrade.route,
                 raw_target=upgrade.raw_target,
-                headers=[*upgrade.headers, ("X-Shadow-Request", "1")],
+                headers=[*upgrade.headers, SHADOW_REQUEST],
                 host=upgrade.host,
                 body=b"",
                 answered_by=upgrade.answered_by,
@@ -253,7 +253,10 @@ class Forwarder:
         client_answer: ClientAnswer | None = None
         window = None
         skip = _not_mirrored(route, decision) or self._shadow.decide(
-            route, request.method, body_complete=body.complete
+            route,
+            request.method,
+            body_complete=body.complete,
+            reverse=answered_by is Upstream.CANDIDATE,
         )
         if skip is None:
             window = self._shadow.stream_window(route, request.method, request.headers)
@@ -273,7 +276,7 @@ class Forwarder:
                     ),
                     route=route,
                     raw_target=raw_target,
-                    headers=[*headers, ("X-Shadow-Request", "1")],
+                    headers=self._shadow.copy_headers(route, request.method, headers),
                     host=client_host,
                     body=body.data,
                     answered_by=answered_by,

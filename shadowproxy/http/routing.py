@@ -58,6 +58,8 @@ class Route:
     """Retry an idempotent request on legacy when the candidate answering it fails."""
     stream: RouteStream = RouteStream()
     """Its stream window, whether every GET is an event stream, its WebSocket mode."""
+    dry_run: bool = False
+    """A write's copy carries the dry-run header: the candidate commits nothing."""
 
 
 def _is_identifier(segment: str) -> bool:
@@ -113,6 +115,7 @@ class _Template:
             mirror=spec.mirror,
             fallback=spec.fallback,
             stream=spec.stream,
+            dry_run=spec.dry_run,
         )
         self.methods = spec.methods
         self.prefix: str | None = spec.match[:-1] if spec.match.endswith("*") else None

@@ -47,13 +47,16 @@ from shadowproxy.shadow.streams import StreamSlots
 from shadowproxy.shadow.tasks import TaskPool
 from shadowproxy.sinks.secrets import SecretFinder
 
-__all__ = ["MIRRORED_METHODS", "Fetcher", "HttpShadow", "MirrorRequest"]
+__all__ = ["MIRRORED_METHODS", "SHADOW_REQUEST", "Fetcher", "HttpShadow", "MirrorRequest"]
 
 Fetcher = Callable[[UpstreamClient, list[tuple[str, str]]], Awaitable[Observation | SkipReason]]
 """Observes one upstream, given it and the headers it gets (Host included), or says why not."""
 
 MIRRORED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Idempotent methods mirrored on every route; others only where a route opts in."""
+
+SHADOW_REQUEST = ("X-Shadow-Request", "1")
+"""The header every copy carries (a client's ``X-Shadow-*`` headers never pass)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +110,40 @@ class HttpShadow:
         self._legacy = legacy
         self._ownership = ownership
 
-    def decide(self, route: Route, method: str, *, body_complete: bool) -> SkipReason | None:
-        """Why this request is not mirrored, or None when it should be."""
+    def decide(
+        self, route: Route, method: str, *, body_complete: bool, reverse: bool = False
+    ) -> SkipReason | None:
+        """Why this request is not mirrored, or None when it should be.
+
+        A write is mirrored only on a route with ``mirror_writes``; on a
+        ``dry_run`` route never in ``reverse`` (the candidate answers, the
+        copy would go to legacy, which knows no dry-run header).
+        """
         if self._mirrors.paused:
             return SkipReason.PAUSED
-        if method not in MIRRORED_METHODS and not route.mirror_writes:
+        if method not in MIRRORED_METHODS and (
+            not route.mirror_writes or (reverse and route.dry_run)
+        ):
             return SkipReason.METHOD
         if not body_complete:
             return SkipReason.BODY_TOO_LARGE
         return self._mirrors.admit(route.sample_percent)
+
+    def copy_headers(
+        self, route: Route, method: str, headers: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """The copy's headers: the request's plus ``X-Shadow-Request: 1``.
+
+        A write on a ``dry_run`` route also carries the dry-run header, exactly
+        once and with the configured value: a client's own is dropped, so no
+        client can turn a dry run into a commit.
+        """
+        if not route.dry_run or method in MIRRORED_METHODS:
+            return [*headers, SHADOW_REQUEST]
+        name = self.settings.dry_run_header
+        lower = name.lower()
+        kept = [pair for pair in headers if pair[0].lower() != lower]
+        return [*kept, SHADOW_REQUEST, (name, self.settings.dry_run_value)]
 
     def skip(self, route: Route, reason: SkipReason, phase: Phase) -> None:
         """Count a request of ``route`` in ``phase`` that is not mirrored."""
@@ -162,7 +190,10 @@ class HttpShadow:
         mirrored, secondary, answered = await fetch_copies(
             lambda upstream: self._fetch(upstream, request),
             self._legacy if reverse else self._candidate,
-            None if request.fetcher is not None else self._secondary,
+            # A write never goes to the secondary: a legacy instance would apply it twice.
+            None
+            if request.fetcher is not None or request.facts.method not in MIRRORED_METHODS
+            else self._secondary,
             client_answer,
         )
         route = request.route

@@ -21,10 +21,12 @@ __all__ = [
     "GrpcMethodSpec",
     "GrpcSettings",
     "HostAddress",
+    "IdentitySettings",
     "LegacySettings",
     "ListenTLS",
     "RedactSettings",
     "RollbackSettings",
+    "RouteIdentity",
     "RouteMode",
     "RouteSpec",
     "RouteStream",
@@ -166,6 +168,30 @@ class RouteStream:
     websocket: WebSocketMode = "tunnel"
 
 
+@dataclass(frozen=True, slots=True)
+class RouteIdentity:
+    """Where a route's answers create ids and its requests carry them (docs/writes.md)."""
+
+    family: str
+    """The ids' family: pairs learned on one route are used on every route of the family."""
+    create: tuple[str, ...] = ()
+    """JSONPath patterns where both answers hold a created id (``$.id``)."""
+    path: tuple[int, ...] = ()
+    """Indices of the path segments (``/orders/{id}``: 2) holding a legacy id."""
+    query: tuple[str, ...] = ()
+    """Query parameters holding a legacy id."""
+    body: tuple[str, ...] = ()
+    """JSONPath patterns of a JSON request body holding a legacy id."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySettings:
+    """The bound of identity mapping (``identity:``)."""
+
+    max_pairs: int = 10_000
+    """Pairs of ids kept per family and worker; the least recently used are forgotten."""
+
+
 RouteMode = Literal["shadow", "canary", "candidate", "legacy-only"]
 """Who answers a route (docs/cutover.md); ``shadowproxy.cutover.state.Mode`` names them."""
 
@@ -197,6 +223,8 @@ class RouteSpec:
     stream: RouteStream = RouteStream()
     dry_run: bool = False
     """``mirror_writes: dry_run``: a write's copy carries the dry-run header (docs/writes.md)."""
+    identity: RouteIdentity | None = None
+    """Ids this route's answers create or its requests carry; None: no mapping."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,3 +379,4 @@ class Settings:
     grpc: GrpcSettings | None = None
     """The gRPC listener; None when it is off."""
     cutover: CutoverSettings = CutoverSettings()
+    identity: IdentitySettings = IdentitySettings()

@@ -34,6 +34,7 @@ from shadowproxy.settings import (
     AdminSettings,
     ClientSettings,
     EvidenceSettings,
+    IdentitySettings,
     LegacySettings,
     RedactSettings,
     Settings,
@@ -138,6 +139,7 @@ def settings_from_document(
     log_dir = overrides.log_dir or top.string("log_dir", evidence.log_dir) or evidence.log_dir
     evidence = replace(evidence, log_dir=log_dir)
     cutover = cutover_settings(top, env, log_dir)
+    identity = section(top, "identity", IdentitySettings())
     routes = route_specs(top, top.raw("routes"), shadow, rules, cutover, streams)
 
     redact_reader = top.child("redact")
@@ -210,5 +212,6 @@ def settings_from_document(
         source=source,
         grpc=grpc,
         cutover=cutover,
+        identity=identity,
     )
     return replace(settings, digest=digest(settings))

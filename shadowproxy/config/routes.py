@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from shadowproxy.compare.paths import parse_pattern
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.config.reader import ConfigError, Reader, is_token, section
 from shadowproxy.config.rules import compare_rules
@@ -11,6 +12,7 @@ from shadowproxy.config.streams import route_stream
 from shadowproxy.settings import (
     CutoverSettings,
     RollbackSettings,
+    RouteIdentity,
     RouteSpec,
     ShadowSettings,
     StreamSettings,
@@ -71,6 +73,7 @@ def route_specs(
             fallback=route.boolean("fallback", cutover.fallback),
             stream=route_stream(route.child("stream"), streams),
             dry_run=writes == "dry_run",
+            identity=identity(route, match),
         )
         if not spec.mirror and spec.mirror_writes:
             raise route.error("mirror: false never mirrors; drop mirror_writes", "mirror_writes")
@@ -92,6 +95,44 @@ def shadow_section(top: Reader) -> ShadowSettings:
             "must be printable, without leading or trailing spaces", "dry_run_value"
         )
     return shadow
+
+
+def identity(route: Reader, match: str) -> RouteIdentity | None:
+    """A route's ``identity:`` (docs/writes.md); ``path`` names placeholders of ``match``."""
+    if not route.has("identity"):
+        return None
+    reader = route.child("identity")
+    domain = route.data.get("domain")
+    family = reader.string("family", domain if isinstance(domain, str) else None) or "default"
+    patterns = {key: reader.strings(key) for key in ("create", "body")}
+    for key, texts in patterns.items():
+        for text in texts:
+            try:
+                parse_pattern(text)
+            except ValueError as exc:
+                raise reader.error(str(exc), key) from None
+    placeholders = {
+        part[1:-1]: index
+        for index, part in enumerate(match.split("/"))
+        if part.startswith("{") and part.endswith("}") and not match.endswith("*")
+    }
+    indices = []
+    for name in reader.strings("path"):
+        index = placeholders.get(name.strip("{}"))
+        if index is None:
+            raise reader.error(f"{name!r} is not a placeholder of {match!r}", "path")
+        indices.append(index)
+    spec = RouteIdentity(
+        family=family,
+        create=patterns["create"],
+        path=tuple(indices),
+        query=reader.strings("query"),
+        body=patterns["body"],
+    )
+    reader.finish()
+    if not (spec.create or spec.path or spec.query or spec.body):
+        raise reader.error("names no create, path, query or body")
+    return spec
 
 
 def mirror_writes(reader: Reader) -> bool | str:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.settings import RouteSpec, RouteStream
+from shadowproxy.settings import RouteIdentity, RouteSpec, RouteStream
 
 __all__ = ["OTHER", "Route", "RouteTable", "normalise_path", "route_path"]
 
@@ -60,6 +60,8 @@ class Route:
     """Its stream window, whether every GET is an event stream, its WebSocket mode."""
     dry_run: bool = False
     """A write's copy carries the dry-run header: the candidate commits nothing."""
+    identity: RouteIdentity | None = None
+    """Ids its answers create or its requests carry (docs/writes.md)."""
 
 
 def _is_identifier(segment: str) -> bool:
@@ -116,6 +118,7 @@ class _Template:
             fallback=spec.fallback,
             stream=spec.stream,
             dry_run=spec.dry_run,
+            identity=spec.identity,
         )
         self.methods = spec.methods
         self.prefix: str | None = spec.match[:-1] if spec.match.endswith("*") else None

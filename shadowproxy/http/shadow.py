@@ -21,6 +21,7 @@ arrives as legacy's window (or a reason it is not compared) when that closes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -39,9 +40,10 @@ from shadowproxy.model import (
     SkipReason,
     Upstream,
 )
-from shadowproxy.settings import ShadowSettings, StreamSettings
+from shadowproxy.settings import IdentitySettings, ShadowSettings, StreamSettings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
+from shadowproxy.shadow.identity import IdentityMap
 from shadowproxy.shadow.mirror import EvidenceSink, Mirrors, fetch_copies
 from shadowproxy.shadow.streams import StreamSlots
 from shadowproxy.shadow.tasks import TaskPool
@@ -99,6 +101,7 @@ class HttpShadow:
         own_host: bool = False,
         ownership: Ownership | None = None,
         streams: StreamSlots | None = None,
+        identities: IdentityMap | None = None,
     ) -> None:
         self.settings = settings
         self._mirrors = Mirrors(settings, pool, switch, lag, comparisons, evidence)
@@ -109,6 +112,7 @@ class HttpShadow:
         self._own_host = own_host
         self._legacy = legacy
         self._ownership = ownership
+        self._ids = identities or IdentityMap(IdentitySettings().max_pairs)
 
     def decide(
         self, route: Route, method: str, *, body_complete: bool, reverse: bool = False
@@ -206,7 +210,14 @@ class HttpShadow:
         legacy, candidate = (mirrored, answered) if reverse else (answered, mirrored)
         second = secondary if isinstance(secondary, Observation) else None
         exchange = Exchange(self._facts(request), legacy, candidate, second, request.answered_by)
-        verdict = await self._mirrors.settle(exchange, route)
+        ids = route.identity
+        if ids is not None and not reverse:
+            self._ids.learn(ids, legacy, candidate, route.rules.max_decoded_bytes)
+        verdict = await self._mirrors.settle(
+            exchange,
+            route,
+            adjust=None if ids is None else functools.partial(self._ids.equate, ids.family),
+        )
         if verdict is not None and reverse and self._ownership is not None:
             self._ownership.compared(
                 route.name,
@@ -232,12 +243,16 @@ class HttpShadow:
     ) -> Observation | SkipReason:
         host = upstream.host if self._own_host else request.host
         headers = [*request.headers, ("Host", host)] if host else request.headers
+        target, body = request.raw_target, request.body
+        ids = request.route.identity
+        if ids is not None and upstream is self._candidate:
+            target, body = self._ids.rewrite(ids, target, body)
         if request.fetcher is not None:
             return await request.fetcher(upstream, headers)
         if request.window is not None:
             return await fetch_stream(
                 upstream,
-                request.raw_target,
+                target,
                 headers,
                 window=request.window,
                 timeout_s=self.settings.timeout_s,
@@ -246,9 +261,9 @@ class HttpShadow:
         return await fetch_observation(
             upstream,
             request.facts.method,
-            request.raw_target,
+            target,
             headers,
-            request.body,
+            body,
             max_bytes=self.settings.compare_max_bytes,
             timeout_s=self.settings.timeout_s,
         )

@@ -24,6 +24,7 @@ from shadowproxy.http.websocket import WebSocketTunnel, open_session
 from shadowproxy.settings import RouteStream, Settings, UpstreamSettings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
+from shadowproxy.shadow.identity import IdentityMap
 from shadowproxy.shadow.mirror import EvidenceSink
 from shadowproxy.shadow.streams import StreamSlots
 from shadowproxy.shadow.tasks import TaskPool
@@ -131,6 +132,7 @@ def build_worker(settings: Settings, names: UpstreamSettings, parts: ProxyParts)
         legacy=legacy,
         secrets=parts.secrets,
         ownership=parts.ownership,
+        identities=IdentityMap(settings.identity.max_pairs),
     )
     forwarder = Forwarder(
         settings=settings,

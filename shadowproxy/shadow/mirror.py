@@ -143,12 +143,15 @@ class Mirrors:
         exchange: Exchange,
         route: MirroredRoute,
         present: Callable[[Verdict], Verdict] | None = None,
+        adjust: Callable[[Verdict], Verdict] | None = None,
     ) -> Verdict | None:
         """Record ``exchange`` and compare it; the verdict, or None when it was skipped.
 
         The side that did not answer the client (``exchange.answered_by``) is
-        the mirrored one. ``present`` rewrites the verdict for the evidence only
-        (gRPC names its status codes); the caller gets the verdict as compared.
+        the mirrored one. ``adjust`` changes the verdict as compared (mapped
+        ids are equal: ``shadow.identity``); ``present`` rewrites it for the
+        evidence only (gRPC names its status codes), and the caller gets the
+        verdict before ``present``.
         """
         reverse = exchange.answered_by is Upstream.CANDIDATE
         legacy, candidate = exchange.legacy, exchange.candidate
@@ -166,5 +169,7 @@ class Mirrors:
         if verdict is None:
             self.skip(route, SkipReason.QUEUE_FULL, phase)
             return None
+        if adjust is not None:
+            verdict = adjust(verdict)
         self._evidence.on_verdict(exchange, verdict if present is None else present(verdict))
         return verdict

@@ -1,8 +1,9 @@
 """The command line: ``shadowproxy`` (also installed as ``shadow``).
 
 Subcommands: ``run``, ``check-config``, ``report``, ``promote``, ``drill``,
-``cutover``, ``demo`` and ``demo-backend``. Anything a user can get wrong exits 2 with one line on
-stderr naming the file and key or the flag; no traceback.
+``cutover``, ``replay``, ``import-har``, ``demo`` and ``demo-backend``.
+Anything a user can get wrong exits 2 with one line on stderr naming the
+file and key or the flag; no traceback.
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add_cutover_arguments(cutover)
 
+    from shadowproxy.replay import add_import_har_arguments, add_replay_arguments
+
+    replay = commands.add_parser(
+        "replay", help="replay captured requests to legacy and candidate, or against golden answers"
+    )
+    add_replay_arguments(replay)
+    import_har = commands.add_parser("import-har", help="turn a HAR file into a capture file")
+    add_import_har_arguments(import_har)
+
     demo = commands.add_parser(
         "demo", help="run the bundled demo end to end and print the findings"
     )
@@ -169,6 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from shadowproxy.promote import run_cutover
 
             return run_cutover(args)
+        if args.command == "replay":
+            from shadowproxy.replay import run_replay
+
+            return run_replay(args)
+        if args.command == "import-har":
+            from shadowproxy.replay import run_import_har
+
+            return run_import_har(args)
         if args.command == "demo":
             from shadowproxy.demo.run import run_demo
 

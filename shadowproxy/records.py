@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["DRILL", "EXCHANGE", "OWNERSHIP", "ROLLUP", "SCHEMA_VERSION"]
+__all__ = ["CAPTURE", "DRILL", "EXCHANGE", "GOLDEN", "OWNERSHIP", "ROLLUP", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION: Final = 1
 """The ``v`` of every record."""
@@ -24,3 +24,7 @@ OWNERSHIP: Final = "ownership"
 """One change of a route's owner (``cutover.state.Change.record``)."""
 DRILL: Final = "drill"
 """The result of a ``shadow drill`` (the admin API's ``POST /cutover/drill``)."""
+CAPTURE: Final = "capture"
+"""One captured request, redacted, for ``shadow replay`` (``sinks.capture``); in capture files."""
+GOLDEN: Final = "golden"
+"""One request and legacy's recorded answer (``replay.golden``); in golden files."""

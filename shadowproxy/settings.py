@@ -14,6 +14,7 @@ from shadowproxy.compare.rules import CompareRules
 
 __all__ = [
     "AdminSettings",
+    "CaptureSettings",
     "ClientSettings",
     "CutoverSettings",
     "EvidenceSettings",
@@ -26,6 +27,7 @@ __all__ = [
     "ListenTLS",
     "RedactSettings",
     "RollbackSettings",
+    "RouteCapture",
     "RouteIdentity",
     "RouteMode",
     "RouteSpec",
@@ -185,6 +187,34 @@ class RouteIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteCapture:
+    """How many of a route's requests ``shadowproxy run`` captures (docs/replay.md)."""
+
+    percent: float = 0.0
+    """Share of the route's requests captured; 0 captures none."""
+    per_second: float = 1.0
+    """At most this many captured per second and worker (a token bucket)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSettings:
+    """The capture file of each worker and its bounds (``capture:``)."""
+
+    dir: str = "./shadow-captures"
+    """Where ``capture-<host>-<pid>.jsonl`` files go; never inside ``log_dir``."""
+    percent: float = 0.0
+    """The routes' ``capture.percent`` unless a route sets its own."""
+    per_second: float = 1.0
+    """The routes' ``capture.per_second`` unless a route sets its own."""
+    max_bytes: int = 256 * MiB
+    """The file's size cap: once reached, further captures are dropped and counted."""
+    max_body_bytes: int = 64 * 1024
+    """Requests with a larger body are not captured (counted)."""
+    queue_size: int = 1000
+    """Captures waiting for the writer thread; beyond it they are dropped and counted."""
+
+
+@dataclass(frozen=True, slots=True)
 class IdentitySettings:
     """The bound of identity mapping (``identity:``)."""
 
@@ -225,6 +255,8 @@ class RouteSpec:
     """``mirror_writes: dry_run``: a write's copy carries the dry-run header (docs/writes.md)."""
     identity: RouteIdentity | None = None
     """Ids this route's answers create or its requests carry; None: no mapping."""
+    capture: RouteCapture = RouteCapture()
+    """How many of its requests are captured for replay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,3 +412,4 @@ class Settings:
     """The gRPC listener; None when it is off."""
     cutover: CutoverSettings = CutoverSettings()
     identity: IdentitySettings = IdentitySettings()
+    capture: CaptureSettings = CaptureSettings()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.config.digest import digest
@@ -32,6 +33,7 @@ from shadowproxy.config.streams import streams_section
 from shadowproxy.config.tls import listen_tls, upstream_tls
 from shadowproxy.settings import (
     AdminSettings,
+    CaptureSettings,
     ClientSettings,
     EvidenceSettings,
     IdentitySettings,
@@ -140,7 +142,12 @@ def settings_from_document(
     evidence = replace(evidence, log_dir=log_dir)
     cutover = cutover_settings(top, env, log_dir)
     identity = section(top, "identity", IdentitySettings())
-    routes = route_specs(top, top.raw("routes"), shadow, rules, cutover, streams)
+    capture = section(top, "capture", CaptureSettings())
+    if Path(capture.dir).resolve().is_relative_to(Path(log_dir).resolve()):
+        raise top.child("capture").error(
+            "must not be inside log_dir: shadow report reads every .jsonl below it", "dir"
+        )
+    routes = route_specs(top, top.raw("routes"), shadow, rules, cutover, streams, capture)
 
     redact_reader = top.child("redact")
     redact = RedactSettings(
@@ -213,5 +220,6 @@ def settings_from_document(
         grpc=grpc,
         cutover=cutover,
         identity=identity,
+        capture=capture,
     )
     return replace(settings, digest=digest(settings))

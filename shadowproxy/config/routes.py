@@ -10,8 +10,10 @@ from shadowproxy.config.reader import ConfigError, Reader, is_token, section
 from shadowproxy.config.rules import compare_rules
 from shadowproxy.config.streams import route_stream
 from shadowproxy.settings import (
+    CaptureSettings,
     CutoverSettings,
     RollbackSettings,
+    RouteCapture,
     RouteIdentity,
     RouteSpec,
     ShadowSettings,
@@ -33,6 +35,7 @@ def route_specs(
     rules: CompareRules,
     cutover: CutoverSettings,
     streams: StreamSettings,
+    capture: CaptureSettings,
 ) -> tuple[RouteSpec, ...]:
     if value is None:
         return ()
@@ -74,6 +77,7 @@ def route_specs(
             stream=route_stream(route.child("stream"), streams),
             dry_run=writes == "dry_run",
             identity=identity(route, match),
+            capture=route_capture(route.child("capture"), capture),
         )
         if not spec.mirror and spec.mirror_writes:
             raise route.error("mirror: false never mirrors; drop mirror_writes", "mirror_writes")
@@ -95,6 +99,16 @@ def shadow_section(top: Reader) -> ShadowSettings:
             "must be printable, without leading or trailing spaces", "dry_run_value"
         )
     return shadow
+
+
+def route_capture(reader: Reader, base: CaptureSettings) -> RouteCapture:
+    """A route's ``capture:`` share and rate, the ``capture:`` section's where unset."""
+    capture = RouteCapture(
+        percent=reader.number("percent", base.percent, maximum=100.0),
+        per_second=reader.number("per_second", base.per_second),
+    )
+    reader.finish()
+    return capture
 
 
 def identity(route: Reader, match: str) -> RouteIdentity | None:

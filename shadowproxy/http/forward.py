@@ -45,6 +45,7 @@ from shadowproxy.http.sse import ClientAnswer
 from shadowproxy.http.upstream import UpstreamClient
 from shadowproxy.model import SHADOW_PHASE, Observation, RequestFacts, SkipReason, Upstream
 from shadowproxy.settings import Settings
+from shadowproxy.sinks.capture import Capture
 from shadowproxy.sinks.logs import bind_request, unbind_request
 from shadowproxy.sinks.secrets import SecretFinder, mask_path
 
@@ -108,8 +109,10 @@ class Forwarder:
         secrets: SecretFinder,
         candidate: UpstreamClient | None = None,
         ownership: Ownership | None = None,
+        capture: Capture | None = None,
     ) -> None:
         self.settings = settings
+        self._capture = capture
         self.routes = routes
         self._legacy = legacy
         self._shadow = shadow
@@ -239,6 +242,8 @@ class Forwarder:
     ) -> None:
         settings = self.settings
         body = await read_body(request, settings.shadow.mirror_max_body)
+        if self._capture is not None and route.capture.percent > 0.0 and route.mirror:
+            self._capture_request(request, route, raw_target, body, request_id)
         client_host = request.headers.get("Host")
         headers = request_headers(
             request.headers.items(),
@@ -313,6 +318,24 @@ class Forwarder:
         finally:
             if client_answer is not None and not client_answer.done():
                 client_answer.set_result(observation)
+
+    def _capture_request(
+        self, request: Inbound, route: Route, raw_target: str, body: RequestBody, request_id: str
+    ) -> None:
+        """Offer the request to the capture (docs/replay.md); event streams are not captured."""
+        assert self._capture is not None
+        if self._shadow.stream_window(route, request.method, request.headers) is not None:
+            return
+        self._capture.offer(
+            route.capture,
+            id=request_id,
+            route=route.name,
+            domain=route.domain,
+            method=request.method,
+            target=raw_target,
+            headers=request.headers.items(),
+            body=body.data if body.complete else None,
+        )
 
     def _who_answers(self, route: Route, request: Inbound) -> Decision:
         """Who answers this request, whether the other side gets a copy, and its phase."""

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.settings import RouteIdentity, RouteSpec, RouteStream
+from shadowproxy.settings import RouteCapture, RouteIdentity, RouteSpec, RouteStream
 
 __all__ = ["OTHER", "Route", "RouteTable", "normalise_path", "route_path"]
 
@@ -41,6 +41,7 @@ _MAX_SEGMENTS = 16
 _MAX_RESOLVED = 1024
 _MAX_RESOLVED_PATH = 256
 _NO_STREAM_SETTINGS = RouteStream()
+_NO_CAPTURE = RouteCapture()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,8 @@ class Route:
     """A write's copy carries the dry-run header: the candidate commits nothing."""
     identity: RouteIdentity | None = None
     """Ids its answers create or its requests carry (docs/writes.md)."""
+    capture: RouteCapture = RouteCapture()
+    """How many of its requests are captured for replay (docs/replay.md)."""
 
 
 def _is_identifier(segment: str) -> bool:
@@ -119,6 +122,7 @@ class _Template:
             stream=spec.stream,
             dry_run=spec.dry_run,
             identity=spec.identity,
+            capture=spec.capture,
         )
         self.methods = spec.methods
         self.prefix: str | None = spec.match[:-1] if spec.match.endswith("*") else None
@@ -148,6 +152,7 @@ class RouteTable:
         default_rules: CompareRules,
         max_routes: int,
         default_stream: RouteStream = _NO_STREAM_SETTINGS,
+        default_capture: RouteCapture = _NO_CAPTURE,
     ) -> None:
         self._templates = [_Template(spec) for spec in specs]
         # Only a table with method-specific routes needs the method in its memory's key.
@@ -155,6 +160,7 @@ class RouteTable:
         self._default_sample_percent = default_sample_percent
         self._default_rules = default_rules
         self._default_stream = default_stream
+        self._default_capture = default_capture
         self._max_routes = max_routes
         self._seen: dict[str, Route] = {}
         # Most traffic repeats a few paths; matching and normalising each time is not free.
@@ -169,6 +175,7 @@ class RouteTable:
             mirror_writes=False,
             rules=self._default_rules,
             stream=self._default_stream,
+            capture=self._default_capture,
         )
 
     @property

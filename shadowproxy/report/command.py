@@ -31,7 +31,7 @@ from shadowproxy.report.timeparse import parse_instant
 from shadowproxy.report.tracker import update_tracker
 from shadowproxy.report.windows import Windows
 
-__all__ = ["add_report_arguments", "run_report"]
+__all__ = ["add_report_arguments", "render_report", "run_report"]
 
 _FORMATS = ("table", "markdown", "json", "html")
 
@@ -157,6 +157,11 @@ def _refuse_unreadable(evidence: Findings) -> None:
         f"{first.file}: line {first.first_line}",
         f"{first.first_problem} ({total} lines in the window could not be read; --strict)",
     )
+
+
+def render_report(fmt: str, report: Report, out: TextIO) -> None:
+    """Render ``report`` as ``table``, ``markdown``, ``json`` or ``html`` (``shadow replay``)."""
+    _render(argparse.Namespace(format=fmt, detail=False), report, to_json(report), out)
 
 
 def _render(args: argparse.Namespace, report: Report, doc: dict[str, Any], out: TextIO) -> None:

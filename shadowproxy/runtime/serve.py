@@ -40,6 +40,7 @@ from shadowproxy.shadow.control import LagMonitor, ShadowSwitch, SharedFlag
 from shadowproxy.shadow.streams import StreamSlots
 from shadowproxy.shadow.tasks import TaskPool
 from shadowproxy.sinks import Evidence, Metrics, default_worker_id, render_metrics
+from shadowproxy.sinks.capture import Capture
 
 __all__ = ["Bound", "serve"]
 
@@ -81,6 +82,8 @@ def _open_parts(
     evidence.start()
     ownership = Ownership(settings, evidence)
     ownership.start(controller=controller)
+    capture = Capture(settings.capture, evidence.redactor, default_worker_id())
+    capture.start()
     return evidence, ProxyParts(
         sink=evidence,
         switch=ShadowSwitch(pause_flag),
@@ -90,6 +93,7 @@ def _open_parts(
         ownership=ownership,
         pool=TaskPool(settings.shadow.max_inflight, on_change=evidence.set_inflight),
         streams=StreamSlots(settings.shadow.max_streams),
+        capture=capture,
     )
 
 
@@ -133,6 +137,7 @@ async def serve(
             "max_inflight": current.shadow.max_inflight,
             "loop_lag_ms": round(parts.lag.lag_ms, 3),
             "evidence": evidence.stats(),
+            "capture": parts.capture.stats() if parts.capture is not None else None,
         }
 
     handlers: dict[signal.Signals, Callable[[], None]] = {}
@@ -177,6 +182,8 @@ async def serve(
             await listeners.stop()
             await housekeeping.close(_TICK_S * 2)
             await parts.comparisons.aclose()
+            if parts.capture is not None:
+                await loop.run_in_executor(None, parts.capture.close, settings.drain_s)
             await loop.run_in_executor(None, evidence.close, settings.drain_s)
     log.info("stopped")
     return 0

@@ -21,13 +21,14 @@ from shadowproxy.http.routing import RouteTable
 from shadowproxy.http.shadow import HttpShadow
 from shadowproxy.http.upstream import UpstreamClient, open_upstream
 from shadowproxy.http.websocket import WebSocketTunnel, open_session
-from shadowproxy.settings import RouteStream, Settings, UpstreamSettings
+from shadowproxy.settings import RouteCapture, RouteStream, Settings, UpstreamSettings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
 from shadowproxy.shadow.identity import IdentityMap
 from shadowproxy.shadow.mirror import EvidenceSink
 from shadowproxy.shadow.streams import StreamSlots
 from shadowproxy.shadow.tasks import TaskPool
+from shadowproxy.sinks.capture import Capture
 from shadowproxy.sinks.secrets import SecretFinder
 from shadowproxy.tls import client_context
 
@@ -56,6 +57,8 @@ class ProxyParts:
     """The shadow task pool every data plane of the worker spawns its mirrors in."""
     streams: StreamSlots
     """The worker's stream slots (``shadow.max_streams``), shared by every data plane."""
+    capture: Capture | None = None
+    """The capture file requests are sampled into for replay (docs/replay.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,7 @@ def route_table(settings: Settings) -> RouteTable:
         default_rules=settings.compare,
         max_routes=settings.max_routes,
         default_stream=RouteStream(window=settings.streams),
+        default_capture=RouteCapture(settings.capture.percent, settings.capture.per_second),
     )
 
 
@@ -143,6 +147,7 @@ def build_worker(settings: Settings, names: UpstreamSettings, parts: ProxyParts)
         secrets=parts.secrets,
         candidate=candidate,
         ownership=parts.ownership,
+        capture=parts.capture,
     )
     tunnel = WebSocketTunnel(
         forwarder,

@@ -30,7 +30,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-__all__ = ["DiskCap", "Stream", "file_name", "open_private", "private_dir", "rotate"]
+__all__ = [
+    "DiskCap",
+    "Stream",
+    "file_name",
+    "open_private",
+    "private_dir",
+    "rotate",
+    "safe_worker_id",
+]
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 _EVIDENCE = re.compile(r"shadow-.+?(\.rollups)?\.jsonl(?:\.(\d+))?(?:\.gz)?")
@@ -44,10 +52,15 @@ class Stream(StrEnum):
     ROLLUPS = "rollups"
 
 
+def safe_worker_id(worker_id: str) -> str:
+    """``worker_id`` for a file name: unsafe characters become ``_``."""
+    return _SAFE_ID.sub("_", worker_id)
+
+
 def file_name(worker_id: str, stream: Stream = Stream.EXCHANGES) -> str:
     """The active file name of ``stream`` for ``worker_id`` (unsafe characters become ``_``)."""
     infix = ".rollups" if stream is Stream.ROLLUPS else ""
-    return f"shadow-{_SAFE_ID.sub('_', worker_id)}{infix}.jsonl"
+    return f"shadow-{safe_worker_id(worker_id)}{infix}.jsonl"
 
 
 def open_private(path: Path) -> int:

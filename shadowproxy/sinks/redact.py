@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode
 
 import orjson
 
@@ -167,6 +167,43 @@ class Redactor:
             candidate=None if diff.candidate is None else candidate,
             noise=diff.noise,
         )
+
+    def body(
+        self, body: bytes, content_type: str | None, known: KnownSecrets = NO_SECRETS
+    ) -> bytes:
+        """A whole body (a captured request, a golden answer) with its secrets replaced.
+
+        A form's fields and a JSON document's nodes by their names (secret
+        keys, ``body_paths``) and values; any other body as text (as bytes
+        when it is not UTF-8), like a recorded string.
+        """
+        media = (content_type or "").partition(";")[0].strip().lower()
+        if media == "application/x-www-form-urlencoded":
+            try:
+                fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+            except UnicodeDecodeError:
+                fields = None
+            if fields is not None:
+                return urlencode(
+                    [
+                        (
+                            name,
+                            self.marker(value)
+                            if self.is_secret_param(name)
+                            else self._child(value, (name,), known),
+                        )
+                        for name, value in fields
+                    ]
+                ).encode()
+        if "json" in media or body.lstrip()[:1] in {b"{", b"["}:
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                return orjson.dumps(self._node(document, (), known), option=orjson.OPT_NON_STR_KEYS)
+        scrubbed = self._bytes(body, (), known)
+        return scrubbed.encode() if isinstance(scrubbed, str) else scrubbed
 
     def text(self, text: str, known: KnownSecrets = NO_SECRETS) -> str:
         """``text`` with request secrets, credentials, JWTs and configured patterns replaced."""

@@ -166,16 +166,24 @@ class GoldenDir:
     def record(
         self,
         request: Captured,
+        position: int,
         shown: Mapping[str, object],
         answer: Observation,
         rules: CompareRules,
         comparator: Comparator,
     ) -> GoldenEntry:
-        """Store ``answer`` (normalised) for ``request``; a second recording learns noise."""
+        """Store ``answer`` (normalised) for ``request``; a second recording learns noise.
+
+        A new file is named by the request's ``position`` in the capture, so a
+        directory lists the requests in their order whatever order they were
+        answered in; a name another request already has gets the key added.
+        """
         old = self.entries.get(request.key)
         if old is None:
             slug = _SLUG.sub("-", request.target.partition("?")[0].lower()).strip("-")[:48]
-            name = f"{len(self.entries) + 1:04d}-{request.method.lower()}-{slug}.json"
+            name = f"{position:04d}-{request.method.lower()}-{slug}.json"
+            if any(entry.name == name for entry in self.entries.values()):
+                name = f"{name.removesuffix('.json')}-{request.key[:8]}.json"
             entry = GoldenEntry(name, request.key, shown, answer)
         else:
             entry = replace(

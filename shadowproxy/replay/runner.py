@@ -162,9 +162,9 @@ class Replayer:
                 changed.clear()
                 await changed.wait()
 
-        async def one(request: Captured) -> None:
+        async def one(request: Captured, position: int) -> None:
             try:
-                await self._one(request)
+                await self._one(request, position)
             except Exception as exc:  # a bug must cost one request, never the replay
                 self.tally.failed += 1
                 log.error("replay_request_failed", where=request.where, error=repr(exc))
@@ -174,17 +174,17 @@ class Replayer:
                 done()
 
         next_at = loop.time()
-        for request in requests:
+        for position, request in enumerate(requests, 1):
             if self._plan.rate > 0:
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
                 next_at = max(next_at, loop.time()) + 1.0 / self._plan.rate
             if request.method in MIRRORED_METHODS:
                 await room(self._plan.concurrency - 1)
-                pool.spawn(one(request), name="replay")
+                pool.spawn(one(request, position), name="replay")
             else:
                 # A write runs alone: what came before it is answered, what follows waits.
                 await room(0)
-                await one(request)
+                await one(request, position)
         await room(0)
         return self.tally
 
@@ -200,7 +200,7 @@ class Replayer:
         if self._evidence is not None:
             self._evidence.on_skip(route.name, route.domain, reason)
 
-    async def _one(self, request: Captured) -> None:
+    async def _one(self, request: Captured, position: int) -> None:
         path, _, query = request.target.partition("?")
         headers = [*request.headers_with(self._plan.credentials), REPLAY_HEADER]
         finder = self._redactor.finder
@@ -232,7 +232,7 @@ class Replayer:
         )
         self.tally.sent += 1
         if self._plan.mode == "record":
-            await self._record(request, route, headers, facts)
+            await self._record(request, position, route, headers, facts)
         else:
             await self._compare(request, route, headers, facts, write=write)
 
@@ -258,18 +258,25 @@ class Replayer:
         return observation
 
     async def _record(
-        self, request: Captured, route: Route, headers: list[tuple[str, str]], facts: RequestFacts
+        self,
+        request: Captured,
+        position: int,
+        route: Route,
+        headers: list[tuple[str, str]],
+        facts: RequestFacts,
     ) -> None:
         """Record legacy's answer in the golden directory (once per distinct request)."""
         assert self._legacy is not None and self._golden is not None
         if request.key in self._recorded:
             return
+        # Taken before the answer arrives: an identical request in flight records nothing.
+        self._recorded.add(request.key)
         answer = await self._fetch(self._legacy, request, headers, request.target, request.body)
         if not answer.ok:
+            self._recorded.discard(request.key)
             self.tally.failed += 1
             log.error("replay_legacy_failed", where=request.where, error=str(answer.error))
             return
-        self._recorded.add(request.key)
         normal = normal_answer(
             answer, self._redactor, known_secrets(facts.secrets), route.rules.max_decoded_bytes
         )
@@ -280,9 +287,8 @@ class Replayer:
             "route": route.name,
             "domain": route.domain,
         }
-        await asyncio.to_thread(
-            self._golden.record, request, shown, normal, route.rules, self._comparator
-        )
+        # On the loop: entries are named and numbered one at a time.
+        self._golden.record(request, position, shown, normal, route.rules, self._comparator)
         self.tally.recorded += 1
 
     async def _compare(

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
+import os
+import pty
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +21,7 @@ from shadowproxy.cli import main
 from shadowproxy.settings import RedactSettings
 from shadowproxy.sinks import Redactor
 from shadowproxy.sinks.capture import capture_record
-from tests.support import backend, held_port, make_settings, running_proxy
+from tests.support import REPO, backend, held_port, make_settings, running_proxy
 
 TOKEN = "CNRYreplaytoken42"
 
@@ -61,9 +66,6 @@ async def replay(*args: str) -> tuple[int, str, str]:
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:
-    import contextlib
-    import io
-
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(argv)
@@ -341,3 +343,51 @@ class TestImportHar:
         assert code == 0, err
         assert [s.path for s in legacy.seen] == ["/search?q=lamp&api_key=[REDACTED]"]
         assert all(k != "Cookie" for k, _ in legacy.seen[0].headers)
+
+
+class TestProgress:
+    async def test_a_progress_bar_only_on_a_terminal(self, tmp_path: Path) -> None:
+        """On a terminal stderr shows the bar; piped, only the summary line (clean CI logs)."""
+        capture = write_capture(tmp_path / "capture-a.jsonl", REQUESTS[:2])
+        async with backend(shop()) as legacy, backend(shop()) as candidate:
+            argv = [
+                sys.executable,
+                "-m",
+                "shadowproxy",
+                "replay",
+                str(capture),
+                "--legacy",
+                legacy.url,
+                "--candidate",
+                candidate.url,
+                "--log-dir",
+                str(tmp_path / "replay"),
+            ]
+            env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm", "COLUMNS": "100"}
+            main_fd, terminal = pty.openpty()
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=terminal, cwd=REPO, env=env
+            )
+            os.close(terminal)
+            shown, _ = await asyncio.gather(asyncio.to_thread(_drain, main_fd), process.wait())
+            piped = await asyncio.create_subprocess_exec(
+                *argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=REPO,
+                env=env,
+            )
+            _, err = await piped.communicate()
+        assert process.returncode == piped.returncode == 0
+        assert "replaying" in shown
+        assert err.decode() == "shadow replay: 2 requests, 2 sent\n"
+
+
+def _drain(fd: int) -> str:
+    """Everything written to a pseudo-terminal until its other end closes."""
+    chunks = []
+    with contextlib.suppress(OSError):
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode(errors="replace")

@@ -180,9 +180,10 @@ def _har_record(
         raise ReplayInputError(where, "request.url and request.method: must be strings")
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    listed = request.get("headers")
     headers = [
         (str(h.get("name")), str(h.get("value")))
-        for h in request.get("headers") or []  # type: ignore[attr-defined]
+        for h in (listed if isinstance(listed, list) else [])
         if isinstance(h, dict) and not str(h.get("name", "")).startswith(":")
     ]
     post = request.get("postData")

@@ -38,7 +38,7 @@ from shadowproxy.replay.captures import (
     read_captured,
 )
 from shadowproxy.replay.golden import GoldenDir
-from shadowproxy.replay.runner import Plan, Replayer, Tally
+from shadowproxy.replay.runner import Mode, Plan, Replayer, Tally
 from shadowproxy.report.command import render_report
 from shadowproxy.report.document import build_report
 from shadowproxy.report.errors import ReportInputError
@@ -163,9 +163,9 @@ def _settings(
     )
 
 
-def _check_flags(args: argparse.Namespace) -> str:
+def _check_flags(args: argparse.Namespace) -> Mode:
     """The mode the flags ask for; ReplayInputError for a combination that cannot run."""
-    mode = "record" if args.record_golden else "check" if args.golden else "replay"
+    mode: Mode = "record" if args.record_golden else "check" if args.golden else "replay"
     need = {"replay": ("legacy", "candidate"), "record": ("legacy",), "check": ("candidate",)}[mode]
     refuse = {"replay": (), "record": ("candidate", "secondary"), "check": ("legacy", "secondary")}
     for name in need:
@@ -187,7 +187,7 @@ def _replay(args: argparse.Namespace) -> int:
     mode = _check_flags(args)
     settings = _settings(args.config, args.legacy, args.candidate, args.secondary, args.log_dir)
     plan = Plan(
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         writes="dry_run" if args.dry_run else "disposable" if args.disposable else "skip",
         concurrency=args.concurrency,
         rate=args.rate,

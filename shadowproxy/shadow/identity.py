@@ -254,6 +254,8 @@ def _at(document: object, segments: Segments) -> object:
 
 def _put(document: object, segments: Segments, value: object) -> None:
     """Replace the value at ``segments`` (which exists) with ``value``."""
-    parent = _at(document, segments[:-1])
-    if isinstance(parent, dict | list):
-        parent[segments[-1]] = value  # type: ignore[index]
+    parent, step = _at(document, segments[:-1]), segments[-1]
+    if isinstance(parent, dict) and isinstance(step, str):
+        parent[step] = value
+    elif isinstance(parent, list) and isinstance(step, int):
+        parent[step : step + 1] = [value]

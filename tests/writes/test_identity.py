@@ -111,6 +111,18 @@ class TestIdentityMap:
         target, body = ids.rewrite(SPEC, "/orders/2?id=1&x=1", b'{"id": 2}')
         assert (target, body) == ("/orders/2?id=c1&x=1", b'{"id": 2}')
 
+    def test_ids_in_arrays_are_rewritten(self) -> None:
+        """A body pattern through an array rewrites every element's id it knows."""
+        spec = RouteIdentity(
+            family="f", create=("$.ids[*]",), body=("$.lines[*].order_id", "$.all[*]")
+        )
+        ids = IdentityMap(10)
+        ids.learn(spec, _answer(b'{"ids": [1, 2]}'), _answer(b'{"ids": ["a", "b"]}'), 99)
+        _, body = ids.rewrite(
+            spec, "/", b'{"lines": [{"order_id": 2}, {"order_id": 3}], "all": [1]}'
+        )
+        assert body == b'{"lines":[{"order_id":"b"},{"order_id":3}],"all":["a"]}'
+
     def test_pairs_are_bounded_per_family(self) -> None:
         """Past max_pairs the least recently used pair is forgotten and counted."""
         ids = IdentityMap(2)

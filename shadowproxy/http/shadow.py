@@ -211,7 +211,7 @@ class HttpShadow:
         second = secondary if isinstance(secondary, Observation) else None
         exchange = Exchange(self._facts(request), legacy, candidate, second, request.answered_by)
         ids = route.identity
-        if ids is not None and not reverse:
+        if ids is not None:
             self._ids.learn(ids, legacy, candidate, route.rules.max_decoded_bytes)
         verdict = await self._mirrors.settle(
             exchange,
@@ -245,8 +245,11 @@ class HttpShadow:
         headers = [*request.headers, ("Host", host)] if host else request.headers
         target, body = request.raw_target, request.body
         ids = request.route.identity
-        if ids is not None and upstream is self._candidate:
-            target, body = self._ids.rewrite(ids, target, body)
+        if ids is not None and upstream is not self._secondary:
+            # The copy speaks the other side's ids: legacy's to the candidate, or back.
+            target, body = self._ids.rewrite(
+                ids, target, body, to_legacy=request.answered_by is Upstream.CANDIDATE
+            )
         if request.fetcher is not None:
             return await request.fetcher(upstream, headers)
         if request.window is not None:

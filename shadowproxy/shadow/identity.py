@@ -5,7 +5,8 @@ gets one id on each side. ``IdentityMap`` remembers the pairs per route
 family (``identity.family``): from two answers to the same request it reads
 the ids at the route's ``identity.create`` JSON paths; in later copies to the
 candidate it rewrites legacy's ids to the candidate's at the configured path
-segments, query parameters and JSON body paths; and ``equate`` removes from
+segments, query parameters and JSON body paths (and the candidate's back to
+legacy's in a copy to legacy, when the candidate answered); and ``equate`` removes from
 a verdict the differences that are only a mapped pair (``$.id``: 42 against
 1042, or ``/orders/42`` against ``/orders/1042`` segment by segment),
 counted as the equivalence ``mapped_id``.
@@ -18,7 +19,7 @@ every power of two). The pairs live in one worker process.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
@@ -52,21 +53,34 @@ def _key(value: object) -> str | None:
     return None
 
 
+class _Family:
+    """One family's pairs, both ways: legacy's id to the candidate's, and back."""
+
+    __slots__ = ("backward", "forward")
+
+    def __init__(self) -> None:
+        self.forward: OrderedDict[str, object] = OrderedDict()
+        """Legacy's id (its key) to the candidate's value, least recently learned first."""
+        self.backward: dict[str, object] = {}
+        """The candidate's id (its key) to legacy's value."""
+
+
 class IdentityMap:
-    """Legacy's ids to the candidate's, per family, bounded."""
+    """Legacy's ids to the candidate's (and back), per family, bounded."""
 
     __slots__ = ("_families", "_max_pairs", "_patterns", "forgotten")
 
     def __init__(self, max_pairs: int) -> None:
         self._max_pairs = max_pairs
-        self._families: dict[str, OrderedDict[str, object]] = {}
+        self._families: dict[str, _Family] = {}
         self._patterns: dict[str, PathPattern] = {}
         self.forgotten = 0
         """Pairs dropped at the bound since start."""
 
     def pairs(self, family: str) -> int:
         """How many pairs ``family`` holds."""
-        return len(self._families.get(family, ()))
+        found = self._families.get(family)
+        return 0 if found is None else len(found.forward)
 
     def learn(
         self, spec: RouteIdentity, legacy: Observation, candidate: Observation, max_bytes: int
@@ -81,19 +95,22 @@ class IdentityMap:
         legacy_doc, candidate_doc = _document(legacy, max_bytes), _document(candidate, max_bytes)
         if legacy_doc is None or candidate_doc is None:
             return 0
-        family = self._families.setdefault(spec.family, OrderedDict())
+        family = self._families.setdefault(spec.family, _Family())
         learned = 0
         for text in spec.create:
             for segments, value in _found(legacy_doc, self._pattern(text)):
                 key, other = _key(value), _at(candidate_doc, segments)
-                if key is None or _key(other) is None:
+                back = _key(other)
+                if key is None or back is None:
                     continue
-                learned += key not in family
-                family[key] = other
-                family.move_to_end(key)
+                learned += key not in family.forward
+                family.forward[key] = other
+                family.forward.move_to_end(key)
+                family.backward[back] = value
         before = self.forgotten
-        while len(family) > self._max_pairs:
-            family.popitem(last=False)
+        while len(family.forward) > self._max_pairs:
+            _, other = family.forward.popitem(last=False)
+            family.backward.pop(_key(other) or "", None)
             self.forgotten += 1
         if self.forgotten.bit_length() > before.bit_length():
             # Loud, yet bounded: the first loss and then at every power of two.
@@ -105,13 +122,18 @@ class IdentityMap:
             )
         return learned
 
-    def rewrite(self, spec: RouteIdentity, raw_target: str, body: bytes) -> tuple[str, bytes]:
+    def rewrite(
+        self, spec: RouteIdentity, raw_target: str, body: bytes, *, to_legacy: bool = False
+    ) -> tuple[str, bytes]:
         """The target and body for the candidate: legacy's ids replaced where ``spec`` says.
 
-        An id the family does not hold is left as it is (a store migrated with
-        legacy's ids keeps them).
+        ``to_legacy``: for legacy instead, the candidate's ids replaced (the
+        candidate answers the client, legacy gets the copy). An id the family
+        does not hold is left as it is (a store migrated with legacy's ids
+        keeps them).
         """
-        family = self._families.get(spec.family)
+        found = self._families.get(spec.family)
+        family = None if found is None else found.backward if to_legacy else found.forward
         if not family:
             return raw_target, body
         path, mark, query = raw_target.partition("?")
@@ -125,7 +147,8 @@ class IdentityMap:
 
     def equate(self, family_name: str, verdict: Verdict) -> Verdict:
         """``verdict`` without the differences that are only a mapped pair of ids."""
-        family = self._families.get(family_name)
+        found = self._families.get(family_name)
+        family = None if found is None else found.forward
         if not family or not verdict.differences:
             return verdict
         kept = [d for d in verdict.differences if not _mapped(family, d)]
@@ -150,7 +173,7 @@ class IdentityMap:
             pattern = self._patterns[text] = parse_pattern(text)
         return pattern
 
-    def _path(self, family: OrderedDict[str, object], indices: tuple[int, ...], path: str) -> str:
+    def _path(self, family: Mapping[str, object], indices: tuple[int, ...], path: str) -> str:
         segments = path.split("/")
         for index in indices:
             if index < len(segments):
@@ -159,7 +182,7 @@ class IdentityMap:
                     segments[index] = quote(str(other), safe="")
         return "/".join(segments)
 
-    def _query(self, family: OrderedDict[str, object], names: tuple[str, ...], query: str) -> str:
+    def _query(self, family: Mapping[str, object], names: tuple[str, ...], query: str) -> str:
         parts = query.split("&")
         for i, part in enumerate(parts):
             name, sep, value = part.partition("=")
@@ -169,7 +192,7 @@ class IdentityMap:
                     parts[i] = f"{name}={quote_plus(str(other))}"
         return "&".join(parts)
 
-    def _body(self, family: OrderedDict[str, object], paths: tuple[str, ...], body: bytes) -> bytes:
+    def _body(self, family: Mapping[str, object], paths: tuple[str, ...], body: bytes) -> bytes:
         document = _json(body)
         if document is None:
             return body
@@ -184,7 +207,7 @@ class IdentityMap:
         return orjson.dumps(document) if changed else body
 
 
-def _mapped(family: OrderedDict[str, object], diff: Difference) -> bool:
+def _mapped(family: Mapping[str, object], diff: Difference) -> bool:
     """True when the two sides of ``diff`` are a mapped pair, whole or path segment by segment."""
     if diff.kind not in _EQUATED_KINDS:
         return False
@@ -199,7 +222,7 @@ def _mapped(family: OrderedDict[str, object], diff: Difference) -> bool:
     )
 
 
-def _same(family: OrderedDict[str, object], legacy: object, candidate: object) -> bool:
+def _same(family: Mapping[str, object], legacy: object, candidate: object) -> bool:
     key = _key(legacy)
     if key is None or key not in family:
         return False

@@ -85,6 +85,33 @@ class TestTwoStores:
         assert cand.seen[3].body == b'{"order_id":"ord_1001"}'
         assert (legacy_store.count(), cand_store.count()) == (1, 1)
 
+    async def test_candidate_mode_maps_the_candidates_ids_back(self, tmp_path: Path) -> None:
+        """When the candidate answers, clients hold its ids: legacy's copy gets legacy's."""
+        logs = tmp_path / "logs"
+        routes = {
+            **IDS,
+            "routes": [
+                {**IDS["routes"][0], "mode": "candidate"},
+                {**IDS["routes"][4], "mode": "candidate"},
+            ],
+        }
+        async with (
+            orders_service(tmp_path) as (legacy, _),
+            orders_service(tmp_path, first_id=1001, id_prefix="ord_") as (cand, _),
+        ):
+            async with running_proxy(make_settings(legacy.url, cand.url, logs, routes)) as proxy:
+                async with aiohttp.ClientSession() as session:
+                    created = await session.post(
+                        f"{proxy.url}/orders", json={"item": "lamp", "qty": 1}
+                    )
+                    assert (await created.json())["id"] == "ord_1001"
+                    await eventually(lambda: len(exchanges(logs)) == 1)
+                    async with session.get(f"{proxy.url}/orders/ord_1001") as response:
+                        assert response.status == 200
+                await eventually(lambda: len(exchanges(logs)) == 2)
+        assert [s.path for s in legacy.seen] == ["/orders", "/orders/1"]
+        assert [r["verdict"] for r in exchanges(logs)] == ["match", "match"]
+
     async def test_without_mapping_the_read_diverges(self, tmp_path: Path) -> None:
         """The same read on a route without identity reaches the candidate with legacy's id."""
         logs = tmp_path / "logs"
@@ -123,6 +150,12 @@ class TestIdentityMap:
         )
         assert body == b'{"lines":[{"order_id":"b"},{"order_id":3}],"all":["a"]}'
 
+    def test_the_candidates_ids_map_back_for_legacy(self) -> None:
+        """A copy to legacy (candidate mode) gets the candidate's ids turned into legacy's."""
+        ids = IdentityMap(10)
+        ids.learn(SPEC, _answer(b'{"id": 7}'), _answer(b'{"id": "c7"}'), 99)
+        assert ids.rewrite(SPEC, "/orders/c7?id=c7", b"", to_legacy=True)[0] == "/orders/7?id=7"
+
     def test_pairs_are_bounded_per_family(self) -> None:
         """Past max_pairs the least recently used pair is forgotten and counted."""
         ids = IdentityMap(2)
@@ -131,6 +164,8 @@ class TestIdentityMap:
         assert (ids.pairs("orders"), ids.forgotten) == (2, 1)
         assert ids.rewrite(SPEC, "/orders/1", b"")[0] == "/orders/1"
         assert ids.rewrite(SPEC, "/orders/3", b"")[0] == "/orders/103"
+        assert ids.rewrite(SPEC, "/orders/101", b"", to_legacy=True)[0] == "/orders/101"
+        assert ids.rewrite(SPEC, "/orders/102", b"", to_legacy=True)[0] == "/orders/2"
 
     def test_only_successful_answers_teach(self) -> None:
         """A failed create (a 4xx on either side) teaches no pair."""

@@ -143,11 +143,12 @@ def settings_from_document(
     cutover = cutover_settings(top, env, log_dir)
     identity = section(top, "identity", IdentitySettings())
     capture = section(top, "capture", CaptureSettings())
-    if Path(capture.dir).resolve().is_relative_to(Path(log_dir).resolve()):
+    routes = route_specs(top, top.raw("routes"), shadow, rules, cutover, streams, capture)
+    capturing = capture.percent > 0 or any(spec.capture.percent > 0 for spec in routes)
+    if capturing and Path(capture.dir).resolve().is_relative_to(Path(log_dir).resolve()):
         raise top.child("capture").error(
             "must not be inside log_dir: shadow report reads every .jsonl below it", "dir"
         )
-    routes = route_specs(top, top.raw("routes"), shadow, rules, cutover, streams, capture)
 
     redact_reader = top.child("redact")
     redact = RedactSettings(

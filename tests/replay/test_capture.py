@@ -11,6 +11,7 @@ import jsonschema
 import orjson
 import pytest
 
+from shadowproxy.cli import main
 from shadowproxy.settings import CaptureSettings, RedactSettings, RouteCapture
 from shadowproxy.sinks import Redactor
 from shadowproxy.sinks.capture import Capture
@@ -176,8 +177,11 @@ class TestCapture:
         """``shadow report`` reads every .jsonl below log_dir: captures must live elsewhere."""
         document = (
             "upstreams: {legacy: 'http://127.0.0.1:1', candidate: 'http://127.0.0.1:2'}\n"
-            f"log_dir: {tmp_path}/logs\ncapture: {{dir: {tmp_path}/logs/captures}}\n"
+            f"log_dir: {tmp_path}/logs\ncapture: {{dir: {tmp_path}/logs/captures, percent: 1}}\n"
         )
         assert config_error(document, tmp_path, capsys) == (
             "capture.dir: must not be inside log_dir: shadow report reads every .jsonl below it\n"
         )
+        # Capturing nothing, the default directory may sit anywhere (a working directory).
+        (tmp_path / "ok.yaml").write_text(document.replace(", percent: 1", ""))
+        assert main(["check-config", str(tmp_path / "ok.yaml")]) == 0

@@ -140,3 +140,17 @@ class TestGolden:
             2,
             f"shadow replay: {tmp_path}: no golden files: record them with --record-golden\n",
         )
+
+    async def test_a_broken_golden_file_is_bad_input(self, tmp_path: Path) -> None:
+        """A golden file that is not one exits 2 naming it, before anything is sent."""
+        capture = write_capture(tmp_path / "capture-a.jsonl", REQUESTS[:1])
+        golden = tmp_path / "golden"
+        golden.mkdir()
+        (golden / "0001-get-items-1.json").write_text('{"v": 1, "type": "golden", "key": 3}')
+        code, _, err = await replay(
+            str(capture), "--golden", str(golden), "--candidate", "http://127.0.0.1:1"
+        )
+        assert (code, err) == (
+            2,
+            f"shadow replay: {golden}/0001-get-items-1.json: key and request: missing\n",
+        )

@@ -8,16 +8,15 @@ the keys they were asked for, so ``finish`` can reject unknown keys.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import fields, replace
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import yaml
-
 from shadowproxy.settings import HostAddress
+from shadowproxy.yamlfile import YamlFileError, load_yaml_file
 
 __all__ = [
     "ConfigError",
@@ -79,26 +78,35 @@ class Reader:
         maximum: float | None = None,
         exclusive_min: bool = False,
     ) -> float:
+        """A finite number in range; ``maximum`` defaults to the bound of the key's unit."""
         value = self.raw(name)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error("must be a number", name)
+        if not math.isfinite(value):
+            raise self.error("must be a finite number", name)
+        maximum = unit_maximum(name) if maximum is None else maximum
         too_low = value <= minimum if exclusive_min else value < minimum
         if too_low or (maximum is not None and value > maximum):
-            bound = f"> {minimum}" if exclusive_min else f">= {minimum}"
-            limit = f" and <= {maximum}" if maximum is not None else ""
+            bound = f"> {_shown(minimum)}" if exclusive_min else f">= {_shown(minimum)}"
+            limit = f" and <= {_shown(maximum)}" if maximum is not None else ""
             raise self.error(f"must be {bound}{limit}", name)
         return float(value)
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
+        """An integer in range; ``maximum`` defaults to the key's unit bound, else a count's."""
         value = self.raw(name)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error("must be an integer", name)
-        if value < minimum:
-            raise self.error(f"must be >= {minimum}", name)
+        if maximum is None:
+            maximum = int(unit_maximum(name) or MAX_COUNT)
+        if not minimum <= value <= maximum:
+            raise self.error(f"must be >= {minimum} and <= {maximum}", name)
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -131,8 +139,51 @@ class Reader:
             raise self.error("unknown key", str(unknown[0]))
 
 
+DAY_S = 86_400
+"""The longest duration any ``*_s`` key may take."""
+MAX_COUNT = 10_000_000
+"""The largest count (an integer key without a unit)."""
+MAX_WORKERS = 256
+_GiB = 1024**3
+_DISK_KEYS = frozenset({"max_total_bytes", "rotate_bytes"})
+
+
+def unit_maximum(name: str) -> float | None:
+    """The largest value of a key by the unit its name carries; None when it carries none.
+
+    Durations at most a day; percentages at most 100; sizes held in memory
+    (``*_bytes``, ``*_body``) at most 1 GiB, on disk at most 1 TiB.
+    """
+    if name in _DISK_KEYS:
+        return 1024 * _GiB
+    if name.endswith(("_bytes", "_body")):
+        return _GiB
+    if name.endswith(("_s", "_seconds")):
+        return DAY_S
+    if name.endswith("_ms"):
+        return DAY_S * 1000
+    if name.endswith("_days"):
+        return 3650
+    if "percent" in name:
+        return 100
+    return None
+
+
+def _shown(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _no_credentials(text: str, where: str) -> None:
+    """Refuse ``user:password@``, never echoing it (it would reach logs and /status)."""
+    if "@" in text:
+        raise ConfigError(
+            f"{where}: must not carry credentials (user:password@); the proxy never sends them"
+        )
+
+
 def parse_address(text: str, where: str) -> HostAddress:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6) into an address; ``where`` prefixes errors."""
+    _no_credentials(text, where)
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -158,6 +209,7 @@ def is_loopback(host: str) -> bool:
 def parse_url(value: str | None, where: str) -> str | None:
     if value is None:
         return None
+    _no_credentials(value, where)
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ConfigError(f"{where}: must be an http:// or https:// URL, got {value!r}")
@@ -188,10 +240,7 @@ def section(reader: Reader, name: str, default: T, *, exclude: tuple[str, ...] =
             )
         elif isinstance(current, float):
             exclusive = f.name.endswith(("_s", "_ms", "_days"))
-            maximum = 100.0 if f.name.endswith("percent") else None
-            values[f.name] = section.number(
-                f.name, current, exclusive_min=exclusive, maximum=maximum
-            )
+            values[f.name] = section.number(f.name, current, exclusive_min=exclusive)
     section.finish()
     return replace(default, **values)  # type: ignore[type-var]
 
@@ -201,26 +250,20 @@ def worker_count(text: object, where: str) -> int:
         return 1
     if text == "auto":
         return os.cpu_count() or 1
+    problem = f"{where}: must be an integer from 1 to {MAX_WORKERS}, or 'auto'"
     if isinstance(text, bool) or not (
-        isinstance(text, int) or (isinstance(text, str) and text.isdigit())
+        isinstance(text, int) or (isinstance(text, str) and text.isdigit() and len(text) < 8)
     ):
-        raise ConfigError(f"{where}: must be a positive integer or 'auto'")
+        raise ConfigError(problem)
     count = int(text)
-    if count < 1:
-        raise ConfigError(f"{where}: must be a positive integer or 'auto'")
+    if not 1 <= count <= MAX_WORKERS:
+        raise ConfigError(problem)
     return count
 
 
 def read_document(path: str) -> object:
+    """The YAML document in ``path``, bounded and checked before it is built (``yamlfile``)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConfigError(f"{path}: cannot read: {reason}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "(parse)"
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: {where}: {problem}") from None
+        return load_yaml_file(path)
+    except YamlFileError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,30 +1,21 @@
 """Reading the report's small YAML inputs (gates, known differences) safely.
 
-Owns turning "file missing", "not YAML" and "wrong shape" into one-line
-``ReportInputError``s that name the file and the key. Imports PyYAML.
+Owns turning the bounded reader's problems (``shadowproxy.yamlfile``: a file
+missing, not regular, too large, too deep, with a key given twice, not
+YAML) into one-line ``ReportInputError``s that name the file and the key.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
 from shadowproxy.report.errors import ReportInputError
+from shadowproxy.yamlfile import YamlFileError, load_yaml_file
 
 __all__ = ["load_yaml"]
 
 
 def load_yaml(path: str) -> object:
-    """The parsed document in ``path``; ReportInputError when unreadable or not YAML."""
+    """The parsed document in ``path``; ReportInputError when unreadable, unsound or not YAML."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ReportInputError(path, f"cannot read ({reason})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ReportInputError(path, f"not valid YAML{where}") from None
+        return load_yaml_file(path)
+    except YamlFileError as exc:
+        raise ReportInputError(path, str(exc)) from None

@@ -87,7 +87,9 @@ gates:
             ("gates:\n  orders: {window: fortnight}\n", "gates.orders.window:"),
             ("gates:\n  orders: {require_documented_semantic: 1}\n", "require_documented_semantic"),
             ("gates: [1]\n", "gates: missing"),
-            ("gates: {a: 1\n", "not valid YAML"),
+            ("gates: {a: 1\n", "line 2: expected ','"),
+            ("gates: {orders: {}, orders: {}}\n", "gates.orders: given twice (lines 1 and 1)"),
+            ("gates: " + "[" * 100 + "]" * 100 + "\n", "line 1: nested deeper than 64 levels"),
         ],
     )
     def test_invalid_files_name_the_key(self, tmp_path: Path, text: str, message: str) -> None:

@@ -77,7 +77,7 @@ class TestConfig:
         [
             ("streams: {max_events: 0}", "streams.max_events: must be >= 1"),
             ("streams: {max_events: 10001}", "streams.max_events: must be <= 10000"),
-            ("streams: {max_seconds: 0}", "streams.max_seconds: must be > 0.0"),
+            ("streams: {max_seconds: 0}", "streams.max_seconds: must be > 0"),
             ("streams: {window: 3}", "streams.window: unknown key"),
             (
                 "routes: [{match: /ws, stream: {websocket: mirror}}]",

@@ -115,7 +115,7 @@ class TestCliErrors:
             ),
             (
                 UPSTREAMS + "clients: {address_share_percent: 101}\n",
-                "clients.address_share_percent: must be >= 0.0 and <= 100.0",
+                "clients.address_share_percent: must be >= 0 and <= 100",
             ),
             (UPSTREAMS + "clients: {idle_s: 5}\n", "clients.idle_s: unknown key"),
             (

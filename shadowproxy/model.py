@@ -119,6 +119,8 @@ class StreamKind(StrEnum):
 
     SSE = "sse"
     WEBSOCKET = "websocket"
+    GRPC = "grpc"
+    """A gRPC server-streaming call: its messages are the events."""
 
 
 class WindowEnd(StrEnum):
@@ -271,7 +273,7 @@ class Exchange:
 
     @property
     def stream_kind(self) -> StreamKind | None:
-        """``sse`` or ``websocket`` when the exchange is a stream (either side's), else None."""
+        """``sse``, ``websocket`` or ``grpc`` when the exchange is a stream (either side's)."""
         for side in (self.legacy, self.candidate):
             if side.stream is not None:
                 return side.stream.kind

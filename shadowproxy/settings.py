@@ -356,6 +356,8 @@ class GrpcMethodSpec:
     rules: CompareRules
     cardinality: GrpcCardinality | None = None
     """Overrides the descriptors (or the unary default when there are none)."""
+    window: StreamSettings | None = None
+    """A server-streaming method's comparison window (``stream:``); None: ``streams:``'s."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ Owns the kinds of stream difference and the alignment that finds them:
   (JSON with the engine, else text; binary WebSocket messages by bytes), its
   paths prefixed by the event's position and type (``$[3].update.total``);
 - what is left is ``event_missing`` or ``event_extra``, except events one side
-  sent after the other side's window closed: those were never in both windows;
+  sent after the other side's window closed, or past as many events as the
+  other's window held when it closed full: those were never in both windows;
 - timing: ``first_event`` (the first event's latency, by the route's timing
   rule) and ``event_gap`` (the one gap between consecutive aligned events
   that grew most, when it breaks the rule);
@@ -34,7 +35,7 @@ from shadowproxy.compare.paths import Segments, format_path
 from shadowproxy.compare.rules import TimingRules
 from shadowproxy.compare.timing import is_slow
 from shadowproxy.compare.tree import TreeRules, diff_json
-from shadowproxy.model import StreamEvent, StreamWindow
+from shadowproxy.model import StreamEvent, StreamWindow, WindowEnd
 
 __all__ = ["BINARY", "FIRST_EVENT_PATH", "diff_streams"]
 
@@ -127,10 +128,10 @@ class _Alignment:
         for i, j in sorted(paired):
             self._fields(i, j)
         for i in missing:
-            if not _beyond(left[i], self._candidate):
+            if not _beyond(left[i], i, self._candidate, len(right)):
                 self._add("event_missing", i, left[i], _summary(left[i]), None)
         for j in extra:
-            if not _beyond(right[j], self._legacy):
+            if not _beyond(right[j], j, self._legacy, len(left)):
                 self._add("event_extra", j, right[j], None, _summary(right[j]))
         return sorted(pairs + paired)
 
@@ -173,9 +174,19 @@ def _key(event: StreamEvent) -> tuple[str, str | None, bytes]:
     return (event.type, event.id, event.data)
 
 
-def _beyond(event: StreamEvent, other: StreamWindow) -> bool:
-    """True when ``event`` came after the other side's window had closed."""
-    return other.cut and event.at_s > other.closed_s
+_FULL = frozenset({WindowEnd.EVENTS, WindowEnd.BYTES})
+
+
+def _beyond(event: StreamEvent, position: int, other: StreamWindow, held: int) -> bool:
+    """True when ``event`` could not be in the other side's window, which ``held`` events.
+
+    It came after that window closed, or that window closed full (its events
+    or bytes) and ``event`` lies past as many events as it holds: a side that
+    sends faster has read further when the other's window fills.
+    """
+    if not other.cut:
+        return False
+    return event.at_s > other.closed_s or (other.ended in _FULL and position >= held)
 
 
 def _summary(event: StreamEvent) -> dict[str, object]:

@@ -192,7 +192,7 @@ def settings_from_document(
     clients = section(top, "clients", ClientSettings())
     if clients.address_share_percent <= 0:
         raise ConfigError(f"{source}: clients.address_share_percent: must be > 0 and <= 100.0")
-    grpc = grpc_settings(top, overrides, shadow, rules)
+    grpc = grpc_settings(top, overrides, shadow, rules, streams)
     if grpc is not None and grpc.listen.port != 0 and grpc.listen in (listen, admin):
         raise ConfigError(f"{source}: grpc.listen: must differ from listen and admin")
     top.finish()

@@ -8,7 +8,14 @@ from shadowproxy.compare.rules import CompareRules
 from shadowproxy.config.overrides import Overrides
 from shadowproxy.config.reader import ConfigError, Reader, parse_address
 from shadowproxy.config.rules import compare_rules
-from shadowproxy.settings import GrpcCardinality, GrpcMethodSpec, GrpcSettings, ShadowSettings
+from shadowproxy.config.streams import stream_window
+from shadowproxy.settings import (
+    GrpcCardinality,
+    GrpcMethodSpec,
+    GrpcSettings,
+    ShadowSettings,
+    StreamSettings,
+)
 
 __all__ = ["grpc_settings"]
 
@@ -16,7 +23,11 @@ GRPC_CARDINALITIES = ("unary_unary", "unary_stream", "stream_unary", "stream_str
 
 
 def grpc_settings(
-    top: Reader, overrides: Overrides, shadow: ShadowSettings, rules: CompareRules
+    top: Reader,
+    overrides: Overrides,
+    shadow: ShadowSettings,
+    rules: CompareRules,
+    streams: StreamSettings,
 ) -> GrpcSettings | None:
     """The ``grpc:`` section with the ``--grpc-*`` flags; None when neither asks for it."""
     given = top.has("grpc")
@@ -59,7 +70,7 @@ def grpc_settings(
         candidate=candidate,
         secondary=values["secondary"],
         descriptors=descriptors,
-        methods=grpc_methods(reader, shadow, rules, domain, known),
+        methods=grpc_methods(reader, shadow, rules, streams, domain, known),
         domain=domain,
         timeout_s=reader.number("timeout_s", 30.0, exclusive_min=True),
         tls=reader.boolean("tls", False),
@@ -72,6 +83,7 @@ def grpc_methods(
     reader: Reader,
     shadow: ShadowSettings,
     rules: CompareRules,
+    streams: StreamSettings,
     domain: str,
     known: frozenset[str] | None,
 ) -> tuple[GrpcMethodSpec, ...]:
@@ -107,7 +119,18 @@ def grpc_methods(
                 sample_percent=entry.number("sample_percent", shadow.sample_percent, maximum=100.0),
                 rules=compare_rules(entry.child("compare"), rules),
                 cardinality=cast("GrpcCardinality | None", cardinality),
+                window=_window(entry, streams),
             )
         )
         entry.finish()
     return tuple(specs)
+
+
+def _window(entry: Reader, streams: StreamSettings) -> StreamSettings | None:
+    """A method's own ``stream:`` window (over ``streams:``), or None."""
+    if not entry.has("stream"):
+        return None
+    reader = entry.child("stream")
+    window = stream_window(reader, streams)
+    reader.finish()
+    return window

@@ -1,6 +1,6 @@
 """gRPC shadowing: a gRPC listener that does for gRPC what the HTTP proxy does for HTTP.
 
-Calls are answered from legacy unchanged, read-only unary calls are mirrored
+Calls are answered from legacy unchanged, read-only unary and server-streaming calls are mirrored
 to the candidate (and secondary) off the hot path, and the answers go through
 the same comparison core, JSONL evidence and metrics, with the full method
 name (``/package.Service/Method``) as the route. Modules, each owning one
@@ -13,6 +13,7 @@ thing:
 - ``methods``: method names to routes, the mirror policy;
 - ``answers``: one unary call and its observation, transport failures;
 - ``shadow``: the gates and the mirror task;
+- ``streams``: server-streaming calls' windows (the copy's read, decoding);
 - ``forward``: the hot path (the generic handler);
 - ``server``: channels, the server and their lifecycle.
 

@@ -41,8 +41,18 @@ from shadowproxy.grpcproxy.metadata import Metadata, forwardable
 from shadowproxy.grpcproxy.methods import GrpcMethod, MethodTable
 from shadowproxy.grpcproxy.shadow import SHADOW_MARK, GrpcEvidence, GrpcShadow, MirrorCall
 from shadowproxy.grpcproxy.status import http_status, observation_status
-from shadowproxy.model import ErrorKind, Observation, RequestFacts, SkipReason, Upstream
+from shadowproxy.grpcproxy.streams import RAW_MESSAGE, ended_with, stream_headers
+from shadowproxy.model import (
+    ErrorKind,
+    Observation,
+    RequestFacts,
+    SkipReason,
+    StreamKind,
+    Upstream,
+    WindowEnd,
+)
 from shadowproxy.settings import GrpcSettings
+from shadowproxy.shadow.streams import ClientAnswer, WindowTap
 from shadowproxy.sinks.secrets import SecretFinder
 
 __all__ = ["GRPC_METHOD", "GrpcForwarder"]
@@ -131,27 +141,8 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         client_answer = None
         skip = self._shadow.decide(method, len(request))
         if skip is None:
-            text = _text_metadata(metadata)
             client_answer = self._shadow.start(
-                MirrorCall(
-                    facts=RequestFacts(
-                        id=secrets.token_hex(8),
-                        method=GRPC_METHOD,
-                        path=name,
-                        query="",
-                        route=method.name,
-                        domain=method.domain,
-                        started_at=time.time(),
-                        client_request_id=next(
-                            (value for key, value in text if key == "x-request-id"), None
-                        ),
-                        secrets=self._secrets.in_request(text, ""),
-                    ),
-                    method=method,
-                    request=request,
-                    metadata=(*metadata, SHADOW_MARK),
-                    deadline_s=deadline,
-                )
+                self._mirror_call(name, method, request, metadata, deadline)
             )
         else:
             self._shadow.skip(method, skip)
@@ -167,6 +158,36 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             if client_answer is not None and not client_answer.done():
                 client_answer.set_result(answer)
         return await self._answer(method, answer, context)
+
+    def _mirror_call(
+        self,
+        name: str,
+        method: GrpcMethod,
+        request: bytes,
+        metadata: Metadata,
+        deadline: float | None,
+    ) -> MirrorCall:
+        """What the mirror replays: a fresh evidence id, the client's own id and secrets apart."""
+        text = _text_metadata(metadata)
+        return MirrorCall(
+            facts=RequestFacts(
+                id=secrets.token_hex(8),
+                method=GRPC_METHOD,
+                path=name,
+                query="",
+                route=method.name,
+                domain=method.domain,
+                started_at=time.time(),
+                client_request_id=next(
+                    (value for key, value in text if key == "x-request-id"), None
+                ),
+                secrets=self._secrets.in_request(text, ""),
+            ),
+            method=method,
+            request=request,
+            metadata=(*metadata, SHADOW_MARK),
+            deadline_s=deadline,
+        )
 
     async def _stream_unary(
         self, name: str, method: GrpcMethod, requests: AsyncIterator[bytes], context: Context
@@ -232,12 +253,20 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _unary_stream(
         self, name: str, method: GrpcMethod, request: bytes, context: Context
     ) -> AsyncIterator[bytes]:
-        self._shadow.skip(method, SkipReason.UPGRADE)
+        metadata = forwardable(context.invocation_metadata())
         deadline = _remaining(context)
+        client_answer = None
+        skip = self._shadow.decide(method, len(request))
+        if skip is None:
+            client_answer = self._shadow.start_stream(
+                self._mirror_call(name, method, request, metadata, deadline)
+            )
+        else:
+            self._shadow.skip(method, skip)
         call = self._legacy.unary_stream(name, None, None)(
-            request, metadata=forwardable(context.invocation_metadata()) or None, timeout=deadline
+            request, metadata=metadata or None, timeout=deadline
         )
-        async for message in self._relay_stream(method, call, context, deadline):
+        async for message in self._relay_stream(method, call, context, deadline, client_answer):
             yield message
 
     async def _stream_stream(
@@ -257,17 +286,37 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         call: grpc.aio.UnaryStreamCall | grpc.aio.StreamStreamCall,  # type: ignore[type-arg]
         context: Context,
         deadline: float | None,
+        client_answer: ClientAnswer | None = None,
     ) -> AsyncIterator[bytes]:
-        """Legacy's messages as they arrive, then its status and trailing metadata."""
+        """Legacy's messages as they arrive, then its status and trailing metadata.
+
+        With ``client_answer`` (a mirrored call), each message is recorded for
+        the mirror's window after it was relayed (``WindowTap``).
+        """
         started = time.perf_counter()
         sent_initial = False
+        tap: WindowTap | None = None
+        initial: Metadata = ()
         try:
-            initial = forwardable(await call.initial_metadata())
-            if initial:
-                await context.send_initial_metadata(initial)
+            initial = pairs(await call.initial_metadata())
+            forwarded = forwardable(initial)
+            if forwarded:
+                await context.send_initial_metadata(forwarded)
             sent_initial = True
+            if client_answer is not None:
+                ok = observation_status(grpc.StatusCode.OK)
+                tap = WindowTap(
+                    client_answer,
+                    method.window,
+                    StreamKind.GRPC,
+                    ok,
+                    stream_headers(initial),
+                    started,
+                )
             async for message in call:
                 yield message
+                if tap is not None and not tap.message(RAW_MESSAGE, message):
+                    tap = None
             answer = Answer(
                 code=grpc.StatusCode.OK,
                 details="",
@@ -290,7 +339,19 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         except (asyncio.CancelledError, GeneratorExit):
             # Cancelled while waiting for legacy, or closed while the client's write was.
             self._gone(method, time.perf_counter() - started, deadline)
+            if tap is not None:
+                tap.end(WindowEnd.CLIENT)
             raise
         finally:
             call.cancel()
+            if client_answer is not None and tap is None and not client_answer.done():
+                client_answer.set_result(None)  # legacy failed before its first message
+        if tap is not None:
+            if transport_failure(answer) is None:
+                tap.end(
+                    WindowEnd.END,
+                    *ended_with(initial, answer.trailing, answer.code, answer.details),
+                )
+            else:
+                tap.failed()
         await self._answer(method, answer, context, stream=True)

@@ -3,7 +3,7 @@
 Owns the mirror policy. A method is mirrored when configured with
 ``mirror: true``, or, when ``mirror`` is not configured, when its name reads
 as a read (``Get``, ``List``, ``Search``, ``Read``, ``Describe``, ``Lookup``,
-``Find``, ``Query``, ``Count``, ``Check``, ``BatchGet``, ``Fetch``... followed by an
+``Find``, ``Query``, ``Count``, ``Check``, ``BatchGet``, ``Fetch``, ``Watch``... followed by an
 upper-case letter or nothing: ``GetItem`` yes, ``Listen`` no). Anything else
 is assumed to write and is never mirrored unless configured, so a candidate
 never performs a second write. The cardinality comes from the configuration,
@@ -21,7 +21,7 @@ from google.protobuf import message
 
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.grpcproxy.descriptors import Catalog
-from shadowproxy.settings import GrpcCardinality, GrpcMethodSpec, GrpcSettings
+from shadowproxy.settings import GrpcCardinality, GrpcMethodSpec, GrpcSettings, StreamSettings
 
 __all__ = ["OTHER", "READ_PREFIXES", "GrpcMethod", "MethodTable", "reads_only"]
 
@@ -41,6 +41,7 @@ READ_PREFIXES = (
     "Fetch",
     "Head",
     "Exists",
+    "Watch",
 )
 """Method-name prefixes taken to mean "reads only" (mirrored unless configured otherwise)."""
 
@@ -62,6 +63,8 @@ class GrpcMethod:
     cardinality: GrpcCardinality
     output: type[message.Message] | None
     """The response message class; None compares raw bytes."""
+    window: StreamSettings = StreamSettings()
+    """The comparison window of a server-streaming call."""
 
 
 def reads_only(method: str) -> bool:
@@ -80,8 +83,10 @@ class MethodTable:
         default_sample_percent: float,
         default_rules: CompareRules,
         max_routes: int,
+        default_window: StreamSettings,
     ) -> None:
         self._catalog = catalog
+        self._window = default_window
         self._domain = settings.domain
         self._sample_percent = default_sample_percent
         self._rules = default_rules
@@ -119,6 +124,7 @@ class MethodTable:
             rules=spec.rules,
             cardinality=cardinality,
             output=output,
+            window=spec.window or self._window,
         )
 
     def _unconfigured(self, name: str) -> GrpcMethod:
@@ -131,6 +137,7 @@ class MethodTable:
             rules=self._rules,
             cardinality=cardinality,
             output=output,
+            window=self._window,
         )
 
     def resolve(self, method: str) -> GrpcMethod:

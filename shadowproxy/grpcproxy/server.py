@@ -25,6 +25,7 @@ from shadowproxy.grpcproxy.shadow import GrpcEvidence, GrpcShadow
 from shadowproxy.settings import HostAddress, Settings, UpstreamTLS
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
+from shadowproxy.shadow.streams import StreamSlots
 from shadowproxy.shadow.tasks import TaskPool
 from shadowproxy.sinks.secrets import SecretFinder
 
@@ -44,6 +45,7 @@ def method_table(settings: Settings, catalog: Catalog | None) -> MethodTable:
         default_sample_percent=settings.shadow.sample_percent,
         default_rules=settings.compare,
         max_routes=settings.max_routes,
+        default_window=settings.streams,
     )
 
 
@@ -88,6 +90,7 @@ class GrpcProxy:
         secrets: SecretFinder,
         switch: ShadowSwitch,
         lag: LagMonitor,
+        streams: StreamSlots,
     ) -> None:
         """Raises ``DescriptorError`` when the descriptor file cannot be used."""
         if settings.grpc is None:
@@ -119,6 +122,7 @@ class GrpcProxy:
                 evidence=evidence,
                 switch=switch,
                 lag=lag,
+                streams=streams,
             ),
             sink=evidence,
             secrets=secrets,

@@ -1,13 +1,16 @@
 """The gRPC shadow path: decide whether to mirror a call, mirror it off the hot path, compare.
 
 The same gates, bounds and evidence as the HTTP shadow path: the kill switch,
-read-only methods unless configured (skip ``method``), unary calls only
-(streams skip ``upgrade``), the request size cap (``body_too_large``),
-sampling, loop lag (``overload``) and a full task pool (``queue_full``). The
-copy goes to the candidate (and secondary) at once with the client's
-remaining deadline, capped at ``shadow.timeout_s``; the task then waits for
-legacy's answer, compares and records. Nothing here can delay or fail the
-client's answer.
+read-only methods unless configured (skip ``method``), unary and
+server-streaming calls only (client-streaming and bidirectional ones skip
+``upgrade``), the request size cap (``body_too_large``), sampling, loop lag
+(``overload``) and a full task pool (``queue_full``); a server-streaming
+call also needs a stream slot (``streams_full``). The copy goes to the
+candidate (and secondary) at once with the client's remaining deadline,
+capped at ``shadow.timeout_s`` (a stream's copy: read over its window,
+``grpcproxy.streams``); the task then waits for legacy's answer (a stream's
+window), compares and records. Nothing here can delay or fail the client's
+answer.
 """
 
 from __future__ import annotations
@@ -23,14 +26,26 @@ from shadowproxy.grpcproxy.answers import Answer, call_unary, observe
 from shadowproxy.grpcproxy.metadata import Metadata
 from shadowproxy.grpcproxy.methods import GrpcMethod
 from shadowproxy.grpcproxy.status import code_name
+from shadowproxy.grpcproxy.streams import decoded, fetch_stream
 from shadowproxy.model import Exchange, Observation, RequestFacts, SkipReason, Verdict
 from shadowproxy.settings import ShadowSettings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
 from shadowproxy.shadow.mirror import EvidenceSink, Mirrors, fetch_copies
+from shadowproxy.shadow.streams import ClientAnswer, StreamSlots
 from shadowproxy.shadow.tasks import TaskPool
 
-__all__ = ["RAW_NOTE", "SHADOW_MARK", "GrpcEvidence", "GrpcShadow", "MirrorCall"]
+__all__ = [
+    "MIRRORED_CARDINALITIES",
+    "RAW_NOTE",
+    "SHADOW_MARK",
+    "GrpcEvidence",
+    "GrpcShadow",
+    "MirrorCall",
+]
+
+MIRRORED_CARDINALITIES = frozenset({"unary_unary", "unary_stream"})
+"""Call shapes that are mirrored: one request, one answer or a stream of them."""
 
 RAW_NOTE = "raw protobuf bytes compared (no descriptor for this method)"
 """The verdict note of exchanges compared without descriptors."""
@@ -88,9 +103,11 @@ class GrpcShadow:
         evidence: GrpcEvidence,
         switch: ShadowSwitch,
         lag: LagMonitor,
+        streams: StreamSlots,
     ) -> None:
         self.settings = settings
         self._mirrors = Mirrors(settings, pool, switch, lag, comparisons, evidence)
+        self._streams = streams
         self._candidate = candidate
         self._secondary = secondary
 
@@ -98,7 +115,7 @@ class GrpcShadow:
         """Why this call is not mirrored, or None when it should be."""
         if self._mirrors.paused:
             return SkipReason.PAUSED
-        if method.cardinality != "unary_unary":
+        if method.cardinality not in MIRRORED_CARDINALITIES:
             return SkipReason.UPGRADE
         if not method.mirror:
             return SkipReason.METHOD
@@ -120,6 +137,57 @@ class GrpcShadow:
             lambda future: self._mirror(call, future),
             name=f"grpc-shadow-{call.facts.id}",
         )
+
+    def start_stream(self, call: MirrorCall) -> ClientAnswer | None:
+        """Spawn a server-streaming call's mirror; returns the future legacy's window resolves.
+
+        Returns None when it was not spawned: every stream slot is taken
+        (counted as ``streams_full``) or the pool is full (``queue_full``).
+        """
+        if not self._streams.take():
+            self.skip(call.method, SkipReason.STREAMS_FULL)
+            return None
+        started: ClientAnswer | None = self._mirrors.spawn(
+            call.method,
+            lambda future: self._mirror_stream(call, future),
+            name=f"grpc-stream-{call.facts.id}",
+        )
+        if started is None:
+            self._streams.give()
+        return started
+
+    async def _mirror_stream(self, call: MirrorCall, client_answer: ClientAnswer) -> None:
+        method = call.method
+        try:
+            candidate, secondary, answered = await fetch_copies(
+                lambda channel: fetch_stream(
+                    channel,
+                    call.facts.path,
+                    call.request,
+                    call.metadata,
+                    window=method.window,
+                    deadline_s=call.deadline_s,
+                ),
+                self._candidate,
+                self._secondary,
+                client_answer,
+            )
+            if not isinstance(answered, Observation):
+                self._mirrors.skip(method, answered or SkipReason.LEGACY_FAILED)
+                return
+            output = method.output
+            await self._mirrors.settle(
+                Exchange(
+                    call.facts,
+                    decoded(answered, output),
+                    decoded(candidate, output),
+                    None if secondary is None else decoded(secondary, output),
+                ),
+                method,
+                lambda verdict: _named(verdict, raw=output is None),
+            )
+        finally:
+            self._streams.give()
 
     async def _mirror(self, call: MirrorCall, client_answer: asyncio.Future[Answer | None]) -> None:
         candidate, secondary, legacy_answer = await fetch_copies(

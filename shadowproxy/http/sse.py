@@ -45,17 +45,16 @@ from shadowproxy.model import (
     SkipReason,
     StreamEvent,
     StreamKind,
-    StreamWindow,
     WindowEnd,
 )
 from shadowproxy.settings import StreamSettings
+from shadowproxy.shadow.streams import ClientAnswer, Recorder, WindowTap
 
 __all__ = [
     "EVENT_STREAM",
     "ClientAnswer",
     "EventParser",
     "LegacyTap",
-    "Recorder",
     "accepts_events",
     "fetch_stream",
     "is_event_stream",
@@ -63,8 +62,6 @@ __all__ = [
 ]
 
 EVENT_STREAM: Final = "text/event-stream"
-ClientAnswer = asyncio.Future[Observation | SkipReason | None]
-"""The mirror's future: the client's answer, None when it failed, or why it is not compared."""
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
@@ -85,48 +82,6 @@ def accepts_events(headers: MultiMapping[str]) -> bool:
         for value in headers.getall("Accept", ())
         for part in value.split(",")
     )
-
-
-class Recorder:
-    """One side's window: events and bytes as they arrive, up to the window's bounds."""
-
-    __slots__ = ("_events", "_kind", "_max_bytes", "_max_events", "size")
-
-    def __init__(self, kind: StreamKind, max_events: int, max_bytes: int) -> None:
-        self._kind = kind
-        self._max_events = max_events
-        self._max_bytes = max_bytes
-        self._events: list[StreamEvent] = []
-        self.size = 0
-
-    def count(self, size: int) -> WindowEnd | None:
-        """Count ``size`` bytes read; ``BYTES`` once the window holds its bytes."""
-        self.size += size
-        return WindowEnd.BYTES if self.size >= self._max_bytes else None
-
-    def add(self, event: StreamEvent) -> WindowEnd | None:
-        """Keep ``event``; ``EVENTS`` once the window holds its events (later ones are not kept)."""
-        events = self._events
-        if len(events) < self._max_events:
-            events.append(event)
-        return WindowEnd.EVENTS if len(events) >= self._max_events else None
-
-    def window(self, ended: WindowEnd, closed_s: float) -> StreamWindow:
-        """The window as it closed."""
-        return StreamWindow(self._kind, tuple(self._events), ended, closed_s, self.size)
-
-    def observation(
-        self, status: int, headers: Headers, ended: WindowEnd, closed_s: float
-    ) -> Observation:
-        """The side's observation: its window; latency to its first event (or the window's end)."""
-        events = self._events
-        return Observation(
-            status=status,
-            headers=headers,
-            elapsed_s=events[0].at_s if events else closed_s,
-            body_size=self.size,
-            stream=self.window(ended, closed_s),
-        )
 
 
 class EventParser:
@@ -187,7 +142,7 @@ class EventParser:
         return self._recorder.add(StreamEvent(event_type, b"\n".join(data), self._id, at_s))
 
 
-class LegacyTap:
+class LegacyTap(WindowTap):
     """The answering side's window, recorded from what the proxy sends the client.
 
     ``feed`` is called after each chunk of an event stream went to the client
@@ -198,7 +153,7 @@ class LegacyTap:
     upstream within the window resolves the mirror with None (``failed``).
     """
 
-    __slots__ = ("_answer", "_headers", "_parser", "_recorder", "_started", "_status", "_timer")
+    __slots__ = ("_parser",)
 
     def __init__(
         self,
@@ -209,54 +164,18 @@ class LegacyTap:
         started: float,
         kind: StreamKind = StreamKind.SSE,
     ) -> None:
-        self._answer = client_answer
-        self._status = status
-        self._headers = headers
-        self._started = started
-        self._recorder = Recorder(kind, window.max_events, window.max_bytes)
-        self._parser = EventParser(self._recorder)
-        left = window.max_seconds - (time.perf_counter() - started)
-        self._timer = asyncio.get_running_loop().call_later(
-            max(left, 0.0), self.end, WindowEnd.TIME
-        )
+        super().__init__(client_answer, window, kind, status, headers, started)
+        self._parser = EventParser(self.recorder)
 
     def feed(self, chunk: bytes) -> bool:
         """Record a chunk the client was sent; False once the window has closed."""
-        if self._answer.done():
+        if not self.open:
             return False
-        ended = self._parser.feed(chunk, time.perf_counter() - self._started)
+        ended = self._parser.feed(chunk, time.perf_counter() - self.started)
         if ended is not None:
             self.end(ended)
             return False
         return True
-
-    def message(self, event_type: str, data: bytes) -> bool:
-        """Record a message the client was sent; False once the window has closed."""
-        if self._answer.done():
-            return False
-        at_s = time.perf_counter() - self._started
-        recorder = self._recorder
-        counted = recorder.count(len(data))
-        ended = recorder.add(StreamEvent(event_type, data, None, at_s)) or counted
-        if ended is not None:
-            self.end(ended)
-            return False
-        return True
-
-    def end(self, ended: WindowEnd = WindowEnd.END) -> None:
-        """Close the window (the stream ended, the client left, or its time passed)."""
-        self._timer.cancel()
-        if not self._answer.done():
-            closed_s = time.perf_counter() - self._started
-            self._answer.set_result(
-                self._recorder.observation(self._status, self._headers, ended, closed_s)
-            )
-
-    def failed(self) -> None:
-        """The upstream cut the stream within the window: nothing to compare."""
-        self._timer.cancel()
-        if not self._answer.done():
-            self._answer.set_result(None)
 
 
 def tap_legacy(

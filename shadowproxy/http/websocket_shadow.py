@@ -25,7 +25,7 @@ from collections import deque
 import aiohttp
 from yarl import URL
 
-from shadowproxy.http.sse import ClientAnswer, LegacyTap, Recorder
+from shadowproxy.http.sse import ClientAnswer, LegacyTap
 from shadowproxy.http.upstream import UpstreamClient
 from shadowproxy.model import (
     ErrorKind,
@@ -36,6 +36,7 @@ from shadowproxy.model import (
     WindowEnd,
 )
 from shadowproxy.settings import ShadowSettings, StreamSettings
+from shadowproxy.shadow.streams import Recorder
 
 __all__ = ["SWITCHING", "ShadowCopy", "ws_url"]
 

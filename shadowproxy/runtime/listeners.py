@@ -129,6 +129,7 @@ class Listeners:
                 secrets=parts.secrets,
                 switch=parts.switch,
                 lag=parts.lag,
+                streams=parts.streams,
             )
         except DescriptorError as exc:
             raise ConfigError(str(exc)) from None

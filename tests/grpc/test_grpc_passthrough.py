@@ -201,7 +201,7 @@ class TestEveryCallCounted:
 
 
 class TestStreamsPassThrough:
-    """Streaming calls relay legacy's messages and final status, and are never mirrored."""
+    """Streaming calls relay legacy's messages and final status (mirroring: test_grpc_streams)."""
 
     async def test_server_streaming(self, shop: ShopCode, tmp_path: Path) -> None:
         """Every streamed message arrives in order, then legacy's error status and trailers."""
@@ -211,16 +211,17 @@ class TestStreamsPassThrough:
             details="stream ended",
             trailing=(("x-last", "3"),),
         )
+        off = {"methods": [{"method": "/shop.v1.Shop/WatchItems", "mirror": False}]}
         async with shop_server(shop, script) as legacy, shop_server(shop) as candidate:
             async with proxied(
-                shop, tmp_path, legacy=legacy.target, candidate=candidate.target
+                shop, tmp_path, legacy=legacy.target, candidate=candidate.target, grpc_section=off
             ) as p:
                 call = p.stub.WatchItems(shop.pb2.ListItemsRequest(limit=3), timeout=5.0)
                 received = []
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     async for item in call:
                         received.append(item.id)
-                skipped = p.metric("shadowproxy_shadow_skipped_total", reason="upgrade")
+                skipped = p.metric("shadowproxy_shadow_skipped_total", reason="method")
         assert received == ["w0", "w1", "w2"]
         assert caught.value.code() is grpc.StatusCode.ABORTED
         assert caught.value.details() == "stream ended"

@@ -81,9 +81,8 @@ class TestRawComparison:
 
     async def test_configured_cardinality(self, shop: ShopCode, tmp_path: Path) -> None:
         """Without descriptors, ``cardinality: unary_stream`` relays a server stream."""
-        section = {
-            "methods": [{"method": "/shop.v1.Shop/WatchItems", "cardinality": "unary_stream"}]
-        }
+        watch = {"method": "/shop.v1.Shop/WatchItems", "cardinality": "unary_stream"}
+        section = {"methods": [{**watch, "mirror": False}]}
         options = {"descriptors": False, "grpc_section": section}
         async with shop_pair(shop, tmp_path, **options) as (_legacy, candidate, p):
             ids = [item.id async for item in p.stub.WatchItems(shop.pb2.ListItemsRequest())]

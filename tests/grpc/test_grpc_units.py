@@ -16,7 +16,7 @@ from shadowproxy.grpcproxy.metadata import as_headers, forwardable
 from shadowproxy.grpcproxy.methods import OTHER, MethodTable, reads_only
 from shadowproxy.grpcproxy.status import code_name, http_status, observation_status
 from shadowproxy.model import ErrorKind
-from shadowproxy.settings import GrpcMethodSpec, GrpcSettings, HostAddress
+from shadowproxy.settings import GrpcMethodSpec, GrpcSettings, HostAddress, StreamSettings
 from tests.grpc.shop import ShopCode
 
 MODULES = [
@@ -111,6 +111,7 @@ class TestMethodTable:
             default_sample_percent=100.0,
             default_rules=CompareRules(),
             max_routes=2,
+            default_window=StreamSettings(),
         )
 
     def test_unknown_names_bounded(self) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict
 
-from shadowproxy.http.sse import EventParser, Recorder, accepts_events, is_event_stream
+from shadowproxy.http.sse import EventParser, accepts_events, is_event_stream
 from shadowproxy.model import StreamKind, WindowEnd
+from shadowproxy.shadow.streams import Recorder
 from tests.support import config_error
 
 

@@ -86,6 +86,8 @@ class TestMirrorPolicy:
             ("/a.S/List", True),
             ("/a.S/BatchGetItems", True),
             ("/a.S/SearchOrders", True),
+            ("/a.S/WatchItems", True),
+            ("/a.S/Watchdog", False),
             ("/a.S/Listen", False),
             ("/a.S/Getaway", False),
             ("/a.S/DeleteItem", False),

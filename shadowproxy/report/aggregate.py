@@ -1,8 +1,11 @@
 """Streaming aggregation of evidence records into bounded structures.
 
 Owns the one pass over JSONL lines: per-route counters and merged latency
-histograms from ``rollup`` records (the denominators), per-domain timelines,
-"clean since" and ``ownership`` history, and feeding the other tables:
+histograms from ``rollup`` records (the denominators), kept per phase stint
+(``phases``), per-domain timelines, "clean since", ``ownership`` history and
+``drill`` runs, what exchange records say per stint (structural ones the
+known differences explain, semantic ones they do not), and feeding the other
+tables:
 fingerprints and noise paths (``differences``), the stretches rollups cover
 (``coverage``) and the charts' series. Every verdict comes from the parsed
 record, never from its text. A line that cannot be counted is logged with
@@ -29,14 +32,19 @@ from shadowproxy.report.accumulators import (
     check_counters,
 )
 from shadowproxy.report.coverage import CoverageLog
-from shadowproxy.report.damage import DamageLog, describe, marker_problem
+from shadowproxy.report.damage import DamageLog, describe, input_notes, marker_problem
 from shadowproxy.report.differences import MAX_FINGERPRINTS, Differences
+from shadowproxy.report.drills import DrillLog
 from shadowproxy.report.errors import HostileValueError, ReportInputError
+from shadowproxy.report.known import KnownSet
+from shadowproxy.report.phases import PhaseTable, quantiles, summarise
 from shadowproxy.report.records import (
     ExchangeRecord,
     RollupRecord,
     decode_record,
+    drill_summary,
     ownership_change,
+    phase_key,
 )
 from shadowproxy.report.series import ChartSeries
 from shadowproxy.report.sources import line_number, worker_of
@@ -50,7 +58,6 @@ from shadowproxy.report.summary import (
     InputStats,
     LatencySummary,
     OwnershipChange,
-    Quantiles,
     RouteSummary,
     TimelinePoint,
 )
@@ -64,6 +71,7 @@ MAX_ROUTES = 10_000
 MAX_DOMAINS = 1_000
 """Distinct domains counted per reading process; later ones are uncounted."""
 _MAX_OWNERSHIP = 1_000
+_MAX_DRILLS = 1_000
 _TIMELINE_BUCKETS = 60
 _BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError)
 _NEVER = float("inf")
@@ -80,19 +88,21 @@ class _UncountedError(Exception):
         self.domain = domain
 
 
-def _quantiles(hist: LatencyHistogram) -> Quantiles:
-    return Quantiles(hist.quantile(0.5), hist.quantile(0.95), hist.quantile(0.99))
-
-
 class Aggregator:
     """Feed it lines; ask it for the ``Findings``.
 
     ``windows`` gives each domain's window (its gate window, or ``--since``)
     and gap tolerance. A record counts when its time is in ``[since,
-    until)``: an exchange's ``ts``, a rollup's ``ts_start``.
+    until)``: an exchange's ``ts``, a rollup's ``ts_start``. ``known``
+    decides which exchanges' differences are documented.
     """
 
-    def __init__(self, windows: Windows, max_fingerprints: int = MAX_FINGERPRINTS) -> None:
+    def __init__(
+        self,
+        windows: Windows,
+        max_fingerprints: int = MAX_FINGERPRINTS,
+        known: KnownSet | None = None,
+    ) -> None:
         until = windows.until
         self._windows = windows
         self._until = until
@@ -100,7 +110,9 @@ class Aggregator:
         self._since: dict[str, float] = {}
         self._timeline_start = timeline_start = windows.earliest
         self._bucket_s = max(1.0, (until - timeline_start) / _TIMELINE_BUCKETS)
-        self._routes: dict[tuple[str, str], RouteAcc] = {}
+        self._known = known or KnownSet()
+        self._routes = PhaseTable(MAX_ROUTES)
+        self._drills = DrillLog()
         self._differences = Differences(max_fingerprints)
         self._timelines: dict[str, list[list[int]]] = {}
         self._series = ChartSeries(until)
@@ -168,6 +180,10 @@ class Aggregator:
             change = ownership_change(record)
             if change.ts < self._until:
                 self._ownership.append(change)
+        elif kind == "drill":
+            drill = drill_summary(record)
+            if drill.ts < self._until:
+                self._drills.add(drill)
         else:
             self._unknown += 1
 
@@ -192,12 +208,8 @@ class Aggregator:
 
     def merge(self, other: Aggregator) -> None:
         """Add another aggregator's state (from a worker) to this one, keeping the caps."""
-        for key, theirs in other._routes.items():
-            mine = self._routes.get(key)
-            if mine is None:
-                self._routes[key] = theirs
-            else:
-                mine.merge(theirs)
+        self._routes.merge(other._routes)
+        self._drills.merge(other._drills)
         self._differences.merge(other._differences)
         for domain, timeline in other._timelines.items():
             mine_t = self._timelines.setdefault(domain, [[0, 0] for _ in timeline])
@@ -253,13 +265,13 @@ class Aggregator:
             raise ValueError("latency must be an object")
         legacy = HistogramAcc.checked(latency.get("legacy"), "legacy")
         candidate = HistogramAcc.checked(latency.get("candidate"), "candidate")
+        phase = phase_key(record)
         if not self._in_window(domain, start):
             return
-        acc = self._routes.get((domain, route))
+        acc = self._routes.stint(domain, route, phase)
         if acc is None:
-            if len(self._routes) >= MAX_ROUTES:
-                raise _UncountedError(domain)
-            acc = self._routes[(domain, route)] = RouteAcc()
+            raise _UncountedError(domain)
+        acc.span(start, end)
         counters = acc.counters
         for i, value in enumerate(values):
             counters[i] += value
@@ -297,6 +309,11 @@ class Aggregator:
         ):
             self._last_structural[domain] = ts
         self._differences.add(record, domain, ts)
+        classes = record.classes or ()
+        if ("structural" in classes or "semantic" in classes) and not self._routes.described(
+            record, domain, classes, self._known
+        ):
+            raise _UncountedError(domain)
 
     def evidence(self) -> Findings:
         """The aggregated evidence so far."""
@@ -305,22 +322,24 @@ class Aggregator:
             domain: (Counts(), LatencyHistogram(), LatencyHistogram())
             for domain in self._first_seen
         }
-        for (domain, route), acc in sorted(self._routes.items()):
-            counted = dict(zip(COUNTED, acc.counters, strict=True))
-            counts = Counts.of({**counted, "streams": acc.streams}, acc.skipped)
-            route_legacy, route_candidate = acc.legacy.histogram(), acc.candidate.histogram()
-            latency = LatencySummary(_quantiles(route_legacy), _quantiles(route_candidate))
-            routes.append(RouteSummary(route, domain, counts, latency))
+        for (domain, route), stints in self._routes.routes():
+            totals, phases = summarise(stints)
+            counts = totals.counts
+            routes.append(
+                RouteSummary(
+                    route, domain, counts, totals.latency, phases, totals.structural_documented
+                )
+            )
             total, legacy, candidate = by_domain[domain]
-            legacy.merge(route_legacy)
-            candidate.merge(route_candidate)
+            legacy.merge(totals.legacy)
+            candidate.merge(totals.candidate)
             by_domain[domain] = (total + counts, legacy, candidate)
         domains = tuple(
             DomainSummary(
                 domain=domain,
                 since=self._since[domain],
                 counts=counts,
-                latency=LatencySummary(_quantiles(legacy), _quantiles(candidate)),
+                latency=LatencySummary(quantiles(legacy), quantiles(candidate)),
                 last_structural=self._last_structural.get(domain),
                 first_seen=self._first_seen.get(domain),
                 timeline=self._timeline(domain),
@@ -359,42 +378,16 @@ class Aggregator:
             noise_paths=self._differences.noise_paths(),
             ownership=tuple(sorted(self._ownership, key=lambda c: (c.ts, c.route))),
             inputs=inputs,
-            notes=self._notes(inputs),
+            notes=input_notes(
+                inputs,
+                self._duplicates,
+                self._unknown,
+                self._differences.capacity,
+                (MAX_ROUTES, MAX_DOMAINS),
+            ),
             unreadable=self._damage.unreadable(),
+            drills=self._drills.drills(),
         )
-
-    def _notes(self, inputs: InputStats) -> tuple[str, ...]:
-        notes = []
-        if inputs.malformed_lines:
-            oversized = inputs.oversized_lines
-            notes.append(
-                f"{inputs.malformed_lines} malformed lines skipped"
-                + (f" ({oversized} of them over 8 MiB)" if oversized else "")
-            )
-        if inputs.uncounted_records:
-            notes.append(
-                f"{inputs.uncounted_records} records beyond the caps ({MAX_ROUTES} routes, "
-                f"{MAX_DOMAINS} domains) not counted"
-            )
-        for problem in inputs.problems:
-            if problem.truncated:
-                notes.append(f"{problem.file}: the gzip stream stops short")
-            if problem.cut:
-                notes.append(
-                    f"{problem.file}: the gzip stream expands past 256 times the file's size; "
-                    "the rest was not read"
-                )
-        notes.extend(
-            f"{file}: same content as {same}, read once" for file, same in self._duplicates
-        )
-        if self._unknown:
-            notes.append(f"{self._unknown} records of unknown type skipped")
-        if inputs.fingerprints_overflow:
-            notes.append(
-                f"fingerprint table full ({self._differences.capacity}): "
-                f"{inputs.fingerprints_overflow} differences not tracked"
-            )
-        return tuple(notes)
 
     def _timeline(self, domain: str) -> tuple[TimelinePoint, ...]:
         buckets = self._timelines.get(domain)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from shadowproxy.report.document import Report, build_report, to_json
@@ -66,6 +67,11 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tracker", metavar="FILE.csv", help="write or update the tracker CSV")
     parser.add_argument(
+        "--evidence-url",
+        metavar="URL",
+        help="the tracker's evidence link ({domain}, {route} filled in); default: --out's file",
+    )
+    parser.add_argument(
         "--suggest-ignores",
         action="store_true",
         help="print a YAML snippet of frequent noise paths (report goes to --out)",
@@ -114,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.prometheus:
         evidence = collect_fleet(args.prometheus, windows)
     else:
-        evidence = _from_files(args.paths, windows)
+        evidence = _from_files(args.paths, windows, known)
         if args.strict:
             _refuse_unreadable(evidence)
     report = build_report(
@@ -130,13 +136,14 @@ def _run(args: argparse.Namespace) -> int:
     else:
         _render(args, report, doc, sys.stdout)
     if args.tracker:
-        update_tracker(args.tracker, doc)
+        link = args.evidence_url or (str(Path(args.out).resolve()) if args.out else None)
+        update_tracker(args.tracker, doc, link)
     return 0 if report.passed else 1
 
 
-def _from_files(paths: list[str], windows: Windows) -> Findings:
+def _from_files(paths: list[str], windows: Windows, known: KnownSet) -> Findings:
     files = expand_paths(paths)
-    evidence = aggregate_files(files, windows).evidence()
+    evidence = aggregate_files(files, windows, known).evidence()
     if evidence.inputs.records == 0:
         raise ReportInputError(
             ", ".join(paths),

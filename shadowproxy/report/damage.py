@@ -9,7 +9,7 @@ is held against every domain. Imports orjson and the report's values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -17,9 +17,9 @@ import orjson
 from shadowproxy.report.errors import HostileValueError
 from shadowproxy.report.records import MAX_KEY_CHARS
 from shadowproxy.report.sources import CUT, OVERSIZED, TRUNCATED
-from shadowproxy.report.summary import ALL_GATES, ANY_DOMAIN, FileProblems, Unreadable
+from shadowproxy.report.summary import ALL_GATES, ANY_DOMAIN, FileProblems, InputStats, Unreadable
 
-__all__ = ["DamageLog", "Described", "describe", "marker_problem"]
+__all__ = ["DamageLog", "Described", "describe", "input_notes", "marker_problem"]
 
 _EXCHANGE_GATES = "semantic_documented"
 _MAX_HELD_DOMAINS = 1000
@@ -172,3 +172,43 @@ class DamageLog:
                 )
             )
         return tuple(out)
+
+
+def input_notes(
+    inputs: InputStats,
+    duplicates: Sequence[tuple[str, str]],
+    unknown: int,
+    capacity: int,
+    caps: tuple[int, int],
+) -> tuple[str, ...]:
+    """The report's notes on what it read: malformed, uncounted past ``caps`` (routes,
+    domains), cut or truncated gzip, duplicate files, unknown types, fingerprint overflow."""
+    notes = []
+    if inputs.malformed_lines:
+        oversized = inputs.oversized_lines
+        notes.append(
+            f"{inputs.malformed_lines} malformed lines skipped"
+            + (f" ({oversized} of them over 8 MiB)" if oversized else "")
+        )
+    if inputs.uncounted_records:
+        notes.append(
+            f"{inputs.uncounted_records} records beyond the caps ({caps[0]} routes, "
+            f"{caps[1]} domains) not counted"
+        )
+    for problem in inputs.problems:
+        if problem.truncated:
+            notes.append(f"{problem.file}: the gzip stream stops short")
+        if problem.cut:
+            notes.append(
+                f"{problem.file}: the gzip stream expands past 256 times the file's size; "
+                "the rest was not read"
+            )
+    notes.extend(f"{file}: same content as {same}, read once" for file, same in duplicates)
+    if unknown:
+        notes.append(f"{unknown} records of unknown type skipped")
+    if inputs.fingerprints_overflow:
+        notes.append(
+            f"fingerprint table full ({capacity}): "
+            f"{inputs.fingerprints_overflow} differences not tracked"
+        )
+    return tuple(notes)

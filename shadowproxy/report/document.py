@@ -1,9 +1,11 @@
 """The report as one value, and its JSON form (the documented contract).
 
-Owns assembling evidence, gate results and route statuses into a ``Report``
-and turning it into the JSON document that ``--format json`` prints and
+Owns assembling evidence, gate results, route statuses and cutover
+readiness (``readiness``) into a ``Report`` and turning it into the JSON
+document that ``--format json`` prints and
 ``shadowproxy/schemas/report.schema.json`` describes. Every other format
-renders from the same ``Report``. Imports the report's values only.
+renders from the same ``Report``. ``passed`` is the parity gates'; readiness
+is reported beside them. Imports the report's values only.
 """
 
 from __future__ import annotations
@@ -11,16 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shadowproxy.report.gates import GateResult, RouteStatus, evaluate_gates, route_status
+from shadowproxy.report.cutover_json import (
+    domain_phases_json,
+    drill_json,
+    gate_json,
+    phase_json,
+    stage_json,
+)
+from shadowproxy.report.gates import GateResult, RouteStatus, evaluate_gates
 from shadowproxy.report.known import KnownSet
+from shadowproxy.report.numbers import counts_json, latency_json
+from shadowproxy.report.readiness import RouteStage, readiness
+from shadowproxy.report.status import route_status
 from shadowproxy.report.summary import (
-    COUNTED,
-    Counts,
     Coverage,
     Findings,
     InputStats,
-    LatencySummary,
-    Quantiles,
 )
 from shadowproxy.report.thresholds import GatesConfig
 from shadowproxy.report.timeparse import format_instant
@@ -28,7 +36,6 @@ from shadowproxy.report.timeparse import format_instant
 __all__ = ["SCHEMA_VERSION", "Report", "build_report", "to_json"]
 
 SCHEMA_VERSION = 1
-_RATES = ("structural", "semantic", "timing", "noise", "errors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,12 @@ class Report:
     statuses: dict[tuple[str, str], RouteStatus]
     known: KnownSet
     top: int
+    stages: dict[tuple[str, str], RouteStage]
+    """Each route's phase, next step and readiness."""
+    readiness: tuple[GateResult, ...]
+    """Canary step gates of the routes in canary, and each domain's readiness gates."""
+    owners: dict[str, str]
+    """Each domain's owner from the gates file, where it names one."""
 
     @property
     def passed(self) -> bool:
@@ -52,6 +65,12 @@ class Report:
     def domain_passed(self, domain: str) -> bool:
         """True when every gate of ``domain`` passed."""
         return all(g.passed for g in self.gates if g.domain == domain)
+
+    def domain_ready(self, domain: str) -> bool:
+        """True when the domain is ready for cutover (parity, canary at 100 %, drills)."""
+        return any(
+            g.passed for g in self.readiness if g.domain == domain and g.name == "ready_for_cutover"
+        )
 
     def clean_for_s(self, domain: str) -> float | None:
         """Seconds since the domain's last structural divergence (or its first evidence)."""
@@ -72,50 +91,23 @@ def build_report(
     since: float,
     top: int = 50,
 ) -> Report:
-    """Evaluate the gates and statuses over ``evidence``."""
+    """Evaluate the gates, statuses and readiness over ``evidence``."""
+    gates = evaluate_gates(evidence, config, known)
+    stages, ready = readiness(evidence, config, gates)
+    owners = {d.domain: config.spec_for(d.domain).owner for d in evidence.domains}
     return Report(
         generated_at=generated_at,
         since=since,
         until=evidence.until,
         evidence=evidence,
-        gates=evaluate_gates(evidence, config, known),
+        gates=gates,
         statuses=route_status(evidence, config, known),
         known=known,
         top=top,
+        stages=stages,
+        readiness=ready,
+        owners={domain: owner for domain, owner in owners.items() if owner},
     )
-
-
-def _ms(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def _quantiles(q: Quantiles) -> dict[str, float | None]:
-    return {"p50": _ms(q.p50), "p95": _ms(q.p95), "p99": _ms(q.p99)}
-
-
-def _latency(latency: LatencySummary) -> dict[str, Any]:
-    ratio = latency.p99_ratio
-    return {
-        "legacy": _quantiles(latency.legacy),
-        "candidate": _quantiles(latency.candidate),
-        "p99_ratio": None if ratio is None else round(ratio, 4),
-    }
-
-
-def _counts(counts: Counts) -> dict[str, Any]:
-    body: dict[str, Any] = {name: getattr(counts, name) for name in COUNTED}
-    body["skipped"] = counts.skipped_total
-    body["skipped_by_reason"] = dict(sorted(counts.skipped.items()))
-    body["streams"] = counts.streams
-    rates: dict[str, Any] = {}
-    for name in _RATES:
-        rate = counts.rate(name)
-        rates[name] = {
-            "rate": None if rate.value is None else round(rate.value, 6),
-            "upper95": round(rate.upper95, 6),
-        }
-    body["rates"] = rates
-    return body
 
 
 def to_json(report: Report) -> dict[str, Any]:
@@ -128,13 +120,25 @@ def to_json(report: Report) -> dict[str, Any]:
             {
                 "domain": d.domain,
                 "passed": report.domain_passed(d.domain),
+                "ready_for_cutover": report.domain_ready(d.domain),
+                "owner": report.owners.get(d.domain),
                 "since": format_instant(d.since),
-                **_counts(d.counts),
-                "latency": _latency(d.latency),
+                **counts_json(d.counts),
+                "latency": latency_json(d.latency),
                 "last_structural": format_instant(d.last_structural),
                 "first_seen": format_instant(d.first_seen),
                 "clean_for_s": report.clean_for_s(d.domain),
                 "coverage": _coverage(d.coverage),
+                "phases": domain_phases_json(evidence, d.domain),
+                "not_shadowed": [
+                    {
+                        "route": r.route,
+                        "reasons": dict(sorted(r.counts.skipped.items())),
+                        "requests": r.counts.skipped_total,
+                    }
+                    for r in evidence.routes
+                    if r.domain == d.domain and r.counts.not_shadowed
+                ],
                 "timeline": [
                     {
                         "start": format_instant(p.start),
@@ -150,8 +154,11 @@ def to_json(report: Report) -> dict[str, Any]:
             "route": r.route,
             "domain": r.domain,
             "status": report.statuses[(r.domain, r.route)].value,
-            **_counts(r.counts),
-            "latency": _latency(r.latency),
+            **counts_json(r.counts),
+            "structural_documented": r.structural_documented,
+            "latency": latency_json(r.latency),
+            **stage_json(report.stages[(r.domain, r.route)]),
+            "phases": [phase_json(p) for p in r.phases],
         }
         for r in evidence.routes
     ]
@@ -190,18 +197,11 @@ def to_json(report: Report) -> dict[str, Any]:
         "routes": routes,
         "fingerprints": fingerprints,
         "fingerprints_total": len(evidence.fingerprints),
-        "gates": [
-            {
-                "name": g.name,
-                "domain": g.domain,
-                "passed": g.passed,
-                "status": g.status.value,
-                "reason": g.reason,
-                "value": g.value,
-                "threshold": g.threshold,
-            }
-            for g in report.gates
-        ],
+        "gates": [gate_json(g) for g in report.gates],
+        "readiness": [gate_json(g) for g in report.readiness],
+        "ready_for_cutover": bool(report.readiness)
+        and all(report.domain_ready(d.domain) for d in evidence.domains),
+        "drills": [drill_json(d) for d in evidence.drills],
         "ownership": [
             {
                 "ts": format_instant(c.ts),

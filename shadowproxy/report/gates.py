@@ -1,78 +1,47 @@
-"""Cutover gates: evaluating each gate per domain, and each route's status.
+"""Parity gates: evaluating each gate per domain over its whole window.
 
-Owns evaluating every gate per domain against a ``Findings`` (thresholds
-from ``thresholds``), and the migration status of each route. A gate that
-would pass on too little evidence, or with evidence in its window that could
-not be read, reports ``insufficient`` and does not pass; a conclusive
-failure stays a failure whatever the evidence. Imports the report's values.
+Owns evaluating every parity gate per domain against a ``Findings``
+(thresholds from ``thresholds``), and the gate functions the canary steps
+reuse on a step's own evidence (``readiness``). A gate that would pass on
+too little evidence, or with evidence in its window that could not be read,
+reports ``insufficient`` and does not pass; a conclusive failure stays a
+failure whatever the evidence. Routes never compared by design (only skips
+such as ``method`` or ``mirror_off``) are left out of ``min_compared``.
+Structural divergences a known entry documents (class ``structural``) do
+not count against ``max_structural``. Imports the report's values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 
-from shadowproxy.report.coverage import explain
+from shadowproxy.report.gate_result import GateResult, GateStatus, RouteStatus
 from shadowproxy.report.known import KnownSet
 from shadowproxy.report.summary import (
     ALL_GATES,
     ANY_DOMAIN,
     Counts,
-    DomainSummary,
     Findings,
     LatencySummary,
     Unreadable,
 )
 from shadowproxy.report.thresholds import GatesConfig, GateSpec
+from shadowproxy.report.window_gates import coverage_gate, min_duration_gate
 
 __all__ = [
     "GateResult",
     "GateStatus",
     "RouteStatus",
+    "error_gate",
     "evaluate_gates",
-    "route_status",
+    "held",
+    "insufficient",
+    "p99_conclusive",
+    "p99_gate",
+    "structural_gate",
     "undocumented_semantic",
 ]
-
-Number = int | float
-"""A gate's measured value or threshold."""
-
-
-class GateStatus(StrEnum):
-    """How a gate came out."""
-
-    PASS = "pass"
-    FAIL = "fail"
-    INSUFFICIENT = "insufficient"
-
-
-@dataclass(frozen=True, slots=True)
-class GateResult:
-    """One gate for one domain; ``passed`` is True only for ``status == pass``."""
-
-    name: str
-    domain: str
-    status: GateStatus
-    reason: str
-    value: Number | None
-    threshold: Number | bool | None
-
-    @property
-    def passed(self) -> bool:
-        """True when the gate passed on sufficient evidence."""
-        return self.status is GateStatus.PASS
-
-
-class RouteStatus(StrEnum):
-    """A route's migration status, as the tracker records it."""
-
-    PARITY_OK = "PARITY_OK"
-    BLOCKED_STRUCTURAL = "BLOCKED_STRUCTURAL"
-    BLOCKED_ERRORS = "BLOCKED_ERRORS"
-    SEMANTIC_UNDOCUMENTED = "SEMANTIC_UNDOCUMENTED"
-    TIMING_REGRESSION = "TIMING_REGRESSION"
-    INSUFFICIENT_EVIDENCE = "INSUFFICIENT_EVIDENCE"
 
 
 def evaluate_gates(
@@ -99,51 +68,37 @@ def evaluate_gates(
         summary = summaries.get(domain)
         counts = summary.counts if summary else Counts()
         latency = summary.latency if summary else LatencySummary()
+        documented = sum(r.structural_documented for r in evidence.routes if r.domain == domain)
         evidence_gate = _evidence_gate(evidence, domain, spec)
         enough = evidence_gate.status is GateStatus.PASS
-        coverage = _coverage_gate(domain, summary, spec)
+        coverage = coverage_gate(domain, summary, spec)
         gates = [
             evidence_gate,
-            _structural_gate(domain, counts, spec),
+            structural_gate(domain, counts, spec, documented),
             _semantic_gate(evidence, domain, counts, spec, known),
-            _p99_gate(domain, latency, spec, conclusive=_p99_conclusive(counts, enough)),
-            _error_gate(domain, counts, spec),
+            p99_gate(domain, latency, spec, conclusive=p99_conclusive(counts, enough)),
+            error_gate(domain, counts, spec),
+            *([min_duration_gate(domain, summary, spec)] if spec.min_duration_s > 0 else []),
             coverage,
         ]
         if not enough:
-            gates[1:] = [_insufficient(g) for g in gates[1:]]
+            gates[1:] = [insufficient(g) for g in gates[1:]]
         if coverage.status is not GateStatus.PASS:
             why = f"insufficient evidence: the window is not covered: {coverage.reason}"
-            gates[:-1] = [_insufficient(g, why) for g in gates[:-1]]
-        held = _held(evidence, domain)
-        results.extend(_unread(g, held) for g in gates)
+            gates[:-1] = [insufficient(g, why) for g in gates[:-1]]
+        unread = held(evidence, domain)
+        results.extend(_unread(g, unread) for g in gates)
     return tuple(results)
 
 
-def _coverage_gate(domain: str, summary: DomainSummary | None, spec: GateSpec) -> GateResult:
-    """Whether rollups cover the domain's whole window, with no gap over ``max_gap``."""
-    coverage = summary.coverage if summary else None
-    if coverage is None:
-        reason = "no rollups in the window" if summary is None else "coverage was not measured"
-        return GateResult("coverage", domain, GateStatus.INSUFFICIENT, reason, None, spec.max_gap_s)
-    longest = max((g.end - g.start for g in coverage.gaps), default=0.0)
-    return GateResult(
-        "coverage",
-        domain,
-        GateStatus.PASS if coverage.covered else GateStatus.INSUFFICIENT,
-        explain(coverage),
-        round(longest, 3),
-        spec.max_gap_s,
-    )
-
-
-def _insufficient(gate: GateResult, why: str = "insufficient evidence") -> GateResult:
+def insufficient(gate: GateResult, why: str = "insufficient evidence") -> GateResult:
+    """``gate``, insufficient for ``why`` unless it did not pass anyway."""
     if gate.status is not GateStatus.PASS:
         return gate
     return replace(gate, status=GateStatus.INSUFFICIENT, reason=f"{why} ({gate.reason})")
 
 
-def _held(evidence: Findings, domain: str) -> list[Unreadable]:
+def held(evidence: Findings, domain: str) -> list[Unreadable]:
     """Unreadable evidence in the window that concerns ``domain``."""
     return [u for u in evidence.unreadable if u.domain in (domain, ANY_DOMAIN)]
 
@@ -160,12 +115,12 @@ def _unread(gate: GateResult, held: Sequence[Unreadable]) -> GateResult:
     shown = ", ".join(f"{file}: {n}" for file, n in files[:3])
     more = f" and {len(files) - 3} more files" if len(files) > 3 else ""
     total = sum(by_file.values())
-    return _insufficient(
+    return insufficient(
         gate, f"insufficient evidence: {total} unreadable lines in the window ({shown}{more})"
     )
 
 
-def _p99_conclusive(counts: Counts, enough: bool) -> bool:
+def p99_conclusive(counts: Counts, enough: bool) -> bool:
     """Whether a p99 ratio over the maximum is a failure rather than thin evidence.
 
     With fewer than ``min_compared`` exchanges the p99 ratio alone proves
@@ -176,13 +131,19 @@ def _p99_conclusive(counts: Counts, enough: bool) -> bool:
 
 
 def _evidence_gate(evidence: Findings, domain: str, spec: GateSpec) -> GateResult:
-    routes = [r for r in evidence.routes if r.domain == domain]
+    present = [r for r in evidence.routes if r.domain == domain]
+    routes = [r for r in present if not r.counts.not_shadowed]
     if not routes:
+        why = (
+            f"every route is not shadowed by design ({', '.join(r.route for r in present[:3])})"
+            if present
+            else "no rollup records in the window"
+        )
         return GateResult(
             "min_compared",
             domain,
             GateStatus.INSUFFICIENT,
-            "insufficient evidence: no rollup records in the window",
+            f"insufficient evidence: {why}",
             0,
             spec.min_compared,
         )
@@ -213,18 +174,28 @@ def _evidence_gate(evidence: Findings, domain: str, spec: GateSpec) -> GateResul
     )
 
 
-def _structural_gate(domain: str, counts: Counts, spec: GateSpec) -> GateResult:
-    ok = counts.structural <= spec.max_structural
+def structural_gate(
+    domain: str, counts: Counts, spec: GateSpec, documented: int, name: str = "structural"
+) -> GateResult:
+    """Undocumented structural divergences at most ``max_structural``.
+
+    ``documented`` exchanges (every structural difference explained by a
+    known entry of class ``structural``) do not count; a structural
+    divergence without an exchange record describing it always does.
+    """
+    undocumented = max(0, counts.structural - documented)
+    ok = undocumented <= spec.max_structural
+    explained = f", {counts.structural - undocumented} documented" if documented else ""
     reason = (
-        f"{counts.structural} structural of {counts.compared} compared"
+        f"{counts.structural} structural of {counts.compared} compared{explained}"
         f" (95% upper bound {counts.rate('structural').upper95:.2%})"
     )
     return GateResult(
-        "structural",
+        name,
         domain,
         GateStatus.PASS if ok else GateStatus.FAIL,
         reason,
-        counts.structural,
+        undocumented,
         spec.max_structural,
     )
 
@@ -288,13 +259,19 @@ def _semantic_gate(
     )
 
 
-def _p99_gate(
-    domain: str, latency: LatencySummary, spec: GateSpec, *, conclusive: bool
+def p99_gate(
+    domain: str,
+    latency: LatencySummary,
+    spec: GateSpec,
+    *,
+    conclusive: bool,
+    name: str = "p99_ratio",
 ) -> GateResult:
+    """Candidate p99 at most ``max_p99_ratio`` times legacy's; thin evidence is insufficient."""
     ratio = latency.p99_ratio
     if ratio is None:
         return GateResult(
-            "p99_ratio",
+            name,
             domain,
             GateStatus.INSUFFICIENT,
             "insufficient evidence: no latency observations",
@@ -309,7 +286,7 @@ def _p99_gate(
     if not ok and not conclusive:
         status, reason = GateStatus.INSUFFICIENT, f"insufficient evidence ({reason})"
     return GateResult(
-        "p99_ratio",
+        name,
         domain,
         status,
         reason,
@@ -318,11 +295,12 @@ def _p99_gate(
     )
 
 
-def _error_gate(domain: str, counts: Counts, spec: GateSpec) -> GateResult:
+def error_gate(domain: str, counts: Counts, spec: GateSpec, name: str = "error_rate") -> GateResult:
+    """Candidate errors at most ``max_error_rate`` of compared."""
     rate = counts.rate("errors")
     if rate.value is None:
         return GateResult(
-            "error_rate",
+            name,
             domain,
             GateStatus.INSUFFICIENT,
             "insufficient evidence: nothing compared",
@@ -334,64 +312,10 @@ def _error_gate(domain: str, counts: Counts, spec: GateSpec) -> GateResult:
         f"{counts.errors} errors of {counts.compared} compared (95% upper bound {rate.upper95:.3%})"
     )
     return GateResult(
-        "error_rate",
+        name,
         domain,
         GateStatus.PASS if ok else GateStatus.FAIL,
         reason,
         round(rate.value, 6),
         spec.max_error_rate,
     )
-
-
-def route_status(
-    evidence: Findings, config: GatesConfig, known: KnownSet
-) -> dict[tuple[str, str], RouteStatus]:
-    """Each (domain, route)'s migration status; conclusive problems outrank thin evidence."""
-    undocumented_routes = {
-        fp.route
-        for fp in evidence.fingerprints
-        if fp.cls == "semantic" and known.explain(fp) is None
-    }
-    described = {fp.route for fp in evidence.fingerprints if fp.cls == "semantic"}
-    covered = {d.domain for d in evidence.domains if d.coverage and d.coverage.covered}
-    statuses: dict[tuple[str, str], RouteStatus] = {}
-    for route in evidence.routes:
-        spec = config.spec_for(route.domain)
-        counts = route.counts
-        errors = counts.rate("errors").value
-        ratio = route.latency.p99_ratio
-        semantic_unknown = (
-            spec.require_documented_semantic
-            and counts.semantic > 0
-            and (
-                evidence.source == "prometheus"
-                or route.route in undocumented_routes
-                or route.route not in described
-                or evidence.semantic_overflow.get(route.domain, 0) > 0
-            )
-        )
-        if counts.structural > spec.max_structural:
-            status = RouteStatus.BLOCKED_STRUCTURAL
-        elif errors is not None and errors > spec.max_error_rate:
-            status = RouteStatus.BLOCKED_ERRORS
-        elif semantic_unknown or (
-            spec.require_documented_semantic and route.route in undocumented_routes
-        ):
-            status = RouteStatus.SEMANTIC_UNDOCUMENTED
-        elif (
-            ratio is not None
-            and ratio > spec.max_p99_ratio + 1e-9
-            and _p99_conclusive(counts, counts.compared >= spec.min_compared)
-        ):
-            status = RouteStatus.TIMING_REGRESSION
-        elif (
-            counts.compared < spec.min_compared
-            or ratio is None
-            or _held(evidence, route.domain)
-            or route.domain not in covered
-        ):
-            status = RouteStatus.INSUFFICIENT_EVIDENCE
-        else:
-            status = RouteStatus.PARITY_OK
-        statuses[(route.domain, route.route)] = status
-    return statuses

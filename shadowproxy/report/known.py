@@ -3,7 +3,10 @@
 Owns loading and validating the file and matching fingerprints against it.
 Each entry is ``{fingerprint, reason, owner}``; the fingerprint is a mapping
 ``{route, class, kind, path}`` or the string ``"route|class|kind|path"``, and
-any part may be ``*``. Imports the YAML loader and the report's values.
+any part may be ``*``. A structural difference (an intended new field, a
+versioned change) is explained only by an entry whose class says
+``structural``: a ``*`` class documents semantic and timing differences, never
+a change of shape. Imports the YAML loader and the report's values.
 """
 
 from __future__ import annotations
@@ -32,13 +35,19 @@ class KnownDifference:
 
     def matches(self, fp: FingerprintSummary) -> bool:
         """True when every part equals the fingerprint's or is ``*``."""
+        return self.covers(fp.route, fp.cls, fp.kind, fp.path)
+
+    def covers(self, route: str, cls: str, kind: str, path: str) -> bool:
+        """True when every part equals the given one or is ``*`` (structural only by name)."""
+        if cls == "structural" and self.cls != "structural":
+            return False
         return all(
             mine in ("*", theirs)
             for mine, theirs in (
-                (self.route, fp.route),
-                (self.cls, fp.cls),
-                (self.kind, fp.kind),
-                (self.path, fp.path),
+                (self.route, route),
+                (self.cls, cls),
+                (self.kind, kind),
+                (self.path, path),
             )
         )
 
@@ -52,6 +61,10 @@ class KnownSet:
     def explain(self, fp: FingerprintSummary) -> KnownDifference | None:
         """The first entry matching ``fp``, or None when it is undocumented."""
         return next((entry for entry in self.entries if entry.matches(fp)), None)
+
+    def explains(self, route: str, cls: str, kind: str, path: str) -> bool:
+        """True when an entry documents a difference of ``route`` with this class, kind, path."""
+        return any(entry.covers(route, cls, kind, path) for entry in self.entries)
 
 
 def load_known(path: str) -> KnownSet:

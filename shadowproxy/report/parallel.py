@@ -20,6 +20,7 @@ from pathlib import Path
 from shadowproxy.report.aggregate import Aggregator
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.identity import distinct, uncompressed_size
+from shadowproxy.report.known import KnownSet
 from shadowproxy.report.sources import is_gzip, iter_lines
 from shadowproxy.report.windows import Windows
 
@@ -72,8 +73,8 @@ def _balance(pieces: Sequence[Piece], count: int) -> list[list[Piece]]:
     return [share for share in shares if share]
 
 
-def _aggregate(pieces: Sequence[Piece], windows: Windows) -> Aggregator:
-    aggregator = Aggregator(windows)
+def _aggregate(pieces: Sequence[Piece], windows: Windows, known: KnownSet) -> Aggregator:
+    aggregator = Aggregator(windows, known=known)
     for piece in pieces:
         aggregator.feed(
             iter_lines(piece.path, piece.start, piece.end), str(piece.path), piece.start
@@ -84,11 +85,16 @@ def _aggregate(pieces: Sequence[Piece], windows: Windows) -> Aggregator:
 def aggregate_files(
     files: Sequence[Path],
     windows: Windows,
+    known: KnownSet | None = None,
     workers: int | None = None,
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     chunk_bytes: int = _CHUNK_BYTES,
 ) -> Aggregator:
-    """One aggregator over every distinct file, using up to ``workers`` processes for big inputs."""
+    """One aggregator over every distinct file, using up to ``workers`` processes for big inputs.
+
+    ``known`` decides which exchanges' differences count as documented.
+    """
+    known = known or KnownSet()
     files, duplicates = distinct(files)
     total = 0
     for path in files:
@@ -98,12 +104,14 @@ def aggregate_files(
             raise ReportInputError(str(path), f"cannot read ({exc.strerror or exc})") from None
     count = workers or os.cpu_count() or 1
     if count < 2 or total < parallel_min_bytes:
-        merged = _aggregate([Piece(path) for path in files], windows)
+        merged = _aggregate([Piece(path) for path in files], windows, known)
     else:
         shares = _balance(plan_pieces(files, chunk_bytes), count)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
-            results = list(pool.map(_aggregate, shares, [windows] * len(shares)))
+            results = list(
+                pool.map(_aggregate, shares, [windows] * len(shares), [known] * len(shares))
+            )
         merged = results[0]
         for other in results[1:]:
             merged.merge(other)

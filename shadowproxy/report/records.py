@@ -9,10 +9,12 @@ checks itself (counters, histograms) are typed ``Any`` so that it can tell a
 hostile value from a wrongly typed one. Anything that does not decode
 (another record type, a malformed line) is left to the caller's general
 path. A value nested deeper than the interpreter's recursion limit is hostile
-(``HostileValueError``), never a RecursionError. ``ownership`` records, rare
-and small, are read from the general path's dict (``ownership_change``), with
-their texts cut and at most 32 ``numbers``. Imports msgspec and the report's
-errors, values and time parsing.
+(``HostileValueError``), never a RecursionError. Each record's phase (``mode``,
+``canary_percent``, ``mode_since``) becomes a ``PhaseKey`` (``phase_key``).
+``ownership`` and ``drill`` records, rare and small, are read from the general
+path's dict (``ownership_change``, ``drill_summary``), with their texts cut and
+at most 32 ``numbers``. Imports msgspec and the report's errors, values and
+time parsing.
 """
 
 from __future__ import annotations
@@ -23,16 +25,20 @@ import msgspec
 
 from shadowproxy.report.accumulators import cut
 from shadowproxy.report.errors import HostileValueError
-from shadowproxy.report.summary import OwnershipChange
+from shadowproxy.report.summary import DrillSummary, OwnershipChange
 from shadowproxy.report.timeparse import parse_record_ts
 
 __all__ = [
     "MAX_KEY_CHARS",
+    "UNKNOWN_PHASE",
     "Difference",
     "ExchangeRecord",
+    "PhaseKey",
     "RollupRecord",
     "decode_record",
+    "drill_summary",
     "ownership_change",
+    "phase_key",
     "raw_text",
 ]
 
@@ -45,6 +51,12 @@ _NULL = msgspec.Raw(b"null")
 
 Key = Annotated[str, msgspec.Meta(max_length=MAX_KEY_CHARS)]
 """A route or domain name."""
+Mode = Literal["shadow", "canary", "candidate", "legacy-only", "force-legacy"]
+"""A record's ``mode`` (docs/evidence.md, Phases)."""
+PhaseKey = tuple[str, float | None, float | None]
+"""``(mode, canary percent, since)``: one stint of a route in one phase on one replica."""
+UNKNOWN_PHASE: PhaseKey = ("unknown", None, None)
+"""The phase of records older than phases: never a canary step's evidence."""
 
 
 class Difference(msgspec.Struct, frozen=True, gc=False):
@@ -69,6 +81,10 @@ class ExchangeRecord(msgspec.Struct, frozen=True, tag="exchange", tag_field="typ
     path: Any = "?"
     classes: list[str] | None = None
     differences: list[Difference] | None = None
+    differences_omitted: Any = 0
+    mode: Mode | None = None
+    canary_percent: Any = None
+    mode_since: str | None = None
 
 
 class RollupRecord(msgspec.Struct, frozen=True, tag="rollup", tag_field="type"):
@@ -89,6 +105,9 @@ class RollupRecord(msgspec.Struct, frozen=True, tag="rollup", tag_field="type"):
     streams: Any = 0
     skipped: Any = None
     latency: Any = None
+    mode: Mode | None = None
+    canary_percent: Any = None
+    mode_since: str | None = None
 
 
 _DECODER: msgspec.json.Decoder[ExchangeRecord | RollupRecord] = msgspec.json.Decoder(
@@ -112,6 +131,33 @@ def raw_text(raw: msgspec.Raw) -> str:
         return msgspec.json.encode(msgspec.json.decode(raw)).decode()
     except RecursionError:
         raise HostileValueError("a value is nested too deep to decode") from None
+
+
+def phase_key(record: ExchangeRecord | RollupRecord) -> PhaseKey:
+    """The record's phase; ValueError when its canary percent or since is malformed."""
+    mode = record.mode
+    if mode is None:
+        return UNKNOWN_PHASE
+    since = None if record.mode_since is None else parse_record_ts(record.mode_since, "mode_since")
+    if mode != "canary":
+        return (mode, None, since)
+    percent = record.canary_percent
+    if type(percent) not in (int, float) or not 0 <= percent <= 100:
+        raise ValueError("a canary record needs canary_percent in [0, 100]")
+    return (mode, float(percent), since)
+
+
+def drill_summary(record: dict[str, Any]) -> DrillSummary:
+    """The ``drill`` record ``record``; KeyError, TypeError or ValueError when malformed."""
+    passed, drill_id = record["passed"], record.get("id")
+    if not isinstance(passed, bool) or not (drill_id is None or isinstance(drill_id, str)):
+        raise ValueError("a drill record needs passed true or false and a string id")
+    return DrillSummary(
+        ts=parse_record_ts(record["ts"], "ts"),
+        route=_text(record["route"]),
+        passed=passed,
+        drill_id=None if drill_id is None else _text(drill_id),
+    )
 
 
 def _text(value: object) -> str:

@@ -15,10 +15,13 @@ from shadowproxy.report.stats import Rate
 __all__ = [
     "ALL_GATES",
     "ANY_DOMAIN",
+    "BY_DESIGN",
     "COUNTED",
     "Counts",
     "Coverage",
     "DomainSummary",
+    "DrillSummary",
+    "Episode",
     "FileProblems",
     "Findings",
     "FingerprintSummary",
@@ -27,6 +30,7 @@ __all__ = [
     "LatencySummary",
     "NoisePath",
     "OwnershipChange",
+    "PhaseSummary",
     "Quantiles",
     "RouteSummary",
     "SeriesPoint",
@@ -42,6 +46,8 @@ ALL_GATES = "all"
 
 COUNTED = ("compared", "match", "diverged", "structural", "semantic", "timing", "noise", "errors")
 """The rollup counters, in report order."""
+BY_DESIGN = frozenset({"method", "upgrade", "mode", "mirror_off"})
+"""Skip reasons that mean a request is never compared by design, not by chance or load."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,15 @@ class Counts:
     def skipped_total(self) -> int:
         """Requests not mirrored, all reasons together."""
         return sum(self.skipped.values())
+
+    @property
+    def not_shadowed(self) -> bool:
+        """Nothing compared, and every request skipped by design (``BY_DESIGN``)."""
+        return (
+            self.compared == 0
+            and self.skipped_total > 0
+            and all(reason in BY_DESIGN for reason in self.skipped)
+        )
 
     def rate(self, name: str) -> Rate:
         """``name`` (one of COUNTED) as a share of ``compared``."""
@@ -114,13 +129,66 @@ class LatencySummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Episode:
+    """A phase's latest stretch on a route: from when the replicas entered it, its evidence.
+
+    ``since`` is the earliest ``mode_since`` of the stints that overlap (one
+    change reaching several replicas a moment apart); None when the records
+    do not say (gRPC, or records older than phases).
+    """
+
+    since: float | None
+    end: float
+    """The end of its latest rollup."""
+    counts: Counts
+    latency: LatencySummary
+    structural_documented: int = 0
+    """Structural exchanges whose every structural difference a known entry explains."""
+    semantic_described: int = 0
+    """Exchange records with a semantic divergence."""
+    semantic_undocumented: int = 0
+    """Of those, the ones with a semantic difference no known entry explains."""
+
+    @property
+    def duration_s(self) -> float:
+        """How long the route has been in the phase, by its evidence (0 when unknown)."""
+        return 0.0 if self.since is None else max(0.0, self.end - self.since)
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseSummary:
+    """A route's evidence in one phase (mode and canary percent) over the window."""
+
+    mode: str
+    """``shadow``, ``canary``, ``candidate``, ``legacy-only``, ``force-legacy``, or
+    ``unknown`` for records older than phases."""
+    percent: float | None
+    counts: Counts
+    latency: LatencySummary
+    first: float
+    """The start of its earliest rollup in the window."""
+    last: float
+    """The end of its latest rollup."""
+    episode: Episode
+
+    @property
+    def label(self) -> str:
+        """``canary 5%``, ``shadow``, ...: how tables and reasons name it."""
+        return f"canary {self.percent:g}%" if self.percent is not None else self.mode
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSummary:
-    """One route's counters and latency over its domain's window."""
+    """One route's counters and latency over its domain's window, and per phase."""
 
     route: str
     domain: str
     counts: Counts
     latency: LatencySummary
+    phases: tuple[PhaseSummary, ...] = ()
+    """By phase, the latest first."""
+    structural_documented: int = 0
+    """Structural exchanges whose every structural difference a known entry explains."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +322,18 @@ class OwnershipChange:
 
 
 @dataclass(frozen=True, slots=True)
+class DrillSummary:
+    """One ``shadow drill`` run of a route (its replicas' records counted once)."""
+
+    ts: float
+    route: str
+    passed: bool
+    drill_id: str | None
+    replicas: int = 1
+    """Records of this run: one per replica it drilled."""
+
+
+@dataclass(frozen=True, slots=True)
 class FileProblems:
     """What could not be read in one file, wherever its lines fell in time."""
 
@@ -327,3 +407,5 @@ class Findings:
     notes: tuple[str, ...] = ()
     unreadable: tuple[Unreadable, ...] = ()
     """Lines in the window that could not be counted; they keep gates from passing."""
+    drills: tuple[DrillSummary, ...] = ()
+    """``shadow drill`` runs up to ``until``, oldest first (fleet mode has none)."""

@@ -8,9 +8,17 @@ every format shows exactly what the contract says. Standard library only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from shadowproxy.report.cutover_tables import cutover_sections
+from shadowproxy.report.section import (
+    Section,
+    cell_ms,
+    cell_quantiles,
+    cell_rate,
+    cell_ratio,
+    cell_value,
+)
 from shadowproxy.report.timeparse import format_duration
 
 __all__ = [
@@ -27,47 +35,9 @@ Document = Mapping[str, Any]
 """The JSON form of a report (``document.to_json``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Section:
-    """A titled table; ``styles`` marks each row ``pass``, ``fail``, ``warn`` or ``""``."""
-
-    title: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    styles: tuple[str, ...]
-
-
 def format_percent(rate: float) -> str:
     """A share as a percentage to three significant digits: ``100%``, ``1.92%``, ``0.01%``."""
     return f"{rate * 100:.3g}%"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
-def _rate(item: Mapping[str, Any], name: str) -> str:
-    rate = item["rates"][name]
-    if rate["rate"] is None:
-        return f"{item[name]}"
-    return f"{item[name]} · {rate['rate']:.3%} (≤{rate['upper95']:.3%})"
-
-
-def _quantiles(q: Mapping[str, float | None]) -> str:
-    return f"{_ms(q['p50'])}/{_ms(q['p95'])}/{_ms(q['p99'])}"
-
-
-def _ratio(latency: Mapping[str, Any]) -> str:
-    ratio = latency["p99_ratio"]
-    return "-" if ratio is None else f"{ratio:.2f}x"
-
-
-def _value(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def printable(text: str) -> str:
@@ -135,7 +105,8 @@ def problems_section(doc: Document) -> Section:
 
 
 def sections(doc: Document) -> list[Section]:
-    """Gates, unreadable evidence, domains, routes, fingerprints, modes and ownership history."""
+    """Gates, unreadable evidence, domains, routes, cutover stages and readiness, phases,
+    not shadowed, drills, fingerprints, modes and ownership history."""
     problems = problems_section(doc)
     duplicates = doc["inputs"]["duplicate_files"]
     out = [
@@ -147,8 +118,8 @@ def sections(doc: Document) -> list[Section]:
                     g["domain"],
                     g["name"],
                     g["status"].upper(),
-                    _value(g["value"]),
-                    _value(g["threshold"]),
+                    cell_value(g["value"]),
+                    cell_value(g["threshold"]),
                     g["reason"],
                 )
                 for g in doc["gates"]
@@ -191,15 +162,15 @@ def sections(doc: Document) -> list[Section]:
                 (
                     d["domain"],
                     str(d["compared"]),
-                    _rate(d, "structural"),
-                    _rate(d, "semantic"),
-                    _rate(d, "timing"),
-                    _rate(d, "noise"),
-                    _rate(d, "errors"),
+                    cell_rate(d, "structural"),
+                    cell_rate(d, "semantic"),
+                    cell_rate(d, "timing"),
+                    cell_rate(d, "noise"),
+                    cell_rate(d, "errors"),
                     str(d["skipped"]),
-                    _quantiles(d["latency"]["legacy"]),
-                    _quantiles(d["latency"]["candidate"]),
-                    _ratio(d["latency"]),
+                    cell_quantiles(d["latency"]["legacy"]),
+                    cell_quantiles(d["latency"]["candidate"]),
+                    cell_ratio(d["latency"]),
                     format_duration(d["clean_for_s"]),
                 )
                 for d in doc["domains"]
@@ -229,15 +200,15 @@ def sections(doc: Document) -> list[Section]:
                     r["domain"],
                     r["status"],
                     str(r["compared"]),
-                    _rate(r, "structural"),
-                    _rate(r, "semantic"),
-                    _rate(r, "timing"),
-                    _rate(r, "noise"),
-                    _rate(r, "errors"),
+                    cell_rate(r, "structural"),
+                    cell_rate(r, "semantic"),
+                    cell_rate(r, "timing"),
+                    cell_rate(r, "noise"),
+                    cell_rate(r, "errors"),
                     str(r["skipped"]),
                     str(r["streams"]),
-                    f"{_ms(r['latency']['legacy']['p99'])}/{_ms(r['latency']['candidate']['p99'])}",
-                    _ratio(r["latency"]),
+                    f"{cell_ms(r['latency']['legacy']['p99'])}/{cell_ms(r['latency']['candidate']['p99'])}",
+                    cell_ratio(r["latency"]),
                 )
                 for r in doc["routes"]
             ),
@@ -249,6 +220,7 @@ def sections(doc: Document) -> list[Section]:
             ),
         ),
     ]
+    out.extend(cutover_sections(doc))
     if doc["source"] == "files":
         out.append(
             Section(
@@ -291,7 +263,7 @@ def sections(doc: Document) -> list[Section]:
                 "Route modes",
                 ("Route", "Mode", "Percent", "Since", "Source"),
                 tuple(
-                    (m["route"], m["mode"], _value(m["percent"]), m["since"], m["source"])
+                    (m["route"], m["mode"], cell_value(m["percent"]), m["since"], m["source"])
                     for m in doc["modes"]
                 ),
                 tuple("" for _ in doc["modes"]),
@@ -308,7 +280,7 @@ def sections(doc: Document) -> list[Section]:
                         c["route"],
                         c["from"],
                         c["to"],
-                        _value(c["percent"]),
+                        cell_value(c["percent"]),
                         c["reason"],
                         c["source"],
                         " ".join(f"{k}={v:g}" for k, v in (c.get("numbers") or {}).items()),

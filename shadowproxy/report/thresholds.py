@@ -2,8 +2,10 @@
 
 Owns ``gates: {"*": {...}, <domain>: {...}}``: each domain's entry overrides
 only the keys it names on top of ``*``, which overrides the built-in
-defaults. Unknown keys and wrong types are bad input, named by key.
-Imports the report's errors, durations and YAML loading.
+defaults. ``canary`` holds the canary steps' thresholds (``bake``,
+``min_compared``, and per step under ``steps``), merged the same way.
+Unknown keys and wrong types are bad input, named by key. Imports the
+report's errors, durations and YAML loading.
 """
 
 from __future__ import annotations
@@ -15,7 +17,29 @@ from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.timeparse import parse_duration
 from shadowproxy.report.yamlfile import load_yaml
 
-__all__ = ["GateSpec", "GatesConfig", "load_gates"]
+__all__ = ["CanarySpec", "GateSpec", "GatesConfig", "StepSpec", "load_gates"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """What the evidence of one canary step needs before the route moves on."""
+
+    bake_s: float = 86400.0
+    """How long the route must have been at the step (its evidence's span)."""
+    min_compared: int = 1000
+    """Exchanges compared at the step."""
+
+
+@dataclass(frozen=True, slots=True)
+class CanarySpec:
+    """Every step's defaults, and the steps that differ (by canary percent)."""
+
+    default: StepSpec = StepSpec()
+    steps: tuple[tuple[float, StepSpec], ...] = ()
+
+    def step(self, percent: float) -> StepSpec:
+        """The thresholds of the step at ``percent``."""
+        return dict(self.steps).get(percent, self.default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +54,13 @@ class GateSpec:
     require_documented_semantic: bool = True
     max_gap_s: float = 15 * 60.0
     """Longest stretch of the window without rollups that still counts as covered."""
+    min_duration_s: float = 0.0
+    """Seconds of the window the rollups must cover (0: the coverage gate alone)."""
+    drill_within_s: float = 14 * 86400.0
+    """A passed ``shadow drill`` of each route must be this recent for cutover."""
+    owner: str = ""
+    """Who owns the domain's migration (the tracker's ``owner`` column)."""
+    canary: CanarySpec = CanarySpec()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +86,27 @@ class GatesConfig:
         return min([self.default.max_gap_s, *(s.max_gap_s for s in self.domains.values())])
 
 
-_DURATIONS = {"window": "window_s", "max_gap": "max_gap_s"}
+_DURATIONS = {
+    "window": "window_s",
+    "max_gap": "max_gap_s",
+    "min_duration": "min_duration_s",
+    "drill_within": "drill_within_s",
+}
 _KEYS: dict[str, type] = {
     "window": str,
     "max_gap": str,
+    "min_duration": str,
+    "drill_within": str,
     "max_structural": int,
     "max_p99_ratio": float,
     "max_error_rate": float,
     "min_compared": int,
     "require_documented_semantic": bool,
+    "owner": str,
+    "canary": dict,
 }
+_STEP_KEYS = ("bake", "min_compared")
+_MAX_OWNER = 200
 
 
 def load_gates(path: str | None) -> GatesConfig:
@@ -97,10 +139,15 @@ def _spec(path: str, domain: str, body: object, base: GateSpec) -> GateSpec:
         if expected is None:
             raise ReportInputError(path, f"{where}.{key}: unknown key (one of {', '.join(_KEYS)})")
         if key in _DURATIONS:
-            try:
-                changes[_DURATIONS[key]] = parse_duration(str(value))
-            except ValueError as exc:
-                raise ReportInputError(path, f"{where}.{key}: {exc}") from None
+            changes[_DURATIONS[key]] = _duration(path, f"{where}.{key}", value)
+            continue
+        if key == "owner":
+            if not isinstance(value, str) or not value.strip() or len(value) > _MAX_OWNER:
+                raise ReportInputError(path, f"{where}.owner: must be a name (1-200 characters)")
+            changes["owner"] = value.strip()
+            continue
+        if key == "canary":
+            changes["canary"] = _canary(path, f"{where}.canary", value, base.canary)
             continue
         ok = (
             isinstance(value, bool)
@@ -117,3 +164,47 @@ def _spec(path: str, domain: str, body: object, base: GateSpec) -> GateSpec:
     names = {f.name for f in fields(GateSpec)}
     assert set(changes) <= names
     return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _duration(path: str, where: str, value: object) -> float:
+    try:
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise ReportInputError(path, f"{where}: {exc}") from None
+
+
+def _step(path: str, where: str, body: object, base: StepSpec) -> StepSpec:
+    if not isinstance(body, dict):
+        raise ReportInputError(path, f"{where}: must be a mapping of bake and min_compared")
+    step = base
+    for key, value in body.items():
+        if key == "bake":
+            step = replace(step, bake_s=_duration(path, f"{where}.bake", value))
+        elif key == "min_compared":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ReportInputError(path, f"{where}.min_compared: must be a non-negative int")
+            step = replace(step, min_compared=value)
+        elif key != "steps":
+            raise ReportInputError(
+                path, f"{where}.{key}: unknown key (one of {', '.join(_STEP_KEYS)})"
+            )
+    return step
+
+
+def _canary(path: str, where: str, body: object, base: CanarySpec) -> CanarySpec:
+    """``canary: {bake, min_compared, steps: {PERCENT: {bake, min_compared}}}`` onto ``base``."""
+    default = _step(path, where, body, base.default)
+    assert isinstance(body, dict)
+    steps = dict(base.steps)
+    given = body.get("steps") or {}
+    if not isinstance(given, dict):
+        raise ReportInputError(path, f"{where}.steps: must map canary percents to thresholds")
+    for percent, step_body in given.items():
+        try:
+            number = float(percent)
+        except (TypeError, ValueError):
+            number = -1.0
+        if isinstance(percent, bool) or not 0 <= number <= 100:
+            raise ReportInputError(path, f"{where}.steps.{percent}: must be a percent (0-100)")
+        steps[number] = _step(path, f"{where}.steps.{percent}", step_body, default)
+    return CanarySpec(default, tuple(sorted(steps.items())))

@@ -4,8 +4,10 @@ Owns the reading that the terminal summary and the HTML banner open with:
 the overall verdict (``pass``, ``fail`` or ``insufficient``), one
 ``Standing`` per route (a status word, why in a few words, its counts),
 most serious first, and a line for each domain whose gates do not pass for a
-reason no route shows (no evidence at all, a domain-wide gate). Reads only
-the JSON document, so it says what the contract says. Standard library only.
+reason no route shows (no evidence at all, a domain-wide gate). Routes never
+compared by design (``NOT_SHADOWED``) stand nowhere: they neither block nor
+are at parity. Reads only the JSON document, so it says what the contract
+says. Standard library only.
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ def standings(doc: Document) -> list[Standing]:
     ranked = [
         (_FAILING.get(r["status"], len(_FAILING)), _route_standing(r, _why(r, doc, limits)))
         for r in doc["routes"]
+        if r["status"] != "NOT_SHADOWED"
     ]
     explained = {s.domain for _, s in ranked if s.status != "pass"}
     summaries = {d["domain"]: d for d in doc["domains"]}

@@ -116,6 +116,36 @@ def passing_evidence(
     return path
 
 
+def step_evidence(
+    path: Path, *, percent: float, since_s: float, compared: int, route: str = "/a"
+) -> Path:
+    """Shadow rollups over the default window up to ``since_s`` ago, then canary ``percent``.
+
+    Written as the proxy writes them: with their phase, the step's entered
+    ``since_s`` ago (docs/evidence.md, Phases).
+    """
+    now = time.time()
+    latency = LatencyHistogram.of([5.0] * 10).to_json()
+
+    def rollup(start: float, end: float, n: int, phase: dict[str, object]) -> bytes:
+        record = {
+            "v": 1, "type": "rollup", "ts_start": rfc3339(start), "ts_end": rfc3339(end),
+            "route": route, "domain": "orders", "compared": n, "match": n, "diverged": 0,
+            "structural": 0, "semantic": 0, "timing": 0, "noise": 0, "errors": 0, "skipped": {},
+            "latency": {"legacy": latency, "candidate": latency}, **phase,
+        }  # fmt: skip
+        return orjson.dumps(record) + b"\n"
+
+    entered = now - since_s
+    shadow = {"mode": "shadow", "canary_percent": None, "mode_since": rfc3339(now - 20 * 86400)}
+    canary = {"mode": "canary", "canary_percent": percent, "mode_since": rfc3339(entered)}
+    path.write_bytes(
+        rollup(now - 14 * 86400 + 60, entered, 5000, shadow)
+        + rollup(entered, now, compared, canary)
+    )
+    return path
+
+
 async def cli(*argv: str) -> int:
     """Run the CLI in a thread: it blocks on HTTP to proxies this loop may serve."""
     return await asyncio.to_thread(main, list(argv))

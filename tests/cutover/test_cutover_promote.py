@@ -19,6 +19,7 @@ from tests.cutover.cutover_support import (
     records,
     shown,
     side,
+    step_evidence,
     valid,
 )
 from tests.support import backend, eventually, make_settings, running_proxy
@@ -107,6 +108,76 @@ class TestPromote:
         assert (missing, unknown, unreachable) == (2, 2, 2)
         assert len(lines) == 3 and all(line.startswith("shadow promote: ") for line in lines)
         assert "'/zz' is not configured" in lines[1] and "cannot reach" in lines[2]
+
+
+class TestPromoteFromACanaryStep:
+    """From canary step N, only step N's own evidence counts: its bake time and min_compared."""
+
+    GATES = 'gates: {"*": {canary: {bake: 2h, min_compared: 100}}}'
+
+    @pytest.fixture(autouse=True)
+    def _token(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("SHADOWPROXY_ADMIN_TOKEN", TOKEN)
+
+    async def _promote(
+        self, tmp_path: Path, since_s: float, compared: int, gates: str | None
+    ) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+        logs = tmp_path / "logs"
+        async with backend(side("legacy")) as legacy, backend(side("candidate")) as candidate:
+            doc = {**_doc("canary"), "routes": [{**_doc()["routes"][0], "mode": "canary",
+                                                  "canary_percent": 5}]}  # fmt: skip
+            settings = make_settings(legacy.url, candidate.url, logs, doc)
+            async with running_proxy(settings) as proxy:
+                # Written now, so the step's evidence ends after the replica entered the step.
+                evidence = step_evidence(
+                    tmp_path / "in.jsonl", percent=5, since_s=since_s, compared=compared
+                )
+                extra = ["--gates", str(tmp_path / "gates.yaml")] if gates else []
+                if gates:
+                    (tmp_path / "gates.yaml").write_text(gates)
+                code = await cli(
+                    "promote", "--route", ROUTE, "--admin", proxy.admin, *extra, str(evidence)
+                )
+                _, listing = await admin(proxy.admin, "GET", "/cutover")
+        return code, listing["routes"][ROUTE], records(logs, "ownership")
+
+    async def test_baked_step_promotes(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Three hours and 500 compared at 5 %: on to 25 %, with the step's numbers recorded."""
+        code, route, changes = await self._promote(tmp_path, 3 * 3600, 500, self.GATES)
+        assert code == 0, capsys.readouterr().err
+        assert (route["mode"], route["percent"]) == ("canary", 25.0)
+        assert "canary 5% -> canary 25%" in capsys.readouterr().out
+        numbers = changes[-1]["numbers"]
+        assert numbers["compared"] == 500 and numbers["bake_s"] >= 3 * 3600 - 5
+        assert changes[-1]["reason"] == "gates of canary 5% passed"
+
+    @pytest.mark.parametrize(
+        ("since_s", "compared", "waiting"),
+        [(1800, 500, "canary_bake"), (3 * 3600, 20, "canary_min_compared")],
+    )
+    async def test_unbaked_step_stays(
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        since_s: float,
+        compared: int,
+        waiting: str,
+    ) -> None:
+        """Half an hour, or 20 compared, at 5 %: refused though the shadow phase was clean."""
+        code, route, _ = await self._promote(tmp_path, since_s, compared, self.GATES)
+        err = capsys.readouterr().err
+        assert code == 1 and f"{waiting}: insufficient" in err
+        assert (route["mode"], route["percent"]) == ("canary", 5.0)
+
+    async def test_default_bake_is_a_day(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With the built-in gates a step bakes 24 hours."""
+        code, route, _ = await self._promote(tmp_path, 3 * 3600, 1500, None)
+        assert code == 1 and "canary_bake: insufficient" in capsys.readouterr().err
+        assert route["percent"] == 5.0
 
 
 class TestDrill:

@@ -41,7 +41,10 @@ class TestRunbook:
             "curl -X POST",
             "/shadow/pause",
             "/shadow/resume",
-            "## 6. Roll back",
+            "## 5. Cut a route over, on every replica",
+            "shadow promote --route $R $REPLICAS $EVIDENCE",
+            "shadow drill --route $R",
+            "## 7. Roll back",
             "SIGHUP",
             "systemctl reload shadowproxy",
             "max_total_bytes",
@@ -50,8 +53,8 @@ class TestRunbook:
         ],
     )
     def test_covers_the_step(self, needle: str) -> None:
-        """The runbook covers sampling, report, known differences, kill switch, rollback,
-        reload, disk caps and alerts."""
+        """The runbook covers sampling, report, known differences, cutting a route over on
+        every replica, kill switch, rollback, reload, disk caps and alerts."""
         assert needle in RUNBOOK
 
     def test_known_differences_example_has_the_loaders_keys(self) -> None:

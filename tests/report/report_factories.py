@@ -128,6 +128,37 @@ def exchange(
     }
 
 
+def phased(
+    record: dict[str, Any], mode: str, percent: float | None = None, since: timedelta | None = None
+) -> dict[str, Any]:
+    """``record`` filed under a phase (docs/evidence.md, Phases), entered ``since`` ago."""
+    return {
+        **record,
+        "mode": mode,
+        "canary_percent": percent,
+        "mode_since": None if since is None else ts(since),
+    }
+
+
+def drill(
+    route: str = "/orders/{id}",
+    ago: timedelta = timedelta(days=1),
+    passed: bool = True,
+    drill_id: str | None = "d1",
+) -> dict[str, Any]:
+    """A ``drill`` record of ``route`` from ``ago``."""
+    return {
+        "v": 1,
+        "type": "drill",
+        "ts": ts(ago),
+        "route": route,
+        "id": drill_id,
+        "passed": passed,
+        "reason": "shadow drill",
+        "steps": [],
+    }
+
+
 def write_jsonl(path: Path, records: Iterable[dict[str, Any] | bytes], gz: bool = False) -> Path:
     """Write records (dicts, or raw bytes lines) as JSONL; gzip when ``gz``."""
     data = b"".join((r if isinstance(r, bytes) else orjson.dumps(r)) + b"\n" for r in records)

@@ -12,9 +12,9 @@ from shadowproxy.report.gates import (
     GateStatus,
     RouteStatus,
     evaluate_gates,
-    route_status,
 )
 from shadowproxy.report.known import KnownSet, load_known
+from shadowproxy.report.status import route_status
 from shadowproxy.report.summary import (
     Counts,
     Coverage,

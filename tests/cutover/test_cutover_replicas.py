@@ -21,7 +21,15 @@ from aiohttp import web
 from shadowproxy.config import settings_from_document
 from shadowproxy.cutover.statefile import STATE_FILE
 from shadowproxy.promote.replicas import BadInputError, resolve
-from tests.cutover.cutover_support import TOKEN, admin, cli, passing_evidence, probe, records
+from tests.cutover.cutover_support import (
+    TOKEN,
+    admin,
+    cli,
+    passing_evidence,
+    probe,
+    records,
+    valid,
+)
 from tests.support import WAIT_S, ProxyProcess, backend, eventually, proxy_process
 
 ROUTE = "/a"
@@ -120,6 +128,7 @@ class TestEveryReplica:
         assert out.count(f"{ROUTE} on http://127.0.0.1:") >= 3 + 3 + 3
         drills = [records(logs, "drill")[0] for logs in fleet.logs]
         assert len({d["id"] for d in drills}) == 1 and all(d["passed"] for d in drills)
+        assert all(valid(d, "drill") for d in drills)
         assert len([s for s in drills[0]["steps"] if s["step"] == "rollback" and s["ok"]]) == 3
 
     async def test_partial_failure_is_put_back(

@@ -280,6 +280,15 @@ class TestReadyForCutover:
         assert _readiness(doc, "ready_for_cutover")["status"] == "fail"
         assert doc["ready_for_cutover"] is False
 
+    @pytest.mark.parametrize(("errors", "status"), [(0, "pass"), (50, "fail")])
+    def test_canary_100(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, errors: int, status: str
+    ) -> None:
+        """The domain's canary_100 stands for its routes' canary gates at 100 %."""
+        at_100 = _canary(100, 4 * H, errors=errors)
+        doc = _doc(capsys, tmp_path, _shadow(4 * H, compared=200_000), at_100, drill())
+        assert _readiness(doc, "canary_100")["status"] == status
+
     def test_insufficient(self, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
         """Without evidence at 100 %, a clean parity and a drill are not enough."""
         doc = _doc(capsys, tmp_path, _shadow(4 * H), _canary(50, 4 * H), drill())

@@ -1,15 +1,17 @@
 """Method resolution: a full gRPC method name to its route, domain, mirror policy and shape.
 
 Owns the mirror policy. A method is mirrored when configured with
-``mirror: true``, or, when ``mirror`` is not configured, when its name reads
-as a read (``Get``, ``List``, ``Search``, ``Read``, ``Describe``, ``Lookup``,
-``Find``, ``Query``, ``Count``, ``Check``, ``BatchGet``, ``Fetch``, ``Watch``... followed by an
-upper-case letter or nothing: ``GetItem`` yes, ``Listen`` no). Anything else
-is assumed to write and is never mirrored unless configured, so a candidate
-never performs a second write. The cardinality comes from the configuration,
-else the descriptors, else unary-unary. Method names the configuration and
-descriptors do not know become routes as they are, up to ``max_routes``,
-then ``other``, so metric labels stay bounded. Pure code.
+``mirror: true``; when ``mirror`` is not configured, only when its own name
+(after the last ``/``) starts with one of ``READ_PREFIXES`` followed by an
+upper-case letter (``GetUser``, ``ListOrders``, ``WatchItems``; not ``List``,
+``Listen`` or ``Get_user``) and none of its other CamelCase words is one of
+``WRITE_WORDS`` (``GetAndIncrementBalance``, ``CheckAndSet``,
+``FetchAndAdd``, ``FindOrCreateUser``, ``ReadAndAck`` all write). Anything
+else is assumed to write and is never mirrored unless configured, so a
+candidate never performs a second write. The cardinality comes from the
+configuration, else the descriptors, else unary-unary. Method names the
+configuration and descriptors do not know become routes as they are, up to
+``max_routes``, then ``other``, so metric labels stay bounded. Pure code.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from shadowproxy.compare.rules import CompareRules
 from shadowproxy.grpcproxy.descriptors import Catalog
 from shadowproxy.settings import GrpcCardinality, GrpcMethodSpec, GrpcSettings, StreamSettings
 
-__all__ = ["OTHER", "READ_PREFIXES", "GrpcMethod", "MethodTable", "reads_only"]
+__all__ = ["OTHER", "READ_PREFIXES", "WRITE_WORDS", "GrpcMethod", "MethodTable", "reads_only"]
 
 OTHER = "other"
 READ_PREFIXES = (
@@ -43,9 +45,34 @@ READ_PREFIXES = (
     "Exists",
     "Watch",
 )
-"""Method-name prefixes taken to mean "reads only" (mirrored unless configured otherwise)."""
+"""Method-name prefixes that may mean "reads only" (then ``WRITE_WORDS`` decide)."""
 
-_READ = re.compile(rf"^(?:{'|'.join(READ_PREFIXES)})(?:[A-Z0-9_]|$)")
+WRITE_WORDS = frozenset(
+    {
+        # A read and something else in one call.
+        "And", "Or",
+        # Verbs that change state and are seldom a noun in a read's name
+        # (Record, Post, Commit, Run, Release... are left out: GetRecord reads).
+        "Ack", "Acquire", "Add", "Allocate", "Append", "Apply", "Approve", "Assign",
+        "Attach", "Cancel", "Clear", "Confirm", "Consume", "Create", "Dec", "Decr",
+        "Decrement", "Delete", "Dequeue", "Destroy", "Detach", "Disable", "Drain", "Drop",
+        "Edit", "Enable", "Enqueue", "Ensure", "Exec", "Execute", "Expire", "Extend",
+        "Flush", "Inc", "Incr", "Increment", "Insert", "Invalidate", "Kill", "Lock",
+        "Login", "Logout", "Mark", "Modify", "Move", "Mutate", "Pay", "Pop", "Publish",
+        "Purge", "Push", "Put", "Register", "Reject", "Remove", "Rename", "Renew",
+        "Replace", "Reserve", "Reset", "Restore", "Revoke", "Save", "Send", "Set", "Stop",
+        "Submit", "Subscribe", "Swap", "Take", "Touch", "Truncate", "Unlock",
+        "Unsubscribe", "Update", "Upsert", "Write",
+    }
+)  # fmt: skip
+"""Words that make a read-named method a write: ``CheckAndSet``, ``GetOrCreate``, ``ReadAndAck``.
+
+A read whose name holds one (``GetDataSet``) is not mirrored unless configured
+``mirror: true``: a read left out costs evidence, a write let in a double write.
+"""
+
+_READ = re.compile(rf"^(?:{'|'.join(READ_PREFIXES)})(?=[A-Z])")
+_WORD = re.compile(r"[A-Z][a-z0-9]*")
 _METHOD = re.compile(r"^/[A-Za-z_][\w.]*/[A-Za-z_]\w*$")
 _MAX_NAME = 200
 
@@ -68,8 +95,12 @@ class GrpcMethod:
 
 
 def reads_only(method: str) -> bool:
-    """True when the method's own name (after the last ``/``) starts with a read prefix."""
-    return bool(_READ.match(method.rpartition("/")[2]))
+    """True when the method's own name reads as a read (the rule in this module's docstring)."""
+    name = method.rpartition("/")[2]
+    prefix = _READ.match(name)
+    if prefix is None:
+        return False
+    return not any(word in WRITE_WORDS for word in _WORD.findall(name, prefix.end()))
 
 
 class MethodTable:

@@ -77,25 +77,41 @@ class TestStatus:
 
 
 class TestMirrorPolicy:
-    """Read-only names are recognised by prefix and a following capital."""
+    """A read prefix, a capital after it, and no write word anywhere in the name."""
 
     @pytest.mark.parametrize(
         ("method", "reads"),
         [
+            ("/a.S/GetUser", True),
+            ("/a.S/ListOrders", True),
             ("/a.S/GetItem", True),
-            ("/a.S/List", True),
             ("/a.S/BatchGetItems", True),
             ("/a.S/SearchOrders", True),
             ("/a.S/WatchItems", True),
             ("/a.S/Watchdog", False),
+            ("/a.S/GetOrder", True),
+            ("/a.S/GetUserSettings", True),
+            ("/a.S/GetAndIncrementBalance", False),
+            ("/a.S/CheckAndSet", False),
+            ("/a.S/FetchAndAdd", False),
+            ("/a.S/FindOrCreateUser", False),
+            ("/a.S/ReadAndAck", False),
+            ("/a.S/GetOrCreate", False),
+            ("/a.S/ListAndDeleteExpired", False),
+            ("/a.S/GetUserThenSetFlag", False),
+            ("/a.S/GetDataSet", False),
+            ("/a.S/List", False),
+            ("/a.S/Get2", False),
+            ("/a.S/Get_user", False),
             ("/a.S/Listen", False),
             ("/a.S/Getaway", False),
             ("/a.S/DeleteItem", False),
             ("/a.S/CreateOrder", False),
+            ("/a.S/IncrementGetCount", False),
         ],
     )
     def test_reads_only(self, method: str, reads: bool) -> None:
-        """Only read-style names are taken as read-only."""
+        """Only read-style names without a write word are taken as read-only."""
         assert reads_only(method) is reads
 
 

@@ -181,13 +181,18 @@ def _http_ok(port: int, path: str) -> bool:
         return False
 
 
-def _wait(check: Callable[[], bool], what: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + _READY_S
+def _wait(
+    check: Callable[[], bool],
+    what: str,
+    process: subprocess.Popen[bytes],
+    ready_s: float = _READY_S,
+) -> None:
+    deadline = time.monotonic() + ready_s
     while not check():
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode} before it was ready")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not ready after {_READY_S:.0f}s")
+            raise RuntimeError(f"{what} not ready after {ready_s:.0f}s")
         time.sleep(0.05)
 
 

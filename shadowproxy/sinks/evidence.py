@@ -95,6 +95,7 @@ class Evidence:
         self._writer = JsonlWriter(settings.evidence, worker_id, metrics)
         self._rollups = Rollups(settings.evidence.rollup_interval_s, clock())
         self._failures: dict[str, int] = {}
+        metrics.batch.on_failure(functools.partial(self._hook_failed, "flush"))
 
     @property
     def redactor(self) -> Redactor:
@@ -108,7 +109,8 @@ class Evidence:
     @_guarded("on_request")
     def on_request(self, route: str, method: str, status: int | None) -> None:
         """Count a client-facing answer; ``status`` None means the proxy itself failed."""
-        self._metrics.requests_by.get(route, method_label(method), code_class(status)).inc()
+        metrics = self._metrics
+        metrics.batch.count(metrics.requests_by, route, method_label(method), code_class(status))
 
     @_guarded("on_upstream")
     def on_upstream(self, upstream: str, route: str, observation: Observation) -> None:
@@ -119,22 +121,24 @@ class Evidence:
     def on_skip(self, route: str, domain: str, reason: str, phase: Phase = SHADOW_PHASE) -> None:
         """Count a request of ``route`` in ``phase`` that was not mirrored."""
         label = str(reason) if reason in _SKIP_REASONS else "other"
-        self._metrics.skipped_by.get(label).inc()
+        self._metrics.batch.count(self._metrics.skipped_by, label)
         self._rollups.tally(route, domain, phase).add_skip(label)
 
     @_guarded("on_verdict")
     def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None:
         """Count a compared exchange and queue its ``exchange`` record when one is due."""
         request = exchange.request
-        self._metrics.comparisons_by.get(request.route, request.domain, verdict.outcome).inc()
+        metrics = self._metrics
+        batch = metrics.batch
+        batch.count(metrics.comparisons_by, request.route, request.domain, verdict.outcome)
         for cls in verdict.classes:
-            self._metrics.divergences_by.get(request.route, request.domain, cls).inc()
+            batch.count(metrics.divergences_by, request.route, request.domain, cls)
         self._rollups.tally(request.route, request.domain, request.phase).add_verdict(
             exchange, verdict
         )
         kind = exchange.stream_kind
         if kind is not None:
-            self._metrics.streams_by.get(request.route, request.domain, str(kind)).inc()
+            batch.count(metrics.streams_by, request.route, request.domain, str(kind))
         if wanted(verdict, request.id, self._evidence):
             self._writer.submit(
                 functools.partial(
@@ -172,7 +176,7 @@ class Evidence:
     @_guarded("set_inflight")
     def set_inflight(self, n: int) -> None:
         """Set the number of shadow requests in flight."""
-        self._metrics.inflight.set(n)
+        self._metrics.batch.set(self._metrics.inflight, n)
 
     @_guarded("tick")
     def tick(self) -> None:
@@ -201,6 +205,7 @@ class Evidence:
 
         Blocks up to ``timeout_s``; True when everything was flushed. Never raises.
         """
+        self._metrics.batch.flush()
         try:
             final: list[Mapping[str, object]] = list(
                 self._rollups.drain(self._clock(), self._writer.take_route_drops())

@@ -33,6 +33,7 @@ from shadowproxy.model import (
     SkipReason,
     Upstream,
 )
+from shadowproxy.sinks.batch import Batch
 
 __all__ = [
     "DROP_REASONS",
@@ -68,6 +69,7 @@ HOOKS = (
     "on_cutover",
     "on_connection_refused",
     "on_client_timeout",
+    "flush",
 )
 """Evidence hooks whose failures are counted (``shadowproxy_evidence_errors_total{hook}``)."""
 
@@ -128,6 +130,10 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry, version: str = __version__) -> None:
         self.registry = registry
+        self.batch = Batch()
+        """The hot path's writes, gathered per event-loop turn; registered first, so a
+        collection of the registry writes them before it reads."""
+        registry.register(self.batch)
         self.requests = Counter(
             "shadowproxy_requests",
             "Client requests answered, by route, method and status class.",
@@ -290,7 +296,8 @@ class Metrics:
 
     def observe_upstream(self, upstream: str, route: str, observation: Observation) -> None:
         """Latency of every answer or failure; an error also counts under its reason."""
-        self.upstream_latency_by.get(upstream, route).observe(max(observation.elapsed_s, 0.0))
+        elapsed = max(observation.elapsed_s, 0.0)
+        self.batch.observe(self.upstream_latency_by, elapsed, upstream, route)
         if observation.error is not None:
             self.upstream_errors.labels(str(upstream), str(observation.error)).inc()
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
-from shadowproxy.http.h1_response import Framing, Response, UpstreamError
+from shadowproxy.http.h1_response import Framing, Response, UpstreamError, parse_head
 from shadowproxy.http.headers import NO_BODY_STATUS, connection_tokens
 from shadowproxy.model import ErrorKind
 
@@ -49,9 +49,9 @@ class Connection(asyncio.Protocol):
         "_deadline",
         "_drain_waiter",
         "_head",
-        "_head_bytes",
+        "_head_raw",
         "_head_ready",
-        "_header_list",
+        "_head_start",
         "_in_body",
         "_last_read",
         "_loop",
@@ -60,7 +60,6 @@ class Connection(asyncio.Protocol):
         "_parts",
         "_pool",
         "_reading_paused",
-        "_reason",
         "_response",
         "_reusable",
         "_timer",
@@ -80,11 +79,12 @@ class Connection(asyncio.Protocol):
         self._head: Response | None = None
         """The response whose head is being parsed (not yet handed to the caller)."""
         self._head_ready: asyncio.Future[Response] | None = None
-        self._header_list: list[tuple[str, str]] = []
-        self._reason = bytearray()
+        self._head_raw = b""
+        """The bytes fed to llhttp while the answer's head is incomplete."""
+        self._head_start = 0
+        """Where the answer's head starts in them (after interim 1xx heads)."""
         self._parts: list[bytes] = []
         """Body chunks llhttp gave during the current read, handed over in one piece."""
-        self._head_bytes = 0
         self._in_body = False
         self._chunked = False
         self._backlog: memoryview | None = None
@@ -153,8 +153,16 @@ class Connection(asyncio.Protocol):
         if self._parser is None:
             return
         try:
+            if not self._in_body:
+                # llhttp checks the head; its bytes are read in one go once it is whole.
+                raw = self._head_raw
+                self._head_raw = raw + data if raw else bytes(data)
             self._parser.feed_data(data)
+            if not self._in_body and len(self._head_raw) - self._head_start > MAX_HEAD_BYTES:
+                raise UpstreamError(ErrorKind.OTHER, f"answer head over {MAX_HEAD_BYTES} bytes")
             self._deliver()
+        except UpstreamError as refused:
+            self._fail(refused)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             error = cause if isinstance(cause, UpstreamError) else None
@@ -197,33 +205,30 @@ class Connection(asyncio.Protocol):
             self._drain_waiter.set_result(None)
 
     # -- llhttp callbacks ---------------------------------------------------
-
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
-        self._count(len(status))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._in_body:
-            return  # trailers are not relayed
-        self._count(len(name) + len(value) + 4)
-        self._header_list.append((name.decode("latin-1"), value.decode("latin-1")))
+    # No on_status or on_header: llhttp checks every line of the head without
+    # a call into Python per field, and ``parse_head`` reads the fields at once.
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         assert parser is not None and self._head is not None
+        raw, start = self._head_raw, self._head_start
+        end = raw.find(b"\r\n\r\n", start)
+        if end + 4 - start > MAX_HEAD_BYTES:
+            raise UpstreamError(ErrorKind.OTHER, f"answer head over {MAX_HEAD_BYTES} bytes")
         status = parser.get_status_code()
         if status == _SWITCHING_PROTOCOLS:
             raise UpstreamError(ErrorKind.OTHER, "101 Switching Protocols to a plain request")
         if 100 <= status < 200:
             # Interim answers (100 Continue, 103 Early Hints) are not relayed.
-            self._header_list = []
-            self._reason = bytearray()
+            self._head_start = end + 4
             return
-        framing = Framing.of(self._reason, self._header_list)
+        reason, fields = parse_head(raw[start:end].decode("latin-1"))
+        self._head_raw = b""
+        framing = Framing.of(reason, fields)
         response = self._head
         response.status = status
-        response.reason = self._reason.decode("latin-1")
-        response.headers = tuple(self._header_list)
+        response.reason = reason
+        response.headers = fields
         response.content_length = framing.content_length
         self._chunked = framing.chunked
         self._in_body = True
@@ -231,7 +236,7 @@ class Connection(asyncio.Protocol):
         if self._no_body:
             # An answer to HEAD without a length looks to llhttp like a body that
             # runs to the connection's end; decide from the version and Connection.
-            options = connection_tokens(self._header_list)
+            options = connection_tokens(fields)
             if parser.get_http_version() == "1.0":
                 self._reusable = "keep-alive" in options
             else:
@@ -287,10 +292,9 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._head = Response(self)
         self._head_ready = self._loop.create_future()
-        self._header_list = []
-        self._reason = bytearray()
+        self._head_raw = b""
+        self._head_start = 0
         self._parts = []
-        self._head_bytes = 0
         self._in_body = self._until_eof = self._chunked = False
         self._no_body = method == "HEAD"
         self._deadline = deadline
@@ -350,11 +354,6 @@ class Connection(asyncio.Protocol):
                     self._drain_waiter = None
         if chunked and not self._closed:
             transport.write(b"0\r\n\r\n")
-
-    def _count(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > MAX_HEAD_BYTES and not self._in_body:
-            raise UpstreamError(ErrorKind.OTHER, f"answer head over {MAX_HEAD_BYTES} bytes")
 
     def _deliver(self) -> None:
         """Hand the body chunks of the last read to the answer, joined, and pause if it is full."""

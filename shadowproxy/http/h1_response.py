@@ -33,12 +33,36 @@ from shadowproxy.model import ErrorKind, Headers
 if TYPE_CHECKING:
     from shadowproxy.http.h1_connection import Connection
 
-__all__ = ["LOW_WATER", "Framing", "Response", "UpstreamError"]
+__all__ = ["LOW_WATER", "Framing", "Response", "UpstreamError", "parse_head"]
 
 LOW_WATER: Final = 64 * 1024
 """Buffered body bytes below which a paused connection reads again."""
-_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 """Bytes RFC 9112 section 4 allows in no reason phrase (HTAB, SP, VCHAR and obs-text are)."""
+_FIELD: Final = re.compile(r"\r\n([^:\r]*):[ \t]*([^\r]*)")
+"""One header line of a head llhttp accepted: its name, and its value without leading
+whitespace (llhttp keeps trailing whitespace, and so does this)."""
+_REASON_AT: Final = len("HTTP/1.1 200 ")
+"""llhttp takes one-digit versions and three-digit status codes only."""
+
+
+def parse_head(head: str) -> tuple[str, Headers]:
+    """The reason phrase and header fields of an answer head llhttp accepted.
+
+    ``head`` is the status line and the header lines, decoded as Latin-1,
+    without the blank line that ends them. llhttp has already refused
+    anything malformed (bare LF, folded lines, whitespace before a colon,
+    control characters), so one regular expression reads every field
+    exactly as llhttp's ``on_header`` would report it (a property test holds
+    the two equal). Raises ``UpstreamError`` for a line it cannot read.
+    """
+    line_end = head.find("\r\n")
+    if line_end < 0:
+        return head[_REASON_AT:], ()
+    fields = tuple(_FIELD.findall(head, line_end))
+    if len(fields) != head.count("\r\n"):
+        raise UpstreamError(ErrorKind.OTHER, "a header line that is no field")
+    return head[_REASON_AT:line_end], fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +75,7 @@ class Framing:
     chunked: bool
 
     @classmethod
-    def of(cls, reason: bytes | bytearray, headers: Headers | list[tuple[str, str]]) -> Framing:
+    def of(cls, reason: str, headers: Headers) -> Framing:
         """Read the head; raises ``UpstreamError`` when the proxy could not relay it faithfully.
 
         A control byte in the reason phrase (llhttp lets them through; relayed,

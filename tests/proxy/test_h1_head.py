@@ -1,0 +1,114 @@
+"""An answer head read at once (``parse_head``) gives exactly what llhttp's callbacks report."""
+
+from __future__ import annotations
+
+import httptools
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shadowproxy.http.h1_response import UpstreamError, parse_head
+
+_TOKEN = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_VALUE = [chr(c) for c in (9, 32, *range(33, 127), *range(128, 256))]
+"""What a field value may hold, plus control characters llhttp refuses."""
+_NOISE = ["\r", "\n", "\x00", "\x01", "\x7f", ":", " "]
+
+
+class _Callbacks:
+    """llhttp's own view of a head: the reason phrase and each field, as before parse_head."""
+
+    def __init__(self) -> None:
+        self.reason = b""
+        self.fields: list[tuple[str, str]] = []
+        self.complete = False
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+def _llhttp(head: bytes) -> _Callbacks | None:
+    """What llhttp's callbacks reported for ``head``, or None when it refused it."""
+    seen = _Callbacks()
+    try:
+        httptools.HttpResponseParser(seen).feed_data(head)
+    except httptools.HttpParserError:
+        return None
+    return seen if seen.complete else None
+
+
+def _check(head: bytes) -> None:
+    """Whenever llhttp accepts ``head``, ``parse_head`` reads the same reason and fields."""
+    seen = _llhttp(head)
+    if seen is None:
+        return
+    text = head.decode("latin-1")
+    assert parse_head(text[: text.index("\r\n\r\n")]) == (
+        seen.reason.decode("latin-1"),
+        tuple(seen.fields),
+    )
+
+
+_fields = st.lists(
+    st.tuples(
+        st.text(_TOKEN, min_size=1, max_size=12),
+        st.text(st.sampled_from(_VALUE + _NOISE[:3]), max_size=20),
+    ),
+    max_size=8,
+)
+
+
+class TestParseHead:
+    """Property: equal to llhttp's callbacks on every head llhttp accepts."""
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        version=st.sampled_from(["1.1", "1.0"]),
+        status=st.integers(100, 599),
+        reason=st.text(st.sampled_from(_VALUE + _NOISE), max_size=12),
+        fields=_fields,
+    )
+    def test_generated_heads(
+        self, version: str, status: int, reason: str, fields: list[tuple[str, str]]
+    ) -> None:
+        """Reasons and values with spaces, tabs, obs-text and control bytes; repeated names."""
+        head = f"HTTP/{version} {status} {reason}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in fields) + "\r\n"
+        _check(head.encode("latin-1"))
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        data=st.binary(max_size=80),
+        at=st.integers(0, 200),
+    )
+    def test_mutated_heads(self, data: bytes, at: int) -> None:
+        """Arbitrary bytes spliced into a valid head: llhttp refuses, or both agree."""
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A:  a b \r\n\r\n"
+        cut = at % len(head)
+        _check(head[:cut] + data + head[cut:])
+
+    @pytest.mark.parametrize(
+        "head",
+        [
+            b"HTTP/1.1 200\r\nA: x\r\n\r\n",
+            b"HTTP/1.1 200 \r\nA:  \r\n\r\n",
+            b"HTTP/1.1 200 O\tK\r\nA:\tx \t\r\nB:\r\nA: y\r\n\r\n",
+            b"HTTP/1.0 204 No Content\r\n\r\n",
+        ],
+        ids=["no-reason", "empty-reason-blank-value", "tabs-and-repeats", "no-fields"],
+    )
+    def test_edges(self, head: bytes) -> None:
+        """No reason, an all-blank value, tabs, repeated names, no fields at all."""
+        assert _llhttp(head) is not None
+        _check(head)
+
+    def test_a_line_that_is_no_field_is_refused(self) -> None:
+        """Never reached through llhttp; a line without a colon is an error, not dropped."""
+        with pytest.raises(UpstreamError):
+            parse_head("HTTP/1.1 200 OK\r\nno colon here")

@@ -5,8 +5,9 @@ An asyncio protocol per connection: the llhttp callbacks build the answer's
 ``MAX_HEAD_BYTES`` refused, and so are answers the proxy could not relay
 faithfully: a 101 (nothing asked for an upgrade), a control byte in the
 reason phrase, a transfer coding other than chunked. Reading pauses once
-``HIGH_WATER`` body bytes wait for the caller. One timer per request enforces
-the read timeout (silence) and the exchange's deadline. A connection goes back
+``HIGH_WATER`` body bytes wait for the caller. One timer per connection,
+kept from one request to the next, enforces the read timeout (silence) and
+the exchange's deadline. A connection goes back
 to its pool only when its answer was read to the end and HTTP allows reuse.
 """
 
@@ -62,6 +63,7 @@ class Connection(asyncio.Protocol):
         "_reading_paused",
         "_response",
         "_reusable",
+        "_timeout_s",
         "_timer",
         "_transport",
         "_until_eof",
@@ -97,6 +99,8 @@ class Connection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._timeout_s = 0.0
+        """The read timeout of the request in flight."""
         self._last_read = 0.0
         self._deadline: float | None = None
         self.idle_since = 0.0
@@ -378,7 +382,6 @@ class Connection(asyncio.Protocol):
         self._deliver()
         response = self._response
         self._parser = None
-        self._stop_timer()
         if self._until_eof:
             self._reusable = False
         if response is not None:
@@ -387,7 +390,6 @@ class Connection(asyncio.Protocol):
     def _fail(self, error: UpstreamError) -> None:
         self._deliver()
         self._parser = None
-        self._stop_timer()
         if self._head_ready is not None and not self._head_ready.done():
             self._head_ready.set_exception(error)
         self._head = None
@@ -402,13 +404,28 @@ class Connection(asyncio.Protocol):
             self._transport.abort()
 
     def _start_timer(self, timeout_s: float) -> None:
-        now = self._last_read = self._loop.time()
-        first = timeout_s if self._deadline is None else min(timeout_s, self._deadline - now)
-        self._timer = self._loop.call_later(first, self._check_idle, timeout_s)
+        """Bound this request: the connection's one timer fires by its first bound.
 
-    def _check_idle(self, timeout_s: float) -> None:
-        # One timer per request, re-armed only when it fires: cheaper than
-        # cancelling and re-scheduling a timer on every read.
+        The timer outlives the request it was armed for and is re-armed only
+        when it fires (a fire with nothing in flight stops it), never around
+        each read or request: a uvloop timer armed and cancelled costs as much
+        as parsing a small answer's head.
+        """
+        now = self._last_read = self._loop.time()
+        self._timeout_s = timeout_s
+        due = now + (timeout_s if self._deadline is None else min(timeout_s, self._deadline - now))
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= due:
+                return
+            timer.cancel()
+        self._timer = self._loop.call_at(due, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self._parser is None:
+            return  # nothing in flight since the request it was armed for
+        timeout_s = self._timeout_s
         now = self._loop.time()
         left = self._last_read + timeout_s - now
         if self._reading_paused:
@@ -416,14 +433,12 @@ class Connection(asyncio.Protocol):
             left = timeout_s
         if self._deadline is not None:
             if self._deadline <= now:
-                self._timer = None
                 self._fail(UpstreamError(ErrorKind.TIMEOUT, "deadline passed"))
                 return
             left = min(left, self._deadline - now)
         if left > 0:
-            self._timer = self._loop.call_later(left, self._check_idle, timeout_s)
+            self._timer = self._loop.call_later(left, self._check_idle)
             return
-        self._timer = None
         self._fail(UpstreamError(ErrorKind.TIMEOUT, f"no data for {timeout_s:g} s"))
 
     def _stop_timer(self) -> None:

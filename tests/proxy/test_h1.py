@@ -366,6 +366,25 @@ class TestErrors:
                     await response.read()
         assert (error.value.kind, error.value.detail) == (ErrorKind.TIMEOUT, "deadline passed")
 
+    async def test_a_reused_connection_keeps_each_request_bounded(self) -> None:
+        """The connection's timer, armed for a first request bounded at WAIT_S, ends a second
+        one that stalls at the second's own, shorter, bound."""
+
+        async def answers_then_stalls(peer: Peer) -> None:
+            await peer.request()
+            await peer.send(OK)
+            await peer.request()
+            await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd")
+            await peer.until_eof()
+
+        async with serve(answers_then_stalls) as (up, pool):
+            assert (await fetch(pool))[1] == b"ok"
+            response = await pool.request("GET", "/", [], total_s=0.2)
+            with pytest.raises(UpstreamError) as error:
+                async with asyncio.timeout(WAIT_S / 2), response:
+                    await response.read()
+            assert (error.value.detail, up.accepted) == ("deadline passed", 1)
+
     async def test_pool_limit_waits_then_times_out(self) -> None:
         """limit=1 with the connection held: a request times out; once released, it is reused."""
         async with serve(always(OK), limit=1, connect_s=0.2) as (up, pool):

@@ -61,7 +61,11 @@ class Pool:
         self.host = host
         self.port = port
         self._ssl = tls
-        self._slots = asyncio.Semaphore(limit) if limit > 0 else None
+        self._limit = limit
+        self._taken = 0
+        """Slots taken: connections handed out, idle or being opened (with a limit)."""
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        """Requests waiting for a slot, first come first served."""
         self._max_idle = limit if limit > 0 else MAX_IDLE_UNLIMITED
         self._idle: collections.deque[Connection] = collections.deque()
         self._open: set[Connection] = set()
@@ -141,18 +145,12 @@ class Pool:
 
     async def _acquire(self) -> Connection:
         loop = asyncio.get_running_loop()
-        slots = self._slots
-        if slots is not None:
-            if slots.locked():
-                try:
-                    # Waiting for a free slot counts against the connect timeout, as in aiohttp.
-                    async with asyncio.timeout(self._connect_timeout_s):
-                        await slots.acquire()
-                except TimeoutError:
-                    raise UpstreamError(ErrorKind.TIMEOUT, "no free connection") from None
-            else:
+        if self._limit > 0:
+            if self._taken < self._limit and not self._waiting:
                 # A free slot is taken without suspending: no timer to arm and cancel.
-                await slots.acquire()
+                self._taken += 1
+            else:
+                await self._wait_for_slot(loop)
         now = loop.time()
         while self._idle:
             connection = self._idle.pop()
@@ -166,9 +164,33 @@ class Pool:
             self._free_slot()
             raise
 
+    async def _wait_for_slot(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for a slot ``_free_slot`` hands over; the wait counts against the connect
+        timeout, as in aiohttp."""
+        waiter = loop.create_future()
+        self._waiting.append(waiter)
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._free_slot()  # handed over as this wait ended: pass it on
+            elif waiter in self._waiting:
+                self._waiting.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise UpstreamError(ErrorKind.TIMEOUT, "no free connection") from None
+            raise
+
     def _free_slot(self) -> None:
-        if self._slots is not None:
-            self._slots.release()
+        """A slot is free: it goes to the first request waiting, else back to the pool."""
+        if self._limit <= 0:
+            return
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._taken -= 1
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
         try:

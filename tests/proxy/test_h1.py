@@ -23,7 +23,7 @@ from shadowproxy.http.upstream import UpstreamClient, open_upstream
 from shadowproxy.model import ErrorKind
 from shadowproxy.settings import UpstreamTLS
 from shadowproxy.tls import client_context
-from tests.support import WAIT_S
+from tests.support import WAIT_S, eventually
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 HIGH_WATER = 256 * 1024
@@ -384,6 +384,21 @@ class TestErrors:
                 async with asyncio.timeout(WAIT_S / 2), response:
                     await response.read()
             assert (error.value.detail, up.accepted) == ("deadline passed", 1)
+
+    async def test_a_cancelled_wait_passes_the_slot_on(self) -> None:
+        """limit=1: of two requests waiting, the first is cancelled; the second gets the slot."""
+        async with serve(always(OK), limit=1) as (up, pool):
+            held = await pool.request("GET", "/", [])
+            loop = asyncio.get_running_loop()
+            first, second = loop.create_task(fetch(pool)), loop.create_task(fetch(pool))
+            await eventually(lambda: len(pool._waiting) == 2)
+            first.cancel()
+            async with held:
+                assert await held.read() == b"ok"
+            async with asyncio.timeout(WAIT_S):
+                assert (await second)[1] == b"ok"
+            assert (await fetch(pool))[1] == b"ok"
+        assert (first.cancelled(), up.accepted) == (True, 1)
 
     async def test_pool_limit_waits_then_times_out(self) -> None:
         """limit=1 with the connection held: a request times out; once released, it is reused."""

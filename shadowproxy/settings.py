@@ -13,6 +13,7 @@ from typing import Literal
 from shadowproxy.compare.rules import CompareRules
 
 __all__ = [
+    "MAX_LEARNED_ROUTE",
     "AdminSettings",
     "CaptureSettings",
     "ClientSettings",
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 MiB = 1024 * 1024
+MAX_LEARNED_ROUTE = 128
+"""The longest route name learned from traffic (an HTTP path's normalised name, a gRPC
+method's full name); a longer one is counted as ``other`` and takes no place in the table."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,7 +402,10 @@ class Settings:
     streams: StreamSettings = StreamSettings()
     """The default stream window; routes inherit and override it."""
     routes: tuple[RouteSpec, ...] = ()
-    max_routes: int = 500
+    max_routes: int = 100
+    """Route names learned from traffic per table (HTTP paths, gRPC methods); later ones
+    are ``other``. Configured routes (and gRPC methods the configuration or the
+    descriptors know) are never counted here, so learned ones cannot displace them."""
     max_client_connections: int = 10_000
     """Client connections one worker keeps open; more are closed on arrival and counted."""
     clients: ClientSettings = ClientSettings()

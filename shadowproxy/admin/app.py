@@ -21,6 +21,7 @@ from aiohttp import web
 
 from shadowproxy import __version__
 from shadowproxy.admin.cutover import Handler, add_cutover_routes
+from shadowproxy.admin.scrape import MetricsRenderer
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.shadow.control import ShadowSwitch
 
@@ -47,6 +48,7 @@ class AdminContext:
 
 
 ADMIN = web.AppKey("admin", AdminContext)
+RENDERER = web.AppKey("metrics_renderer", MetricsRenderer)
 WRITES_OFF = (
     "admin writes are off: set admin_token (or SHADOWPROXY_ADMIN_TOKEN),"
     " or admin_allow_unauthenticated_loopback: true"
@@ -99,7 +101,7 @@ def _guarded(
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body, content_type = request.app[ADMIN].render_metrics()
+    body, content_type = await request.app[RENDERER].render()
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
@@ -152,6 +154,7 @@ def build_admin_app(ctx: AdminContext) -> web.Application:
     """The admin application."""
     app = web.Application()
     app[ADMIN] = ctx
+    app[RENDERER] = MetricsRenderer(ctx.render_metrics)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

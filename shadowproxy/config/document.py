@@ -187,7 +187,7 @@ def settings_from_document(
         workers_raw, "--workers" if overrides.workers is not None else f"{source}: workers"
     )
     drain_s = top.number("drain_s", 10.0, exclusive_min=True)
-    max_routes = top.integer("max_routes", 500, minimum=1)
+    max_routes = top.integer("max_routes", 100, minimum=1, maximum=10_000)
     max_client_connections = top.integer("max_client_connections", 10_000, minimum=1)
     clients = section(top, "clients", ClientSettings())
     if clients.address_share_percent <= 0:

@@ -11,7 +11,9 @@ else is assumed to write and is never mirrored unless configured, so a
 candidate never performs a second write. The cardinality comes from the
 configuration, else the descriptors, else unary-unary. Method names the
 configuration and descriptors do not know become routes as they are, up to
-``max_routes``, then ``other``, so metric labels stay bounded. Pure code.
+``max_routes`` names of at most ``MAX_LEARNED_ROUTE`` characters, then
+``other``, so metric labels stay bounded; the known names are outside that
+bound. Pure code.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from google.protobuf import message
 
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.grpcproxy.descriptors import Catalog
-from shadowproxy.settings import GrpcCardinality, GrpcMethodSpec, GrpcSettings, StreamSettings
+from shadowproxy.settings import (
+    MAX_LEARNED_ROUTE,
+    GrpcCardinality,
+    GrpcMethodSpec,
+    GrpcSettings,
+    StreamSettings,
+)
 
 __all__ = ["OTHER", "READ_PREFIXES", "WRITE_WORDS", "GrpcMethod", "MethodTable", "reads_only"]
 
@@ -74,7 +82,6 @@ A read whose name holds one (``GetDataSet``) is not mirrored unless configured
 _READ = re.compile(rf"^(?:{'|'.join(READ_PREFIXES)})(?=[A-Z])")
 _WORD = re.compile(r"[A-Z][a-z0-9]*")
 _METHOD = re.compile(r"^/[A-Za-z_][\w.]*/[A-Za-z_]\w*$")
-_MAX_NAME = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +185,7 @@ class MethodTable:
             return known
         if (
             len(self._seen) >= self._max_routes
-            or len(method) > _MAX_NAME
+            or len(method) > MAX_LEARNED_ROUTE
             or not _METHOD.match(method)
         ):
             return self._other

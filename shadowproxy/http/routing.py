@@ -7,9 +7,11 @@ two routes with two modes. Any other path gets
 a normalised name in which identifier-like segments (numbers, UUIDs, long hex,
 long opaque tokens, and words of eight or more characters mixing letters and
 digits, which is what passwords and keys in paths look like) become ``{id}``.
-Past ``max_routes`` distinct normalised names, new ones collapse into
-``other``, so metric label cardinality stays bounded whatever clients send.
-Pure, synchronous code.
+A normalised name longer than ``MAX_LEARNED_ROUTE`` characters, and every
+new one past ``max_routes`` distinct names, collapses into ``other``, so
+metric label cardinality and size stay bounded whatever clients send; the
+configured routes are outside that bound and always match first. Pure,
+synchronous code.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.settings import RouteCapture, RouteIdentity, RouteSpec, RouteStream
+from shadowproxy.settings import (
+    MAX_LEARNED_ROUTE,
+    RouteCapture,
+    RouteIdentity,
+    RouteSpec,
+    RouteStream,
+)
 
 __all__ = ["OTHER", "Route", "RouteTable", "normalise_path", "route_path"]
 
@@ -211,7 +219,7 @@ class RouteTable:
         route = self._seen.get(name)
         if route is not None:
             return route
-        if len(self._seen) >= self._max_routes:
+        if len(self._seen) >= self._max_routes or len(name) > MAX_LEARNED_ROUTE:
             return self._other
         route = self._seen[name] = self._unconfigured(name)
         return route

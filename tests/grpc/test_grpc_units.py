@@ -16,7 +16,13 @@ from shadowproxy.grpcproxy.metadata import as_headers, forwardable
 from shadowproxy.grpcproxy.methods import OTHER, MethodTable, reads_only
 from shadowproxy.grpcproxy.status import code_name, http_status, observation_status
 from shadowproxy.model import ErrorKind
-from shadowproxy.settings import GrpcMethodSpec, GrpcSettings, HostAddress, StreamSettings
+from shadowproxy.settings import (
+    MAX_LEARNED_ROUTE,
+    GrpcMethodSpec,
+    GrpcSettings,
+    HostAddress,
+    StreamSettings,
+)
 from tests.grpc.shop import ShopCode
 
 MODULES = [
@@ -141,6 +147,16 @@ class TestMethodTable:
         assert table.resolve("/a.S/GetA").name == "/a.S/GetA"
         assert self._table().resolve("not a method").name == OTHER
         assert not table.resolve("/a.S/GetC").mirror
+
+    def test_long_names_are_other_and_known_ones_stay(self, shop: ShopCode) -> None:
+        """An unknown name over MAX_LEARNED_ROUTE is ``other`` and takes no place; known stay."""
+        table = self._table(shop)
+        long_name = "/a." + "S" * MAX_LEARNED_ROUTE + "/GetA"
+        assert table.resolve(long_name).name == OTHER
+        assert table.resolve("/a.S/GetA").name == "/a.S/GetA"
+        assert table.resolve("/a.S/GetB").name == "/a.S/GetB"
+        assert table.resolve("/a.S/GetC").name == OTHER
+        assert table.resolve("/shop.v1.Shop/GetItem").name == "/shop.v1.Shop/GetItem"
 
     def test_descriptors_give_shape(self, shop: ShopCode) -> None:
         """Cardinality and response type come from the descriptors."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 
 from shadowproxy.compare.rules import CompareRules
+from shadowproxy.config import settings_from_document
 from shadowproxy.http.routing import OTHER, RouteTable, normalise_path
-from shadowproxy.settings import RouteSpec
+from shadowproxy.settings import MAX_LEARNED_ROUTE, RouteSpec
 
 
 def _spec(match: str, domain: str = "orders") -> RouteSpec:
@@ -64,6 +65,49 @@ class TestRouteTable:
         assert [r.name for r in first] == [r.name for r in expected]
         assert [r.name for r in reversed(again)] == [r.name for r in expected]
         assert first[-2].name == first[-1].name == "/orders/{id}"
+
+
+def _words(n: int, length: int = 8) -> str:
+    """A path segment of letters, none a hex digit (never an {id}), distinct for each ``n``."""
+    letters = "".join(_NOT_HEX[(n // 20**i) % 20] for i in range(4))
+    return (letters * length)[:length]
+
+
+_NOT_HEX = "ghijklmnopqrstuvwxyz"
+
+
+class TestLearnedRoutes:
+    """Learned names are few and short; configured routes are outside their bound."""
+
+    def test_default_bound_is_a_hundred(self) -> None:
+        """Without max_routes in the file, a hundred names are learned, then ``other``."""
+        settings = settings_from_document(
+            {"upstreams": {"legacy": "http://a:1", "candidate": "http://b:2"}}, "<test>"
+        )
+        table = _table(max_routes=settings.max_routes)
+        names = {table.resolve(f"/{_words(n)}").name for n in range(150)}
+        assert (settings.max_routes, len(names - {OTHER}), OTHER in names) == (100, 100, True)
+
+    def test_long_name_is_other_and_takes_no_place(self) -> None:
+        """A name over MAX_LEARNED_ROUTE characters is ``other``; short ones are still learned."""
+        table = _table(max_routes=2)
+        long_path = "/" + "/".join(_words(n, 60) for n in range(3))
+        at_limit = "/" + "/".join((_words(1, 42), _words(2, 42), _words(3, 41)))
+        assert len(normalise_path(long_path)) > MAX_LEARNED_ROUTE == len(at_limit)
+        assert table.resolve(long_path).name == OTHER
+        assert table.resolve(at_limit).name == at_limit
+        assert table.resolve("/short").name == "/short"
+        assert table.resolve("/third").name == OTHER
+
+    def test_configured_routes_are_never_displaced(self) -> None:
+        """With the learned names full of junk, configured routes still match by name."""
+        table = _table(_spec("/orders/{id}"), _spec("/static/*", "assets"), max_routes=3)
+        for n in range(1000):
+            table.resolve(f"/{_words(n)}/{_words(n + 1)}")
+        assert table.resolve("/orders/42").name == "/orders/{id}"
+        assert table.resolve("/orders/42").domain == "orders"
+        assert table.resolve("/static/site.css").domain == "assets"
+        assert table.resolve("/real").name == OTHER
 
 
 class TestNormalisePath:

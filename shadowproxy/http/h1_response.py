@@ -56,6 +56,8 @@ def parse_head(head: str) -> tuple[str, Headers]:
     exactly as llhttp's ``on_header`` would report it (a property test holds
     the two equal). Raises ``UpstreamError`` for a line it cannot read.
     """
+    # llhttp skips CR and LF bytes before the status line; so must the offsets below.
+    head = head.lstrip("\r\n")
     line_end = head.find("\r\n")
     if line_end < 0:
         return head[_REASON_AT:], ()

@@ -100,11 +100,18 @@ class TestParseHead:
             b"HTTP/1.1 200 \r\nA:  \r\n\r\n",
             b"HTTP/1.1 200 O\tK\r\nA:\tx \t\r\nB:\r\nA: y\r\n\r\n",
             b"HTTP/1.0 204 No Content\r\n\r\n",
+            b"\r\n\nHTTP/1.1 200 OK\r\nA: x\r\n\r\n",
         ],
-        ids=["no-reason", "empty-reason-blank-value", "tabs-and-repeats", "no-fields"],
+        ids=[
+            "no-reason",
+            "empty-reason-blank-value",
+            "tabs-and-repeats",
+            "no-fields",
+            "empty-lines-first",
+        ],
     )
     def test_edges(self, head: bytes) -> None:
-        """No reason, an all-blank value, tabs, repeated names, no fields at all."""
+        """No reason, an all-blank value, tabs, repeated names, no fields, empty lines first."""
         assert _llhttp(head) is not None
         _check(head)
 

@@ -103,7 +103,7 @@ class TestFallback:
     async def test_setting(
         self,
         tmp_path: Path,
-        unused_tcp_port: int,
+        closed_port: int,
         fallback: bool | None,
         status: int,
         answered_by: str | None,
@@ -114,7 +114,7 @@ class TestFallback:
         if fallback is not None:
             route["fallback"] = fallback
         async with backend(side("legacy")) as legacy:
-            dead = f"http://127.0.0.1:{unused_tcp_port}"
+            dead = f"http://127.0.0.1:{closed_port}"
             settings = make_settings(legacy.url, dead, tmp_path, _doc(route))
             async with running_proxy(settings) as proxy:
                 answer = await probe(proxy.url + "/f/1")

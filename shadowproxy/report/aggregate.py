@@ -311,7 +311,7 @@ class Aggregator:
         self._differences.add(record, domain, ts)
         classes = record.classes or ()
         if ("structural" in classes or "semantic" in classes) and not self._routes.described(
-            record, domain, classes, self._known
+            record, domain, classes, self._known, ts
         ):
             raise _UncountedError(domain)
 

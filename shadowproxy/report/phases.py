@@ -59,6 +59,8 @@ class PhaseAcc(RouteAcc):
     __slots__ = (
         "first",
         "last",
+        "seen_first",
+        "seen_last",
         "semantic_described",
         "semantic_undocumented",
         "structural_documented",
@@ -68,6 +70,8 @@ class PhaseAcc(RouteAcc):
         super().__init__()
         self.first = math.inf
         self.last = -math.inf
+        self.seen_first = math.inf
+        self.seen_last = -math.inf
         self.structural_documented = 0
         self.semantic_described = 0
         self.semantic_undocumented = 0
@@ -77,11 +81,30 @@ class PhaseAcc(RouteAcc):
         self.first = min(self.first, start)
         self.last = max(self.last, end)
 
+    def seen(self, ts: float) -> None:
+        """An exchange record of this stint at ``ts``."""
+        self.seen_first = min(self.seen_first, ts)
+        self.seen_last = max(self.seen_last, ts)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The stint's span: its rollups', or its exchanges' before its first rollup.
+
+        A route that just entered a phase has exchange records in it before
+        the rollup of its first interval is written (or when that rollup is
+        dropped): the phase is then known, with nothing compared yet.
+        """
+        if self.first <= self.last:
+            return self.first, self.last
+        return self.seen_first, self.seen_last
+
     def merge(self, other: RouteAcc) -> None:
         """Add another accumulator of the same stint (or, for totals, of the same route)."""
         super().merge(other)
         if isinstance(other, PhaseAcc):
             self.span(other.first, other.last)
+            self.seen(other.seen_first)
+            self.seen(other.seen_last)
             self.structural_documented += other.structural_documented
             self.semantic_described += other.semantic_described
             self.semantic_undocumented += other.semantic_undocumented
@@ -121,7 +144,7 @@ def _episode(stints: list[tuple[PhaseKey, PhaseAcc]]) -> Episode:
     """The latest stretch of overlapping stints of one phase."""
     spans = sorted(
         (
-            (since if since is not None else acc.first, acc.last, since, acc)
+            (since if since is not None else acc.bounds[0], acc.bounds[1], since, acc)
             for (_, _, since), acc in stints
         ),
         key=lambda span: (span[0], span[1]),
@@ -138,7 +161,7 @@ def _episode(stints: list[tuple[PhaseKey, PhaseAcc]]) -> Episode:
     acc = _merged(a for _, _, _, a in group)
     return Episode(
         since=min(knowns) if len(knowns) == len(group) else None,
-        end=acc.last,
+        end=acc.bounds[1],
         counts=counts_of(acc),
         latency=LatencySummary(
             quantiles(acc.legacy.histogram()), quantiles(acc.candidate.histogram())
@@ -165,8 +188,8 @@ def summarise(stints: Mapping[PhaseKey, PhaseAcc]) -> tuple[RouteTotals, tuple[P
                 latency=LatencySummary(
                     quantiles(acc.legacy.histogram()), quantiles(acc.candidate.histogram())
                 ),
-                first=acc.first,
-                last=acc.last,
+                first=acc.bounds[0],
+                last=acc.bounds[1],
                 episode=_episode(members),
             )
         )
@@ -204,9 +227,15 @@ class PhaseTable:
         return acc
 
     def described(
-        self, record: ExchangeRecord, domain: str, classes: Sequence[str], known: KnownSet
+        self,
+        record: ExchangeRecord,
+        domain: str,
+        classes: Sequence[str],
+        known: KnownSet,
+        ts: float,
     ) -> bool:
-        """Count what a diverged exchange says about its stint; False past the route cap.
+        """Count what a diverged exchange (at ``ts``) says about its stint; False past the
+        route cap.
 
         Structural: documented when every structural difference is explained
         and none was left out (``differences_omitted``). Semantic: described,
@@ -215,6 +244,7 @@ class PhaseTable:
         acc = self.stint(domain, record.route, phase_key(record))
         if acc is None:
             return False
+        acc.seen(ts)
         complete = record.differences_omitted in (0, None)
         route = record.route
         shown = [d for d in record.differences or () if not d.noise]

@@ -142,6 +142,24 @@ class TestPhases:
         assert (episode.counts.compared, episode.counts.errors) == (500, 0)
         assert episode.since == end - 3 * 3600 and episode.duration_s == 3 * 3600
 
+    def test_a_phase_before_its_first_rollup(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """Promoted a minute ago: the step's exchanges are written before its first rollup.
+        The route is at the step with nothing compared there yet, the exchange's time is the
+        phase's, and what it recorded counts at the step."""
+        minute = timedelta(minutes=1)
+        diverged = exchange(ROUTE, "orders", minute / 2, [difference()])
+        doc = _doc(capsys, tmp_path, _shadow(2 * minute), phased(diverged, "canary", 5, minute))
+        route = _route(doc)
+        assert (route["mode"], route["canary_percent"]) == ("canary", 5.0)
+        step = route["phases"][0]
+        assert (step["canary_percent"], step["compared"]) == (5.0, 0)
+        assert step["first"] == step["last"] == diverged["ts"]
+        assert step["episode"]["semantic_undocumented"] == 1
+        assert _readiness(doc, "canary_min_compared", ROUTE)["status"] == "insufficient"
+        assert _readiness(doc, "canary_semantic_documented", ROUTE)["status"] == "fail"
+
     def test_records_without_a_phase_are_unknown(
         self, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:

@@ -5,8 +5,9 @@ tracker CSV) and, in fleet mode, Prometheus over HTTP; never the proxy.
 Layout, inward: ``command`` -> ``fleet`` | ``parallel`` -> ``aggregate``
 (reading through ``sources`` and ``identity``, filling ``differences``,
 ``coverage``, ``damage`` and ``series``) | renderers (``render_summary``,
-``render_text``, ``render_html`` and its ``charts``, reading the document
-through ``verdict`` and ``tabular``) -> ``document`` -> ``gates`` (thresholds
+``render_text``, ``render_html`` with its ``html_cards`` and ``charts``,
+reading the document through ``verdict``, ``cutover_view`` and ``tabular``)
+-> ``document`` -> ``gates`` (thresholds
 from ``thresholds``, windows from ``windows``) -> ``known`` -> ``summary`` ->
 ``stats``; files are written through ``outfile``.
 """

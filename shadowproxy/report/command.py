@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from shadowproxy.report.cutover_view import route_cutovers
 from shadowproxy.report.document import Report, build_report, to_json
 from shadowproxy.report.errors import ReportInputError
 from shadowproxy.report.fleet import collect_fleet
@@ -180,9 +181,9 @@ def _render(args: argparse.Namespace, report: Report, doc: dict[str, Any], out: 
     elif args.format == "markdown":
         render_markdown(doc, out)
     elif args.format == "html":
-        render_html(doc, out, report.evidence.domains)
+        render_html(doc, out, route_cutovers(doc, report.stages), report.evidence.domains)
     else:
-        render_table(doc, out, detail=args.detail)
+        render_table(doc, out, route_cutovers(doc, report.stages), detail=args.detail)
 
 
 def _write(path: str, args: argparse.Namespace, report: Report, doc: dict[str, Any]) -> None:

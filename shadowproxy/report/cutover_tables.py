@@ -13,7 +13,7 @@ from typing import Any
 from shadowproxy.report.section import Section, cell_value
 from shadowproxy.report.timeparse import format_duration
 
-__all__ = ["cutover_sections"]
+__all__ = ["cutover_sections", "phase_name", "route_phase", "skipped_by"]
 
 Document = Mapping[str, Any]
 """The JSON form of a report (``document.to_json``)."""
@@ -21,9 +21,20 @@ Document = Mapping[str, Any]
 _STYLE = {"pass": "pass", "fail": "fail", "insufficient": "warn"}
 
 
-def _phase(item: Mapping[str, Any]) -> str:
+def phase_name(item: Mapping[str, Any]) -> str:
+    """A phase's name from its ``mode`` and ``canary_percent``: ``canary 25%``, ``shadow``."""
     percent = item["canary_percent"]
     return f"canary {percent:g}%" if percent is not None else str(item["mode"])
+
+
+def route_phase(route: Mapping[str, Any]) -> str:
+    """A route's current phase; ``not shadowed`` for a route never compared by design."""
+    return "not shadowed" if route["status"] == "NOT_SHADOWED" else phase_name(route)
+
+
+def skipped_by(entry: Mapping[str, Any]) -> str:
+    """A not-shadowed route's skip reasons with their counts: ``method: 15, upgrade: 5``."""
+    return ", ".join(f"{reason}: {count}" for reason, count in entry["reasons"].items())
 
 
 def _drill(drill: Mapping[str, Any] | None) -> str:
@@ -51,7 +62,7 @@ def _stages(doc: Document) -> Section:
             (
                 r["route"],
                 r["domain"],
-                "not shadowed" if r["status"] == "NOT_SHADOWED" else _phase(r),
+                route_phase(r),
                 r["mode_since"] or "-",
                 r["next_step"] or "-",
                 r["gate_status"].upper(),
@@ -73,7 +84,7 @@ def _phases(doc: Document) -> Section:
             rows.append(
                 (
                     route["route"],
-                    _phase(p),
+                    phase_name(p),
                     f"{p['compared']} ({p['first']} .. {p['last']})",
                     episode["since"] or "unknown",
                     format_duration(episode["seconds"]),
@@ -108,7 +119,7 @@ def _not_shadowed(doc: Document) -> Section:
         (
             d["domain"],
             n["route"],
-            ", ".join(f"{reason}: {count}" for reason, count in n["reasons"].items()),
+            skipped_by(n),
             str(n["requests"]),
         )
         for d in doc["domains"]

@@ -1,40 +1,26 @@
 """The report as one self-contained HTML page that tells the story at a glance.
 
-Owns the HTML format: one file, no scripts, no external assets. A verdict
-banner (pass, fail or insufficient, naming the routes that block and why),
-then a card per domain (counts, the gates that do not pass, the divergence
-rate over the evidence present, per-day bars over the gate window with the
-clean streak, each route's latency), then details on demand in collapsible
-sections: fingerprints with examples, documented and undocumented
-differences, gates and the other tables. Every client-controlled string is
-escaped (``printable``, then HTML). Imports the charts, the verdict and the
-shared sections.
+Owns the HTML format: one file, no scripts, no external assets, and its
+style sheet. A verdict banner (pass, fail or insufficient, naming the
+routes that block and why, how many routes are ready for cutover and the
+routes not shadowed), then a card per domain (``html_cards``), then details
+on demand in collapsible sections: fingerprints with examples, documented
+and undocumented differences, gates and the other tables. Every
+client-controlled string is escaped (``printable``, then HTML). Imports the
+cards, the verdict and the shared sections.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from html import escape
-from typing import Any, TextIO
+from collections.abc import Iterable, Sequence
+from typing import TextIO
 
-from shadowproxy.report.charts import Gap, activity_svg, days_svg, latency_svg, span_text
+from shadowproxy.report.cutover_view import Cutovers
+from shadowproxy.report.html_cards import card, domain_status, escaped
 from shadowproxy.report.summary import DomainSummary
-from shadowproxy.report.tabular import (
-    Document,
-    Section,
-    format_percent,
-    printable,
-    sections,
-    window_line,
-)
-from shadowproxy.report.timeparse import format_duration, format_instant, parse_record_ts
-from shadowproxy.report.verdict import (
-    Standing,
-    gates_verdict,
-    standings,
-    verdict,
-    verdict_sentence,
-)
+from shadowproxy.report.tabular import Document, Section, sections, window_line
+from shadowproxy.report.timeparse import parse_record_ts
+from shadowproxy.report.verdict import Standing, standings, verdict, verdict_sentence
 
 __all__ = ["render_html"]
 
@@ -94,6 +80,9 @@ tr.pass td:first-child{border-left:4px solid var(--pass)}
 tr.fail td:first-child{border-left:4px solid var(--fail)}
 tr.warn td:first-child{border-left:4px solid var(--insufficient)}
 p.note{color:#57606a}
+p.stage,span.stage{color:#57606a;overflow-wrap:anywhere} p.stage{margin:0 0 4px}
+.stage b.ready{color:var(--pass)} .stage b.waiting{color:var(--insufficient)}
+ul.not-shadowed{margin:4px 0;padding-left:18px} ul.not-shadowed li{overflow-wrap:anywhere}
 """
 
 
@@ -108,36 +97,57 @@ _HOWTO = (
     "24 hours of the gate window up to the report's end: its height is the number compared, "
     "red when a structural divergence happened, an empty frame when there was no evidence; "
     "the green line above it is the clean streak. Latency bars are per route, to scale within "
-    "the route. Hover a bar for its numbers; the details at the end hold every table."
+    "the route; beside each route, its current phase and whether it is ready for cutover "
+    "(parity, the canary gates at 100 % and a recent drill), or what it still misses. Routes "
+    "never compared by design are listed as not shadowed. Hover a bar for its numbers; the "
+    "details at the end hold every table."
 )
-
-
-def _e(text: object) -> str:
-    return escape(printable(str(text)))
-
-
-def _domain_status(domain: str, gates: Sequence[Mapping[str, Any]]) -> str:
-    return gates_verdict([g for g in gates if g["domain"] == domain])
 
 
 def _standing_item(line: Standing) -> str:
     where = (
-        f"<code>{_e(line.route)}</code> ({_e(line.domain)})"
+        f"<code>{escaped(line.route)}</code> ({escaped(line.domain)})"
         if line.route
-        else f"domain <code>{_e(line.domain)}</code>"
+        else f"domain <code>{escaped(line.domain)}</code>"
     )
     return (
-        f'<li class="{line.status}" data-route="{_e(line.route)}" data-domain="{_e(line.domain)}">'
+        f'<li class="{line.status}" data-route="{escaped(line.route)}" '
+        f'data-domain="{escaped(line.domain)}">'
         f'<span class="status">{line.status.upper()}</span>'
-        f"<span>{where}: {_e(line.why)}</span></li>"
+        f"<span>{where}: {escaped(line.why)}</span></li>"
     )
 
 
-def _banner(doc: Document, lines: Sequence[Standing]) -> str:
+def _readiness(doc: Document, cutovers: Cutovers) -> str:
+    """How many routes are ready for cutover; then the routes not shadowed, by name."""
+    if doc["source"] != "files":
+        ready = "Fleet mode has no phases or drills: readiness for cutover needs the files."
+    else:
+        count = sum(1 for c in cutovers.values() if c.ready)
+        ready = (
+            f"Ready for cutover (parity, the canary gates at 100 % and a recent drill; not part "
+            f"of the verdict): {count} of {len(cutovers)} "
+            f"{'route' if len(cutovers) == 1 else 'routes'}."
+        )
+    listed = [(d["domain"], n) for d in doc["domains"] for n in d["not_shadowed"]]
+    if not listed:
+        return f'<p class="readiness">{escaped(ready)}</p>'
+    names = ", ".join(
+        f"<code>{escaped(n['route'])}</code> ({escaped(domain)}, {n['requests']} requests)"
+        for domain, n in listed
+    )
+    return (
+        f'<p class="readiness">{escaped(ready)}</p><p class="not-shadowed">Not shadowed by '
+        f"design, so the evidence does not cover them: {names}</p>"
+    )
+
+
+def _banner(doc: Document, lines: Sequence[Standing], cutovers: Cutovers) -> str:
     word = verdict(doc)
     blocking = [line for line in lines if line.status != "pass"]
     items = "".join(_standing_item(line) for line in blocking)
-    notes = "".join(f"<p>note: {_e(note)}</p>" for note in doc["notes"])
+    notes = _readiness(doc, cutovers)
+    notes += "".join(f"<p>note: {escaped(note)}</p>" for note in doc["notes"])
     damaged = len(doc["inputs"]["problems"])
     if damaged:
         notes = (
@@ -147,178 +157,21 @@ def _banner(doc: Document, lines: Sequence[Standing]) -> str:
         )
     return (
         f'<header class="banner {word}" id="verdict" data-verdict="{word}">'
-        f"<h1>shadow report {_e(verdict_sentence(doc, lines))}</h1>"
-        f"<p>{_e(window_line(doc))}; generated {_e(doc['generated_at'])}</p>"
+        f"<h1>shadow report {escaped(verdict_sentence(doc, lines))}</h1>"
+        f"<p>{escaped(window_line(doc))}; generated {escaped(doc['generated_at'])}</p>"
         f'<ul class="blocking">{items}</ul>{notes}</header>'
     )
-
-
-def _count(name: str, item: Mapping[str, Any]) -> str:
-    rate = item["rates"][name]
-    share = (
-        ""
-        if rate["rate"] is None
-        else f"<small>{format_percent(rate['rate'])} (≤{format_percent(rate['upper95'])})</small>"
-    )
-    return f"<div>{name}<b>{item[name]}</b>{share}</div>"
-
-
-def _counts(item: Mapping[str, Any]) -> str:
-    return (
-        '<div class="counts">'
-        + f"<div>compared<b>{item['compared']}</b></div>"
-        + "".join(_count(name, item) for name in ("structural", "semantic", "timing", "errors"))
-        + _count("noise", item)
-        + f"<div>skipped<b>{item['skipped']}</b></div>"
-        + f"<div>clean for<b>{format_duration(item.get('clean_for_s'))}</b></div>"
-        + _covered(item)
-        + "</div>"
-    )
-
-
-def _covered(item: Mapping[str, Any]) -> str:
-    """How much of the window the rollups cover, and the gaps over ``max_gap``."""
-    coverage = item.get("coverage")
-    if coverage is None:
-        return ""
-    gaps = coverage["gaps_total"]
-    detail = "no gap" if not gaps else f"{gaps} {'gap' if gaps == 1 else 'gaps'}"
-    return (
-        f"<div>covered<b>{format_duration(coverage['covered_s'])}</b>"
-        f"<small>{detail} over {format_duration(coverage['max_gap_s'])}</small></div>"
-    )
-
-
-def _gates(domain: str, gates: Sequence[Mapping[str, Any]]) -> str:
-    """Failed gates one by one; the insufficient ones on one line, with the first reason."""
-    mine = [g for g in gates if g["domain"] == domain]
-    failed = [g for g in mine if g["status"] == "fail"]
-    thin = [g for g in mine if g["status"] == "insufficient"]
-    if not failed and not thin:
-        return f"<p>All {len(mine)} gates pass.</p>"
-    items = [
-        f'<li class="fail"><b>{_e(g["name"])}</b> fails: {_e(g["reason"])}</li>' for g in failed
-    ]
-    uncovered = [g for g in thin if g["name"] == "coverage"]
-    items.extend(
-        f'<li class="insufficient"><b>coverage</b> not met: {_e(g["reason"])}</li>'
-        for g in uncovered
-    )
-    thin = [g for g in thin if g["name"] != "coverage"]
-    if thin:
-        reason = thin[0]["reason"].removeprefix("insufficient evidence: ")
-        names = ", ".join(g["name"] for g in thin)
-        items.append(
-            f'<li class="insufficient"><b>insufficient evidence</b> for {_e(names)}: '
-            f"{_e(reason)}</li>"
-        )
-    return '<ul class="gates">' + "".join(items) + "</ul>"
-
-
-def _gaps(item: Mapping[str, Any]) -> list[Gap]:
-    """The longest gaps the coverage gate found, for the chart's strip."""
-    coverage = item.get("coverage") or {}
-    return [
-        (
-            parse_record_ts(g["start"]),
-            parse_record_ts(g["end"]),
-            f"not covered ({g['where']}{', ' + g['worker'] if g['worker'] else ''}): "
-            f"{g['start']} to {g['end']} ({format_duration(g['seconds'])})",
-        )
-        for g in coverage.get("gaps", ())
-    ]
-
-
-def _activity_caption(summary: DomainSummary, since: float, until: float) -> str:
-    points = summary.activity
-    first, last = points[0].start, max(p.end for p in points)
-    return (
-        f"Evidence from {format_instant(first)} to {format_instant(last)} "
-        f"({span_text(last - first)}): it starts {span_text(first - since)} after the "
-        f"{span_text(until - since)} gate window opens and ends "
-        f"{span_text(until - last)} before it closes."
-    )
-
-
-def _route_block(route: Mapping[str, Any], line: Standing | None) -> str:
-    status = line.status if line else "pass"
-    latency = route["latency"]
-    ratio = latency["p99_ratio"]
-    extra = f" · p99 ratio {ratio:.2f}x" if ratio is not None else ""
-    why = f": {_e(line.why)}" if line else ""
-    measured = any(
-        v is not None for side in ("legacy", "candidate") for v in latency[side].values()
-    )
-    chart = latency_svg(route) if measured else "<p>No latency observations.</p>"
-    return (
-        f'<div class="route" data-status="{status}"><p><span class="badge {status}">'
-        f"{status.upper()}</span> <code>{_e(route['route'])}</code>{why}{extra}</p>"
-        f"{chart}</div>"
-    )
-
-
-def _card(
-    domain: str,
-    doc: Document,
-    summary: DomainSummary | None,
-    lines: Sequence[Standing],
-    until: float,
-) -> str:
-    status = _domain_status(domain, doc["gates"])
-    item = next((d for d in doc["domains"] if d["domain"] == domain), None)
-    parts = [
-        f'<article class="card {status}" data-domain="{_e(domain)}">',
-        f'<h2>{_e(domain)} <span class="badge {status}">{status.upper()}</span></h2>',
-    ]
-    if item is not None:
-        parts.append(_counts(item))
-    parts.append(_gates(domain, doc["gates"]))
-    if item is not None and summary is not None and summary.activity:
-        # The document's instants, both to the millisecond: a 14d window reads 14d.
-        since = parse_record_ts(item["since"])
-        parts.append(
-            f"<figure>{activity_svg(domain, summary.activity, since, until, _gaps(item))}"
-            f"<figcaption>{_e(_activity_caption(summary, since, until))}</figcaption></figure>"
-        )
-        parts.append(
-            f"<figure>{days_svg(item, summary.days, until)}<figcaption>Compared per 24 hours "
-            f"of the {span_text(until - since)} gate window; red: a structural divergence that "
-            "day; empty frame: no evidence.</figcaption></figure>"
-        )
-    elif item is not None:
-        parts.append(f"<p>{_e(_no_series(doc))}</p>")
-    # Routes in the order of their standing: what blocks first.
-    rank = {(line.domain, line.route): i for i, line in enumerate(lines)}
-    routes = sorted(
-        (r for r in doc["routes"] if r["domain"] == domain),
-        key=lambda r: rank.get((domain, r["route"]), len(rank)),
-    )
-    if routes:
-        by_route = {(line.domain, line.route): line for line in lines}
-        parts.append(
-            '<h3>Routes <span class="legend"><span class="legacy"></span>legacy'
-            '<span class="candidate"></span>candidate</span></h3>'
-        )
-        parts.extend(_route_block(r, by_route.get((domain, r["route"]))) for r in routes)
-    parts.append("</article>")
-    return "".join(parts)
-
-
-def _no_series(doc: Document) -> str:
-    if doc["source"] == "prometheus":
-        return "Fleet mode reads totals over the window from Prometheus: no timeline to draw."
-    return "No rollups in the window: nothing to draw."
 
 
 def _cell(text: str) -> str:
     # Cells wrap between words; one with a word too long to sit in a column (a long
     # route or example, client text) may break anywhere, so it cannot widen the page.
     long = any(len(word) > _LONG_WORD for word in text.split())
-    return ('<td class="long">' if long else "<td>") + f"{_e(text)}</td>"
+    return ('<td class="long">' if long else "<td>") + f"{escaped(text)}</td>"
 
 
 def _table(columns: Iterable[str], rows: Iterable[Sequence[str]], styles: Iterable[str]) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    head = "".join(f"<th>{escaped(c)}</th>" for c in columns)
     body = "".join(
         f'<tr class="{style}">' + "".join(_cell(c) for c in row) + "</tr>"
         for row, style in zip(rows, styles, strict=True)
@@ -331,7 +184,7 @@ def _table(columns: Iterable[str], rows: Iterable[Sequence[str]], styles: Iterab
 
 
 def _details(summary: str, body: str, kind: str) -> str:
-    return f'<details class="{kind}"><summary>{_e(summary)}</summary>{body}</details>'
+    return f'<details class="{kind}"><summary>{escaped(summary)}</summary>{body}</details>'
 
 
 def _section(section: Section) -> str:
@@ -382,9 +235,12 @@ def _differences(doc: Document) -> str:
     )
 
 
-def render_html(doc: Document, out: TextIO, domains: Sequence[DomainSummary] = ()) -> None:
+def render_html(
+    doc: Document, out: TextIO, cutovers: Cutovers, domains: Sequence[DomainSummary] = ()
+) -> None:
     """Write the report as one self-contained HTML page to ``out``.
 
+    ``cutovers`` says each route's phase and what its readiness misses;
     ``domains`` carries the chart series (``DomainSummary.activity`` and
     ``days``), which the JSON document does not.
     """
@@ -393,16 +249,16 @@ def render_html(doc: Document, out: TextIO, domains: Sequence[DomainSummary] = (
     series = {d.domain: d for d in domains}
     names = sorted({d["domain"] for d in doc["domains"]} | {g["domain"] for g in doc["gates"]})
     order = {"fail": 0, "insufficient": 1, "pass": 2}
-    names.sort(key=lambda name: order[_domain_status(name, doc["gates"])])
+    names.sort(key=lambda name: order[domain_status(name, doc["gates"])])
     out.write('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">')
     out.write('<meta name="viewport" content="width=device-width, initial-scale=1">')
     out.write(f"<title>shadow report: {verdict(doc).upper()}</title><style>{_CSS}</style>")
     out.write("</head><body>")
-    out.write(_banner(doc, lines))
+    out.write(_banner(doc, lines, cutovers))
     out.write(f'<main><p class="howto">{_HOWTO}</p><section class="cards">')
     for name in names:
         if name != "*":
-            out.write(_card(name, doc, series.get(name), lines, until))
+            out.write(card(name, doc, series.get(name), lines, cutovers, until))
     out.write('</section><section class="details"><h2>Details</h2>')
     tables = sections(doc)
     # Fingerprints and differences first: the gates' story is already told above.

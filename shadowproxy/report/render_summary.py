@@ -1,8 +1,11 @@
 """The terminal summary: what blocks cutover and why, in lines that fit a width.
 
 Owns the default ``table`` output: the verdict, one line per route (status
-word, why in a few words, compared / structural / semantic / timing counts),
-then the top fingerprints one line each, the notes and where the full tables
+word, why in a few words, compared / structural / semantic / timing counts;
+a route with streams has its count marked, and a line under the table says
+how many were streams), the routes not shadowed last with their traffic and
+skip reasons, then each route's cutover (phase, ready or what is missing),
+the top fingerprints one line each, the notes and where the full tables
 are. Every line fits ``width`` terminal cells (100 by default): columns
 shrink to fit and long text is elided with ``…`` (routes and paths in the
 middle, examples at the end), measured in cells so wide characters count
@@ -19,9 +22,10 @@ from dataclasses import dataclass
 from rich.cells import cell_len, get_character_cell_size
 from rich.text import Text
 
+from shadowproxy.report.cutover_view import Cutovers, not_shadowed_why
 from shadowproxy.report.tabular import Document, printable, problems_section, window_line
 from shadowproxy.report.timeparse import format_duration
-from shadowproxy.report.verdict import standings, verdict, verdict_sentence
+from shadowproxy.report.verdict import Standing, standings, verdict, verdict_sentence
 
 __all__ = ["SUMMARY_WIDTH", "TOP_LINES", "elide", "summary_lines"]
 
@@ -30,13 +34,21 @@ SUMMARY_WIDTH = 100
 TOP_LINES = 10
 """Fingerprints the summary shows at most; ``--detail`` shows ``--top``."""
 _GAP = "  "
+_FLEET_READINESS = (
+    "Fleet mode has no phases or drills: run the report on the evidence files to see each "
+    "route's phase and whether it is ready for cutover."
+)
 _STATUS_STYLE = {"fail": "bold red", "insufficient": "bold yellow", "pass": "bold green"}
+_NOT_SHADOWED = "NOT SHADOWED"
+_STREAM_MARK = "*"
+"""Marks the compared count of a route with streams among its compared exchanges."""
 _CLASS_STYLE = {"structural": "red", "semantic": "yellow", "timing": "magenta"}
 
 
 @dataclass(frozen=True, slots=True)
 class _Column:
-    """``shrink_to`` None: never shrinks; ``middle``: elide in the middle (paths).
+    """``shrink_to`` None: never shrinks; ``middle``: elide in the middle (paths);
+    ``first``: shrinks before the others (words a reader can do without, unlike names).
 
     Right-aligned columns are counts: one space before them is enough.
     """
@@ -45,6 +57,7 @@ class _Column:
     right: bool = False
     shrink_to: int | None = None
     middle: bool = False
+    first: bool = False
 
 
 def _head(text: str, width: int) -> str:
@@ -87,15 +100,16 @@ def _gap(column: _Column) -> str:
 
 
 def _widths(columns: Sequence[_Column], rows: Sequence[Sequence[str]], width: int) -> list[int]:
-    """Natural column widths, the widest shrinkable one narrowed until the row fits."""
+    """Natural column widths, narrowed until the row fits: ``first`` columns, then the one
+    with the most to spare."""
     sizes = [
         min(width, max([cell_len(c.header), *(cell_len(row[i]) for row in rows)]))
         for i, c in enumerate(columns)
     ]
     excess = sum(sizes) + sum(len(_gap(c)) for c in columns[1:]) - width
     while excess > 0:
-        spare, widest = max(
-            (size - (size if c.shrink_to is None else c.shrink_to), i)
+        _, spare, widest = max(
+            (c.first and size > (c.shrink_to or size), size - (c.shrink_to or size), i)
             for i, (c, size) in enumerate(zip(columns, sizes, strict=True))
         )
         if spare <= 0:
@@ -128,13 +142,33 @@ def _table(
     return out
 
 
-def _routes(doc: Document, width: int) -> list[Text]:
-    lines = standings(doc)
+def _not_shadowed(doc: Document) -> list[tuple[str, str, str]]:
+    """(domain, route, traffic and reasons) of every route not shadowed, by domain."""
+    return [
+        (d["domain"], n["route"], not_shadowed_why(n))
+        for d in doc["domains"]
+        for n in d["not_shadowed"]
+    ]
+
+
+def _routes(doc: Document, lines: Sequence[Standing], width: int) -> list[Text]:
+    """What blocks first, routes at parity next, and last the routes never compared.
+
+    A route some of whose compared exchanges were streams has its compared
+    count marked, and a line under the table says how many.
+    """
+    streams = [s for s in lines if s.route and s.streams]
+    # Counts beside a marked one keep a blank in the marker's place, so digits line up.
+    unmarked = " " if streams else ""
+
+    def compared(s: Standing) -> str:
+        return f"{s.compared}{_STREAM_MARK if s.route and s.streams else unmarked}"
+
     columns = (
         _Column("status"),
         _Column("route", shrink_to=12, middle=True),
         _Column("domain", shrink_to=6),
-        _Column("why", shrink_to=22),
+        _Column("why", shrink_to=22, first=True),
         _Column("compared", right=True),
         _Column("structural", right=True),
         _Column("semantic", right=True),
@@ -146,7 +180,7 @@ def _routes(doc: Document, width: int) -> list[Text]:
             printable(s.route) if s.route else "(domain)",
             printable(s.domain),
             printable(s.why),
-            str(s.compared),
+            compared(s),
             str(s.structural),
             str(s.semantic),
             str(s.timing),
@@ -154,7 +188,67 @@ def _routes(doc: Document, width: int) -> list[Text]:
         for s in lines
     ]
     styles = [(_STATUS_STYLE[s.status], *[""] * 7) for s in lines]
-    return _table(columns, rows, styles, width)
+    for domain, route, why in _not_shadowed(doc):
+        # Never compared: every count is zero.
+        row = (_NOT_SHADOWED, printable(route), printable(domain), printable(why))
+        rows.append((*row, f"0{unmarked}", "0", "0", "0"))
+        styles.append(("bold cyan", *[""] * 7))
+    table = _table(columns, rows, styles, width)
+    if not streams:
+        return table
+    shown = ", ".join(
+        f"{printable(s.route)} {s.streams} of {s.compared}" for s in streams[:TOP_LINES]
+    )
+    more = (
+        f", and {len(streams) - TOP_LINES} more routes (--detail)"
+        if len(streams) > TOP_LINES
+        else ""
+    )
+    legend = f"{_STREAM_MARK} compared as streams (SSE, WebSocket, gRPC): {shown}{more}"
+    return [*table, *_wrapped(legend, width, "dim")]
+
+
+def _cutover(
+    doc: Document, lines: Sequence[Standing], cutovers: Cutovers, width: int
+) -> list[Text]:
+    """Each route's phase, whether it is ready for cutover, and what readiness misses."""
+    title = "Cutover readiness (not part of the verdict)"
+    if doc["source"] != "files":
+        return [Text(), Text(title, style="bold"), *_wrapped(_FLEET_READINESS, width)]
+    order = [(s.domain, s.route) for s in lines if s.route]
+    order += [(domain, route) for domain, route, _ in _not_shadowed(doc)]
+    shown = [cutovers[key] for key in order]
+    ready = sum(1 for c in shown if c.ready)
+    columns = (
+        # What is missing matters more than the whole of a long route name.
+        _Column("route", shrink_to=16, middle=True, first=True),
+        _Column("domain", shrink_to=6),
+        _Column("phase"),
+        _Column("ready"),
+        _Column("missing", shrink_to=12),
+    )
+    rows = [
+        (
+            printable(c.route),
+            printable(c.domain),
+            c.phase,
+            "yes" if c.ready else "no",
+            c.missing_text,
+        )
+        for c in shown
+    ]
+    styles = [
+        (
+            "",
+            "",
+            "",
+            "green" if c.ready else "yellow",
+            "red" if c.failed else "",
+        )
+        for c in shown
+    ]
+    heading = f"{title}: {ready} of {len(shown)} {'route' if len(shown) == 1 else 'routes'} ready"
+    return [Text(), Text(heading, style="bold"), *_table(columns, rows, styles, width)]
 
 
 def _fingerprints(doc: Document, width: int) -> list[Text]:
@@ -263,18 +357,18 @@ def _wrapped(text: str, width: int, style: str = "") -> list[Text]:
     ]
 
 
-def summary_lines(doc: Document, width: int = SUMMARY_WIDTH) -> list[Text]:
-    """The summary, each line at most ``width`` cells."""
+def summary_lines(doc: Document, cutovers: Cutovers, width: int = SUMMARY_WIDTH) -> list[Text]:
+    """The summary, each line at most ``width`` cells; ``cutovers`` says each route's cutover."""
     word = verdict(doc)
+    standing = standings(doc)
     lines = [
-        *_wrapped(
-            f"shadow report {verdict_sentence(doc, standings(doc))}", width, _STATUS_STYLE[word]
-        ),
+        *_wrapped(f"shadow report {verdict_sentence(doc, standing)}", width, _STATUS_STYLE[word]),
         *_wrapped(printable(window_line(doc)), width, "dim"),
         Text(),
-        *_routes(doc, width),
+        *_routes(doc, standing, width),
         *_problems(doc, width),
         *_uncovered(doc, width),
+        *_cutover(doc, standing, cutovers, width),
     ]
     if doc["source"] == "files":
         lines += [Text(), *_fingerprints(doc, width)]

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from shadowproxy.report.cutover_view import Cutovers
 from shadowproxy.report.render_summary import SUMMARY_WIDTH, summary_lines
 from shadowproxy.report.tabular import Document, headline, printable, sections
 
@@ -31,8 +32,9 @@ _MARKDOWN = re.compile(
 )
 
 
-def render_table(doc: Document, out: TextIO, detail: bool = False) -> None:
-    """Write the summary to ``out``; with ``detail``, every table after it."""
+def render_table(doc: Document, out: TextIO, cutovers: Cutovers, detail: bool = False) -> None:
+    """Write the summary to ``out`` (``cutovers``: each route's cutover); with ``detail``,
+    every table after it."""
     terminal = out.isatty()
     console = Console(
         file=out,
@@ -42,7 +44,7 @@ def render_table(doc: Document, out: TextIO, detail: bool = False) -> None:
         highlight=False,
     )
     width = min(SUMMARY_WIDTH, console.width)
-    for line in summary_lines(doc, width):
+    for line in summary_lines(doc, cutovers, width):
         console.print(line, no_wrap=True, overflow="ellipsis", crop=True, width=width)
     if not detail:
         return

@@ -2,7 +2,8 @@
 
 Owns the reading that the terminal summary and the HTML banner open with:
 the overall verdict (``pass``, ``fail`` or ``insufficient``), one
-``Standing`` per route (a status word, why in a few words, its counts),
+``Standing`` per route (a status word, why in a few words, its counts and
+streams),
 most serious first, and a line for each domain whose gates do not pass for a
 reason no route shows (no evidence at all, a domain-wide gate). Routes never
 compared by design (``NOT_SHADOWED``) stand nowhere: they neither block nor
@@ -43,6 +44,8 @@ class Standing:
     structural: int
     semantic: int
     timing: int
+    streams: int
+    """Compared exchanges that were streams (SSE windows, WebSocket sessions, gRPC streams)."""
 
 
 def gates_verdict(gates: Sequence[Mapping[str, Any]]) -> str:
@@ -110,8 +113,13 @@ def _domain_insufficiency(doc: Document, domain: str) -> str:
     )
     if not held:
         return "insufficient evidence"
-    reason: str = held[0]["reason"].removeprefix("insufficient evidence: ")
-    return f"{held[0]['name']}: {reason}"
+    return f"{held[0]['name']}: {_reason(held[0])}"
+
+
+def _reason(gate: Mapping[str, Any]) -> str:
+    """A gate's reason without ``insufficient evidence:``, which the status word says."""
+    reason: str = gate["reason"]
+    return reason.removeprefix("insufficient evidence: ")
 
 
 def _route_standing(route: Mapping[str, Any], why: str) -> Standing:
@@ -130,6 +138,7 @@ def _route_standing(route: Mapping[str, Any], why: str) -> Standing:
         route["structural"],
         route["semantic"],
         route["timing"],
+        route["streams"],
     )
 
 
@@ -153,11 +162,12 @@ def standings(doc: Document) -> list[Standing]:
             gate["status"],
             "",
             domain,
-            f"{gate['name']}: {gate['reason']}",
+            f"{gate['name']}: {_reason(gate)}",
             summary.get("compared", 0),
             summary.get("structural", 0),
             summary.get("semantic", 0),
             summary.get("timing", 0),
+            summary.get("streams", 0),
         )
         ranked.append((len(_FAILING), line))
     ranked.sort(key=lambda rs: (_ORDER[rs[1].status], rs[0], rs[1].domain, rs[1].route))

@@ -82,6 +82,19 @@
       label: el.querySelector("title").textContent,
       ...size(el),
     }));
+    // Each route's phase and readiness, and the routes not shadowed.
+    const stages = [...card.querySelectorAll(".stage[data-phase]")].map((el) => ({
+      route: el.closest("[data-route]").dataset.route,
+      phase: el.dataset.phase,
+      ready: el.dataset.ready,
+      text: el.innerText,
+      ...size(el),
+    }));
+    const notShadowed = [...card.querySelectorAll("ul.not-shadowed li")].map((li) => ({
+      route: li.dataset.route,
+      requests: Number(li.dataset.requests),
+      text: li.innerText,
+    }));
     const streak = card.querySelector("svg.days rect.streak");
     const uncovered = [...card.querySelectorAll("svg.activity rect.uncovered")].map(size);
     charts[domain] = {
@@ -90,6 +103,8 @@
       bars,
       streak: streak ? size(streak) : null,
       uncovered,
+      stages,
+      notShadowed,
       text: card.innerText,
       streakText: (card.querySelector("svg.days text.streak-label") || {}).textContent || null,
       status: card.className.replace("card ", ""),
@@ -104,6 +119,8 @@
     textBoxes: boxes.length,
     verdict: banner.dataset.verdict,
     banner: banner.innerText,
+    readiness: banner.querySelector("p.readiness").innerText,
+    notShadowed: (banner.querySelector("p.not-shadowed") || {}).innerText || "",
     blocking: [...banner.querySelectorAll("li")].map((li) => ({
       status: li.className,
       route: li.dataset.route,

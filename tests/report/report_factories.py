@@ -16,6 +16,10 @@ import pytest
 
 from shadowproxy.histogram import LatencyHistogram
 from shadowproxy.report.command import add_report_arguments, run_report
+from shadowproxy.report.document import Report, build_report
+from shadowproxy.report.known import KnownSet
+from shadowproxy.report.summary import Counts, DomainSummary, Findings, LatencySummary, RouteSummary
+from shadowproxy.report.thresholds import GatesConfig
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "shadowproxy/schemas/report.schema.json").read_text()
@@ -49,8 +53,13 @@ def rollup(
     legacy_ms: Sequence[float] = (),
     candidate_ms: Sequence[float] = (),
     span: timedelta = timedelta(minutes=1),
+    streams: int = 0,
 ) -> dict[str, Any]:
-    """A rollup of ``span`` from ``ago``; ``diverged`` defaults to the largest class count."""
+    """A rollup of ``span`` from ``ago``; ``diverged`` defaults to the largest class count.
+
+    ``streams`` (how many compared were streams) is written only when set, as
+    records from before streams were compared have none.
+    """
     if diverged is None:
         diverged = max(structural, semantic, timing)
     return {
@@ -73,6 +82,7 @@ def rollup(
             "legacy": LatencyHistogram.of(legacy_ms).to_json(),
             "candidate": LatencyHistogram.of(candidate_ms).to_json(),
         },
+        **({"streams": streams} if streams else {}),
     }
 
 
@@ -205,3 +215,16 @@ def as_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[s
     doc = json.loads(out)
     jsonschema.validate(doc, SCHEMA)
     return code, doc
+
+
+def fleet_report() -> Report:
+    """A report from Prometheus totals (fleet mode): one clean domain, no series, no phases."""
+    end = UNTIL.timestamp()
+    counts = Counts.of({"compared": 5000, "match": 5000})
+    evidence = Findings(
+        source="prometheus",
+        until=end,
+        routes=(RouteSummary("/pay", "payments", counts, LatencySummary()),),
+        domains=(DomainSummary("payments", end - 86400, counts, LatencySummary(), None, None),),
+    )
+    return build_report(evidence, GatesConfig(), KnownSet(), end, end - 86400)

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 from pathlib import Path
 
 from shadowproxy.report.command import run_report
-from shadowproxy.report.document import build_report, to_json
-from shadowproxy.report.gates import GatesConfig
-from shadowproxy.report.known import KnownSet
+from shadowproxy.report.cutover_view import route_cutovers
+from shadowproxy.report.document import to_json
 from shadowproxy.report.parallel import aggregate_files, plan_pieces
 from shadowproxy.report.render_html import render_html
-from shadowproxy.report.summary import Counts, DomainSummary, Findings, LatencySummary, RouteSummary
 from shadowproxy.report.windows import Windows
 from tests.report.report_factories import (
     UNTIL,
     difference,
     exchange,
+    fleet_report,
     parse,
     rollup,
     write_jsonl,
 )
+from tests.report.test_report_summary import write_cutover
 
 
 class TestPage:
@@ -51,20 +52,35 @@ class TestPage:
         assert '<svg class="chart days"' in html
         assert '<svg class="chart latency"' in html
 
+    def test_cards_say_each_routes_phase_and_list_those_not_shadowed(self, tmp_path: Path) -> None:
+        """Each compared route shows its phase and readiness under its status; a route never
+        compared is listed apart with its traffic, never with a status badge of its own."""
+        page = tmp_path / "report.html"
+        run_report(parse(*write_cutover(tmp_path), "--format", "html", "--out", str(page)))
+        html = page.read_text()
+        routes = dict(
+            re.findall(
+                r'<div class="route" data-status="\w+" data-route="([^"]+)"(.*?)</div>', html
+            )
+        )
+        assert set(routes) == {"/orders/{id}", "/search", "/events", "/pay"}
+        assert 'data-phase="canary 25%" data-ready="no"' in routes["/search"]
+        assert "missing: canary 100%, drill (failed)" in routes["/search"]
+        assert 'data-phase="canary 100%" data-ready="yes"' in routes["/orders/{id}"]
+        assert "1500 streams" in routes["/events"]
+        (listed,) = re.findall(r'<ul class="not-shadowed">(.*?)</ul>', html)
+        assert listed.startswith('<li data-route="/orders/{id}/ws" data-requests="40">')
+        assert "40 requests (upgrade)" in listed and "missing: drill" in listed
+        assert "1 of 5 routes." in html
+
     def test_fleet_mode_says_there_is_no_timeline(self) -> None:
         """Without series (Prometheus totals) the card says so instead of drawing empty charts."""
-        end = UNTIL.timestamp()
-        counts = Counts.of({"compared": 5000, "match": 5000})
-        evidence = Findings(
-            source="prometheus",
-            until=end,
-            routes=(RouteSummary("/pay", "payments", counts, LatencySummary()),),
-            domains=(DomainSummary("payments", end - 86400, counts, LatencySummary(), None, None),),
-        )
-        report = build_report(evidence, GatesConfig(), KnownSet(), end, end - 86400)
+        report = fleet_report()
         out = io.StringIO()
-        render_html(to_json(report), out, evidence.domains)
+        doc = to_json(report)
+        render_html(doc, out, route_cutovers(doc, report.stages), report.evidence.domains)
         assert "no timeline to draw" in out.getvalue()
+        assert "Fleet mode has no phases or drills" in out.getvalue()
         assert '<svg class="chart activity"' not in out.getvalue()
 
 

@@ -84,6 +84,41 @@ async def _look(
     return checks
 
 
+def _phase(route: dict[str, Any]) -> str:
+    """The phase the page must show for ``route`` (docs/report.md, Cutover readiness)."""
+    if route["status"] == "NOT_SHADOWED":
+        return "not shadowed"
+    percent = route["canary_percent"]
+    return f"canary {percent:g}%" if percent is not None else str(route["mode"])
+
+
+def _assert_cutover(checks: dict[str, Any], doc: dict[str, Any]) -> None:
+    """Every route's phase and readiness in its domain's card, as the JSON says them; the
+    routes not shadowed listed in their card (traffic, reasons) and named in the banner."""
+    ready = sum(1 for r in doc["routes"] if r["ready_for_cutover"])
+    assert f": {ready} of {len(doc['routes'])} routes." in checks["readiness"]
+    for domain in doc["domains"]:
+        chart = checks["charts"][domain["domain"]]
+        mine = [r for r in doc["routes"] if r["domain"] == domain["domain"]]
+        stages = {stage["route"]: stage for stage in chart["stages"]}
+        assert len(stages) == len(chart["stages"]) == len(mine), domain["domain"]
+        for route in mine:
+            stage = stages[printable(route["route"])]
+            assert stage["phase"] == _phase(route)
+            assert stage["ready"] == ("yes" if route["ready_for_cutover"] else "no")
+            assert ("missing: " in stage["text"]) != route["ready_for_cutover"]
+            assert stage["width"] > 0 and stage["height"] > 0
+        listed = domain["not_shadowed"]
+        assert [(n["route"], n["requests"]) for n in chart["notShadowed"]] == [
+            (printable(n["route"]), n["requests"]) for n in listed
+        ]
+        for shown, entry in zip(chart["notShadowed"], listed, strict=True):
+            assert all(reason in shown["text"] for reason in entry["reasons"])
+            assert printable(entry["route"]) in checks["notShadowed"]
+    if not any(d["not_shadowed"] for d in doc["domains"]):
+        assert checks["notShadowed"] == ""
+
+
 def _assert_looks_right(checks: dict[str, Any], doc: dict[str, Any]) -> None:
     """What every report page must show, whatever the evidence."""
     assert checks["overlaps"] == []
@@ -103,6 +138,7 @@ def _assert_looks_right(checks: dict[str, Any], doc: dict[str, Any]) -> None:
     for line in checks["blocking"]:
         assert line["status"] in {"fail", "insufficient"}
         assert printable(line["route"]) in line["text"]
+    _assert_cutover(checks, doc)
     for domain in doc["domains"]:
         chart = checks["charts"][domain["domain"]]
         drawn = [bar for bar in chart["rates"] if bar["rate"] > 0]
@@ -117,7 +153,12 @@ def _assert_looks_right(checks: dict[str, Any], doc: dict[str, Any]) -> None:
             assert ("structural" in day["cls"]) == (day["structural"] > 0)
             assert ("empty" in day["cls"]) == (day["compared"] == 0)
         assert chart["streak"]["width"] >= 1.9
-        measured = [r for r in doc["routes"] if r["domain"] == domain["domain"]]
+        # Routes not shadowed are listed without a chart: nothing of theirs was compared.
+        measured = [
+            r
+            for r in doc["routes"]
+            if r["domain"] == domain["domain"] and r["status"] != "NOT_SHADOWED"
+        ]
         for bar in chart["bars"]:
             assert bar["width"] >= 1.9 or bar["label"].endswith("no data"), bar
         assert len(chart["bars"]) == 6 * sum(
@@ -163,6 +204,8 @@ class TestDemoPage:
         _assert_looks_right(checks, doc)
         # Every compared /api/users answer differs in shape; how many were compared
         # depends on the machine's load (mirrors are shed when the loop lags).
+        (orders,) = checks["charts"]["orders"]["notShadowed"]
+        assert orders["route"] == "/api/orders" and "(method)" in orders["text"]
         accounts = checks["charts"]["accounts"]
         assert {bar["rate"] for bar in accounts["rates"]} == {1.0}
         structural = next(d["structural"] for d in doc["domains"] if d["domain"] == "accounts")
@@ -201,6 +244,17 @@ class TestFortnightPage:
         assert charts["catalog"]["uncovered"] == []
         assert charts["catalog"]["status"] == "pass"
         assert charts["accounts"]["status"] == "insufficient"
+        phases = {
+            (domain, stage["route"]): (stage["phase"], stage["ready"])
+            for domain, chart in charts.items()
+            for stage in chart["stages"]
+        }
+        assert phases[("catalog", "/catalog")] == ("canary 100%", "yes")
+        assert phases[("search", "/search")] == ("canary 25%", "no")
+        assert phases[("orders", "/orders/{id}/ws")] == ("not shadowed", "no")
+        assert phases[("payments", "/pay")] == ("unknown", "no")
+        assert "6720 streams" in orders["text"]
+        assert "/orders/{id}/ws: 1008 requests (upgrade)" in orders["text"]
         assert printable(HOSTILE_ROUTE) in checks["banner"]
         assert "<script>" in checks["banner"]
 

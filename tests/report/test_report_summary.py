@@ -8,15 +8,27 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.cells import cell_len
 
 from shadowproxy.report.command import run_report
-from shadowproxy.report.render_summary import elide
+from shadowproxy.report.cutover_view import route_cutovers
+from shadowproxy.report.document import to_json
+from shadowproxy.report.render_summary import elide, summary_lines
 from shadowproxy.report.tabular import printable
 from tests.report.fortnight import write_fortnight
-from tests.report.report_factories import healthy, parse, rollup, write_jsonl
+from tests.report.report_factories import (
+    as_json,
+    drill,
+    fleet_report,
+    healthy,
+    parse,
+    phased,
+    rollup,
+    write_jsonl,
+)
 from tests.support import WAIT_S
 
 _COLOUR = re.compile(r"\x1b\[[0-9;]*3[0-7](;[0-9]+)*m")
@@ -44,7 +56,7 @@ class TestSummary:
         assert code == 1
         assert lines[0] == (
             "shadow report FAIL: 3 routes block cutover, 1 route needs more evidence, "
-            "2 routes at parity"
+            "3 routes at parity"
         )
         assert lines[3].split() == [
             "status", "route", "domain", "why", "compared", "structural", "semantic", "timing"
@@ -56,12 +68,16 @@ class TestSummary:
         assert "p99: 3.08x legacy > 1x" in lines[6]
         assert lines[7].startswith("INSUFFICIENT  /users/")
         assert "21 of 1000 compared" in lines[7]
-        assert [line.split()[0] for line in lines[8:10]] == ["PASS", "PASS"]
+        assert [line.split()[0] for line in lines[8:11]] == ["PASS", "PASS", "PASS"]
+        assert lines[11].startswith("NOT SHADOWED  /orders/{id}/ws ")
         uncovered = lines.index("Windows the evidence does not cover (their gates cannot pass)")
         assert lines[uncovered + 1].split() == ["domain", "covered", "gaps", "why"]
         assert lines[uncovered + 2].startswith("accounts ")
         assert lines[uncovered + 3].split()[:3] == ["payments", "12d", "0h"]
         assert lines[uncovered + 3].endswith("to 2026-11-19T12:00:00.000Z (2d 0h)")
+        ready = lines.index("Cutover readiness (not part of the verdict): 1 of 8 routes ready")
+        # The hostile route's name gives way before what readiness misses.
+        assert lines[ready + 2].endswith("shadow        no     parity (failed), canary 100%, drill")
         assert "Top fingerprints (3 of 3)" in lines
         assert max(cell_len(line) for line in lines) <= 100
 
@@ -128,6 +144,122 @@ def write_damaged(path: Path) -> Path:
             b'{"v":1,"type":"rollup","ts_start":',
         ],
     )
+
+
+_CUTOVER_GATES = """
+gates:
+  "*": {canary: {bake: 2h, min_compared: 100}}
+  payments: {min_duration: 14d, max_gap: 2d}
+"""
+
+
+def _clean(
+    route: str, domain: str, ago: timedelta, span: timedelta, **extra: int
+) -> dict[str, Any]:
+    fast = [5.0] * 100
+    return rollup(route, domain, ago, legacy_ms=fast, candidate_ms=fast, span=span, **extra)
+
+
+def write_cutover(directory: Path) -> list[str]:
+    """Routes at every stage of a cutover; returns the report's arguments.
+
+    ``/orders/{id}`` is at canary 100 % with a drill: ready. ``/search`` is at
+    canary 25 % and its drill failed; ``/events`` (streams) is in shadow;
+    ``/pay``'s rollups cover 13 of the 14 days its ``min_duration`` asks;
+    ``/orders/{id}/ws`` is never compared (upgrades): not shadowed.
+    """
+    day, hour = timedelta(days=1), timedelta(hours=1)
+    shadow = timedelta(days=20)
+    records = [
+        phased(_clean("/orders/{id}", "orders", 14 * day, 14 * day - 4 * hour, match=2000),
+               "shadow", since=shadow),
+        phased(_clean("/orders/{id}", "orders", 4 * hour, 4 * hour, match=500),
+               "canary", 100, 4 * hour),
+        drill("/orders/{id}"),
+        rollup("/orders/{id}/ws", "orders", day, skipped={"upgrade": 40}),
+        phased(_clean("/search", "search", 14 * day, 14 * day - 3 * hour, match=2000),
+               "shadow", since=shadow),
+        phased(_clean("/search", "search", 3 * hour, 3 * hour, match=300), "canary", 25, 3 * hour),
+        drill("/search", passed=False),
+        phased(_clean("/events", "search", 14 * day, 14 * day, match=1500, streams=1500),
+               "shadow", since=shadow),
+        phased(_clean("/pay", "payments", 13 * day, 13 * day, match=2000), "shadow", since=shadow),
+    ]  # fmt: skip
+    gates = directory / "gates.yaml"
+    gates.write_text(_CUTOVER_GATES)
+    return [str(write_jsonl(directory / "e.jsonl", records)), "--gates", str(gates)]
+
+
+def _columns(line: str) -> list[str]:
+    """A summary table's line cut into its cells (columns are two spaces apart)."""
+    return re.split(r"\s{2,}", line.strip())
+
+
+class TestCutover:
+    def test_phase_readiness_and_what_is_missing(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """Each route's phase, ready or what readiness misses (parity, duration, canary at
+        100 %, drill; failed ones marked), as the JSON says it, in 100 columns."""
+        args = write_cutover(tmp_path)
+        _, lines = _summary(capsys, *args)
+        title = lines.index("Cutover readiness (not part of the verdict): 1 of 5 routes ready")
+        assert _columns(lines[title + 1]) == ["route", "domain", "phase", "ready", "missing"]
+        rows = {_columns(line)[0]: _columns(line)[1:] for line in lines[title + 2 : title + 7]}
+        assert rows == {
+            "/orders/{id}": ["orders", "canary 100%", "yes", "-"],
+            "/search": ["search", "canary 25%", "no", "canary 100%, drill (failed)"],
+            "/events": ["search", "shadow", "no", "canary 100%, drill"],
+            "/pay": ["payments", "shadow", "no", "duration 13d 0h of 14d 0h, canary 100%, drill"],
+            "/orders/{id}/ws": ["orders", "not shadowed", "no", "drill"],
+        }
+        assert lines[title + 7] == ""
+        assert max(cell_len(line) for line in lines) <= 100
+        doc = as_json(capsys, *args)[1]
+        ready = {r["route"]: r["ready_for_cutover"] for r in doc["routes"]}
+        assert {route: cells[2] == "yes" for route, cells in rows.items()} == ready
+
+    def test_not_shadowed_routes_are_listed_last_with_their_traffic(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """A route never compared has a line of its own after the others: its domain, its
+        requests and why they were skipped; it neither blocks nor counts as at parity."""
+        _, lines = _summary(capsys, *write_cutover(tmp_path))
+        assert lines[0].endswith("4 routes at parity")
+        header = next(i for i, line in enumerate(lines) if line.startswith("status"))
+        # The domain's own line: the status word already says the evidence is insufficient.
+        assert _columns(lines[header + 1])[:4] == [
+            "INSUFFICIENT", "(domain)", "payments", "min_duration: rollups …"
+        ]  # fmt: skip
+        end = lines.index("", header) - 1  # the streams line ends the table
+        assert _columns(lines[end - 1]) == [
+            "NOT SHADOWED", "/orders/{id}/ws", "orders", "40 requests (upgrade)", "0", "0",
+            "0", "0"
+        ]  # fmt: skip
+        assert not any("NOT SHADOWED" in line for line in lines[header + 1 : end - 1])
+
+    def test_stream_routes_are_marked_and_counted(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """A route whose compared exchanges include streams has its count marked, and a line
+        under the table says how many of them were streams; other counts stay aligned."""
+        _, lines = _summary(capsys, *write_cutover(tmp_path))
+        header = next(i for i, line in enumerate(lines) if line.startswith("status"))
+        routes = {_columns(line)[1]: line for line in lines[header + 1 : header + 7]}
+        assert _columns(routes["/events"])[-4:] == ["1500*", "0", "0", "0"]
+        assert _columns(routes["/search"])[-4:] == ["2300", "0", "0", "0"]
+        assert routes["/events"].index("1500*") == routes["/search"].index("2300")
+        assert lines[header + 7] == (
+            "* compared as streams (SSE, WebSocket, gRPC): /events 1500 of 1500"
+        )
+
+    def test_fleet_mode_says_readiness_needs_the_files(self) -> None:
+        """Prometheus has no phases or drills: the summary says so instead of a table."""
+        report = fleet_report()
+        doc = to_json(report)
+        text = [line.plain for line in summary_lines(doc, route_cutovers(doc, report.stages))]
+        title = text.index("Cutover readiness (not part of the verdict)")
+        assert text[title + 1].startswith("Fleet mode has no phases or drills")
 
 
 class TestCoverage:

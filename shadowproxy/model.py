@@ -17,6 +17,7 @@ __all__ = [
     "DiffClass",
     "Difference",
     "ErrorKind",
+    "EventFate",
     "Exchange",
     "Headers",
     "Observation",
@@ -95,6 +96,25 @@ class ClientTimeout(StrEnum):
     """The request head did not arrive whole within ``clients.header_timeout_s``."""
     BODY = "body"
     """The request body stayed silent for ``clients.body_timeout_s``."""
+
+
+class EventFate(StrEnum):
+    """What became of one NATS event. Part of the metrics contract."""
+
+    MATCHED = "matched"
+    """Paired with the other side's within the window, and compared."""
+    LATE = "late"
+    """Paired, the second after the window but within ``late_s``; compared."""
+    MISSING = "missing"
+    """Legacy's, never paired: the candidate did not send it."""
+    EXTRA = "extra"
+    """The candidate's, never paired: legacy did not send it."""
+    DUPLICATE = "duplicate"
+    """Its ``Nats-Msg-Id`` came from its side before."""
+    UNCORRELATED = "uncorrelated"
+    """Its payload has no correlation key."""
+    DROPPED = "dropped"
+    """Pushed out of a full window (``max_pending``) before it was paired."""
 
 
 class Outcome(StrEnum):

@@ -26,6 +26,10 @@ __all__ = [
     "IdentitySettings",
     "LegacySettings",
     "ListenTLS",
+    "NatsEventSpec",
+    "NatsRequestSpec",
+    "NatsServer",
+    "NatsSettings",
     "RedactSettings",
     "RollbackSettings",
     "RouteCapture",
@@ -384,11 +388,85 @@ class GrpcSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class NatsServer:
+    """One NATS connection: its server URLs and credentials (secrets stay in the environment)."""
+
+    urls: tuple[str, ...]
+    user: str | None = None
+    password_env: str | None = None
+    """The environment variable holding the password (its name, never the value)."""
+    token_env: str | None = None
+    """The environment variable holding the token (its name, never the value)."""
+    creds_file: str | None = None
+    """A NATS credentials file (user JWT and NKey seed), read at connect."""
+
+
+@dataclass(frozen=True, slots=True)
+class NatsRequestSpec:
+    """A request/reply subject served in the queue group, forwarded to legacy, mirrored."""
+
+    subject: str
+    """The subject requesters use; the route of its evidence."""
+    legacy: str
+    """Where legacy serves it (on the legacy server)."""
+    candidate: str
+    """Where the candidate serves it (on the candidate server)."""
+    domain: str
+    mirror: bool
+    """A request may write: it is mirrored only when configured so."""
+    sample_percent: float
+    rules: CompareRules
+    timeout_s: float
+    """How long legacy may take to reply."""
+    secondary: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NatsEventSpec:
+    """An event subject of legacy's and its candidate counterpart, matched by correlation key."""
+
+    subject: str
+    """The route of its evidence."""
+    legacy: str
+    candidate: str
+    domain: str
+    correlation: str
+    """JSONPath of the correlation key in each event's JSON payload (``$.correlation_id``)."""
+    rules: CompareRules
+    window_s: float = 5.0
+    """A pair whose second event comes within this is on time."""
+    late_s: float = 5.0
+    """After the window, how long an event still waits for its pair (then: late)."""
+    max_pending: int = 10_000
+    """Events waiting for their pair; beyond it the oldest is dropped and counted."""
+    max_bytes: int = 64 * MiB
+    """Payload bytes of the events waiting, in all; beyond it the oldest is dropped and counted."""
+
+
+@dataclass(frozen=True, slots=True)
+class NatsSettings:
+    """NATS shadowing: the servers, the request subjects and the event subjects."""
+
+    server: NatsServer
+    """Where requesters send requests (the proxy serves them there)."""
+    legacy_server: NatsServer
+    candidate_server: NatsServer
+    requests: tuple[NatsRequestSpec, ...] = ()
+    events: tuple[NatsEventSpec, ...] = ()
+    queue: str = "shadowproxy"
+    """The queue group the proxy's replicas (and workers) serve request subjects in."""
+    max_pending: int = 1000
+    """Messages one subscription may hold unprocessed; more are dropped and counted."""
+    max_inflight: int = 256
+    """Requests forwarded to legacy at once; more wait in the subscription's pending messages."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole validated configuration."""
 
     upstreams: UpstreamSettings | None = None
-    """The HTTP upstreams; None when only gRPC (or NATS) is shadowed: no HTTP listener then."""
+    """The HTTP upstreams; None when only gRPC or NATS is shadowed: no HTTP listener then."""
     upstream_tls: UpstreamTLS = UpstreamTLS()
     """``upstreams.tls``: the CAs and client certificate of every upstream, HTTP or gRPC."""
     listen: HostAddress = HostAddress("127.0.0.1", 8080)
@@ -419,6 +497,8 @@ class Settings:
     """sha256 of the effective configuration, shown on ``/status``."""
     grpc: GrpcSettings | None = None
     """The gRPC listener; None when it is off."""
+    nats: NatsSettings | None = None
+    """NATS shadowing; None when it is off."""
     cutover: CutoverSettings = CutoverSettings()
     identity: IdentitySettings = IdentitySettings()
     capture: CaptureSettings = CaptureSettings()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support import held_port
+
+if TYPE_CHECKING:
+    from tests.grpc.shop import ShopCode
 
 
 @pytest.fixture
@@ -32,3 +36,11 @@ def unused_tcp_port() -> int:
 def unused_tcp_port_factory() -> int:
     """pytest-asyncio's released ports, refused here (``_RELEASED``)."""
     pytest.fail(_RELEASED)
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> ShopCode:
+    """The gRPC tests' Shop contract: generated messages, stubs and descriptor set, once."""
+    from tests.grpc.shop import generate
+
+    return generate(tmp_path_factory.mktemp("shop"))

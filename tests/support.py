@@ -190,6 +190,14 @@ async def running_proxy(
             await proxy.close()
 
 
+def records(tmp_path: Path, route: str | None = None) -> list[dict[str, Any]]:
+    """The exchange records under ``tmp_path/logs`` (of ``route``), read after the proxy stopped."""
+    files = sorted((tmp_path / "logs").glob("shadow-*.jsonl*"))
+    lines = b"".join(path.read_bytes() for path in files).splitlines()
+    found = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in found if r["type"] == "exchange" and (route is None or r["route"] == route)]
+
+
 def config_error(document: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     """``check-config`` of ``document``, which must exit 2 with one line naming the file.
 
@@ -221,11 +229,18 @@ def held_port(*, shared: bool = False) -> socket.socket:
     return sock
 
 
-async def eventually(check: Callable[[], bool]) -> None:
-    """Poll ``check`` until it holds, bounded: for state that offers no event to await."""
+async def eventually(check: Callable[[], bool | Awaitable[bool]]) -> None:
+    """Poll ``check`` until it holds, bounded: for state that offers no event to await.
+
+    ``check`` may be a coroutine function (another process's metrics, read over HTTP).
+    """
     async with asyncio.timeout(WAIT_S):
-        while not check():  # noqa: ASYNC110 - metrics and files offer no event to wait on
+        while not await _holds(check()):  # noqa: ASYNC110 - metrics and files offer no event
             await asyncio.sleep(0.01)
+
+
+async def _holds(result: bool | Awaitable[bool]) -> bool:
+    return await result if isinstance(result, Awaitable) else result
 
 
 def proxy_command(*args: str) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.config.digest import digest
 from shadowproxy.config.grpc import grpc_settings
+from shadowproxy.config.nats import nats_settings
 from shadowproxy.config.overrides import Overrides
 from shadowproxy.config.reader import (
     ConfigError,
@@ -66,7 +67,7 @@ def _http_upstreams(
     """The HTTP upstreams; None (no HTTP listener) when none is given and ``others`` are shadowed.
 
     Legacy and candidate are required together: HTTP needs both, or neither when
-    only gRPC is shadowed (a gRPC-only sidecar).
+    only gRPC or NATS is shadowed (a gRPC-only sidecar, a NATS shadow).
     """
     legacy, candidate, secondary = urls["legacy"], urls["candidate"], urls["secondary"]
     if others and legacy is None and candidate is None and secondary is None:
@@ -193,12 +194,15 @@ def settings_from_document(
     if clients.address_share_percent <= 0:
         raise ConfigError(f"{source}: clients.address_share_percent: must be > 0 and <= 100.0")
     grpc = grpc_settings(top, overrides, shadow, rules, streams)
+    nats = nats_settings(top, env, shadow, rules)
     if grpc is not None and grpc.listen.port != 0 and grpc.listen in (listen, admin):
         raise ConfigError(f"{source}: grpc.listen: must differ from listen and admin")
     top.finish()
 
     settings = Settings(
-        upstreams=_http_upstreams(source, upstream_urls, host_header, others=grpc is not None),
+        upstreams=_http_upstreams(
+            source, upstream_urls, host_header, others=grpc is not None or nats is not None
+        ),
         upstream_tls=tls,
         listen=listen,
         listen_tls=tls_listener,
@@ -219,6 +223,7 @@ def settings_from_document(
         workers=workers,
         source=source,
         grpc=grpc,
+        nats=nats,
         cutover=cutover,
         identity=identity,
         capture=capture,

@@ -1,7 +1,8 @@
 """The listeners of one process: its data planes and the admin listener, in start and stop order.
 
 Each data plane is on when its section is configured: HTTP (``upstreams``;
-a gRPC-only sidecar has none and no HTTP listener), gRPC (``grpc``). They
+a gRPC-only sidecar has none and no HTTP listener), gRPC (``grpc``), NATS
+(``nats``; it listens nowhere: it subscribes on the NATS servers). They
 share the pieces of ``ProxyParts``: the shadow task pool, stream slots,
 evidence, comparisons, switches. ``Listeners.start`` starts them, then the
 admin listener, and gives the bound addresses (``Bound``). ``stop`` stops
@@ -30,6 +31,7 @@ from shadowproxy.tls import server_context
 
 if TYPE_CHECKING:
     from shadowproxy.grpcproxy import GrpcProxy
+    from shadowproxy.natsproxy import NatsProxy
 
 __all__ = ["Bound", "Listeners"]
 
@@ -46,16 +48,20 @@ class Bound:
 
 
 class Listeners:
-    """The HTTP, gRPC and admin listeners of one process, started and stopped in order."""
+    """The HTTP, gRPC, NATS and admin listeners of one process, started and stopped in order."""
 
-    def __init__(self, settings: Settings, parts: ProxyParts, evidence: Evidence) -> None:
+    def __init__(
+        self, settings: Settings, parts: ProxyParts, evidence: Evidence, *, nats_events: bool
+    ) -> None:
         self._settings = settings
         self._parts = parts
         self._evidence = evidence
+        self._nats_events = nats_events
         self.worker: Worker | None = None
         self._runner: web.AppRunner | None = None
         self.server: Server | None = None
         self.grpc: GrpcProxy | None = None
+        self.nats: NatsProxy | None = None
         self.admin: AdminListener | None = None
 
     async def start(self, admin: Callable[[], Awaitable[AdminListener]] | None) -> Bound:
@@ -65,6 +71,8 @@ class Listeners:
             await self._start_http(settings.upstreams)
         if settings.grpc is not None:
             await self._start_grpc()
+        if settings.nats is not None:
+            await self._start_nats()
         if admin is not None:
             self.admin = await admin()
         server = self.server
@@ -135,6 +143,22 @@ class Listeners:
             raise ConfigError(str(exc)) from None
         await self.grpc.start()
 
+    async def _start_nats(self) -> None:
+        """Serve the NATS request subjects and watch the event subjects (``nats_events``)."""
+        from shadowproxy.natsproxy import NatsProxy
+
+        parts = self._parts
+        self.nats = NatsProxy(
+            self._settings,
+            pool=parts.pool,
+            comparisons=parts.comparisons,
+            evidence=self._evidence,
+            secrets=parts.secrets,
+            switch=parts.switch,
+            lag=parts.lag,
+        )
+        await self.nats.start(events=self._nats_events)
+
     def reconfigure(self, fresh: Settings) -> None:
         """Swap what a reload changes in the data planes (routes, sampling, rules, methods)."""
         if self.worker is not None:
@@ -148,6 +172,8 @@ class Listeners:
         drain_s = settings.drain_s
         if self.grpc is not None:
             await self.grpc.stop(drain_s)
+        if self.nats is not None:
+            await self.nats.stop(drain_s)
         if self.server is not None and self._runner is not None:
             handed_over = self._runner.server
             assert handed_over is not None, "the runner is set up before the server starts"
@@ -162,5 +188,7 @@ class Listeners:
             await self.worker.aclose()
         if self.grpc is not None:
             await self.grpc.close()
+        if self.nats is not None:
+            await self.nats.close()
         if self.admin is not None:
             await self.admin.aclose()

@@ -102,6 +102,8 @@ def legacy_targets(settings: Settings) -> dict[str, str]:
         targets["http"] = settings.upstreams.legacy
     if settings.grpc is not None:
         targets["grpc"] = f"grpc://{settings.grpc.legacy}"
+    if settings.nats is not None:
+        targets["nats"] = settings.nats.legacy_server.urls[0]
     return targets
 
 

@@ -78,6 +78,12 @@ def _open_parts(
     """
     metrics = Metrics(registry)
     metrics.prime_routes((spec.name, spec.domain) for spec in settings.routes)
+    if settings.nats is not None:
+        nats = settings.nats
+        subjects = [(spec.subject, spec.domain) for spec in nats.requests]
+        subjects += [(spec.subject, spec.domain) for spec in nats.events]
+        metrics.prime_routes(subjects)
+        metrics.prime_nats((subject for subject, _ in subjects), (s.subject for s in nats.events))
     evidence = Evidence(settings, metrics, worker_id=default_worker_id())
     evidence.start()
     ownership = Ownership(settings, evidence)
@@ -107,8 +113,13 @@ async def serve(
     serve_admin: bool = True,
     registry: CollectorRegistry | None = None,
     install_signals: bool = True,
+    nats_events: bool = True,
 ) -> int:
-    """Run one proxy process until ``stop`` is set or SIGTERM/SIGINT arrives; returns 0."""
+    """Run one proxy process until ``stop`` is set or SIGTERM/SIGINT arrives; returns 0.
+
+    ``nats_events``: this process matches the NATS event subjects (with
+    ``--workers N`` only the first worker does: a pair must meet in one process).
+    """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     install_log_filter()
@@ -120,7 +131,7 @@ async def serve(
         controller=serve_admin,
     )
     ownership = parts.ownership
-    listeners = Listeners(settings, parts, evidence)
+    listeners = Listeners(settings, parts, evidence, nats_events=nats_events)
 
     def apply(fresh: Settings) -> None:
         listeners.reconfigure(fresh)

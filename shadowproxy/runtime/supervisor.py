@@ -64,8 +64,12 @@ def _worker_main(
     flag: SharedFlag,
     ready: SharedFlag,
     log_json: bool | None,
+    first: bool,
 ) -> None:
-    """Entry point of one worker process; ``ready`` turns 1 once it listens."""
+    """Entry point of one worker process; ``ready`` turns 1 once it listens.
+
+    The ``first`` worker also matches the NATS event subjects.
+    """
     from shadowproxy.runtime.serve import serve
     from shadowproxy.sinks import configure_logging
 
@@ -81,6 +85,7 @@ def _worker_main(
             pause_flag=flag,
             serve_admin=False,
             on_ready=lambda _: setattr(ready, "value", 1),
+            nats_events=first,
         )
     )
 
@@ -115,6 +120,7 @@ class _Fleet:
                 self.flag,
                 self.ready[slot],
                 log_json,
+                slot == 0,
             ),
             name=f"shadowproxy-worker-{slot}",
         )

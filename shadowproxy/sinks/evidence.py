@@ -163,6 +163,16 @@ class Evidence:
         """Count an automatic rollback of ``route`` (its ``ownership`` record is separate)."""
         self._metrics.rollbacks.labels(route, reason).inc()
 
+    @_guarded("on_nats")
+    def on_nats_event(self, route: str, side: str, result: str) -> None:
+        """Count what became of one NATS event of ``route`` (``model.EventFate``)."""
+        self._metrics.nats_events_by.get(route, side, result).inc()
+
+    @_guarded("on_nats")
+    def on_nats_dropped(self, route: str, reason: str) -> None:
+        """Count a NATS message of ``route`` a subscription dropped unprocessed."""
+        self._metrics.nats_dropped.labels(route, reason).inc()
+
     @_guarded("on_connection_refused")
     def on_connection_refused(self, reason: ConnectionRefusal) -> None:
         """Count a client connection closed on arrival, and why."""

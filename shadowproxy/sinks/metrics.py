@@ -28,6 +28,7 @@ from shadowproxy.model import (
     ConnectionRefusal,
     DiffClass,
     ErrorKind,
+    EventFate,
     Observation,
     Outcome,
     SkipReason,
@@ -52,8 +53,10 @@ __all__ = [
 
 METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+    | {"REQUEST", "EVENT"}
 )
-"""Methods that are their own label value; any other is ``OTHER``."""
+"""Methods that are their own label value (HTTP's, and NATS requests and events); any other
+is ``OTHER``."""
 
 DROP_REASONS = ("queue_full", "write_error", "disk_cap", "encode_error", "closed")
 """Why a JSONL record was dropped (``shadowproxy_jsonl_dropped_total{reason}``)."""
@@ -70,6 +73,7 @@ HOOKS = (
     "on_connection_refused",
     "on_client_timeout",
     "flush",
+    "on_nats",
 )
 """Evidence hooks whose failures are counted (``shadowproxy_evidence_errors_total{hook}``)."""
 
@@ -256,6 +260,20 @@ class Metrics:
             ("route",),
             registry=registry,
         )
+        self.nats_events = Counter(
+            "shadowproxy_nats_events",
+            "NATS events by route, side and what became of them (matched, late, missing, extra,"
+            " duplicate, uncorrelated, dropped).",
+            ("route", "side", "result"),
+            registry=registry,
+        )
+        self.nats_dropped = Counter(
+            "shadowproxy_nats_dropped",
+            "NATS messages a subscription dropped unprocessed, by route and reason"
+            " (pending_full: it held nats.max_pending).",
+            ("route", "reason"),
+            registry=registry,
+        )
         self.requests_by = Children(self.requests)
         self.comparisons_by = Children(self.comparisons)
         self.divergences_by = Children(self.divergences)
@@ -263,6 +281,7 @@ class Metrics:
         self.skipped_by = Children(self.skipped)
         self.fallbacks_by = Children(self.fallbacks)
         self.streams_by = Children(self.streams)
+        self.nats_events_by = Children(self.nats_events)
         # Known label values start at zero so rates and absent() behave from the first scrape.
         for reason in DROP_REASONS:
             self.jsonl_dropped.labels(reason)
@@ -278,6 +297,15 @@ class Metrics:
                 self.upstream_errors.labels(str(upstream), str(kind))
         for hook in HOOKS:
             self.evidence_errors.labels(hook)
+
+    def prime_nats(self, subjects: Iterable[str], event_subjects: Iterable[str]) -> None:
+        """Start the NATS series of the configured subjects at zero."""
+        for subject in subjects:
+            self.nats_dropped.labels(subject, "pending_full")
+        for subject in event_subjects:
+            for side in (Upstream.LEGACY, Upstream.CANDIDATE):
+                for fate in EventFate:
+                    self.nats_events.labels(subject, str(side), str(fate))
 
     def prime_routes(self, routes: Iterable[tuple[str, str]]) -> None:
         """Start every (route, domain) series at zero: ``increase()`` misses a first non-zero."""

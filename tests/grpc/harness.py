@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import orjson
 
 from tests.grpc.shop import Script, ShopCode, ShopServer, shop_server
-from tests.support import RunningProxy, eventually, make_settings, running_proxy
+from tests.support import RunningProxy, eventually, make_settings, records, running_proxy
 
 GET = "/shop.v1.Shop/GetItem"
 
@@ -105,14 +104,6 @@ async def shop_pair(
             shop, tmp_path, legacy=legacy.target, candidate=candidate.target, **options
         ) as p:
             yield legacy, candidate, p
-
-
-def records(tmp_path: Path, route: str | None = None) -> list[dict[str, Any]]:
-    """The exchange records written so far (read after the proxy stopped)."""
-    files = sorted((tmp_path / "logs").glob("shadow-*.jsonl*"))
-    lines = b"".join(path.read_bytes() for path in files).splitlines()
-    found = [orjson.loads(line) for line in lines if line.strip()]
-    return [r for r in found if r["type"] == "exchange" and (route is None or r["route"] == route)]
 
 
 async def compared(p: Proxied, route: str, count: int = 1) -> None:

@@ -240,7 +240,7 @@ class Phase:
     ``legacy-only``, or ``force-legacy`` while force-legacy overrides a canary or
     candidate route); ``percent`` the canary percent (None unless ``canary``);
     ``since`` when the route entered this mode and percent (epoch seconds; None
-    where nothing can switch the mode, as for gRPC methods).
+    where nothing can switch the mode, as for NATS subjects).
     """
 
     mode: str = "shadow"

@@ -366,6 +366,19 @@ class GrpcMethodSpec:
     """Overrides the descriptors (or the unary default when there are none)."""
     window: StreamSettings | None = None
     """A server-streaming method's comparison window (``stream:``); None: ``streams:``'s."""
+    mode: RouteMode | None = None
+    """Who answers it (docs/cutover.md); None follows ``cutover.default_mode``."""
+    canary_percent: float = 0.0
+    sticky: str = "client"
+    """Canary assignment key: ``client`` (the peer's address) or ``metadata:NAME``."""
+    canary_allow: tuple[str, ...] = ()
+    fallback: bool = True
+    """Retry a read on legacy when the candidate answering it fails before answering."""
+
+    @property
+    def name(self) -> str:
+        """The route of its evidence and ownership: the method, or ``/package.Service/*``."""
+        return self.method
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,3 +515,8 @@ class Settings:
     cutover: CutoverSettings = CutoverSettings()
     identity: IdentitySettings = IdentitySettings()
     capture: CaptureSettings = CaptureSettings()
+
+    @property
+    def owned(self) -> tuple[RouteSpec | GrpcMethodSpec, ...]:
+        """Every configured route cutover governs: HTTP routes, then gRPC methods and services."""
+        return (*self.routes, *(() if self.grpc is None else self.grpc.methods))

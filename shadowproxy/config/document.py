@@ -193,8 +193,16 @@ def settings_from_document(
     clients = section(top, "clients", ClientSettings())
     if clients.address_share_percent <= 0:
         raise ConfigError(f"{source}: clients.address_share_percent: must be > 0 and <= 100.0")
-    grpc = grpc_settings(top, overrides, shadow, rules, streams)
+    grpc = grpc_settings(top, overrides, shadow, rules, streams, cutover)
     nats = nats_settings(top, env, shadow, rules)
+    if grpc is not None:
+        names = {spec.name for spec in routes}
+        for index, spec in enumerate(grpc.methods):
+            if spec.name in names:
+                raise ConfigError(
+                    f"{source}: grpc.methods[{index}].method: names an HTTP route too"
+                    " (route names are shared by cutover)"
+                )
     if grpc is not None and grpc.listen.port != 0 and grpc.listen in (listen, admin):
         raise ConfigError(f"{source}: grpc.listen: must differ from listen and admin")
     top.finish()

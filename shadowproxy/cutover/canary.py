@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from shadowproxy.cutover.state import FORCE_LEGACY, CutoverState, Mode
 from shadowproxy.model import Phase, Upstream
-from shadowproxy.settings import RouteSpec
+from shadowproxy.settings import GrpcMethodSpec, RouteSpec
 
 __all__ = [
     "CanaryKeys",
@@ -47,7 +47,7 @@ class CanaryKeys:
         return key in self.allow or in_canary(key, percent)
 
 
-def canary_keys(spec: RouteSpec) -> CanaryKeys:
+def canary_keys(spec: RouteSpec | GrpcMethodSpec) -> CanaryKeys:
     """A configured route's canary settings; allowlist entries take the sticky key's kind."""
     kind = spec.sticky.partition(":")[0]
     return CanaryKeys(spec.sticky, frozenset(f"{kind}:{value}" for value in spec.canary_allow))

@@ -96,7 +96,7 @@ class Ownership:
         self.state_error: str | None = None
         """Why the state file cannot be used (None when it can)."""
         self._windows = RollbackWindows(settings.cutover.rollback)
-        self._keys = {spec.name: canary_keys(spec) for spec in settings.routes}
+        self._keys = {spec.name: canary_keys(spec) for spec in settings.owned}
         self._routes: dict[str, _Route] = {}
         self._state = configured(settings, clock())
 
@@ -113,7 +113,7 @@ class Ownership:
     @property
     def configured_routes(self) -> list[str]:
         """Names the admin API accepts: every configured route and ``*`` (the default)."""
-        return [*(spec.name for spec in self._settings.routes), ALL_ROUTES]
+        return [*(spec.name for spec in self._settings.owned), ALL_ROUTES]
 
     def start(self, *, controller: bool) -> None:
         """Take up the state: the ``controller`` restores and saves it, the others read it."""
@@ -239,7 +239,7 @@ class Ownership:
         """Take a reloaded configuration; the ``controller`` applies what changed in modes."""
         old, self._settings = self._settings, settings
         self._windows.settings = settings.cutover.rollback
-        self._keys = {spec.name: canary_keys(spec) for spec in settings.routes}
+        self._keys = {spec.name: canary_keys(spec) for spec in settings.owned}
         self._routes = {}
         if not controller:
             return []

@@ -19,7 +19,7 @@ from typing import Any
 
 from shadowproxy.model import Phase
 from shadowproxy.records import OWNERSHIP, SCHEMA_VERSION
-from shadowproxy.settings import RouteSpec, Settings
+from shadowproxy.settings import GrpcMethodSpec, RouteSpec, Settings
 from shadowproxy.timestamps import rfc3339
 
 __all__ = [
@@ -308,7 +308,7 @@ class CutoverState:
         )
 
 
-def _configured(spec: RouteSpec) -> Assignment | None:
+def _configured(spec: RouteSpec | GrpcMethodSpec) -> Assignment | None:
     if spec.mode is None:
         return None
     return Assignment.of(spec.mode, spec.canary_percent)
@@ -321,7 +321,7 @@ def configured(settings: Settings, now: float = 0.0) -> CutoverState:
         default=Placement(Assignment.of(settings.cutover.default_mode), now),
         routes={
             spec.name: Placement(assignment, now)
-            for spec in settings.routes
+            for spec in settings.owned
             if (assignment := _configured(spec)) is not None
         },
         force_legacy=force,
@@ -340,7 +340,7 @@ def reconcile(
     since; routes whose configuration did not change keep their current mode.
     """
     changes: list[Change] = []
-    before = {spec.name: _configured(spec) for spec in old.routes}
+    before = {spec.name: _configured(spec) for spec in old.owned}
     old_default = Assignment.of(old.cutover.default_mode)
     new_default = Assignment.of(new.cutover.default_mode)
     if new_default != old_default:
@@ -348,7 +348,7 @@ def reconcile(
             ALL_ROUTES, new_default, reason="configuration reloaded", source="sighup", now=now
         )
         changes.extend([change] if change else [])
-    for spec in new.routes:
+    for spec in new.owned:
         wanted = _configured(spec)
         if spec.name in before and before[spec.name] == wanted:
             continue

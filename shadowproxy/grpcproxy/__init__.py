@@ -1,6 +1,7 @@
 """gRPC shadowing: a gRPC listener that does for gRPC what the HTTP proxy does for HTTP.
 
-Calls are answered from legacy unchanged, read-only unary and server-streaming calls are mirrored
+Calls are answered by the side that owns their method (legacy unless cutover
+says otherwise) unchanged, read-only unary and server-streaming calls are mirrored
 to the candidate (and secondary) off the hot path, and the answers go through
 the same comparison core, JSONL evidence and metrics, with the full method
 name (``/package.Service/Method``) as the route. Modules, each owning one
@@ -12,9 +13,11 @@ thing:
 - ``metadata``: reserved keys, forwarding, metadata as headers;
 - ``methods``: method names to routes, the mirror policy;
 - ``answers``: one unary call and its observation, transport failures;
-- ``shadow``: the gates and the mirror task;
+- ``shadow``: the gates and the mirror task (the reverse shadow's too);
 - ``streams``: server-streaming calls' windows (the copy's read, decoding);
-- ``forward``: the hot path (the generic handler);
+- ``answering``: who answers a call, relaying and counting its answer, the probe;
+- ``relay``: streaming calls relayed from the answering side;
+- ``forward``: the hot path (the generic handler, the method's ownership);
 - ``server``: channels, the server and their lifecycle.
 
 This package sits beside ``shadowproxy.http`` (never importing it), builds on

@@ -1,20 +1,31 @@
-"""The gRPC hot path: answer every call from legacy, unchanged, at legacy's speed.
+"""The gRPC hot path: answer every call from the side that owns its method, unchanged.
 
-A generic handler takes any method with raw bytes in and out. Unary and
-client-streaming calls are settled with legacy and relayed as one answer:
-initial metadata, the message or the status code and details, trailing
-metadata. Server-streaming and bidirectional calls relay legacy's messages
-as they arrive. The client's remaining deadline is legacy's timeout (a unary
-call without one gets ``grpc.timeout_s``). When the gRPC library itself
-failed to reach legacy, the client gets the same status code with the
-details ``shadowproxy: legacy <reason>``. A call whose client goes away first
-(gRPC cancels the handler) is still counted: at the client's deadline as a
-legacy timeout, before it as ``CANCELLED``. The shadow path is started before
-legacy is called and told legacy's answer afterwards; nothing it does is
-awaited here. Each mirrored call gets an evidence id of the proxy's own; the
-client's ``x-request-id`` metadata is kept apart (``client_request_id``), and
-the secrets of its metadata (authorization, cookies, secret-looking keys) are
-found for the evidence to scrub.
+A generic handler takes any method with raw bytes in and out. ``_unary``
+tells the run of a unary call, in order:
+
+1. read the call: its metadata (the proxy's own ``x-shadow-*`` keys are
+   never forwarded), the client's remaining deadline, whether it is the
+   drill's probe;
+2. ask the method's ownership who answers (docs/cutover.md: legacy, or the
+   candidate in canary and candidate mode, sticky by ``metadata:NAME`` or
+   the peer's address), whether the other side gets a copy and the phase
+   the evidence is filed under;
+3. start the mirror (``GrpcShadow.start``), or count why not; the copy goes
+   to the side that does not answer;
+4. call the answering side with the client's deadline (``grpc.timeout_s``
+   without one); a read the candidate fails to answer at all (refused,
+   reset) is retried once on legacy when the method's ``fallback`` is on
+   (counted); what the candidate answered feeds the method's automatic
+   rollback (``UNAVAILABLE``, ``INTERNAL``, ``UNKNOWN``, ``DEADLINE_EXCEEDED``
+   and transport failures are errors);
+5. relay and count the answer (``Answering``) and hand it to the mirror.
+
+Streaming calls go to the answering side too (``relay.relay_stream``);
+server-streaming ones are mirrored over a window, client-streaming and
+bidirectional ones never. Nothing the shadow path does is awaited here.
+Each mirrored call gets an evidence id of the proxy's own; the client's
+``x-request-id`` is kept apart (``client_request_id``), and the secrets of
+its metadata are found for the evidence to scrub.
 """
 
 from __future__ import annotations
@@ -27,43 +38,32 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-import structlog
 
-from shadowproxy.grpcproxy.answers import (
-    Answer,
-    call_unary,
-    pairs,
-    past_deadline,
-    settle,
-    transport_failure,
+from shadowproxy.cutover.canary import Decision
+from shadowproxy.cutover.ownership import Ownership
+from shadowproxy.grpcproxy.answering import (
+    GRPC_METHOD,
+    Answering,
+    Context,
+    Serving,
+    failed,
+    sticky_key,
 )
-from shadowproxy.grpcproxy.metadata import Metadata, forwardable
-from shadowproxy.grpcproxy.methods import GrpcMethod, MethodTable
-from shadowproxy.grpcproxy.shadow import SHADOW_MARK, GrpcEvidence, GrpcShadow, MirrorCall
-from shadowproxy.grpcproxy.status import http_status, observation_status
-from shadowproxy.grpcproxy.streams import RAW_MESSAGE, ended_with, stream_headers
-from shadowproxy.model import (
-    ErrorKind,
-    Observation,
-    RequestFacts,
-    SkipReason,
-    StreamKind,
-    Upstream,
-    WindowEnd,
-)
+from shadowproxy.grpcproxy.answers import Answer, call_unary, settle, transport_failure
+from shadowproxy.grpcproxy.metadata import Metadata, from_client
+from shadowproxy.grpcproxy.methods import GrpcMethod, MethodTable, reads_only
+from shadowproxy.grpcproxy.relay import relay_stream
+from shadowproxy.grpcproxy.shadow import SHADOW_MARK, GrpcShadow, MirrorCall
+from shadowproxy.model import SHADOW_PHASE, ErrorKind, RequestFacts, SkipReason, Upstream
 from shadowproxy.settings import GrpcSettings
-from shadowproxy.shadow.streams import ClientAnswer, WindowTap
 from shadowproxy.sinks.secrets import SecretFinder
 
-__all__ = ["GRPC_METHOD", "GrpcForwarder"]
+__all__ = ["GrpcForwarder"]
 
-log = structlog.get_logger(__name__)
-
-GRPC_METHOD = "POST"
-"""The HTTP method recorded for gRPC calls (every call is an HTTP/2 POST)."""
-
-Context = grpc.aio.ServicerContext[Any, Any]
-"""The server-side context of one call (raw bytes both ways)."""
+_NOT_DECIDED = Decision(Upstream.LEGACY, True, SHADOW_PHASE)
+"""Without cutover control: legacy answers, the candidate is mirrored."""
+_RETRIED = frozenset({ErrorKind.REFUSED, ErrorKind.RESET})
+"""Candidate failures a read is retried on legacy after: the candidate answered nothing."""
 
 
 def _text_metadata(metadata: Metadata) -> list[tuple[str, str]]:
@@ -71,18 +71,23 @@ def _text_metadata(metadata: Metadata) -> list[tuple[str, str]]:
     return [(key, value) for key, value in metadata if isinstance(value, str)]
 
 
+def _falls_back(name: str, method: GrpcMethod, answer: Answer) -> bool:
+    """A read the candidate answered nothing to, on a method with ``fallback``.
+
+    Only a read: legacy got the mirror's copy already, so a write would run twice.
+    """
+    return (
+        method.fallback
+        and method.mirror
+        and reads_only(name)
+        and transport_failure(answer) in _RETRIED
+    )
+
+
 def _remaining(context: Context) -> float | None:
     # The stubs say float; the library returns None when the client set no deadline.
     remaining: float | None = context.time_remaining()
     return None if remaining is None else max(remaining, 0.0)
-
-
-def _light(answer: Answer) -> Observation:
-    """Legacy's latency and failure for the metrics, without decoding anything."""
-    failure = transport_failure(answer)
-    if failure is not None:
-        return Observation.failed(failure, answer.elapsed_s)
-    return Observation(status=observation_status(answer.code), elapsed_s=answer.elapsed_s)
 
 
 class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
@@ -94,16 +99,22 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         settings: GrpcSettings,
         table: MethodTable,
         legacy: grpc.aio.Channel,
+        candidate: grpc.aio.Channel,
         shadow: GrpcShadow,
-        sink: GrpcEvidence,
+        answering: Answering,
         secrets: SecretFinder,
+        ownership: Ownership | None = None,
+        on_fallback: Callable[[str], None] | None = None,
     ) -> None:
+        """``legacy`` and ``candidate`` are the channels that answer clients."""
         self.settings = settings
         self.table = table
-        self._legacy = legacy
+        self._channels = {Upstream.LEGACY: legacy, Upstream.CANDIDATE: candidate}
         self._shadow = shadow
-        self._sink = sink
+        self._answering = answering
         self._secrets = secrets
+        self._ownership = ownership
+        self._on_fallback = on_fallback
 
     def reconfigure(self, settings: GrpcSettings, table: MethodTable) -> None:
         """Swap methods, sampling and rules (SIGHUP); in-flight calls keep their own."""
@@ -133,41 +144,39 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         bound = functools.partial(behaviours[method.cardinality], name, method)
         return handlers[method.cardinality](bound)
 
-    async def _unary(
-        self, name: str, method: GrpcMethod, request: bytes, context: Context
-    ) -> bytes | None:
-        metadata = forwardable(context.invocation_metadata())
-        deadline = _remaining(context)
-        client_answer = None
-        skip = self._shadow.decide(method, len(request))
-        if skip is None:
-            client_answer = self._shadow.start(
-                self._mirror_call(name, method, request, metadata, deadline)
+    def _serve(self, method: GrpcMethod, context: Context) -> tuple[Metadata, Decision, Serving]:
+        """The call's forwardable metadata, who answers it, and how it is served."""
+        invocation = context.invocation_metadata()
+        metadata = from_client(invocation)
+        decision = _NOT_DECIDED
+        if self._ownership is not None:
+            peer = context.peer() or ""
+            decision = self._ownership.decide(
+                method.name, lambda sticky: sticky_key(sticky, metadata, peer)
             )
-        else:
-            self._shadow.skip(method, skip)
-        answer: Answer | None = None
-        timeout = deadline if deadline is not None else self.settings.timeout_s
-        started = time.perf_counter()
-        try:
-            answer = await call_unary(self._legacy, name, request, metadata, timeout)
-        except asyncio.CancelledError:
-            self._gone(method, time.perf_counter() - started, deadline)
-            raise
-        finally:
-            if client_answer is not None and not client_answer.done():
-                client_answer.set_result(answer)
-        return await self._answer(method, answer, context)
+        serving = Serving(
+            method=method,
+            deadline=_remaining(context),
+            answered_by=decision.answered_by,
+            probe=self._answering.probed(invocation),
+        )
+        return metadata, decision, serving
 
-    def _mirror_call(
+    def _mirror(
         self,
         name: str,
-        method: GrpcMethod,
         request: bytes,
         metadata: Metadata,
-        deadline: float | None,
-    ) -> MirrorCall:
-        """What the mirror replays: a fresh evidence id, the client's own id and secrets apart."""
+        decision: Decision,
+        serving: Serving,
+    ) -> MirrorCall | None:
+        """What the mirror replays, or None (counted) when the call is not mirrored."""
+        method = serving.method
+        skip = SkipReason.MODE if not decision.mirror else None
+        skip = skip or self._shadow.decide(method, len(request))
+        if skip is not None:
+            self._shadow.skip(method, skip, decision.phase)
+            return None
         text = _text_metadata(metadata)
         return MirrorCall(
             facts=RequestFacts(
@@ -182,176 +191,101 @@ class GrpcForwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                     (value for key, value in text if key == "x-request-id"), None
                 ),
                 secrets=self._secrets.in_request(text, ""),
+                phase=decision.phase,
             ),
             method=method,
             request=request,
             metadata=(*metadata, SHADOW_MARK),
-            deadline_s=deadline,
+            deadline_s=serving.deadline,
+            answered_by=decision.answered_by,
         )
+
+    async def _unary(
+        self, name: str, method: GrpcMethod, request: bytes, context: Context
+    ) -> bytes | None:
+        metadata, decision, serving = self._serve(method, context)
+        call = self._mirror(name, request, metadata, decision, serving)
+        client_answer = None if call is None else self._shadow.start(call)
+        deadline = serving.deadline
+        timeout = deadline if deadline is not None else self.settings.timeout_s
+        channel = self._channels[serving.answered_by]
+        started = time.perf_counter()
+        answer: Answer | None = None
+        try:
+            answer = await call_unary(channel, name, request, metadata, timeout)
+        except asyncio.CancelledError:
+            self._answering.gone(serving, time.perf_counter() - started)
+            raise
+        finally:
+            if client_answer is not None and not client_answer.done():
+                client_answer.set_result(answer)
+        self._answered(serving, answer)
+        if serving.answered_by is Upstream.CANDIDATE and _falls_back(name, method, answer):
+            return await self._fallback(name, request, metadata, serving, context)
+        return await self._answering.send(serving, answer, context)
+
+    async def _fallback(
+        self, name: str, request: bytes, metadata: Metadata, serving: Serving, context: Context
+    ) -> bytes | None:
+        """Answer from legacy after the candidate failed to (counted per method)."""
+        if self._on_fallback is not None:
+            self._on_fallback(serving.method.name)
+        retry = Serving(serving.method, _remaining(context), Upstream.LEGACY, serving.probe)
+        timeout = retry.deadline if retry.deadline is not None else self.settings.timeout_s
+        started = time.perf_counter()
+        try:
+            answer = await call_unary(
+                self._channels[Upstream.LEGACY], name, request, metadata, timeout
+            )
+        except asyncio.CancelledError:
+            self._answering.gone(retry, time.perf_counter() - started)
+            raise
+        return await self._answering.send(retry, answer, context)
 
     async def _stream_unary(
         self, name: str, method: GrpcMethod, requests: AsyncIterator[bytes], context: Context
     ) -> bytes | None:
-        self._shadow.skip(method, SkipReason.UPGRADE)
-        deadline = _remaining(context)
-        call = self._legacy.stream_unary(name, None, None)
+        metadata, decision, serving = self._serve(method, context)
+        self._shadow.skip(method, SkipReason.UPGRADE, decision.phase)
+        call = self._channels[serving.answered_by].stream_unary(name, None, None)
         started = time.perf_counter()
-        pending = call(
-            requests, metadata=forwardable(context.invocation_metadata()) or None, timeout=deadline
-        )
+        pending = call(requests, metadata=metadata or None, timeout=serving.deadline)
         try:
-            answer = await settle(pending, started, deadline)
+            answer = await settle(pending, started, serving.deadline)
         except asyncio.CancelledError:
-            self._gone(method, time.perf_counter() - started, deadline)
+            self._answering.gone(serving, time.perf_counter() - started)
             raise
-        return await self._answer(method, answer, context)
+        self._answered(serving, answer)
+        return await self._answering.send(serving, answer, context)
 
-    async def _answer(
-        self, method: GrpcMethod, answer: Answer, context: Context, *, stream: bool = False
-    ) -> bytes | None:
-        """Relay a settled answer to the client and count it.
-
-        A stream's duration is not a latency, so only its failures reach the upstream metrics.
-        """
-        light = _light(answer)
-        if not stream or not light.ok:
-            self._sink.on_upstream(Upstream.LEGACY, method.name, light)
-        self._sink.on_request(method.name, GRPC_METHOD, http_status(answer.code))
-        initial = forwardable(answer.initial)
-        if initial:
-            await context.send_initial_metadata(initial)
-        trailing = forwardable(answer.trailing)
-        if answer.code is grpc.StatusCode.OK:
-            if trailing:
-                context.set_trailing_metadata(trailing)
-            return answer.response
-        await context.abort(answer.code, self._details(method, answer), trailing)
-
-    def _gone(self, method: GrpcMethod, elapsed_s: float, deadline: float | None) -> None:
-        """Count a call whose client went away before legacy answered (gRPC cancels the handler).
-
-        At the client's deadline that is a legacy timeout, counted as any other: the
-        request (``DEADLINE_EXCEEDED``), legacy's latency and the error. Before it,
-        the client cancelled the call (``CANCELLED``), which is no legacy failure.
-        """
-        if past_deadline(elapsed_s, deadline):
-            timeout = Observation.failed(ErrorKind.TIMEOUT, elapsed_s)
-            self._sink.on_upstream(Upstream.LEGACY, method.name, timeout)
-            code = grpc.StatusCode.DEADLINE_EXCEEDED
-            log.warning("legacy failed", route=method.name, reason=str(ErrorKind.TIMEOUT))
-        else:
-            code = grpc.StatusCode.CANCELLED
-        self._sink.on_request(method.name, GRPC_METHOD, http_status(code))
-
-    def _details(self, method: GrpcMethod, answer: Answer) -> str:
-        failure = transport_failure(answer)
-        if failure is None:
-            return answer.details
-        log.warning("legacy failed", route=method.name, reason=str(failure))
-        return f"shadowproxy: legacy {failure}"
+    def _answered(self, serving: Serving, answer: Answer) -> None:
+        """Feed what the candidate answered to the method's automatic rollback."""
+        if serving.answered_by is Upstream.CANDIDATE and self._ownership is not None:
+            self._ownership.answered(serving.method.name, error=failed(answer))
 
     async def _unary_stream(
         self, name: str, method: GrpcMethod, request: bytes, context: Context
     ) -> AsyncIterator[bytes]:
-        metadata = forwardable(context.invocation_metadata())
-        deadline = _remaining(context)
-        client_answer = None
-        skip = self._shadow.decide(method, len(request))
-        if skip is None:
-            client_answer = self._shadow.start_stream(
-                self._mirror_call(name, method, request, metadata, deadline)
-            )
-        else:
-            self._shadow.skip(method, skip)
-        call = self._legacy.unary_stream(name, None, None)(
-            request, metadata=metadata or None, timeout=deadline
+        metadata, decision, serving = self._serve(method, context)
+        copy = self._mirror(name, request, metadata, decision, serving)
+        client_answer = None if copy is None else self._shadow.start_stream(copy)
+        call = self._channels[serving.answered_by].unary_stream(name, None, None)(
+            request, metadata=metadata or None, timeout=serving.deadline
         )
-        async for message in self._relay_stream(method, call, context, deadline, client_answer):
+        ended = functools.partial(self._answered, serving)
+        async for message in relay_stream(
+            self._answering, serving, call, context, client_answer, ended
+        ):
             yield message
 
     async def _stream_stream(
         self, name: str, method: GrpcMethod, requests: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[bytes]:
-        self._shadow.skip(method, SkipReason.UPGRADE)
-        deadline = _remaining(context)
-        call = self._legacy.stream_stream(name, None, None)(
-            requests, metadata=forwardable(context.invocation_metadata()) or None, timeout=deadline
+        metadata, decision, serving = self._serve(method, context)
+        self._shadow.skip(method, SkipReason.UPGRADE, decision.phase)
+        call = self._channels[serving.answered_by].stream_stream(name, None, None)(
+            requests, metadata=metadata or None, timeout=serving.deadline
         )
-        async for message in self._relay_stream(method, call, context, deadline):
+        ended = functools.partial(self._answered, serving)
+        async for message in relay_stream(self._answering, serving, call, context, None, ended):
             yield message
-
-    async def _relay_stream(
-        self,
-        method: GrpcMethod,
-        call: grpc.aio.UnaryStreamCall | grpc.aio.StreamStreamCall,  # type: ignore[type-arg]
-        context: Context,
-        deadline: float | None,
-        client_answer: ClientAnswer | None = None,
-    ) -> AsyncIterator[bytes]:
-        """Legacy's messages as they arrive, then its status and trailing metadata.
-
-        With ``client_answer`` (a mirrored call), each message is recorded for
-        the mirror's window after it was relayed (``WindowTap``).
-        """
-        started = time.perf_counter()
-        sent_initial = False
-        tap: WindowTap | None = None
-        initial: Metadata = ()
-        try:
-            initial = pairs(await call.initial_metadata())
-            forwarded = forwardable(initial)
-            if forwarded:
-                await context.send_initial_metadata(forwarded)
-            sent_initial = True
-            if client_answer is not None:
-                ok = observation_status(grpc.StatusCode.OK)
-                tap = WindowTap(
-                    client_answer,
-                    method.window,
-                    StreamKind.GRPC,
-                    ok,
-                    stream_headers(initial),
-                    started,
-                )
-            async for message in call:
-                yield message
-                if tap is not None and not tap.message(RAW_MESSAGE, message):
-                    tap = None
-            answer = Answer(
-                code=grpc.StatusCode.OK,
-                details="",
-                initial=(),
-                trailing=pairs(await call.trailing_metadata()),
-                response=None,
-                elapsed_s=time.perf_counter() - started,
-                timeout_s=deadline,
-            )
-        except grpc.aio.AioRpcError as exc:
-            answer = Answer(
-                code=exc.code(),
-                details=exc.details() or "",
-                initial=() if sent_initial else pairs(exc.initial_metadata()),
-                trailing=pairs(exc.trailing_metadata()),
-                response=None,
-                elapsed_s=time.perf_counter() - started,
-                timeout_s=deadline,
-            )
-        except (asyncio.CancelledError, GeneratorExit):
-            # Cancelled while waiting for legacy, or closed while the client's write was.
-            self._gone(method, time.perf_counter() - started, deadline)
-            if tap is not None:
-                tap.end(WindowEnd.CLIENT)
-            raise
-        finally:
-            call.cancel()
-            if client_answer is not None and tap is None and not client_answer.done():
-                client_answer.set_result(None)  # legacy failed before its first message
-        if tap is not None:
-            if transport_failure(answer) is None:
-                tap.end(
-                    WindowEnd.END,
-                    *ended_with(initial, answer.trailing, answer.code, answer.details),
-                )
-            else:
-                tap.failed()
-        await self._answer(method, answer, context, stream=True)

@@ -4,7 +4,8 @@ Owns the reserved keys: pseudo-headers (``:authority``), transport keys the
 gRPC library sets itself (``user-agent``, ``te``, ``content-type``) and the
 ``grpc-`` keys (timeout, encodings, status), except ``grpc-status-details-bin``,
 which carries rich error details end to end. Reserved keys are never
-forwarded nor compared. Binary (``-bin``) values become base64 text in
+forwarded nor compared; a client's ``x-shadow-*`` keys are the proxy's own
+and never forwarded either. Binary (``-bin``) values become base64 text in
 headers. Pure code.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 
 from shadowproxy.model import Headers
 
-__all__ = ["Metadata", "as_headers", "forwardable", "is_reserved"]
+__all__ = ["Metadata", "as_headers", "forwardable", "from_client", "is_reserved"]
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 """gRPC metadata in wire order: lower-case keys, bytes values for ``-bin`` keys."""
@@ -39,6 +40,16 @@ def forwardable(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
     if not metadata:
         return ()
     return tuple((key, value) for key, value in metadata if not is_reserved(key))
+
+
+def from_client(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
+    """A client's metadata as forwarded: reserved keys and the proxy's own ``x-shadow-*`` dropped.
+
+    A client can neither mark a call as a mirror nor reach an upstream with a probe's token.
+    """
+    return tuple(
+        (key, value) for key, value in forwardable(metadata) if not key.startswith("x-shadow-")
+    )
 
 
 def as_headers(*parts: Metadata) -> Headers:

@@ -13,7 +13,9 @@ configuration, else the descriptors, else unary-unary. Method names the
 configuration and descriptors do not know become routes as they are, up to
 ``max_routes`` names of at most ``MAX_LEARNED_ROUTE`` characters, then
 ``other``, so metric labels stay bounded; the known names are outside that
-bound. Pure code.
+bound. A service configured as ``/package.Service/*`` is one route for all
+its methods without an entry of their own (as an HTTP prefix route is), each
+call keeping its method's shape. Pure code.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ class GrpcMethod:
     """The response message class; None compares raw bytes."""
     window: StreamSettings = StreamSettings()
     """The comparison window of a server-streaming call."""
+    fallback: bool = True
+    """Retry a read on legacy when the candidate answering it fails before answering."""
 
 
 def reads_only(method: str) -> bool:
@@ -122,17 +126,24 @@ class MethodTable:
         default_rules: CompareRules,
         max_routes: int,
         default_window: StreamSettings,
+        default_fallback: bool = True,
     ) -> None:
         self._catalog = catalog
         self._window = default_window
+        self._fallback = default_fallback
         self._domain = settings.domain
         self._sample_percent = default_sample_percent
         self._rules = default_rules
         self._max_routes = max_routes
         self._known: dict[str, GrpcMethod] = {}
         self._seen: dict[str, GrpcMethod] = {}
+        self._services = {
+            spec.method[:-1]: spec for spec in settings.methods if spec.method.endswith("/*")
+        }
+        """Service routes by prefix: ``/package.Service/`` for ``/package.Service/*``."""
         for spec in settings.methods:
-            self._known[spec.method] = self._configured(spec)
+            if not spec.method.endswith("/*"):
+                self._known[spec.method] = self._configured(spec, spec.method)
         if catalog is not None:
             for name in catalog:
                 if name not in self._known:
@@ -152,20 +163,25 @@ class MethodTable:
             return configured or "unary_unary", None
         return configured or shape.cardinality, shape.output
 
-    def _configured(self, spec: GrpcMethodSpec) -> GrpcMethod:
-        cardinality, output = self._shape(spec.method, spec.cardinality)
+    def _configured(self, spec: GrpcMethodSpec, method: str) -> GrpcMethod:
+        """``method`` as ``spec`` (its own, or its service's) configures it."""
+        cardinality, output = self._shape(method, spec.cardinality)
         return GrpcMethod(
             name=spec.method,
             domain=spec.domain,
-            mirror=reads_only(spec.method) if spec.mirror is None else spec.mirror,
+            mirror=reads_only(method) if spec.mirror is None else spec.mirror,
             sample_percent=spec.sample_percent,
             rules=spec.rules,
             cardinality=cardinality,
             output=output,
             window=spec.window or self._window,
+            fallback=spec.fallback,
         )
 
     def _unconfigured(self, name: str) -> GrpcMethod:
+        service = self._services.get(name[: name.rfind("/") + 1])
+        if service is not None:
+            return self._configured(service, name)
         cardinality, output = self._shape(name, None)
         return GrpcMethod(
             name=name,
@@ -176,6 +192,7 @@ class MethodTable:
             cardinality=cardinality,
             output=output,
             window=self._window,
+            fallback=self._fallback,
         )
 
     def resolve(self, method: str) -> GrpcMethod:

@@ -18,6 +18,8 @@ from pathlib import Path
 import grpc
 import structlog
 
+from shadowproxy.cutover.ownership import Ownership
+from shadowproxy.grpcproxy.answering import Answering
 from shadowproxy.grpcproxy.descriptors import Catalog, load_catalog
 from shadowproxy.grpcproxy.forward import GrpcForwarder
 from shadowproxy.grpcproxy.methods import MethodTable
@@ -46,6 +48,7 @@ def method_table(settings: Settings, catalog: Catalog | None) -> MethodTable:
         default_rules=settings.compare,
         max_routes=settings.max_routes,
         default_window=settings.streams,
+        default_fallback=settings.cutover.fallback,
     )
 
 
@@ -91,41 +94,51 @@ class GrpcProxy:
         switch: ShadowSwitch,
         lag: LagMonitor,
         streams: StreamSlots,
+        ownership: Ownership | None = None,
     ) -> None:
         """Raises ``DescriptorError`` when the descriptor file cannot be used."""
         if settings.grpc is None:
             raise ValueError("settings.grpc is not set")
-        self._settings = settings.grpc
+        grpc_settings = self._settings = settings.grpc
         self._catalog = (
-            load_catalog(settings.grpc.descriptors) if settings.grpc.descriptors else None
+            load_catalog(grpc_settings.descriptors) if grpc_settings.descriptors else None
         )
-        tls = _credentials(settings.upstream_tls) if settings.grpc.tls else None
-        shadow_cap = settings.shadow.compare_max_bytes
-        self._channels = [
-            _channel(settings.grpc.legacy, _UNLIMITED, tls),
-            _channel(settings.grpc.candidate, shadow_cap, tls),
+        tls = _credentials(settings.upstream_tls) if grpc_settings.tls else None
+        cap = settings.shadow.compare_max_bytes
+        # Answering clients: no size limit. Shadow copies: capped at the comparison's.
+        legacy = _channel(grpc_settings.legacy, _UNLIMITED, tls)
+        candidate = _channel(grpc_settings.candidate, _UNLIMITED, tls)
+        shadows = [
+            _channel(grpc_settings.candidate, cap, tls),
+            _channel(grpc_settings.legacy, cap, tls),
         ]
         secondary = None
-        if settings.grpc.secondary is not None:
-            secondary = _channel(settings.grpc.secondary, shadow_cap, tls)
-            self._channels.append(secondary)
+        if grpc_settings.secondary is not None:
+            secondary = _channel(grpc_settings.secondary, cap, tls)
+            shadows.append(secondary)
+        self._channels = [legacy, candidate, *shadows]
         self.forwarder = GrpcForwarder(
-            settings=settings.grpc,
+            settings=grpc_settings,
             table=method_table(settings, self._catalog),
-            legacy=self._channels[0],
+            legacy=legacy,
+            candidate=candidate,
             shadow=GrpcShadow(
                 settings=settings.shadow,
                 pool=pool,
-                candidate=self._channels[1],
+                candidate=shadows[0],
+                legacy=shadows[1],
                 secondary=secondary,
                 comparisons=comparisons,
                 evidence=evidence,
                 switch=switch,
                 lag=lag,
                 streams=streams,
+                ownership=ownership,
             ),
-            sink=evidence,
+            answering=Answering(evidence, settings.admin.token_bytes),
             secrets=secrets,
+            ownership=ownership,
+            on_fallback=evidence.on_fallback,
         )
         self._server: grpc.aio.Server | None = None
         self._reuse_port = settings.workers > 1

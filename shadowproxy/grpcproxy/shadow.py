@@ -22,12 +22,23 @@ from typing import Protocol
 
 import grpc
 
+from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.grpcproxy.answers import Answer, call_unary, observe
 from shadowproxy.grpcproxy.metadata import Metadata
 from shadowproxy.grpcproxy.methods import GrpcMethod
 from shadowproxy.grpcproxy.status import code_name
 from shadowproxy.grpcproxy.streams import decoded, fetch_stream
-from shadowproxy.model import Exchange, Observation, RequestFacts, SkipReason, Verdict
+from shadowproxy.model import (
+    SHADOW_PHASE,
+    DiffClass,
+    Exchange,
+    Observation,
+    Phase,
+    RequestFacts,
+    SkipReason,
+    Upstream,
+    Verdict,
+)
 from shadowproxy.settings import ShadowSettings
 from shadowproxy.shadow.comparisons import Comparisons
 from shadowproxy.shadow.control import LagMonitor, ShadowSwitch
@@ -58,6 +69,7 @@ class GrpcEvidence(EvidenceSink, Protocol):
     """What the gRPC listener reports to (``shadowproxy.sinks.Evidence`` is one)."""
 
     def on_request(self, route: str, method: str, status: int | None) -> None: ...
+    def on_fallback(self, route: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,13 @@ class MirrorCall:
     """The forwardable client metadata plus ``SHADOW_MARK``."""
     deadline_s: float | None
     """The client's remaining time when the call arrived, or None without a deadline."""
+    answered_by: Upstream = Upstream.LEGACY
+    """The side answering the client; the copy goes to the other one."""
+
+    @property
+    def reverse(self) -> bool:
+        """True when the candidate answers and legacy gets the copy (reverse shadow)."""
+        return self.answered_by is Upstream.CANDIDATE
 
 
 def _named(verdict: Verdict, raw: bool) -> Verdict:
@@ -98,18 +117,23 @@ class GrpcShadow:
         settings: ShadowSettings,
         pool: TaskPool,
         candidate: grpc.aio.Channel,
+        legacy: grpc.aio.Channel,
         secondary: grpc.aio.Channel | None,
         comparisons: Comparisons,
         evidence: GrpcEvidence,
         switch: ShadowSwitch,
         lag: LagMonitor,
         streams: StreamSlots,
+        ownership: Ownership | None = None,
     ) -> None:
+        """``candidate``, ``legacy`` and ``secondary`` are the shadow channels of each side."""
         self.settings = settings
         self._mirrors = Mirrors(settings, pool, switch, lag, comparisons, evidence)
         self._streams = streams
         self._candidate = candidate
+        self._legacy = legacy
         self._secondary = secondary
+        self._ownership = ownership
 
     def decide(self, method: GrpcMethod, request_size: int) -> SkipReason | None:
         """Why this call is not mirrored, or None when it should be."""
@@ -123,9 +147,9 @@ class GrpcShadow:
             return SkipReason.BODY_TOO_LARGE
         return self._mirrors.admit(method.sample_percent)
 
-    def skip(self, method: GrpcMethod, reason: SkipReason) -> None:
-        """Count a call that is not mirrored."""
-        self._mirrors.skip(method, reason)
+    def skip(self, method: GrpcMethod, reason: SkipReason, phase: Phase = SHADOW_PHASE) -> None:
+        """Count a call of ``method`` in ``phase`` that is not mirrored."""
+        self._mirrors.skip(method, reason, phase)
 
     def start(self, call: MirrorCall) -> asyncio.Future[Answer | None] | None:
         """Spawn the mirror; returns the future the hot path resolves with legacy's answer.
@@ -136,6 +160,7 @@ class GrpcShadow:
             call.method,
             lambda future: self._mirror(call, future),
             name=f"grpc-shadow-{call.facts.id}",
+            phase=call.facts.phase,
         )
 
     def start_stream(self, call: MirrorCall) -> ClientAnswer | None:
@@ -145,21 +170,22 @@ class GrpcShadow:
         (counted as ``streams_full``) or the pool is full (``queue_full``).
         """
         if not self._streams.take():
-            self.skip(call.method, SkipReason.STREAMS_FULL)
+            self.skip(call.method, SkipReason.STREAMS_FULL, call.facts.phase)
             return None
         started: ClientAnswer | None = self._mirrors.spawn(
             call.method,
             lambda future: self._mirror_stream(call, future),
             name=f"grpc-stream-{call.facts.id}",
+            phase=call.facts.phase,
         )
         if started is None:
             self._streams.give()
         return started
 
     async def _mirror_stream(self, call: MirrorCall, client_answer: ClientAnswer) -> None:
-        method = call.method
+        method, phase = call.method, call.facts.phase
         try:
-            candidate, secondary, answered = await fetch_copies(
+            copy, secondary, answered = await fetch_copies(
                 lambda channel: fetch_stream(
                     channel,
                     call.facts.path,
@@ -168,45 +194,57 @@ class GrpcShadow:
                     window=method.window,
                     deadline_s=call.deadline_s,
                 ),
-                self._candidate,
+                self._legacy if call.reverse else self._candidate,
                 self._secondary,
                 client_answer,
             )
             if not isinstance(answered, Observation):
-                self._mirrors.skip(method, answered or SkipReason.LEGACY_FAILED)
+                self._mirrors.skip(method, answered or SkipReason.LEGACY_FAILED, phase)
                 return
             output = method.output
-            await self._mirrors.settle(
-                Exchange(
-                    call.facts,
-                    decoded(answered, output),
-                    decoded(candidate, output),
-                    None if secondary is None else decoded(secondary, output),
-                ),
-                method,
-                lambda verdict: _named(verdict, raw=output is None),
-            )
+            second = None if secondary is None else decoded(secondary, output)
+            await self._settle(call, decoded(answered, output), decoded(copy, output), second)
         finally:
             self._streams.give()
 
     async def _mirror(self, call: MirrorCall, client_answer: asyncio.Future[Answer | None]) -> None:
-        candidate, secondary, legacy_answer = await fetch_copies(
+        copy, secondary, answer = await fetch_copies(
             lambda channel: self._fetch(channel, call),
-            self._candidate,
+            self._legacy if call.reverse else self._candidate,
             self._secondary,
             client_answer,
         )
         method = call.method
         cap = self.settings.compare_max_bytes
-        legacy = None if legacy_answer is None else observe(legacy_answer, method.output, cap=cap)
-        if legacy is None or not legacy.ok:
-            self._mirrors.skip(method, SkipReason.LEGACY_FAILED)
+        answered = None if answer is None else observe(answer, method.output, cap=cap)
+        # A failing candidate's answer is compared (an error verdict); legacy's is not.
+        if answered is None or (not answered.ok and not call.reverse):
+            self._mirrors.skip(method, SkipReason.LEGACY_FAILED, call.facts.phase)
             return
-        await self._mirrors.settle(
-            Exchange(call.facts, legacy, candidate, secondary),
+        await self._settle(call, answered, copy, secondary)
+
+    async def _settle(
+        self,
+        call: MirrorCall,
+        answered: Observation,
+        copy: Observation,
+        secondary: Observation | None,
+    ) -> None:
+        """Compare and file the exchange; the reverse shadow's feeds the route's rollback."""
+        method = call.method
+        legacy, candidate = (copy, answered) if call.reverse else (answered, copy)
+        verdict = await self._mirrors.settle(
+            Exchange(call.facts, legacy, candidate, secondary, call.answered_by),
             method,
-            lambda verdict: _named(verdict, raw=method.output is None),
+            present=lambda verdict: _named(verdict, raw=method.output is None),
         )
+        if verdict is not None and call.reverse and self._ownership is not None:
+            self._ownership.compared(
+                method.name,
+                structural=DiffClass.STRUCTURAL in verdict.classes,
+                candidate_s=candidate.elapsed_s if candidate.ok else None,
+                legacy_s=legacy.elapsed_s if legacy.ok else None,
+            )
 
     async def _fetch(self, channel: grpc.aio.Channel, call: MirrorCall) -> Observation:
         timeout = self.settings.timeout_s

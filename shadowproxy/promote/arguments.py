@@ -58,14 +58,29 @@ def add_drill_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``shadow drill`` flags to ``parser``."""
     parser.add_argument("--route", required=True, metavar="ROUTE", help="route name")
     _replicas(parser)
-    parser.add_argument("--path", required=True, metavar="PATH", help="request path to probe")
+    parser.add_argument(
+        "--path",
+        metavar="PATH",
+        help="request path to probe (with --grpc-proxy: the method, default the route)",
+    )
     parser.add_argument(
         "--proxy",
-        required=True,
         action="append",
         metavar="URL",
         help="a proxy's base URL; repeat for each replica, or give a name that resolves to"
         " every replica: each is probed",
+    )
+    parser.add_argument(
+        "--grpc-proxy",
+        action="append",
+        metavar="HOST:PORT",
+        help="a proxy's gRPC listener, probed with a call of the method instead (repeat for"
+        " each replica)",
+    )
+    parser.add_argument(
+        "--grpc-request",
+        metavar="FILE",
+        help="the probe call's request message, serialized (default: an empty message)",
     )
     parser.add_argument(
         "--timeout",

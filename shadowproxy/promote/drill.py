@@ -7,7 +7,8 @@ until legacy answers each, restores the original mode everywhere (always,
 even after a failure), probes until the expected side answers each proxy
 again, and writes one ``drill`` record on every replica, with one id for
 the run. Probes carry the admin token in ``X-Shadow-Probe``: only then does
-the proxy say which side answered.
+the proxy say which side answered. With ``--grpc-proxy`` the probes are gRPC
+calls of the method ``--path`` names (``promote.grpc_probe``).
 
 Exit codes: 0 the drill passed, 1 it failed (or was refused: replicas
 disagree), 2 bad input, as one line on stderr.
@@ -21,10 +22,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from shadowproxy.cutover.state import Assignment, Mode
 from shadowproxy.promote.arguments import DEFAULT_ADMIN
+from shadowproxy.promote.grpc_probe import probe_grpc
 from shadowproxy.promote.replicas import BadInputError, RefusedError, Replica, Replicas, resolve
 
 __all__ = ["run_drill"]
@@ -36,6 +40,21 @@ _HTTP_TIMEOUT_S = 5.0
 class _Probe:
     status: int | None
     answered_by: str | None
+
+
+Prober = Callable[[Replica, str | None], "_Probe"]
+"""One probe of one proxy (HTTP or gRPC), with the admin token."""
+
+
+def _http(path: str) -> Prober:
+    return lambda target, token: _probe(target, path, token)
+
+
+def _grpc(method: str, request: bytes) -> Prober:
+    def probe(target: Replica, token: str | None) -> _Probe:
+        return _Probe(*probe_grpc(target.url, method, request, token))
+
+    return probe
 
 
 def _probe(target: Replica, path: str, token: str | None) -> _Probe:
@@ -66,12 +85,12 @@ def _good(probe: _Probe, expected: set[str]) -> bool:
 
 
 def _until_answered(
-    target: Replica, path: str, token: str | None, expected: set[str], timeout_s: float
+    target: Replica, probe_one: Prober, token: str | None, expected: set[str], timeout_s: float
 ) -> _Probe:
     """Probe until a good answer comes from an expected side (changes take up to a second)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        probe = _probe(target, path, token)
+        probe = probe_one(target, token)
         if _good(probe, expected) or time.monotonic() >= deadline:
             return probe
         time.sleep(0.05)  # a blocking CLI polling a remote proxy; no event to wait on
@@ -81,7 +100,7 @@ def _steps(
     name: str,
     assignment: Assignment,
     proxies: tuple[Replica, ...],
-    path: str,
+    probe_one: Prober,
     token: str | None,
     timeout_s: float,
 ) -> list[dict[str, object]]:
@@ -89,7 +108,7 @@ def _steps(
     expected = _expected(assignment)
     steps: list[dict[str, object]] = []
     for proxy in proxies:
-        probe = _until_answered(proxy, path, token, expected, timeout_s)
+        probe = _until_answered(proxy, probe_one, token, expected, timeout_s)
         steps.append(
             {
                 "step": name,
@@ -104,11 +123,31 @@ def _steps(
     return steps
 
 
-def _drill(args: argparse.Namespace) -> tuple[bool, list[dict[str, object]], list[str]]:
-    if not args.path.startswith("/"):
+def _prober(args: argparse.Namespace) -> tuple[tuple[Replica, ...], Prober]:
+    """The proxies to probe and how: HTTP GETs of ``--path``, or gRPC calls of the method."""
+    if bool(args.proxy) == bool(args.grpc_proxy):
+        raise BadInputError("--proxy or --grpc-proxy: give one of them")
+    if not args.proxy:
+        method = args.path or args.route
+        service, _, name = method[1:].partition("/")
+        if not method.startswith("/") or not service or not name or name == "*":
+            raise BadInputError("--path: the gRPC method to call, /package.Service/Method")
+        request = b""
+        if args.grpc_request:
+            try:
+                request = Path(args.grpc_request).read_bytes()
+            except OSError as exc:
+                raise BadInputError(f"--grpc-request: {exc.strerror or exc}") from None
+        proxies = tuple(Replica(target, target) for target in args.grpc_proxy)
+        return proxies, _grpc(method, request)
+    if not args.path or not args.path.startswith("/"):
         raise BadInputError("--path: must start with /")
+    return resolve(args.proxy), _http(args.path)
+
+
+def _drill(args: argparse.Namespace) -> tuple[bool, list[dict[str, object]], list[str]]:
+    proxies, probe_one = _prober(args)
     replicas = Replicas(args.admin or [DEFAULT_ADMIN], args.token_env, args.replicas)
-    proxies = resolve(args.proxy)
     states = replicas.states(args.route)
     original = replicas.agreed(args.route, states).assignment
     fallback = Assignment.of(Mode.LEGACY_ONLY)
@@ -123,10 +162,10 @@ def _drill(args: argparse.Namespace) -> tuple[bool, list[dict[str, object]], lis
         steps.append({"step": "rollback", "ok": False, "error": "a replica could not switch"})
     else:
         try:
-            steps += _steps("rollback", fallback, proxies, args.path, replicas.token, args.timeout)
+            steps += _steps("rollback", fallback, proxies, probe_one, replicas.token, args.timeout)
         finally:
             failures += replicas.restore(args.route, states, reason="drill: restore")
-        steps += _steps("restore", original, proxies, args.path, replicas.token, args.timeout)
+        steps += _steps("restore", original, proxies, probe_one, replicas.token, args.timeout)
     passed = not failures and all(bool(step["ok"]) for step in steps)
     drill_id = uuid.uuid4().hex[:16]
     for client in replicas.clients:

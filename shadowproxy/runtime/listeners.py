@@ -138,6 +138,7 @@ class Listeners:
                 switch=parts.switch,
                 lag=parts.lag,
                 streams=parts.streams,
+                ownership=parts.ownership,
             )
         except DescriptorError as exc:
             raise ConfigError(str(exc)) from None

@@ -146,6 +146,30 @@ def step_evidence(
     return path
 
 
+def phase_rollup(
+    route: str,
+    domain: str,
+    start: float,
+    end: float,
+    compared: int,
+    phase: tuple[str, float | None, float],
+) -> bytes:
+    """One clean rollup line of ``route`` from ``start`` to ``end`` in ``phase``.
+
+    ``phase`` is ``(mode, canary_percent, mode_since)``, as the proxy writes it.
+    """
+    latency = LatencyHistogram.of([5.0] * 10).to_json()
+    mode, percent, since = phase
+    record = {
+        "v": 1, "type": "rollup", "ts_start": rfc3339(start), "ts_end": rfc3339(end),
+        "route": route, "domain": domain, "compared": compared, "match": compared,
+        "diverged": 0, "structural": 0, "semantic": 0, "timing": 0, "noise": 0, "errors": 0,
+        "skipped": {}, "latency": {"legacy": latency, "candidate": latency},
+        "mode": mode, "canary_percent": percent, "mode_since": rfc3339(since),
+    }  # fmt: skip
+    return orjson.dumps(record) + b"\n"
+
+
 async def cli(*argv: str) -> int:
     """Run the CLI in a thread: it blocks on HTTP to proxies this loop may serve."""
     return await asyncio.to_thread(main, list(argv))

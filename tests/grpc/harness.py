@@ -8,10 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 
 from tests.grpc.shop import Script, ShopCode, ShopServer, shop_server
-from tests.support import RunningProxy, eventually, make_settings, records, running_proxy
+from tests.support import (
+    ADMIN_AUTH,
+    ADMIN_TOKEN,
+    RunningProxy,
+    eventually,
+    make_settings,
+    records,
+    running_proxy,
+)
 
 GET = "/shop.v1.Shop/GetItem"
 
@@ -137,3 +146,60 @@ async def one_exchange(
                 await compared(p, GET)
     (record,) = records(tmp_path, GET)
     return record
+
+
+PROBE = (("x-shadow-probe", ADMIN_TOKEN),)
+"""The drill's probe metadata: the proxy then says which side answered."""
+
+
+def side(name: str) -> Script:
+    """A Shop server answering the same items as the other side, naming itself in metadata."""
+    return Script(initial=(("x-side", name),))
+
+
+def methods(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"methods": list(entries)}
+
+
+async def cutover(p: Proxied, method: str = "GET", body: dict[str, Any] | None = None) -> Any:
+    """Call the proxy's /cutover admin endpoint with the token."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, p.proxy.admin + "/cutover", json=body, headers=ADMIN_AUTH) as r,
+    ):
+        return await r.json()
+
+
+async def answered_by(p: Proxied, shop: ShopCode, **metadata: str) -> str:
+    """Which side a probe call answered (from the proxy's own x-shadow-answered-by)."""
+    call = p.stub.GetItem(
+        shop.pb2.GetItemRequest(id="1"), metadata=(*PROBE, *metadata.items()), timeout=10
+    )
+    await call
+    shown = dict(await call.initial_metadata())
+    assert shown["x-side"] in ("legacy", "candidate")
+    assert shown["x-shadow-answered-by"] == shown["x-side"]
+    return str(shown["x-shadow-answered-by"])
+
+
+@contextlib.asynccontextmanager
+async def pair(
+    shop: ShopCode,
+    tmp_path: Path,
+    section: dict[str, Any],
+    document: dict[str, Any] | None = None,
+    *,
+    candidate: Script | None = None,
+) -> AsyncIterator[tuple[ShopServer, ShopServer, Proxied]]:
+    """Legacy and candidate Shop servers naming their side, and the proxy with ``section``."""
+    async with shop_server(shop, side("legacy")) as old:
+        async with shop_server(shop, candidate or side("candidate")) as new:
+            async with proxied(
+                shop,
+                tmp_path,
+                legacy=old.target,
+                candidate=new.target,
+                grpc_section=section,
+                document=document,
+            ) as p:
+                yield old, new, p

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = [
+    "EVENT_METHOD",
     "SHADOW_PHASE",
     "ClientTimeout",
     "ConnectionRefusal",
@@ -96,6 +97,10 @@ class ClientTimeout(StrEnum):
     """The request head did not arrive whole within ``clients.header_timeout_s``."""
     BODY = "body"
     """The request body stayed silent for ``clients.body_timeout_s``."""
+
+
+EVENT_METHOD = "EVENT"
+"""The method of an exchange that pairs two NATS events: it has no latency (docs/nats.md)."""
 
 
 class EventFate(StrEnum):

@@ -30,6 +30,7 @@ from nats.aio.msg import Msg
 from shadowproxy.compare.parse import parse_json
 from shadowproxy.compare.paths import parse_pattern
 from shadowproxy.model import (
+    EVENT_METHOD,
     DiffClass,
     Difference,
     EventFate,
@@ -54,7 +55,7 @@ __all__ = ["EVENT", "NatsEvents", "correlation_key"]
 
 log = structlog.get_logger(__name__)
 
-EVENT = "EVENT"
+EVENT = EVENT_METHOD
 """The method recorded for a NATS event."""
 _MSG_ID = "Nats-Msg-Id"
 _SCALARS = (str, int, float, bool)

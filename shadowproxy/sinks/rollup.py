@@ -12,7 +12,15 @@ import math
 from collections.abc import Mapping
 
 from shadowproxy.histogram import LatencyHistogram
-from shadowproxy.model import SHADOW_PHASE, DiffClass, Exchange, Outcome, Phase, Verdict
+from shadowproxy.model import (
+    EVENT_METHOD,
+    SHADOW_PHASE,
+    DiffClass,
+    Exchange,
+    Outcome,
+    Phase,
+    Verdict,
+)
 from shadowproxy.records import ROLLUP, SCHEMA_VERSION
 from shadowproxy.timestamps import rfc3339
 
@@ -51,13 +59,15 @@ class RouteTally:
         self.candidate = LatencyHistogram()
 
     def add_verdict(self, exchange: Exchange, verdict: Verdict) -> None:
-        """Count one compared exchange; latencies only from sides that answered."""
+        """Count one compared exchange; latencies only from sides that answered (never events)."""
         self.counts["compared"] += 1
         self.counts[_OUTCOME_FIELD[verdict.outcome]] += 1
         for cls in verdict.classes:
             self.counts[str(cls)] += 1
         if exchange.stream_kind is not None:
             self.counts["streams"] += 1
+        if exchange.request.method == EVENT_METHOD:
+            return  # a pair of events has no latency: lateness is its own difference
         if exchange.legacy.ok:
             self.legacy.observe(exchange.legacy.elapsed_s * 1000)
         if exchange.candidate.ok:

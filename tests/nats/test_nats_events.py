@@ -10,8 +10,18 @@ from typing import Any
 import orjson
 import pytest
 
-from shadowproxy.model import EventFate, Upstream
+from shadowproxy.model import (
+    EVENT_METHOD,
+    EventFate,
+    Exchange,
+    Observation,
+    Outcome,
+    RequestFacts,
+    Upstream,
+    Verdict,
+)
 from shadowproxy.natsproxy.matching import Event, EventWindow
+from shadowproxy.sinks.rollup import RouteTally
 from tests.nats.nats_support import client, nats_proxy, nats_server
 from tests.support import RunningProxy, eventually, records
 
@@ -232,3 +242,19 @@ class TestEventWindow:
         (dropped,) = window.add(Event(L, "b", None, b"y" * 6, (), 0.1, 0.1))
         assert (dropped.result, dropped.legacy) == (EventFate.DROPPED, big)
         assert len(window) == 1
+
+
+class TestNoLatency:
+    """A pair of events has no latency: the rollups' latency histograms take none of it."""
+
+    def test_event_pairs_add_no_latency(self) -> None:
+        """An EVENT exchange is counted as compared, its sides' 0 ms are not latencies."""
+        facts = RequestFacts("e1", EVENT_METHOD, ROUTE, "", ROUTE, "context", 0.0)
+        side = Observation(status=200, elapsed_s=0.0)
+        tally = RouteTally()
+        tally.add_verdict(Exchange(facts, side, side), Verdict(Outcome.MATCH))
+        assert tally.counts["compared"] == 1
+        assert (tally.legacy.count, tally.candidate.count) == (0, 0)
+        request = RequestFacts("r1", "REQUEST", ROUTE, "", ROUTE, "context", 0.0)
+        tally.add_verdict(Exchange(request, side, side), Verdict(Outcome.MATCH))
+        assert (tally.legacy.count, tally.candidate.count) == (1, 1)

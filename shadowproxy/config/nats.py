@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 from shadowproxy.compare.paths import parse_pattern
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.config.reader import Reader
+from shadowproxy.config.reader import Reader, split_url
 from shadowproxy.config.rules import compare_rules
 from shadowproxy.settings import (
     NatsEventSpec,
@@ -69,11 +68,12 @@ def _server(reader: Reader, env: Mapping[str, str]) -> NatsServer:
     if not urls or not all(isinstance(url, str) for url in urls):
         raise reader.error("must be a nats:// URL or a list of them", "url")
     for url in urls:
-        parts = urlsplit(url)
+        # Credentials first: no later message may echo them.
+        if "@" in url:
+            raise reader.error("must not carry credentials; use user and password_env", "url")
+        parts = split_url(url, f"{reader.source}: {reader.key('url')}")
         if parts.scheme not in _SCHEMES or not parts.hostname:
             raise reader.error(f"must be a nats:// or tls:// URL, got {url!r}", "url")
-        if "@" in parts.netloc:
-            raise reader.error("must not carry credentials; use user and password_env", "url")
     for key in ("password_env", "token_env"):
         name = reader.string(key, None)
         if name is not None and not env.get(name):

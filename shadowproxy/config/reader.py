@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from shadowproxy.settings import HostAddress
 from shadowproxy.yamlfile import YamlFileError, load_yaml_file
@@ -27,6 +27,7 @@ __all__ = [
     "parse_url",
     "read_document",
     "section",
+    "split_url",
     "worker_count",
 ]
 
@@ -123,6 +124,9 @@ class Reader:
             return default
         if not isinstance(value, str) or not value:
             raise self.error("must be a non-empty string", name)
+        if "\0" in value:
+            # No setting holds one; a path with one fails deep in the runtime.
+            raise self.error("must not contain a NUL character", name)
         return value
 
     def strings(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -131,6 +135,8 @@ class Reader:
             return default
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise self.error("must be a list of non-empty strings", name)
+        if any("\0" in v for v in value):
+            raise self.error("must not contain a NUL character", name)
         return tuple(value)
 
     def finish(self) -> None:
@@ -186,7 +192,8 @@ def parse_address(text: str, where: str) -> HostAddress:
     _no_credentials(text, where)
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    if not sep or not host or not _digits(port) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{where}: must be HOST:PORT, got {text!r}")
     return HostAddress(host, int(port))
 
@@ -206,19 +213,28 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def split_url(value: str, where: str) -> SplitResult:
+    """``value`` split into its parts, refused (never echoed) when it carries credentials.
+
+    A malformed host (``http://[::1``) or port is a ``ConfigError``, not urllib's ValueError.
+    """
+    _no_credentials(value, where)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - property access validates the port
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return parts
+
+
 def parse_url(value: str | None, where: str) -> str | None:
     if value is None:
         return None
-    _no_credentials(value, where)
-    parts = urlsplit(value)
+    parts = split_url(value, where)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ConfigError(f"{where}: must be an http:// or https:// URL, got {value!r}")
     if parts.query or parts.fragment or (parts.path not in {"", "/"}):
         raise ConfigError(f"{where}: must be a base URL without path, query or fragment")
-    try:
-        parts.port  # noqa: B018 - property access validates the port
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
     return value.rstrip("/")
 
 
@@ -252,13 +268,18 @@ def worker_count(text: object, where: str) -> int:
         return os.cpu_count() or 1
     problem = f"{where}: must be an integer from 1 to {MAX_WORKERS}, or 'auto'"
     if isinstance(text, bool) or not (
-        isinstance(text, int) or (isinstance(text, str) and text.isdigit() and len(text) < 8)
+        isinstance(text, int) or (isinstance(text, str) and _digits(text) and len(text) < 8)
     ):
         raise ConfigError(problem)
     count = int(text)
     if not 1 <= count <= MAX_WORKERS:
         raise ConfigError(problem)
     return count
+
+
+def _digits(text: str) -> bool:
+    """True for a non-empty run of ASCII digits."""
+    return text.isascii() and text.isdigit()
 
 
 def read_document(path: str) -> object:

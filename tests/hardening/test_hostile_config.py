@@ -184,6 +184,72 @@ class TestDocument:
         assert capsys.readouterr().err == f"{tmp_path}: cannot read: not a regular file\n"
 
 
+class TestAddresses:
+    """Hosts, ports, worker counts and paths that urllib or int() would refuse with a traceback."""
+
+    @pytest.mark.parametrize(
+        ("document", "expected"),
+        [
+            (
+                "upstreams: {legacy: 'http://[::1', candidate: 'http://b:2'}\n",
+                "upstreams.legacy: Invalid IPv6 URL",
+            ),
+            (
+                UPSTREAMS + "listen: '127.0.0.1:\u00b2'\n",
+                "listen: must be HOST:PORT, got '127.0.0.1:\u00b2'",
+            ),
+            (
+                UPSTREAMS + "listen: '127.0.0.1:\u0663'\n",
+                "listen: must be HOST:PORT, got '127.0.0.1:\u0663'",
+            ),
+            (
+                UPSTREAMS + "workers: '\u00b2'\n",
+                "workers: must be an integer from 1 to 256, or 'auto'",
+            ),
+            (UPSTREAMS + 'log_dir: "a\\0b"\n', "log_dir: must not contain a NUL character"),
+            (
+                UPSTREAMS + 'capture: {dir: "a\\0b", percent: 1}\n',
+                "capture.dir: must not contain a NUL character",
+            ),
+            (
+                UPSTREAMS + 'redact: {headers: ["x-a\\0"]}\n',
+                "redact.headers: must not contain a NUL character",
+            ),
+            (
+                "nats: {server: {url: 'nats://[::1'}, requests: []}\n",
+                "nats.server.url: Invalid IPv6 URL",
+            ),
+        ],
+    )
+    def test_refused(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], document: str, expected: str
+    ) -> None:
+        """One line naming the file and the key, exit 2, no traceback."""
+        assert config_error(document, tmp_path, capsys) == expected + "\n"
+
+    @pytest.mark.parametrize(
+        ("flags", "expected"),
+        [
+            (
+                ["--legacy", "http://[::1", "--candidate", "http://b:2"],
+                "--legacy: Invalid IPv6 URL",
+            ),
+            (
+                ["--listen", "127.0.0.1:\u00b2"],
+                "--listen: must be HOST:PORT, got '127.0.0.1:\u00b2'",
+            ),
+            (["--workers", "\u00b2"], "--workers: must be an integer from 1 to 256, or 'auto'"),
+        ],
+    )
+    def test_flags(
+        self, capsys: pytest.CaptureFixture[str], flags: list[str], expected: str
+    ) -> None:
+        """The same from the command line: exit 2 before anything starts."""
+        upstreams = ["--legacy", "http://a:1", "--candidate", "http://b:2"]
+        assert main(["run", *upstreams, *flags]) == 2
+        assert capsys.readouterr().err == expected + "\n"
+
+
 class TestCredentials:
     """Upstreams with user:password@ are refused in one line that never shows the password."""
 
@@ -197,14 +263,21 @@ class TestCredentials:
             (["--legacy", "svc:PW-s3cr3t@l:80", "--candidate", "http://b:2"], "--legacy"),
             (
                 [
-                    "--legacy", "http://a:1", "--candidate", "http://b:2",
-                    "--grpc-listen", "127.0.0.1:0", "--grpc-legacy", "svc:PW-s3cr3t@l:50051",
-                    "--grpc-candidate", "c:2",
+                    "--legacy",
+                    "http://a:1",
+                    "--candidate",
+                    "http://b:2",
+                    "--grpc-listen",
+                    "127.0.0.1:0",
+                    "--grpc-legacy",
+                    "svc:PW-s3cr3t@l:50051",
+                    "--grpc-candidate",
+                    "c:2",
                 ],
                 "--grpc-legacy",
             ),
         ],
-    )  # fmt: skip
+    )
     def test_flags(self, capsys: pytest.CaptureFixture[str], flags: list[str], where: str) -> None:
         """``run --legacy http://svc:PW@host`` exits 2 before anything starts."""
         assert main(["run", *flags]) == 2
@@ -232,4 +305,13 @@ class TestCredentials:
         """The same in the file, naming the file and the key."""
         err = config_error(document, tmp_path, capsys)
         assert err == f"{where}: {self.REFUSAL}"
+        assert "s3cr3t" not in err
+
+    def test_nats_url_with_another_scheme(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A NATS URL with credentials and a wrong scheme is refused for its credentials."""
+        document = "nats: {server: {url: 'natz://u:PW-s3cr3t@a:1'}, requests: []}\n"
+        err = config_error(document, tmp_path, capsys)
+        assert err == "nats.server.url: must not carry credentials; use user and password_env\n"
         assert "s3cr3t" not in err

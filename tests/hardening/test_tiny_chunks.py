@@ -23,7 +23,10 @@ from tests.support import eventually
 
 BODY = 256 * 1024
 """Body bytes of every download: in one-byte chunks, 1.5 MiB of chunked framing."""
-SAMPLES = 150
+ROUNDS = 3
+"""Rounds of healthy-then-tiny (order alternating); the median round's ratio is checked,
+so a burst of load from elsewhere on the machine in one phase does not decide."""
+SAMPLES = 100
 MIRRORS_PER_S = 10
 RATIO = 8.0
 """How much more one-byte chunks may slow the unrelated client than ordinary ones.
@@ -107,29 +110,37 @@ class TestTinyChunks:
         candidate = {b"/ordinary": ORDINARY, b"/one-byte": ONE_BYTE, b"/ping": PING}
         legacy |= {b"/mirror-ordinary": PING, b"/mirror-one-byte": PING}
         candidate |= {b"/mirror-ordinary": ORDINARY, b"/mirror-one-byte": ONE_BYTE}
-        p99: dict[bytes, float] = {}
         with proxied(tmp_path, legacy=legacy, candidate=candidate) as upstreams:
-            port = upstreams.proxy.port
-            await _latencies(port, 20)  # warm-up: pools, imports, first mirrors
-            for target, per_s in [
-                (b"/ordinary", None),
-                (b"/one-byte", None),
-                (b"/mirror-ordinary", MIRRORS_PER_S),
-                (b"/mirror-one-byte", MIRRORS_PER_S),
-            ]:
-                async with _attack(port, target, per_s):
-                    await _under_way(upstreams, b"GET " + target + b" HTTP/1.1")
-                    p99[target] = _p99(await _latencies(port, SAMPLES))
-        figures = ", ".join(f"{t.decode()} {v * 1e3:.1f} ms" for t, v in p99.items())
-        assert p99[b"/one-byte"] <= RATIO * p99[b"/ordinary"], figures
-        assert p99[b"/mirror-one-byte"] <= RATIO * p99[b"/mirror-ordinary"], figures
-
-
-async def _under_way(upstreams: Upstreams, line: bytes) -> None:
-    """Until the attack has reached its backends twice: it is under way, not starting."""
-    await eventually(
-        lambda: (
-            sum(1 for seen in upstreams.candidate.lines + upstreams.legacy.lines if seen == line)
-            >= 2
+            await _latencies(upstreams.proxy.port, 20)  # warm-up: pools, imports, first mirrors
+            from_legacy = await _ratios(upstreams, b"/ordinary", b"/one-byte", None)
+            from_candidate = await _ratios(
+                upstreams, b"/mirror-ordinary", b"/mirror-one-byte", MIRRORS_PER_S
+            )
+        figures = (
+            f"one-byte / ordinary p99 by round: legacy {from_legacy}, candidate {from_candidate}"
         )
-    )
+        assert statistics.median(from_legacy) <= RATIO, figures
+        assert statistics.median(from_candidate) <= RATIO, figures
+
+
+async def _ratios(
+    upstreams: Upstreams, healthy: bytes, tiny: bytes, per_s: float | None
+) -> list[float]:
+    """p99 under ``tiny`` over p99 under ``healthy``, per round, measured back to back."""
+    ratios = []
+    for round_ in range(ROUNDS):
+        p99: dict[bytes, float] = {}
+        for target in (healthy, tiny) if round_ % 2 == 0 else (tiny, healthy):
+            line = b"GET " + target + b" HTTP/1.1"
+            seen = _count(upstreams, line)
+            async with _attack(upstreams.proxy.port, target, per_s):
+                # Under way, not starting: the attack reached its backends twice more.
+                await eventually(lambda line=line, seen=seen: _count(upstreams, line) >= seen + 2)
+                p99[target] = _p99(await _latencies(upstreams.proxy.port, SAMPLES))
+        ratios.append(round(p99[tiny] / p99[healthy], 2))
+    return ratios
+
+
+def _count(upstreams: Upstreams, line: bytes) -> int:
+    """Requests with this request line the backends have seen so far."""
+    return sum(1 for seen in upstreams.candidate.lines + upstreams.legacy.lines if seen == line)

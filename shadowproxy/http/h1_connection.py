@@ -221,18 +221,17 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self._parser
         assert parser is not None and self._head is not None
-        raw, start = self._head_raw, self._head_start
-        end = raw.find(b"\r\n\r\n", start)
-        if end + 4 - start > MAX_HEAD_BYTES:
+        start = self._head_start
+        end, reason, fields = parse_head(self._head_raw, start)
+        if end - start > MAX_HEAD_BYTES:
             raise UpstreamError(ErrorKind.OTHER, f"answer head over {MAX_HEAD_BYTES} bytes")
         status = parser.get_status_code()
         if status == _SWITCHING_PROTOCOLS:
             raise UpstreamError(ErrorKind.OTHER, "101 Switching Protocols to a plain request")
         if 100 <= status < 200:
             # Interim answers (100 Continue, 103 Early Hints) are not relayed.
-            self._head_start = end + 4
+            self._head_start = end
             return
-        reason, fields = parse_head(raw[start:end].decode("latin-1"))
         self._head_raw = b""
         framing = Framing.of(reason, fields)
         response = self._head

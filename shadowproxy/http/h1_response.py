@@ -44,27 +44,31 @@ _FIELD: Final = re.compile(r"\r\n([^:\r]*):[ \t]*([^\r]*)")
 whitespace (llhttp keeps trailing whitespace, and so does this)."""
 _REASON_AT: Final = len("HTTP/1.1 200 ")
 """llhttp takes one-digit versions and three-digit status codes only."""
+_EMPTY_LINE: Final = (b"\r", b"\n")
 
 
-def parse_head(head: str) -> tuple[str, Headers]:
-    """The reason phrase and header fields of an answer head llhttp accepted.
+def parse_head(raw: bytes, start: int) -> tuple[int, str, Headers]:
+    """Where an answer head llhttp accepted ends in ``raw``, its reason phrase and fields.
 
-    ``head`` is the status line and the header lines, decoded as Latin-1,
-    without the blank line that ends them. llhttp has already refused
-    anything malformed (bare LF, folded lines, whitespace before a colon,
-    control characters), so one regular expression reads every field
-    exactly as llhttp's ``on_header`` would report it (a property test holds
-    the two equal). Raises ``UpstreamError`` for a line it cannot read.
+    The head starts at ``start``, after any empty lines (llhttp skips those
+    before a status line), and ends with its blank line; the offset returned
+    is just past it. llhttp has already refused anything malformed (bare
+    LF, folded lines, whitespace before a colon, control characters), so one
+    regular expression reads every field exactly as llhttp's ``on_header``
+    would report it (a property test holds the two equal). Raises
+    ``UpstreamError`` for a line it cannot read.
     """
-    # llhttp skips CR and LF bytes before the status line; so must the offsets below.
-    head = head.lstrip("\r\n")
+    while raw[start : start + 1] in _EMPTY_LINE:
+        start += 1
+    end = raw.find(b"\r\n\r\n", start)
+    head = raw[start:end].decode("latin-1")
     line_end = head.find("\r\n")
     if line_end < 0:
-        return head[_REASON_AT:], ()
+        return end + 4, head[_REASON_AT:], ()
     fields = tuple(_FIELD.findall(head, line_end))
     if len(fields) != head.count("\r\n"):
         raise UpstreamError(ErrorKind.OTHER, "a header line that is no field")
-    return head[_REASON_AT:line_end], fields
+    return end + 4, head[_REASON_AT:line_end], fields
 
 
 @dataclass(frozen=True, slots=True)

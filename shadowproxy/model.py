@@ -6,8 +6,9 @@ never touches asyncio, sockets or files. Everything here is a frozen value.
 
 from __future__ import annotations
 
+import copyreg
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "EventFate",
     "Exchange",
     "Headers",
+    "JsonValue",
     "Observation",
     "Outcome",
     "Phase",
@@ -36,6 +38,11 @@ __all__ = [
 
 Headers = tuple[tuple[str, str], ...]
 """Response headers in wire order, names as received (compare them lower-cased)."""
+JsonValue = object
+"""A JSON-compatible value: None, a bool, number or string, or lists and dicts of them.
+
+A dataclass field of this type names the alias, never ``object`` itself: mypyc
+(the compiled build) cannot build a dataclass with a field annotated ``object``."""
 
 
 class Upstream(StrEnum):
@@ -318,8 +325,8 @@ class Difference:
     cls: DiffClass
     kind: str
     path: str
-    legacy: object = None
-    candidate: object = None
+    legacy: JsonValue = None
+    candidate: JsonValue = None
     noise: bool = False
 
 
@@ -337,3 +344,26 @@ class Verdict:
     differences: tuple[Difference, ...] = ()
     equivalences: Mapping[str, int] = field(default_factory=dict)
     note: str | None = None
+
+
+def _by_fields(value: object) -> tuple[type, tuple[object, ...]]:
+    """Pickle a value as its class and its fields in order, rebuilt through ``__init__``.
+
+    Exchanges and verdicts cross to the comparison process pickled; the
+    compiled build's frozen dataclasses refuse to be restored attribute by
+    attribute, so both builds restore them this way.
+    """
+    return type(value), tuple(getattr(value, f.name) for f in fields(value))  # type: ignore[arg-type]
+
+
+for _value in (
+    StreamEvent,
+    StreamWindow,
+    Observation,
+    Phase,
+    RequestFacts,
+    Exchange,
+    Difference,
+    Verdict,
+):
+    copyreg.pickle(_value, _by_fields)

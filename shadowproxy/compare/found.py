@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shadowproxy.compare.paths import Segments
+from shadowproxy.model import JsonValue
 
 __all__ = [
     "ADDED_FIELD",
@@ -56,8 +57,8 @@ class Found:
 
     kind: str
     path: str
-    legacy: object = None
-    candidate: object = None
+    legacy: JsonValue = None
+    candidate: JsonValue = None
     segments: Segments | None = None
 
 

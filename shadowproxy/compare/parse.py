@@ -25,6 +25,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from shadowproxy.model import JsonValue
+
 __all__ = ["MAX_DEPTH", "TOO_DEEP", "ParsedJson", "deeper_than", "parse_json"]
 
 MAX_DEPTH = 254
@@ -58,7 +60,7 @@ _ANY = msgspec.json.Decoder()
 class ParsedJson:
     """A parsed document, or why there is none (``error`` set: what the body side reports)."""
 
-    value: object = None
+    value: JsonValue = None
     error: str | None = None
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from shadowproxy.compare.parse import parse_json
-from shadowproxy.model import StreamEvent
+from shadowproxy.model import JsonValue, StreamEvent
 
 __all__ = ["MAX_NODES", "PATCH_PATH", "Built", "build_document", "is_patch"]
 
@@ -34,7 +34,7 @@ _OPS = frozenset({"add", "remove", "replace", "move", "copy", "test"})
 class Built:
     """The document a side's patches built, or why they did not apply."""
 
-    document: object = None
+    document: JsonValue = None
     error: str | None = None
 
 

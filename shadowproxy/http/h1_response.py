@@ -178,21 +178,27 @@ class Response:
         self.buffered = 0
         return data
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive; raises ``UpstreamError`` when the body is cut."""
+        return self
+
+    def __aiter__(self) -> Response:
+        return self
+
+    async def __anext__(self) -> bytes:
+        # An iterator's method, not an async generator: mypyc compiles no async generators.
         while True:
             if self._chunks:
                 chunk = self._chunks.popleft()
                 self.buffered -= len(chunk)
                 if self.buffered < LOW_WATER:
                     self._connection.resume()
-                yield chunk
-            elif self._error is not None:
+                return chunk
+            if self._error is not None:
                 raise self._failure()
-            elif self._done:
-                return
-            else:
-                await self._wait()
+            if self._done:
+                raise StopAsyncIteration
+            await self._wait()
 
     async def __aenter__(self) -> Response:
         return self

@@ -25,11 +25,11 @@ from multidict import MultiMapping
 
 __all__ = [
     "JSON",
+    "BodyStream",
     "Inbound",
     "Pairs",
     "RequestBody",
     "answer_error",
-    "body_stream",
     "error_body",
     "origin_target",
     "read_body",
@@ -147,8 +147,24 @@ async def read_body(request: Inbound, limit: int) -> RequestBody:
     return RequestBody(bytes(buffered), True)
 
 
-async def body_stream(prefix: bytes, request: Inbound) -> AsyncIterator[bytes]:
-    """``prefix`` (what was buffered), then the rest of the body as it arrives."""
-    yield prefix
-    async for chunk in request.body_chunks():
-        yield chunk
+class BodyStream:
+    """``prefix`` (what was buffered), then the rest of the body as it arrives.
+
+    An iterator class, not an async generator: mypyc compiles no async generators.
+    """
+
+    __slots__ = ("_prefix", "_rest")
+
+    def __init__(self, prefix: bytes, request: Inbound) -> None:
+        self._prefix: bytes | None = prefix
+        self._rest = request.body_chunks()
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        prefix = self._prefix
+        if prefix is not None:
+            self._prefix = None
+            return prefix
+        return await anext(self._rest)

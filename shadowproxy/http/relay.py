@@ -27,7 +27,7 @@ import structlog
 
 from shadowproxy.http.h1_response import Response as UpstreamResponse
 from shadowproxy.http.headers import NO_BODY_STATUS, VIA, response_headers
-from shadowproxy.http.inbound import Inbound, RequestBody, answer_error, body_stream
+from shadowproxy.http.inbound import BodyStream, Inbound, RequestBody, answer_error
 from shadowproxy.http.routing import Route
 from shadowproxy.http.sse import ClientAnswer, LegacyTap, tap_legacy
 from shadowproxy.http.upstream import (
@@ -101,7 +101,7 @@ class Relay:
         """
         method = request.method
         started = time.perf_counter()
-        data = body.data if body.complete else body_stream(body.data, request)
+        data = body.data if body.complete else BodyStream(body.data, request)
         if not body.complete and request.content_length is not None:
             headers = [*headers, ("Content-Length", str(request.content_length))]
         try:

@@ -21,9 +21,9 @@ ever deals with well-formed requests.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Sequence
 
 from shadowproxy.http.inbound import Inbound
 from shadowproxy.http.server_connection import ServerConnection
@@ -32,7 +32,8 @@ from shadowproxy.settings import ClientSettings
 
 __all__ = ["TLS_HANDSHAKE_TIMEOUT_S", "Fallback", "Handler", "Server"]
 
-TLS_HANDSHAKE_TIMEOUT_S: Final = 10.0
+# Not Final: mypyc inlines Final constants, and a test shortens this one on the module.
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 """An HTTPS client that has not finished its handshake by then is disconnected."""
 
 Handler = Callable[[Inbound], Awaitable[None]]
@@ -121,7 +122,10 @@ class Server:
     @property
     def address(self) -> tuple[str, int]:
         assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
+        # uvloop's ``sockets`` is a list, asyncio's the tuple typeshed declares: the
+        # compiled build checks a declared tuple, so this one is read untyped.
+        sockets: Sequence[socket.socket] = getattr(self._server, "sockets")  # noqa: B009
+        host, port = sockets[0].getsockname()[:2]
         return str(host), int(port)
 
     async def shutdown(self, timeout_s: float) -> None:

@@ -238,9 +238,18 @@ class ServerRequest:
     async def read(self, limit: int) -> bytes:
         return await self._next_chunk(limit)
 
-    async def body_chunks(self) -> AsyncIterator[bytes]:
-        while chunk := await self._next_chunk(BODY_HIGH_WATER):
-            yield chunk
+    def body_chunks(self) -> AsyncIterator[bytes]:
+        return self
+
+    def __aiter__(self) -> ServerRequest:
+        return self
+
+    async def __anext__(self) -> bytes:
+        # An iterator's method, not an async generator: mypyc compiles no async generators.
+        chunk = await self._next_chunk(BODY_HIGH_WATER)
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
     @property
     def cookies(self) -> Mapping[str, str]:

@@ -49,8 +49,11 @@ _BOOT = (
 )
 
 
-class ComparisonWorkerError(RuntimeError):
-    """A comparison in the worker process failed, or the process died during it."""
+class ComparisonWorkerError(Exception):
+    """A comparison in the worker process failed, or the process died during it.
+
+    An ``Exception``, not a ``RuntimeError``: mypyc compiles subclasses of only a few
+    built-in exceptions (nothing caught it as a ``RuntimeError``)."""
 
 
 class _Worker:
@@ -140,7 +143,8 @@ class Comparisons:
 
     def __init__(self, inline_max_bytes: int) -> None:
         self._inline_max_bytes = inline_max_bytes
-        self._inline = Comparator()
+        # Not ``_inline``: mypyc would name the C field ``__inline``, a GCC keyword.
+        self._comparator = Comparator()
         self._worker: _Worker | None = None
         self._starting = asyncio.Lock()
         self._in_flight = 0
@@ -178,7 +182,7 @@ class Comparisons:
         Large bodies that differ are compared in the worker process.
         """
         if self._cheap(exchange):
-            return self._inline.compare(exchange, rules)
+            return self._comparator.compare(exchange, rules)
         if self._in_flight >= MAX_IN_FLIGHT:
             return None
         self._in_flight += 1

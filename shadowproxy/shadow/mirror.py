@@ -76,7 +76,8 @@ async def fetch_copies(
         if secondary is None:
             mirrored, second = await fetch(target), None
         else:
-            mirrored, second = await asyncio.gather(fetch(target), fetch(secondary))
+            # Unpacked from gather's list (typeshed's tuple is checked by the compiled build).
+            mirrored, second = await asyncio.gather(*[fetch(target), fetch(secondary)])
         return mirrored, second, await client_answer
     finally:
         if not client_answer.done():

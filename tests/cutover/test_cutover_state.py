@@ -312,7 +312,7 @@ class TestExports:
         ],
     )
     def test_all(self, name: str, tmp_path: Path) -> None:
-        """``__all__`` lists only defined names and the module has a docstring."""
+        """``__all__`` lists only defined names (docstrings: tests/test_layout.py, from the
+        source, which the compiled build's modules do not keep)."""
         module = importlib.import_module(name)
-        assert module.__doc__
         assert all(hasattr(module, export) for export in module.__all__)

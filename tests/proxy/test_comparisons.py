@@ -66,8 +66,8 @@ class TestComparisons:
     async def test_small_and_equal_inline_large_in_the_worker_process(self) -> None:
         """Only a large pair that differs goes to the worker process, with the same verdict."""
         comparisons = Comparisons(inline_max_bytes=64)
-        inline = _Counting(comparisons._inline)
-        comparisons._inline = inline  # type: ignore[assignment]
+        inline = _Counting(comparisons._comparator)
+        comparisons._comparator = inline  # type: ignore[assignment]
         try:
             small = await comparisons.compare(_exchange({"a": 1}, {"a": 2}), CompareRules())
             same = await comparisons.compare(

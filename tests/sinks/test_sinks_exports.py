@@ -22,9 +22,9 @@ MODULES = [
 class TestExports:
     @pytest.mark.parametrize("name", MODULES)
     def test_all_names_exist_and_are_documented(self, name: str) -> None:
-        """``__all__`` lists only defined names and the module has a docstring."""
+        """``__all__`` lists only defined names (docstrings: tests/test_layout.py, from the
+        source, which the compiled build's modules do not keep)."""
         module = importlib.import_module(name)
-        assert module.__doc__
         for export in module.__all__:
             assert hasattr(module, export), f"{name}.{export}"
 

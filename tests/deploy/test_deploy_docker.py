@@ -74,10 +74,19 @@ class TestDockerfile:
         assert not runtime.all("COPY"), "the runtime stage must not copy the source tree"
 
     def test_copies_exactly_what_the_build_needs(self, dockerfile: Dockerfile) -> None:
-        """COPY brings pyproject.toml, the readme pyproject names, and the package."""
+        """COPY brings pyproject.toml, setup.py, the readme pyproject names, and the package."""
         project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
         copied = {w for c in dockerfile.stages[0].all("COPY") for w in c.args.split()[:-1]}
-        assert copied == {"pyproject.toml", project["readme"], "shadowproxy"}
+        assert copied == {"pyproject.toml", "setup.py", project["readme"], "shadowproxy"}
+
+    def test_the_image_ships_the_compiled_build(self, dockerfile: Dockerfile) -> None:
+        """The build stage installs a C compiler and requires the compiled wheel: a build
+        that cannot compile fails instead of shipping plain Python."""
+        build = dockerfile.stages[0]
+        runs = [r.args for r in build.all("RUN")]
+        assert any(re.search(r"apt-get install .*\bgcc\b", run) for run in runs)
+        wheel = next(run for run in runs if re.search(r"\bpip wheel\b", run))
+        assert re.search(r"(^|\s)SHADOWPROXY_COMPILE=1\s+pip wheel\b", wheel)
         assert (REPO / "pyproject.toml").is_file()
         assert (REPO / "shadowproxy" / "__init__.py").is_file()
 

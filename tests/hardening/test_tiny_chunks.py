@@ -23,7 +23,7 @@ from tests.support import eventually
 
 BODY = 256 * 1024
 """Body bytes of every download: in one-byte chunks, 1.5 MiB of chunked framing."""
-ROUNDS = 3
+ROUNDS = 5
 """Rounds of healthy-then-tiny (order alternating); the median round's ratio is checked,
 so a burst of load from elsewhere on the machine in one phase does not decide."""
 SAMPLES = 100

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from shadowproxy.compare.body import diff_bodies
 from shadowproxy.compare.classify import classify
 from shadowproxy.compare.decode import Decoded, decode
 from shadowproxy.compare.events import diff_streams
@@ -37,6 +36,7 @@ from shadowproxy.compare.headers import (
 from shadowproxy.compare.media import parse_content_type
 from shadowproxy.compare.noise import NoiseFilter, NoiseLearner, learning_key
 from shadowproxy.compare.paths import PathPattern, parse_pattern
+from shadowproxy.compare.recall import BodyRecall
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.compare.timing import is_slow, latency_difference
 from shadowproxy.compare.tree import TreeRules
@@ -108,12 +108,13 @@ def validate_rules(rules: CompareRules) -> None:
 class Comparator:
     """Compares exchanges; holds the bounded noise-learning state. One per process."""
 
-    __slots__ = ("_max_differences", "_noise", "_plans")
+    __slots__ = ("_max_differences", "_noise", "_plans", "_recall")
 
     def __init__(self, *, max_routes: int = 1024, max_differences: int = MAX_DIFFERENCES) -> None:
         self._noise = NoiseLearner(max_routes)
         self._max_differences = max_differences
         self._plans: dict[int, tuple[CompareRules, _Plan]] = {}
+        self._recall = BodyRecall()
 
     @property
     def noise(self) -> NoiseLearner:
@@ -160,7 +161,9 @@ class Comparator:
             return _error(candidate_body.error, f"candidate {candidate_body.detail}")
         legacy_body = _decoded(legacy, rules)
         out = Collector(self._max_differences)
-        _diff_response(legacy, candidate, legacy_body, candidate_body, plan, rules, out)
+        _diff_response(
+            legacy, candidate, legacy_body, candidate_body, plan, rules, out, self._recall
+        )
         if legacy.stream is None and candidate.stream is None:
             slow = latency_difference(legacy.elapsed_s, candidate.elapsed_s, rules.timing)
             if slow is not None:
@@ -202,7 +205,9 @@ class Comparator:
         if secondary_body.error is not None:
             return frozenset()
         out = Collector(self._max_differences)
-        _diff_response(exchange.legacy, secondary, legacy_body, secondary_body, plan, rules, out)
+        _diff_response(
+            exchange.legacy, secondary, legacy_body, secondary_body, plan, rules, out, self._recall
+        )
         if rules.noise.learn:
             self._noise.observe(
                 exchange.request.route, [learning_key(f) for f in out.found], rules.noise
@@ -241,6 +246,7 @@ def _diff_response(
     plan: _Plan,
     rules: CompareRules,
     out: Collector,
+    recall: BodyRecall,
 ) -> None:
     """Status, Content-Type, listed headers, then bodies or streams: the order of differences.
 
@@ -265,4 +271,6 @@ def _diff_response(
             legacy.stream, other.stream, plan.tree, rules.timing, out, json_patch=rules.json_patch
         )
     elif legacy.stream is None and other.stream is None and legacy_body.error is None:
-        diff_bodies(legacy_body.data, other_body.data, legacy_media, other_media, plan.tree, out)
+        recall.diff(
+            (legacy_body.data, other_body.data), (legacy_media, other_media), plan.tree, out
+        )

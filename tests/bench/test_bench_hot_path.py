@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from shadowproxy.compare import Comparator, CompareRules
+from shadowproxy.compare.recall import MAX_ENTRIES
 from shadowproxy.http.headers import request_headers, response_headers
-from shadowproxy.model import Exchange, Outcome
+from shadowproxy.model import Exchange, Outcome, Verdict
 from tests.compare.factories import make_exchange, make_observation
 
 Benchmark = Callable[..., Any]
@@ -106,11 +107,34 @@ class TestCompareOneField:
     """A 50 KB pair differing in one field is parsed, diffed and classified."""
 
     def test_one_field_diff(self, benchmark: Benchmark, large_pair: tuple[bytes, bytes]) -> None:
-        """Exactly the changed price is reported, as a semantic divergence."""
+        """Exactly the changed price is reported, as a semantic divergence. The price
+        differs in every call (more pairs than the comparator remembers), so each one
+        is parsed: what a field that varies per request costs."""
+        legacy, candidate = large_pair
+        exchanges = [
+            _exchange(
+                legacy, candidate.replace(b'"price": 0.5,', f'"price": {cents / 100},'.encode())
+            )
+            for cents in range(1, 2 * MAX_ENTRIES)
+        ]
+        turn = iter(range(10**9))
+        rules, comparator = CompareRules(), Comparator()
+
+        def compare() -> Verdict:
+            return comparator.compare(exchanges[next(turn) % len(exchanges)], rules)
+
+        verdict = benchmark(compare)
+        assert verdict.outcome is Outcome.DIVERGED
+        assert [d.path for d in verdict.differences] == ["$.items[57].price"]
+
+    def test_one_field_diff_repeated(
+        self, benchmark: Benchmark, large_pair: tuple[bytes, bytes]
+    ) -> None:
+        """The same differing pair again and again: its body differences come from the
+        comparator's recall (two SHA-256 digests, no parse)."""
         legacy, candidate = large_pair
         exchange, rules, comparator = _exchange(legacy, candidate), CompareRules(), Comparator()
         verdict = benchmark(comparator.compare, exchange, rules)
-        assert verdict.outcome is Outcome.DIVERGED
         assert [d.path for d in verdict.differences] == ["$.items[57].price"]
 
 

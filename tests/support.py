@@ -229,12 +229,13 @@ def held_port(*, shared: bool = False) -> socket.socket:
     return sock
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]]) -> None:
+async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = WAIT_S) -> None:
     """Poll ``check`` until it holds, bounded: for state that offers no event to await.
 
     ``check`` may be a coroutine function (another process's metrics, read over HTTP).
+    ``within`` is the bound, for what a loaded machine does slowly (a browser starting).
     """
-    async with asyncio.timeout(WAIT_S):
+    async with asyncio.timeout(within):
         while not await _holds(check()):  # noqa: ASYNC110 - metrics and files offer no event
             await asyncio.sleep(0.01)
 

@@ -29,6 +29,10 @@ from shadowproxy.sinks.logs import configure_logging
 
 __all__ = ["DEMO_CONFIG", "demo_settings", "run_demo", "running_app", "running_backend"]
 
+_READY_S = 60.0
+"""Bound on the proxy's start: generous, as a loaded machine takes seconds for what
+an idle one does in milliseconds (a whole demo ran 11 s with six busy processes on two cores)."""
+
 DEMO_CONFIG: dict[str, object] = {
     "routes": [
         {"match": "/api/users/{id}", "domain": "accounts"},
@@ -120,7 +124,7 @@ async def _run(requests: int, log_dir: str) -> list[str]:
         server = asyncio.gather(
             serve(settings, on_ready=ready.set_result, stop=stop, install_signals=False)
         )
-        bound = await asyncio.wait_for(asyncio.shield(ready), 10)
+        bound = await asyncio.wait_for(asyncio.shield(ready), _READY_S)
         statuses = await _traffic(f"http://{bound.proxy}", requests)
         stop.set()
         await server

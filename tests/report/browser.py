@@ -26,7 +26,8 @@ __all__ = ["BROWSER_WAIT_S", "CHROMIUM", "Page", "chromium", "needs_chromium"]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BROWSER_WAIT_S = 60.0
-"""Bound on one browser operation: a loaded 2-core machine renders a long page slowly."""
+"""Bound on one browser operation, starting included: a loaded 2-core machine starts a
+browser and renders a long page slowly (a start took 2.7 s with six busy processes)."""
 _FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -157,7 +158,8 @@ async def chromium(profile: Path) -> AsyncIterator[Page]:
     )
     try:
         await eventually(
-            lambda: _debugging_port(profile) is not None or process.returncode is not None
+            lambda: _debugging_port(profile) is not None or process.returncode is not None,
+            within=BROWSER_WAIT_S,
         )
         port = _debugging_port(profile)
         assert port is not None, f"chromium exited {process.returncode}; see {log.name}"

@@ -23,7 +23,7 @@ from rich.cells import cell_len
 
 from shadowproxy.report.command import run_report
 from shadowproxy.report.tabular import printable
-from tests.report.browser import BROWSER_WAIT_S, chromium, needs_chromium
+from tests.report.browser import chromium, needs_chromium
 from tests.report.fortnight import HOSTILE_ROUTE, write_fortnight
 from tests.report.report_factories import UNTIL_TEXT, parse
 from tests.report.test_report_summary import write_damaged
@@ -33,6 +33,9 @@ pytestmark = [pytest.mark.slow, needs_chromium]
 PAGE_CHECKS = Path(__file__).with_name("page_checks.js").read_text()
 _PNG = b"\x89PNG\r\n\x1a\n"
 _WIDTH = 1280
+DEMO_WAIT_S = 180.0
+"""Bound on the whole demo: about 1.5 s on an idle machine, 11 s with six busy processes
+on two cores; reaching it means the demo hangs."""
 
 
 def _report(evidence: list[str], out: Path, *extra: str, until: str | None) -> dict[str, Any]:
@@ -182,8 +185,13 @@ class TestDemoPage:
             stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "NO_COLOR": "1"},
         )
-        async with asyncio.timeout(BROWSER_WAIT_S):
-            stdout, stderr = await demo.communicate()
+        try:
+            async with asyncio.timeout(DEMO_WAIT_S):
+                stdout, stderr = await demo.communicate()
+        finally:
+            if demo.returncode is None:
+                demo.kill()
+                await demo.wait()
         assert demo.returncode == 0, stderr.decode()[-2000:]
         printed = stdout.decode().splitlines()
         assert max(cell_len(line) for line in printed) <= 100

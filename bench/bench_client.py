@@ -37,6 +37,8 @@ import uvloop
 from bench.bench_proxy import _backend_root, _free_port, _nginx, _versions
 from shadowproxy.http.h1 import Pool
 from shadowproxy.http.websocket import open_session
+from shadowproxy.settings import UpstreamTLS
+from shadowproxy.tls import client_context
 
 __all__ = ["main"]
 
@@ -63,7 +65,12 @@ async def _measure(get: Get, path: str, requests: int) -> dict[str, float]:
 async def _bench(port: int, requests: int, rounds: int) -> dict[str, dict[str, dict[str, float]]]:
     base = f"http://127.0.0.1:{port}"
     headers = [*_HEADERS, ("Host", f"127.0.0.1:{port}")]
-    session = open_session(connect_timeout_s=_TIMEOUT_S, read_timeout_s=_TIMEOUT_S, limit=4)
+    session = open_session(
+        connect_timeout_s=_TIMEOUT_S,
+        read_timeout_s=_TIMEOUT_S,
+        limit=4,
+        tls=client_context(UpstreamTLS()),  # the proxy's default; these targets are plain http
+    )
     pool = Pool(
         "127.0.0.1",
         port,

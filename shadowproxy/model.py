@@ -222,7 +222,6 @@ class Observation:
     body_size: int = 0
     truncated: bool = False
     error: ErrorKind | None = None
-    error_detail: str | None = None
     stream: StreamWindow | None = None
 
     @property
@@ -239,9 +238,9 @@ class Observation:
         return None
 
     @classmethod
-    def failed(cls, error: ErrorKind, elapsed_s: float, detail: str | None = None) -> Observation:
+    def failed(cls, error: ErrorKind, elapsed_s: float) -> Observation:
         """An outcome for an upstream that gave no usable answer."""
-        return cls(status=None, elapsed_s=elapsed_s, error=error, error_detail=detail)
+        return cls(status=None, elapsed_s=elapsed_s, error=error)
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,7 +166,7 @@ def observe(answer: Answer, output: type[Message] | None, *, cap: int) -> Observ
     """
     failure = transport_failure(answer)
     if failure is not None:
-        return Observation.failed(failure, answer.elapsed_s, answer.details[:200] or None)
+        return Observation.failed(failure, answer.elapsed_s)
     size = len(answer.response or b"")
     status = observation_status(answer.code)
     metadata = as_headers(forwardable(answer.initial), forwardable(answer.trailing))

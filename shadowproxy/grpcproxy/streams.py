@@ -136,7 +136,7 @@ async def fetch_stream(
         failure = transport_failure(answer)
         if failure is not None:
             kind = ErrorKind.INCOMPLETE if recorder.size else failure
-            return Observation.failed(kind, elapsed, answer.details[:200] or None)
+            return Observation.failed(kind, elapsed)
         status, headers = ended_with(initial, answer.trailing, answer.code, answer.details)
     finally:
         call.cancel()

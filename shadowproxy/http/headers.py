@@ -19,7 +19,6 @@ __all__ = [
     "OWN_PREFIX",
     "VIA",
     "connection_tokens",
-    "end_to_end",
     "request_headers",
     "response_headers",
 ]
@@ -65,17 +64,6 @@ def connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
         if name.lower() == "connection":
             tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
     return tokens
-
-
-def end_to_end(headers: Iterable[tuple[str, str]]) -> Pairs:
-    """Drop hop-by-hop headers and every header the Connection header names."""
-    pairs = list(headers)
-    named = connection_tokens(pairs)
-    return [
-        (name, value)
-        for name, value in pairs
-        if (lower := name.lower()) not in HOP_BY_HOP and lower not in named
-    ]
 
 
 def request_headers(

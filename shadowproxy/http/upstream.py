@@ -102,8 +102,7 @@ def classify_error(exc: BaseException) -> ErrorKind:
 
 def failed_observation(exc: BaseException, started: float) -> Observation:
     """The observation of an upstream that failed with ``exc``."""
-    detail = exc.detail if isinstance(exc, UpstreamError) else type(exc).__name__
-    return Observation.failed(classify_error(exc), time.perf_counter() - started, detail)
+    return Observation.failed(classify_error(exc), time.perf_counter() - started)
 
 
 def _too_large(response: Response, kept: bytes, size: int, started: float) -> Observation:

@@ -168,7 +168,7 @@ class ShadowCopy:
             return Observation(status=exc.status, elapsed_s=time.perf_counter() - started)
         except _FAILURES as exc:
             kind = ErrorKind.TIMEOUT if isinstance(exc, TimeoutError) else ErrorKind.REFUSED
-            return Observation.failed(kind, time.perf_counter() - started, type(exc).__name__)
+            return Observation.failed(kind, time.perf_counter() - started)
         recorder = Recorder(StreamKind.WEBSOCKET, 2 * window.max_events, 2 * window.max_bytes)
         deadline = asyncio.get_running_loop().time() + window.max_seconds + window.grace_s
         deadline -= time.perf_counter() - started

@@ -76,4 +76,4 @@ def failure(exc: Exception, started: float) -> Observation:
         kind = ErrorKind.RESET
     else:
         kind = ErrorKind.OTHER
-    return Observation.failed(kind, elapsed, type(exc).__name__)
+    return Observation.failed(kind, elapsed)

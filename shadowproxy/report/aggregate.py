@@ -71,7 +71,6 @@ MAX_ROUTES = 10_000
 MAX_DOMAINS = 1_000
 """Distinct domains counted per reading process; later ones are uncounted."""
 _MAX_OWNERSHIP = 1_000
-_MAX_DRILLS = 1_000
 _TIMELINE_BUCKETS = 60
 _BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError)
 _NEVER = float("inf")

@@ -23,7 +23,6 @@ from shadowproxy.report.errors import ReportInputError
 __all__ = [
     "CUT",
     "GZIP_MAGIC",
-    "MARKERS",
     "MAX_LINE_BYTES",
     "OVERSIZED",
     "TRUNCATED",
@@ -44,8 +43,6 @@ TRUNCATED = b"\0truncated"
 """Ends a gzip file that stops short (still being written, or cut mid-copy)."""
 CUT = b"\0cut"
 """Ends a gzip file that would expand past ``gzip_bound``; the rest is not read."""
-MARKERS = frozenset({OVERSIZED, TRUNCATED, CUT})
-"""Every marker line; none of them is JSON."""
 GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_RATIO = 256
 _GZIP_MIN_BOUND = 64 * 1024 * 1024

@@ -75,16 +75,6 @@ class GatesConfig:
         """The thresholds that apply to ``domain``."""
         return self.domains.get(domain, self.default)
 
-    @property
-    def longest_window_s(self) -> float:
-        """The widest window any domain uses."""
-        return max([self.default.window_s, *(s.window_s for s in self.domains.values())])
-
-    @property
-    def shortest_gap_s(self) -> float:
-        """The smallest ``max_gap`` any domain uses."""
-        return min([self.default.max_gap_s, *(s.max_gap_s for s in self.domains.values())])
-
 
 _DURATIONS = {
     "window": "window_s",

@@ -87,7 +87,6 @@ LATENCY_BUCKETS_S = (
 )  # fmt: skip
 """Upper bounds of ``shadowproxy_upstream_latency_seconds`` (covers the default 30 s timeout)."""
 
-_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _MAX_CHILDREN = 4096
 _M = TypeVar("_M", Counter, Gauge, Histogram)
 

@@ -77,7 +77,7 @@ gates:
         assert config.spec_for("orders") == GateSpec(window_s=7 * 86400, max_error_rate=0.01)
         assert config.spec_for("payments").min_compared == 10000
         assert config.spec_for("payments").max_error_rate == 0.01
-        assert config.longest_window_s == 7 * 86400
+        assert config.spec_for("payments").window_s == 7 * 86400
 
     @pytest.mark.parametrize(
         ("text", "message"),

@@ -41,7 +41,10 @@ class TestPromoteGrpcMethod:
         evidence = tmp_path / "evidence.jsonl"
         logs = tmp_path / "logs"
         section = methods({"method": GET, "domain": "shop", "sticky": "metadata:x-tenant"})
-        document = {"cutover": {"rollback": {"min_samples": 5, "window_s": 60}}}
+        # Errors roll it back; latency must not (a loaded machine can make five of the
+        # candidate's answers twice as slow as legacy's mirrored ones, and rolled it back early).
+        rollback = {"min_samples": 5, "window_s": 60, "max_p99_ratio": 1e6}
+        document = {"cutover": {"rollback": rollback}}
         candidate_script = side("candidate")
         started = time.time()
         # Parity: the method compared clean in shadow over the whole gate window.

@@ -42,7 +42,7 @@ from shadowproxy.cutover.state import (
     shown_routes,
 )
 from shadowproxy.cutover.statefile import StateFile, StateFileError
-from shadowproxy.model import Phase
+from shadowproxy.model import DiffClass, Observation, Phase, Verdict
 from shadowproxy.settings import Settings
 
 __all__ = ["Ownership", "OwnershipSink", "StateNotSavedError"]
@@ -279,18 +279,22 @@ class Ownership:
         self._maybe_roll_back(route, owner, trigger)
 
     def compared(
-        self, route: str, *, structural: bool, candidate_s: float | None, legacy_s: float | None
+        self, route: str, verdict: Verdict, legacy: Observation, candidate: Observation
     ) -> None:
-        """A compared exchange of ``route`` that the candidate answered."""
+        """A compared exchange of ``route`` that the candidate answered (the reverse shadow's).
+
+        A structural verdict and both sides' latencies (of a side that answered) feed the
+        route's rollback window.
+        """
         owner = self._state.assignment(route)
         if owner.mode not in _ANSWERING or self._state.force_legacy:
             return
         trigger = self._windows.compared(
             route,
             owner,
-            structural=structural,
-            candidate_s=candidate_s,
-            legacy_s=legacy_s,
+            structural=DiffClass.STRUCTURAL in verdict.classes,
+            candidate_s=candidate.elapsed_s if candidate.ok else None,
+            legacy_s=legacy.elapsed_s if legacy.ok else None,
             now=self._monotonic(),
         )
         self._maybe_roll_back(route, owner, trigger)

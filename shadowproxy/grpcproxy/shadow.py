@@ -30,7 +30,6 @@ from shadowproxy.grpcproxy.status import code_name
 from shadowproxy.grpcproxy.streams import decoded, fetch_stream
 from shadowproxy.model import (
     SHADOW_PHASE,
-    DiffClass,
     Exchange,
     Observation,
     Phase,
@@ -239,12 +238,7 @@ class GrpcShadow:
             present=lambda verdict: _named(verdict, raw=method.output is None),
         )
         if verdict is not None and call.reverse and self._ownership is not None:
-            self._ownership.compared(
-                method.name,
-                structural=DiffClass.STRUCTURAL in verdict.classes,
-                candidate_s=candidate.elapsed_s if candidate.ok else None,
-                legacy_s=legacy.elapsed_s if legacy.ok else None,
-            )
+            self._ownership.compared(method.name, verdict, legacy, candidate)
 
     async def _fetch(self, channel: grpc.aio.Channel, call: MirrorCall) -> Observation:
         timeout = self.settings.timeout_s

@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from shadowproxy.cutover.canary import Decision, sticky_key
@@ -39,7 +39,7 @@ from shadowproxy.http.h1 import IDEMPOTENT_METHODS
 from shadowproxy.http.headers import VIA, request_headers
 from shadowproxy.http.inbound import Inbound, RequestBody, read_body
 from shadowproxy.http.relay import Relay, RequestSink, Watch
-from shadowproxy.http.routing import Route, RouteTable
+from shadowproxy.http.routing import Route, RouteTable, resolve_request
 from shadowproxy.http.shadow import SHADOW_REQUEST, Fetcher, HttpShadow, MirrorRequest
 from shadowproxy.http.sse import ClientAnswer
 from shadowproxy.http.upstream import UpstreamClient
@@ -47,7 +47,7 @@ from shadowproxy.model import SHADOW_PHASE, Observation, RequestFacts, SkipReaso
 from shadowproxy.settings import Settings
 from shadowproxy.sinks.capture import Capture
 from shadowproxy.sinks.logs import bind_request, unbind_request
-from shadowproxy.sinks.secrets import SecretFinder, mask_path
+from shadowproxy.sinks.secrets import SecretFinder
 
 __all__ = ["Forwarder", "Upgrade"]
 
@@ -143,7 +143,9 @@ class Forwarder:
         """
         raw_target = request.raw_target
         path, _, query = raw_target.partition("?")
-        route, secrets = self._route(request.method, path, query, request.headers.items())
+        route, secrets = resolve_request(
+            self.routes, self._secrets, request.method, path, query, request.headers.items()
+        )
         decision = self._who_answers(route, request)
         client_host = request.headers.get("Host")
         headers = request_headers(
@@ -209,19 +211,13 @@ class Forwarder:
         if upgrade.answered_by is Upstream.CANDIDATE and self._ownership is not None:
             self._ownership.answered(upgrade.route.name, error=failed)
 
-    def _route(
-        self, method: str, path: str, query: str, headers: Iterable[tuple[str, str]]
-    ) -> tuple[Route, tuple[str, ...]]:
-        """The route of a ``method`` request of ``path`` and its secrets (never in a route name)."""
-        secrets = self._secrets.in_request(headers, query)
-        masked = mask_path(path, secrets) if secrets else path
-        return self.routes.resolve(masked, method), secrets
-
     async def handle(self, request: Inbound) -> None:
         """Answer one client request from legacy (or the candidate) and mirror it when allowed."""
         raw_target = request.raw_target
         path, _, query = raw_target.partition("?")
-        route, secrets = self._route(request.method, path, query, request.headers.items())
+        route, secrets = resolve_request(
+            self.routes, self._secrets, request.method, path, query, request.headers.items()
+        )
         request_id = _new_id()
         # bind/unbind rather than a context manager: no generator on every request.
         binding = bind_request(request_id, secrets)

@@ -17,7 +17,7 @@ synchronous code.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from shadowproxy.compare.rules import CompareRules
@@ -28,8 +28,9 @@ from shadowproxy.settings import (
     RouteSpec,
     RouteStream,
 )
+from shadowproxy.sinks.secrets import SecretFinder, mask_path
 
-__all__ = ["OTHER", "Route", "RouteTable", "normalise_path", "route_path"]
+__all__ = ["OTHER", "Route", "RouteTable", "normalise_path", "resolve_request", "route_path"]
 
 OTHER = "other"
 DEFAULT_DOMAIN = "default"
@@ -223,3 +224,20 @@ class RouteTable:
             return self._other
         route = self._seen[name] = self._unconfigured(name)
         return route
+
+
+def resolve_request(
+    routes: RouteTable,
+    finder: SecretFinder,
+    method: str,
+    path: str,
+    query: str,
+    headers: Iterable[tuple[str, str]],
+) -> tuple[Route, tuple[str, ...]]:
+    """The route of a ``method`` request of ``path``, and the secrets its headers and query hold.
+
+    The route is resolved from the path with those secrets masked: a secret
+    in a path never names a route (nor a metric label).
+    """
+    secrets = finder.in_request(headers, query)
+    return routes.resolve(mask_path(path, secrets) if secrets else path, method), secrets

@@ -32,7 +32,6 @@ from shadowproxy.http.routing import Route
 from shadowproxy.http.sse import ClientAnswer, accepts_events, fetch_stream
 from shadowproxy.http.upstream import UpstreamClient, fetch_observation
 from shadowproxy.model import (
-    DiffClass,
     Exchange,
     Observation,
     Phase,
@@ -219,12 +218,7 @@ class HttpShadow:
             adjust=None if ids is None else functools.partial(self._ids.equate, ids.family),
         )
         if verdict is not None and reverse and self._ownership is not None:
-            self._ownership.compared(
-                route.name,
-                structural=DiffClass.STRUCTURAL in verdict.classes,
-                candidate_s=candidate.elapsed_s if candidate.ok else None,
-                legacy_s=legacy.elapsed_s if legacy.ok else None,
-            )
+            self._ownership.compared(route.name, verdict, legacy, candidate)
 
     def _facts(self, request: MirrorRequest) -> RequestFacts:
         """The request's facts, with the secrets of its body added."""

@@ -30,7 +30,7 @@ import structlog
 
 from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.http.routing import Route, RouteTable
+from shadowproxy.http.routing import Route, RouteTable, resolve_request
 from shadowproxy.http.shadow import MIRRORED_METHODS
 from shadowproxy.http.upstream import UpstreamClient, fetch_observation, open_upstream
 from shadowproxy.model import ErrorKind, Exchange, Observation, RequestFacts, SkipReason, Upstream
@@ -43,7 +43,7 @@ from shadowproxy.shadow.identity import IdentityMap
 from shadowproxy.shadow.mirror import Mirrors
 from shadowproxy.shadow.tasks import TaskPool
 from shadowproxy.sinks import Evidence, Redactor
-from shadowproxy.sinks.secrets import known_secrets, mask_path
+from shadowproxy.sinks.secrets import known_secrets
 from shadowproxy.tls import client_context
 
 __all__ = ["REPLAY_HEADER", "Mode", "Plan", "Replayer", "Tally", "Writes"]
@@ -204,8 +204,7 @@ class Replayer:
         path, _, query = request.target.partition("?")
         headers = [*request.headers_with(self._plan.credentials), REPLAY_HEADER]
         finder = self._redactor.finder
-        secrets = finder.in_request(headers, query)
-        route = self._routes.resolve(mask_path(path, secrets) if secrets else path, request.method)
+        route, secrets = resolve_request(self._routes, finder, request.method, path, query, headers)
         write = request.method not in MIRRORED_METHODS
         if write and self._plan.writes == "skip":
             self._skip(route, SkipReason.METHOD)

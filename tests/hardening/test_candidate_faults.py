@@ -26,7 +26,11 @@ async def _payload(request: web.Request) -> web.Response:
 def _settings(legacy: str, candidate: str, log_dir: Path, **doc: Any) -> Settings:
     shadow = {"grace_s": 0.5, "timeout_s": TIMEOUT_S, "compare_max_bytes": CAP}
     shadow.update(doc.pop("shadow", {}))
-    return make_settings(legacy, candidate, log_dir, {"shadow": shadow, **doc})
+    # These tests classify content: on a loaded machine the candidate can also be over
+    # twice as slow, and a timing class would join the one under test.
+    compare = {"timing": {"absolute_ms": 600_000, "min_delta_ms": 600_000}}
+    compare.update(doc.pop("compare", {}))
+    return make_settings(legacy, candidate, log_dir, {"shadow": shadow, "compare": compare, **doc})
 
 
 async def _one_record(legacy: str, candidate: str, tmp_path: Path, **doc: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Protocol
 import structlog
 
 from shadowproxy.cutover.canary import CanaryKeys, Decision, canary_keys, decisions
+from shadowproxy.cutover.listing import listing
 from shadowproxy.cutover.restore import restore
 from shadowproxy.cutover.rollback import RollbackWindows, Trigger
 from shadowproxy.cutover.state import (
@@ -333,24 +334,7 @@ class Ownership:
     def snapshot(self) -> dict[str, object]:
         """What ``GET /cutover`` shows."""
         self.refresh()
-        state = self._state
-        routes: dict[str, object] = {}
-        for name in shown_routes(state, self.configured_routes):
-            placement = state.placement(name)
-            routes[name] = {
-                **placement.assignment.to_json(),
-                "effective": state.effective(name),
-                "since": placement.since,
-                "source": placement.source,
-            }
-        return {
-            "force_legacy": state.force_legacy,
-            "default": state.default.assignment.to_json(),
-            "routes": routes,
-            "history": list(state.history),
-            "state_file": str(self._file.path),
-            "state_error": self.state_error,
-        }
+        return listing(self._state, self.configured_routes, str(self._file.path), self.state_error)
 
     def _change(
         self,

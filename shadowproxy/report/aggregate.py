@@ -36,6 +36,7 @@ from shadowproxy.report.damage import DamageLog, describe, input_notes, marker_p
 from shadowproxy.report.differences import MAX_FINGERPRINTS, Differences
 from shadowproxy.report.drills import DrillLog
 from shadowproxy.report.errors import HostileValueError, ReportInputError
+from shadowproxy.report.inputs import InputStats
 from shadowproxy.report.known import KnownSet
 from shadowproxy.report.phases import PhaseTable, quantiles, summarise
 from shadowproxy.report.records import (
@@ -55,7 +56,6 @@ from shadowproxy.report.summary import (
     Counts,
     DomainSummary,
     Findings,
-    InputStats,
     LatencySummary,
     OwnershipChange,
     RouteSummary,

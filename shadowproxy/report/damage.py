@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import orjson
 
 from shadowproxy.report.errors import HostileValueError
+from shadowproxy.report.inputs import FileProblems, InputStats, Unreadable
 from shadowproxy.report.records import MAX_KEY_CHARS
 from shadowproxy.report.sources import CUT, OVERSIZED, TRUNCATED
-from shadowproxy.report.summary import ALL_GATES, ANY_DOMAIN, FileProblems, InputStats, Unreadable
+from shadowproxy.report.summary import ALL_GATES, ANY_DOMAIN
 
 __all__ = ["DamageLog", "Described", "describe", "input_notes", "marker_problem"]
 

@@ -21,6 +21,7 @@ from shadowproxy.report.cutover_json import (
     stage_json,
 )
 from shadowproxy.report.gates import GateResult, RouteStatus, evaluate_gates
+from shadowproxy.report.inputs import InputStats
 from shadowproxy.report.known import KnownSet
 from shadowproxy.report.numbers import counts_json, latency_json
 from shadowproxy.report.readiness import RouteStage, readiness
@@ -28,7 +29,6 @@ from shadowproxy.report.status import route_status
 from shadowproxy.report.summary import (
     Coverage,
     Findings,
-    InputStats,
 )
 from shadowproxy.report.thresholds import GatesConfig
 from shadowproxy.report.timeparse import format_instant

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from shadowproxy.report.gate_result import GateResult, GateStatus, RouteStatus
+from shadowproxy.report.inputs import Unreadable
 from shadowproxy.report.known import KnownSet
 from shadowproxy.report.summary import (
     ALL_GATES,
@@ -24,7 +25,6 @@ from shadowproxy.report.summary import (
     Counts,
     Findings,
     LatencySummary,
-    Unreadable,
 )
 from shadowproxy.report.thresholds import GatesConfig, GateSpec
 from shadowproxy.report.window_gates import coverage_gate, min_duration_gate

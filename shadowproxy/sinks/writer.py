@@ -4,9 +4,10 @@ Owns everything between "a record is wanted" and "its bytes are on disk":
 the queue (a full queue drops and counts, never waits), serialisation with
 orjson, the worker's two files (``files.Stream``: exchange records, and
 rollups with the other small records), size rotation, the disk cap over every
-``shadow-*`` file in ``log_dir``, and counting every record that could not be
-written: by reason, by route for exchange records (the next rollup carries
-them), and loudly for rollups, whose loss leaves a gap in the gate window.
+``shadow-*`` file in ``log_dir``, and counting (``writer_counts``) every record
+that could not be written: by reason, by route for exchange records (the next
+rollup carries them), and loudly for rollups, whose loss leaves a gap in the
+gate window.
 Under pressure exchange records go first: each stream has its own queue
 bound, and the cap deletes exchange files (this worker's active one last)
 before it would touch a rollup younger than ``keep_rollups_days``, which it
@@ -17,7 +18,6 @@ on the writer thread (``files``).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import queue
 import threading
@@ -28,18 +28,15 @@ from pathlib import Path
 import orjson
 import structlog
 
-from shadowproxy.model import Phase
 from shadowproxy.settings import EvidenceSettings
 from shadowproxy.sinks.files import DiskCap, Stream, file_name, open_private, private_dir, rotate
 from shadowproxy.sinks.metrics import Metrics
+from shadowproxy.sinks.writer_counts import RouteKey, WriterCounts
 
 __all__ = ["Item", "JsonlWriter", "RouteKey", "Stream", "file_name", "open_private"]
 
 Item = Mapping[str, object] | Callable[[], Mapping[str, object] | None]
 """A record, or a builder the writer thread calls (None: nothing to write)."""
-
-RouteKey = tuple[str, str, Phase]
-"""The (route, domain, cutover phase) an exchange record belongs to."""
 
 _DAY_S = 86_400.0
 _BATCH = 512
@@ -80,12 +77,9 @@ class JsonlWriter:
         self._bound = max(settings.queue_size, 1)
         self._thread = threading.Thread(target=self._run, name="shadowproxy-jsonl", daemon=True)
         self._lock = threading.Lock()
+        """Guards ``_pending``, which the event loop and the thread both change."""
         self._pending = dict.fromkeys(Stream, 0)
-        self._written = 0
-        self._dropped: dict[str, int] = {}
-        self._route_drops: dict[RouteKey, dict[str, int]] = {}
-        self._rollups_dropped = 0
-        self._last_error: str | None = None
+        self._counts = WriterCounts(settings.keep_rollups_days, metrics)
         self._closed = False
         # Writer-thread state only:
         self._retry_at = 0.0
@@ -115,14 +109,14 @@ class JsonlWriter:
         ``route`` names the route of an exchange record, so a drop shows in its rollup.
         """
         if self._closed:
-            self._drop("closed", stream, [route])
+            self._counts.drop("closed", stream, [route])
             return False
         with self._lock:
             full = self._pending[stream] >= self._bound
             if not full:
                 self._pending[stream] += 1
         if full:
-            self._drop("queue_full", stream, [route])
+            self._counts.drop("queue_full", stream, [route])
             return False
         self._queue.put((item, stream, route))
         return True
@@ -133,7 +127,7 @@ class JsonlWriter:
         Items still queued at the deadline are counted as dropped (``closed``).
         """
         if self._closed:
-            self._drop("closed", Stream.ROLLUPS, [None] * len(final))
+            self._counts.drop("closed", Stream.ROLLUPS, [None] * len(final))
             return not self._thread.is_alive()
         self.start()
         with self._lock:
@@ -147,66 +141,30 @@ class JsonlWriter:
             with self._lock:
                 pending = dict(self._pending)
             for stream, n in pending.items():
-                self._drop("closed", stream, [None] * n)
+                self._counts.drop("closed", stream, [None] * n)
             return False
         return True
 
     def take_route_drops(self) -> dict[RouteKey, dict[str, int]]:
         """Exchange records dropped per route since the last call, by reason."""
-        with self._lock:
-            drops, self._route_drops = self._route_drops, {}
-        return drops
+        return self._counts.take_route_drops()
 
     def stats(self) -> dict[str, object]:
         """Counters for ``/status``."""
+        counts = self._counts.figures()
         with self._lock:
-            return {
-                "records_written": self._written,
-                "dropped": dict(sorted(self._dropped.items())),
-                "rollups_dropped": self._rollups_dropped,
-                "queue_depth": sum(self._pending.values()),
-                "queue_size": self._bound,
-                "file": str(self.path),
-                "file_bytes": self._files[Stream.EXCHANGES].size,
-                "rollups_file": str(self.rollups_path),
-                "last_error": self._last_error,
-            }
-
-    # --- bookkeeping shared by both threads --------------------------------
-
-    def _drop(self, reason: str, stream: Stream, routes: Sequence[RouteKey | None]) -> None:
-        """Count the records of ``routes`` (one entry each) dropped for ``reason``."""
-        n = len(routes)
-        if n <= 0:
-            return
-        with self._lock:
-            self._dropped[reason] = self._dropped.get(reason, 0) + n
-            for route in routes:
-                if route is not None:
-                    counts = self._route_drops.setdefault(route, {})
-                    counts[reason] = counts.get(reason, 0) + 1
-            if stream is Stream.ROLLUPS:
-                before = self._rollups_dropped
-                self._rollups_dropped += n
-        self._metrics.jsonl_dropped.labels(reason).inc(n)
-        if stream is Stream.ROLLUPS:
-            self._metrics.rollups_dropped.labels(reason).inc(n)
-            # Loud, yet bounded: the first loss and then at every power of two.
-            if (before + n).bit_length() > before.bit_length():
-                log.error(
-                    "evidence_window_not_kept",
-                    reason=reason,
-                    rollups_dropped=before + n,
-                    keep_rollups_days=self._settings.keep_rollups_days,
-                )
-
-    def _wrote(self, n: int) -> None:
-        """Count ``n`` records written."""
-        if n <= 0:
-            return
-        with self._lock:
-            self._written += n
-        self._metrics.jsonl_records.inc(n)
+            depth = sum(self._pending.values())
+        return {
+            "records_written": counts.written,
+            "dropped": counts.dropped,
+            "rollups_dropped": counts.rollups_dropped,
+            "queue_depth": depth,
+            "queue_size": self._bound,
+            "file": str(self.path),
+            "file_bytes": self._files[Stream.EXCHANGES].size,
+            "rollups_file": str(self.rollups_path),
+            "last_error": counts.last_error,
+        }
 
     # --- writer thread -----------------------------------------------------
 
@@ -246,14 +204,14 @@ class JsonlWriter:
                 return None
             return orjson.dumps(record, option=_ORJSON_OPTS)
         except Exception as exc:  # a bad record must not stop the writer
-            self._drop("encode_error", stream, [route])
+            self._counts.drop("encode_error", stream, [route])
             log.error("jsonl_encode_failed", error=type(exc).__name__)
             return None
 
     def _write(self, file: _File, lines: list[_Line]) -> None:
         """Append ``lines``, rotating and enforcing the disk cap; count what was not written."""
         if file.fd is None and not self._open(file):
-            self._drop("write_error", file.stream, [route for _, route in lines])
+            self._counts.drop("write_error", file.stream, [route for _, route in lines])
             return
         chunk: list[_Line] = []
         pending = 0
@@ -262,11 +220,11 @@ class JsonlWriter:
                 file.size + pending
             ):
                 if not self._flush(file, chunk) or not self._rotate(file):
-                    self._drop("write_error", file.stream, [r for _, r in lines[i:]])
+                    self._counts.drop("write_error", file.stream, [r for _, r in lines[i:]])
                     return
                 chunk, pending = [], 0
             if not self._room(pending + len(line), file.stream):
-                self._drop("disk_cap", file.stream, [route])
+                self._counts.drop("disk_cap", file.stream, [route])
                 continue
             chunk.append((line, route))
             pending += len(line)
@@ -277,7 +235,7 @@ class JsonlWriter:
         if not chunk:
             return True
         if file.fd is None:
-            self._drop("write_error", file.stream, [route for _, route in chunk])
+            self._counts.drop("write_error", file.stream, [route for _, route in chunk])
             return False
         # After a failed write the file may end mid-line; start on a fresh line.
         prefix = b"\n" if file.torn else b""
@@ -290,15 +248,15 @@ class JsonlWriter:
             file.size += done
             self._cap.total += done
             written = _whole_lines(chunk, done - len(prefix))
-            self._wrote(written)
-            self._drop("write_error", file.stream, [route for _, route in chunk[written:]])
+            self._counts.wrote(written)
+            self._counts.drop("write_error", file.stream, [route for _, route in chunk[written:]])
             file.torn = True
             self._failed(exc, file)
             return False
         file.torn = False
         file.size += done
         self._cap.total += done
-        self._wrote(len(chunk))
+        self._counts.wrote(len(chunk))
         return True
 
     def _room(self, extra: int, stream: Stream) -> bool:
@@ -369,23 +327,13 @@ class JsonlWriter:
     def _note(self, errors: Sequence[OSError]) -> None:
         """Remember file errors that cost no record (a rotated file that would not go)."""
         for exc in errors:
-            self._remember(exc, self._dir)
+            self._counts.remember(exc, self._dir)
 
     def _failed(self, exc: OSError, file: _File) -> None:
         """Remember a failure of ``file``, close it and back off before reopening."""
-        self._remember(exc, file.path)
+        self._counts.remember(exc, file.path)
         self._release(file)
         self._retry_at = time.monotonic() + _RETRY_S
-
-    def _remember(self, exc: OSError, where: Path) -> None:
-        """Keep the error for ``/status`` and log it when it changed (errno and path only)."""
-        name = errno.errorcode.get(exc.errno or 0, "EIO")
-        message = f"{name}: {exc.strerror or 'error'} ({exc.filename or where})"
-        with self._lock:
-            first = self._last_error != message
-            self._last_error = message
-        if first:
-            log.error("jsonl_write_failed", error=message)
 
     def _release(self, file: _File) -> None:
         """Close ``file`` (data is already in the kernel; fsync only on a clean stop)."""

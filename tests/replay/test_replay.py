@@ -21,7 +21,7 @@ from shadowproxy.cli import main
 from shadowproxy.settings import RedactSettings
 from shadowproxy.sinks import Redactor
 from shadowproxy.sinks.capture import capture_record
-from tests.support import REPO, backend, held_port, make_settings, running_proxy
+from tests.support import REPO, Backend, backend, held_port, make_settings, running_proxy
 
 TOKEN = "CNRYreplaytoken42"
 
@@ -65,6 +65,22 @@ async def replay(*args: str) -> tuple[int, str, str]:
     return await asyncio.to_thread(_run, ["replay", *args])
 
 
+async def replay_to(
+    capture: Path, legacy: Backend, candidate: Backend, log_dir: Path, *more: str
+) -> tuple[int, str, str]:
+    """``shadow replay CAPTURE`` to both backends, its evidence in ``log_dir``, with ``more``."""
+    return await replay(
+        str(capture),
+        "--legacy",
+        legacy.url,
+        "--candidate",
+        candidate.url,
+        "--log-dir",
+        str(log_dir),
+        *more,
+    )
+
+
 def _run(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -94,15 +110,8 @@ class TestReplay:
                             method, proxy.url + target, headers=headers, data=body
                         )
             legacy.seen.clear()
-            code, out, err = await replay(
-                str(captures),
-                "--legacy",
-                legacy.url,
-                "--candidate",
-                candidate.url,
-                "--log-dir",
-                str(tmp_path / "replay"),
-                "--dry-run",
+            code, out, err = await replay_to(
+                captures, legacy, candidate, tmp_path / "replay", "--dry-run"
             )
         assert code == 0, out + err
         assert out.startswith("shadow report PASS")
@@ -122,16 +131,8 @@ class TestReplay:
         """A candidate renaming an item exits 1, and the report names the route and path."""
         capture = write_capture(tmp_path / "capture-a.jsonl", REQUESTS)
         async with backend(shop()) as legacy, backend(shop(name="Lamp")) as candidate:
-            code, out, _ = await replay(
-                str(capture),
-                "--legacy",
-                legacy.url,
-                "--candidate",
-                candidate.url,
-                "--log-dir",
-                str(tmp_path / "replay"),
-                "--format",
-                "json",
+            code, out, _ = await replay_to(
+                capture, legacy, candidate, tmp_path / "replay", "--format", "json"
             )
         report = json.loads(out)
         assert code == 1
@@ -144,26 +145,9 @@ class TestReplay:
         """Without a flag a write is skipped; --dry-run sends it with the dry-run header."""
         capture = write_capture(tmp_path / "capture-a.jsonl", REQUESTS[2:3])
         async with backend(shop()) as legacy, backend(shop()) as candidate:
-            skipped = await replay(
-                str(capture),
-                "--legacy",
-                legacy.url,
-                "--candidate",
-                candidate.url,
-                "--log-dir",
-                str(tmp_path / "one"),
-            )
+            skipped = await replay_to(capture, legacy, candidate, tmp_path / "one")
             assert (legacy.seen, candidate.seen) == ([], [])
-            sent = await replay(
-                str(capture),
-                "--legacy",
-                legacy.url,
-                "--candidate",
-                candidate.url,
-                "--log-dir",
-                str(tmp_path / "two"),
-                "--dry-run",
-            )
+            sent = await replay_to(capture, legacy, candidate, tmp_path / "two", "--dry-run")
         # Nothing compared: insufficient, never a pass.
         assert skipped[0] == 1
         assert "skipped: 1 method (writes need --dry-run or --disposable)" in skipped[2]
@@ -181,14 +165,11 @@ class TestReplay:
         assert TOKEN not in capture.read_text()
         monkeypatch.setenv("REPLAY_CREDENTIALS", f"Authorization: Bearer {TOKEN}\n")
         async with backend(shop()) as legacy, backend(shop(name="other")) as candidate:
-            code, out, err = await replay(
-                str(capture),
-                "--legacy",
-                legacy.url,
-                "--candidate",
-                candidate.url,
-                "--log-dir",
-                str(tmp_path / "replay"),
+            code, out, err = await replay_to(
+                capture,
+                legacy,
+                candidate,
+                tmp_path / "replay",
                 "--credentials-env",
                 "REPLAY_CREDENTIALS",
             )
@@ -218,16 +199,8 @@ class TestReplay:
             tmp_path / "capture-a.jsonl", [("GET", f"/items/{n}", {}, b"") for n in range(8)]
         )
         async with backend(slow) as legacy, backend(json_ok_handler) as candidate:
-            code, _, err = await replay(
-                str(capture),
-                "--legacy",
-                legacy.url,
-                "--candidate",
-                candidate.url,
-                "--log-dir",
-                str(tmp_path / "replay"),
-                "--concurrency",
-                "2",
+            code, _, err = await replay_to(
+                capture, legacy, candidate, tmp_path / "replay", "--concurrency", "2"
             )
         assert (code, peak, len(legacy.seen)) == (0, 2, 8), err
 
@@ -331,15 +304,7 @@ class TestImportHar:
         assert record["headers"] == [["Cookie", "[REDACTED]"], ["Accept", "application/json"]]
         assert out.stat().st_mode & 0o777 == 0o600
         async with backend(shop()) as legacy, backend(shop()) as candidate:
-            code, _, err = await replay(
-                str(har),
-                "--legacy",
-                legacy.url,
-                "--candidate",
-                candidate.url,
-                "--log-dir",
-                str(tmp_path / "replay"),
-            )
+            code, _, err = await replay_to(har, legacy, candidate, tmp_path / "replay")
         assert code == 0, err
         assert [s.path for s in legacy.seen] == ["/search?q=lamp&api_key=[REDACTED]"]
         assert all(k != "Cookie" for k, _ in legacy.seen[0].headers)

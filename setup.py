@@ -38,6 +38,7 @@ COMPILED = [
     "shadowproxy/http/h1.py",
     "shadowproxy/http/h1_connection.py",
     "shadowproxy/http/h1_response.py",
+    "shadowproxy/http/h1_timer.py",
     "shadowproxy/http/headers.py",
     "shadowproxy/http/inbound.py",
     "shadowproxy/http/relay.py",

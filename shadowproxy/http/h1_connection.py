@@ -5,9 +5,9 @@ An asyncio protocol per connection: the llhttp callbacks build the answer's
 ``MAX_HEAD_BYTES`` refused, and so are answers the proxy could not relay
 faithfully: a 101 (nothing asked for an upgrade), a control byte in the
 reason phrase, a transfer coding other than chunked. Reading pauses once
-``HIGH_WATER`` body bytes wait for the caller. One timer per connection,
-kept from one request to the next, enforces the read timeout (silence) and
-the exchange's deadline. A connection goes back
+``HIGH_WATER`` body bytes wait for the caller. One timer per connection
+(``h1_timer``), kept from one request to the next, enforces the read timeout
+(silence) and the exchange's deadline. A connection goes back
 to its pool only when its answer was read to the end and HTTP allows reuse.
 """
 
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from shadowproxy.http.h1_response import Framing, Response, UpstreamError, parse_head
+from shadowproxy.http.h1_timer import ConnectionTimer
 from shadowproxy.http.headers import NO_BODY_STATUS, connection_tokens
 from shadowproxy.model import ErrorKind
 
@@ -47,14 +48,12 @@ class Connection(asyncio.Protocol):
         "_backlog",
         "_chunked",
         "_closed",
-        "_deadline",
         "_drain_waiter",
         "_head",
         "_head_raw",
         "_head_ready",
         "_head_start",
         "_in_body",
-        "_last_read",
         "_loop",
         "_no_body",
         "_parser",
@@ -64,7 +63,6 @@ class Connection(asyncio.Protocol):
         "_response",
         "_reusable",
         "_spare",
-        "_timeout_s",
         "_timer",
         "_transport",
         "_until_eof",
@@ -103,11 +101,7 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timeout_s = 0.0
-        """The read timeout of the request in flight."""
-        self._last_read = 0.0
-        self._deadline: float | None = None
+        self._timer = ConnectionTimer(self._loop)
         self.idle_since = 0.0
         self.used = False
 
@@ -122,7 +116,7 @@ class Connection(asyncio.Protocol):
             # Bytes nobody asked for: the connection's framing can't be trusted.
             self.close()
             return
-        self._last_read = self._loop.time()
+        self._timer.last_read = self._loop.time()
         if len(data) > FEED_BUDGET and not (self._in_body and not self._chunked):
             self._feed_slices(memoryview(data))
         else:
@@ -191,7 +185,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._stop_timer()
+        self._timer.stop()
         self._spare = None  # it refers back to this connection
         if self._drain_waiter is not None and not self._drain_waiter.done():
             # The sender stops at its next step and meets the failure below.
@@ -309,8 +303,7 @@ class Connection(asyncio.Protocol):
         self._parts = []
         self._in_body = self._until_eof = self._chunked = False
         self._no_body = method == "HEAD"
-        self._deadline = deadline
-        self._start_timer(read_timeout_s)
+        self._timer.start(read_timeout_s, deadline, self._check_idle)
         if isinstance(body, bytes):
             transport.write(head + body if body else head)
         else:
@@ -327,7 +320,7 @@ class Connection(asyncio.Protocol):
         """Read from the socket again once the consumer caught up."""
         if self._reading_paused and self._transport is not None:
             self._reading_paused = False
-            self._last_read = self._loop.time()
+            self._timer.last_read = self._loop.time()
             if self._backlog is None:
                 # Otherwise the backlog's last slice resumes: bytes stay in order.
                 self._transport.resume_reading()
@@ -411,45 +404,10 @@ class Connection(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.abort()
 
-    def _start_timer(self, timeout_s: float) -> None:
-        """Bound this request: the connection's one timer fires by its first bound.
-
-        The timer outlives the request it was armed for and is re-armed only
-        when it fires (a fire with nothing in flight stops it), never around
-        each read or request: a uvloop timer armed and cancelled costs as much
-        as parsing a small answer's head.
-        """
-        now = self._last_read = self._loop.time()
-        self._timeout_s = timeout_s
-        due = now + (timeout_s if self._deadline is None else min(timeout_s, self._deadline - now))
-        timer = self._timer
-        if timer is not None:
-            if timer.when() <= due:
-                return
-            timer.cancel()
-        self._timer = self._loop.call_at(due, self._check_idle)
-
     def _check_idle(self) -> None:
-        self._timer = None
         if self._parser is None:
-            return  # nothing in flight since the request it was armed for
-        timeout_s = self._timeout_s
-        now = self._loop.time()
-        left = self._last_read + timeout_s - now
-        if self._reading_paused:
-            # Not reading because the consumer is slow is no upstream silence.
-            left = timeout_s
-        if self._deadline is not None:
-            if self._deadline <= now:
-                self._fail(UpstreamError(ErrorKind.TIMEOUT, "deadline passed"))
-                return
-            left = min(left, self._deadline - now)
-        if left > 0:
-            self._timer = self._loop.call_later(left, self._check_idle)
+            self._timer.fired()  # nothing in flight since the request it was armed for
             return
-        self._fail(UpstreamError(ErrorKind.TIMEOUT, f"no data for {timeout_s:g} s"))
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        error = self._timer.check(self._reading_paused, self._check_idle)
+        if error is not None:
+            self._fail(error)

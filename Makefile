@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 COMPILED := build/compiled
 
-.PHONY: demo test test-compiled lint bench bench-compare bench-report bench-proxy bench-client clean
+.PHONY: demo test test-compiled lint bench bench-compare bench-report bench-proxy bench-proxy-compiled bench-client clean
 
 # The development install is plain Python (SHADOWPROXY_COMPILE=0, setup.py): an editable
 # install would put compiled modules beside the sources, and they would shadow every edit.
@@ -52,6 +52,13 @@ bench-report: $(STAMP)
 # Side by side with nginx proxy_pass and mirror; needs nginx and wrk (apt-get install nginx-light wrk).
 bench-proxy: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/bench_proxy.py $(BENCH_ARGS)
+
+# The same benchmark on the compiled build (what pip install . and the image run), built in
+# build/compiled as the compiled test pass builds it; the results land in bench/results/.
+bench-proxy-compiled: $(STAMP)
+	SHADOWPROXY_COMPILE=1 $(BIN)/python .ci/compiled_tree.py $(COMPILED)
+	cd $(COMPILED) && PYTHONPATH=$(CURDIR)/$(COMPILED) $(CURDIR)/$(BIN)/python bench/bench_proxy.py \
+		--output $(CURDIR)/bench/results/proxy.json $(BENCH_ARGS)
 
 # The upstream client alone: h1 next to aiohttp's client, CPU per request; needs nginx.
 bench-client: $(STAMP)

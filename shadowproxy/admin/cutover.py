@@ -152,34 +152,24 @@ async def _set_route(request: web.Request) -> web.Response:
     )
 
 
-async def _force_on(request: web.Request) -> web.Response:
-    ownership = request.app[CUTOVER]
-    data = await _body(request)
-    change = ownership.set_force_legacy(
-        True, reason=_text(data, "reason", ""), source=_source(data)
-    )
-    return web.json_response(
-        {
-            "force_legacy": True,
-            "changed": change is not None,
-            "saved": ownership.state_error is None,
-        }
-    )
+def _force(on: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler that turns force-legacy ``on`` (POST) or off (DELETE)."""
 
+    async def handler(request: web.Request) -> web.Response:
+        ownership = request.app[CUTOVER]
+        data = await _body(request)
+        change = ownership.set_force_legacy(
+            on, reason=_text(data, "reason", ""), source=_source(data)
+        )
+        return web.json_response(
+            {
+                "force_legacy": on,
+                "changed": change is not None,
+                "saved": ownership.state_error is None,
+            }
+        )
 
-async def _force_off(request: web.Request) -> web.Response:
-    ownership = request.app[CUTOVER]
-    data = await _body(request)
-    change = ownership.set_force_legacy(
-        False, reason=_text(data, "reason", ""), source=_source(data)
-    )
-    return web.json_response(
-        {
-            "force_legacy": False,
-            "changed": change is not None,
-            "saved": ownership.state_error is None,
-        }
-    )
+    return handler
 
 
 def _steps(value: object) -> list[dict[str, object]]:
@@ -232,7 +222,7 @@ def add_cutover_routes(
     router.add_get("/cutover", _list)
     router.add_post("/cutover", guard(_answer(_set_route)))
     # Fixed names first: a route path below would otherwise swallow them.
-    router.add_post("/cutover/force-legacy", guard(_answer(_force_on)))
-    router.add_delete("/cutover/force-legacy", guard(_answer(_force_off)))
+    router.add_post("/cutover/force-legacy", guard(_answer(_force(True))))
+    router.add_delete("/cutover/force-legacy", guard(_answer(_force(False))))
     router.add_post("/cutover/drill", guard(_answer(_drill)))
     router.add_post("/cutover/{route:.+}", guard(_answer(_set_route)))

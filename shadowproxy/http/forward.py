@@ -36,14 +36,21 @@ from dataclasses import dataclass
 from shadowproxy.cutover.canary import Decision, sticky_key
 from shadowproxy.cutover.ownership import Ownership
 from shadowproxy.http.h1 import IDEMPOTENT_METHODS
-from shadowproxy.http.headers import VIA, request_headers
+from shadowproxy.http.headers import VIA, Pairs, request_headers
 from shadowproxy.http.inbound import Inbound, RequestBody, read_body
 from shadowproxy.http.relay import Relay, RequestSink, Watch
 from shadowproxy.http.routing import Route, RouteTable, resolve_request
 from shadowproxy.http.shadow import SHADOW_REQUEST, Fetcher, HttpShadow, MirrorRequest
 from shadowproxy.http.sse import ClientAnswer
 from shadowproxy.http.upstream import UpstreamClient
-from shadowproxy.model import SHADOW_PHASE, Observation, RequestFacts, SkipReason, Upstream
+from shadowproxy.model import (
+    SHADOW_PHASE,
+    Observation,
+    Phase,
+    RequestFacts,
+    SkipReason,
+    Upstream,
+)
 from shadowproxy.settings import Settings
 from shadowproxy.sinks.capture import Capture
 from shadowproxy.sinks.logs import bind_request, unbind_request
@@ -93,6 +100,42 @@ class Upgrade:
 def _new_id() -> str:
     """A fresh evidence id: the client never chooses it, so ids never repeat."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
+
+
+def _facts(
+    request: Inbound,
+    request_id: str,
+    path: str,
+    query: str,
+    route: Route,
+    secrets: tuple[str, ...],
+    phase: Phase,
+) -> RequestFacts:
+    """What the evidence keeps of a client request (a WebSocket upgrade's too)."""
+    return RequestFacts(
+        id=request_id,
+        method=request.method,
+        path=path,
+        query=query,
+        route=route.name,
+        domain=route.domain,
+        started_at=time.time(),
+        client_request_id=request.headers.get("X-Request-Id"),
+        secrets=secrets,
+        phase=phase,
+    )
+
+
+def _relayed(request: Inbound, host: str | None, drop: frozenset[str]) -> Pairs:
+    """The client's headers as every upstream gets them (X-Forwarded-*, Via, none of ``drop``)."""
+    return request_headers(
+        request.headers.items(),
+        client_ip=request.remote,
+        scheme=request.scheme,
+        host=host,
+        via=VIA,
+        drop=drop,
+    )
 
 
 class Forwarder:
@@ -148,14 +191,7 @@ class Forwarder:
         )
         decision = self._who_answers(route, request)
         client_host = request.headers.get("Host")
-        headers = request_headers(
-            request.headers.items(),
-            client_ip=request.remote,
-            scheme=request.scheme,
-            host=client_host,
-            via=VIA,
-            drop=_NOT_RELAYED | _HANDSHAKE,
-        )
+        headers = _relayed(request, client_host, _NOT_RELAYED | _HANDSHAKE)
         skip = _not_mirrored(route, decision)
         if skip is None:
             skip = SkipReason.UPGRADE
@@ -163,18 +199,7 @@ class Forwarder:
                 skip = self._shadow.decide(route, "GET", body_complete=True)
         if skip is not None:
             self._shadow.skip(route, skip, decision.phase)
-        facts = RequestFacts(
-            id=_new_id(),
-            method=request.method,
-            path=path,
-            query=query,
-            route=route.name,
-            domain=route.domain,
-            started_at=time.time(),
-            client_request_id=request.headers.get("X-Request-Id"),
-            secrets=secrets,
-            phase=decision.phase,
-        )
+        facts = _facts(request, _new_id(), path, query, route, secrets, decision.phase)
         own_host = self._own_host
         return Upgrade(
             facts=facts,
@@ -241,14 +266,7 @@ class Forwarder:
         if self._capture is not None and route.capture.percent > 0.0 and route.mirror:
             self._capture_request(request, route, raw_target, body, request_id)
         client_host = request.headers.get("Host")
-        headers = request_headers(
-            request.headers.items(),
-            client_ip=request.remote,
-            scheme=request.scheme,
-            host=client_host,
-            via=VIA,
-            drop=_NOT_RELAYED,
-        )
+        headers = _relayed(request, client_host, _NOT_RELAYED)
         decision = self._who_answers(route, request)
         answered_by, phase = decision.answered_by, decision.phase
         client_answer: ClientAnswer | None = None
@@ -263,18 +281,7 @@ class Forwarder:
             window = self._shadow.stream_window(route, request.method, request.headers)
             client_answer = self._shadow.start(
                 MirrorRequest(
-                    facts=RequestFacts(
-                        id=request_id,
-                        method=request.method,
-                        path=path,
-                        query=query,
-                        route=route.name,
-                        domain=route.domain,
-                        started_at=time.time(),
-                        client_request_id=request.headers.get("X-Request-Id"),
-                        secrets=secrets,
-                        phase=phase,
-                    ),
+                    facts=_facts(request, request_id, path, query, route, secrets, phase),
                     route=route,
                     raw_target=raw_target,
                     headers=self._shadow.copy_headers(route, request.method, headers),

@@ -302,6 +302,12 @@ def without_shedding(*args: str) -> tuple[str, ...]:
     return ("--config", str(config), *args)
 
 
+START_BOUND_S = 60.0
+"""How long a proxy process may take to announce itself. Twice the supervisor's own bound
+on its workers (30 s, counted from later on): a loaded machine once took 30 s from the
+process's start to two spawned workers listening, and the announcement came just after."""
+
+
 @contextlib.asynccontextmanager
 async def proxy_process(*args: str, shed_on_lag: bool = False) -> AsyncIterator[ProxyProcess]:
     """Run ``shadowproxy run`` on ephemeral loopback ports until the block ends.
@@ -327,7 +333,7 @@ async def proxy_process(*args: str, shed_on_lag: bool = False) -> AsyncIterator[
     drain: asyncio.Future[tuple[None]] | None = None
     try:
         with contextlib.suppress(TimeoutError):
-            event = await asyncio.wait_for(_listening(process.stdout, tail), 30)
+            event = await asyncio.wait_for(_listening(process.stdout, tail), START_BOUND_S)
         if event is None:
             output = b"".join(tail).decode(errors="replace")
             raise AssertionError(f"the proxy did not start: {output}")

@@ -9,6 +9,8 @@ to files there and ``multiprocess_registry()`` sums them.
 
 from __future__ import annotations
 
+import struct
+import time
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
@@ -41,6 +43,7 @@ __all__ = [
     "HOOKS",
     "LATENCY_BUCKETS_S",
     "METHODS",
+    "RENDER_ATTEMPTS",
     "ROUTE_MODES",
     "Children",
     "Metrics",
@@ -86,6 +89,11 @@ LATENCY_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 """Upper bounds of ``shadowproxy_upstream_latency_seconds`` (covers the default 30 s timeout)."""
+
+RENDER_ATTEMPTS = 5
+"""Collections one scrape tries when a worker's value file is half made (``render_metrics``)."""
+_RENDER_RETRY_S = 0.005
+"""The first pause between them; each next one is longer by as much (5, 10, 15, 20 ms)."""
 
 _MAX_CHILDREN = 4096
 _M = TypeVar("_M", Counter, Gauge, Histogram)
@@ -346,5 +354,23 @@ def mark_worker_dead(pid: int) -> None:
 
 
 def render_metrics(registry: CollectorRegistry) -> tuple[bytes, str]:
-    """The Prometheus text exposition of ``registry`` and its content type."""
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    """The Prometheus text exposition of ``registry`` and its content type.
+
+    A multiprocess registry reads every worker's value files, and a worker
+    creates a file empty before it grows it to its first 64 KiB: a scrape
+    that meets it in between gets ``struct.error`` from prometheus_client's
+    reader (a 500 from the supervisor's ``/metrics``, seen in CI). That state
+    lasts one system call, so the collection is tried again a few
+    milliseconds later, at most ``RENDER_ATTEMPTS`` times in all; scrapes
+    render in a thread (``admin/scrape.py``). Skipping the file instead would
+    make its counters step back, which Prometheus reads as a reset.
+    """
+    attempt = 1
+    while True:
+        try:
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        except struct.error:
+            if attempt == RENDER_ATTEMPTS:
+                raise
+            time.sleep(_RENDER_RETRY_S * attempt)
+            attempt += 1

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from shadowproxy import __version__
 from shadowproxy.model import ErrorKind, Observation
-from shadowproxy.sinks.metrics import Metrics, code_class, method_label, render_metrics
+from shadowproxy.sinks.metrics import (
+    RENDER_ATTEMPTS,
+    Metrics,
+    code_class,
+    method_label,
+    render_metrics,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -185,3 +195,38 @@ class TestMultiprocess:
         out = run_python(SCRAPER, env)[1]
         assert b"shadowproxy_shadow_inflight 3.0" in out
         assert b'shadowproxy_requests_total{code_class="2xx",method="GET",route="/a"} 5.0' in out
+
+
+class TestFleetScrape:
+    """A scrape that meets a worker's value file half made (empty, not yet grown) retries."""
+
+    @staticmethod
+    def _registry(directory: Path) -> CollectorRegistry:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+        return registry
+
+    def test_a_file_being_made_is_read_once_it_is(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The worker grows its file between two attempts: the scrape answers, with its values."""
+        (tmp_path / "counter_7.db").touch()  # as a worker's open() leaves it, before it grows
+
+        def worker_finishes(_seconds: float) -> None:
+            # prometheus_client's own writer, untyped upstream.
+            values = MmapedDict(str(tmp_path / "counter_7.db"))  # type: ignore[no-untyped-call]
+            values.write_value('["c", "c_total", {}, "help"]', 3.0, 0.0)  # type: ignore[no-untyped-call]
+            values.close()  # type: ignore[no-untyped-call]
+
+        monkeypatch.setattr(time, "sleep", worker_finishes)
+        body, _ = render_metrics(self._registry(tmp_path))
+        assert b"c_total 3.0" in body
+
+    def test_the_retries_are_bounded(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A file that stays empty fails the scrape after RENDER_ATTEMPTS collections."""
+        (tmp_path / "counter_7.db").touch()
+        pauses: list[float] = []
+        monkeypatch.setattr(time, "sleep", pauses.append)
+        with pytest.raises(struct.error):
+            render_metrics(self._registry(tmp_path))
+        assert len(pauses) == RENDER_ATTEMPTS - 1

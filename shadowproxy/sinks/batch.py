@@ -19,12 +19,19 @@ Latencies are written per bucket through prometheus_client's histogram child
 internals (``_upper_bounds``, ``_buckets``, ``_sum``);
 ``tests/sinks/test_sinks_batch.py`` holds the result to that of ``observe``
 for every sample.
+
+A scrape renders the registry in a thread (``admin/scrape.py``), so a
+collection flushes off the event loop while the loop keeps counting: one
+lock covers the dicts, held only to update or swap them (a read of one dict
+and a write to its replacement counted a value twice). The metric writes
+themselves happen outside it; prometheus_client's children lock their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
 
@@ -50,7 +57,7 @@ class Batch(Collector):
     registry is collected. ``failed`` hears of a write that raised.
     """
 
-    __slots__ = ("_counts", "_due", "_failed", "_gauges", "_latencies")
+    __slots__ = ("_counts", "_due", "_failed", "_gauges", "_latencies", "_lock")
 
     def __init__(self) -> None:
         self._counts: dict[tuple[LabelledChildren, tuple[str, ...]], int] = {}
@@ -58,6 +65,7 @@ class Batch(Collector):
         self._gauges: dict[Gauge, float] = {}
         self._due = False
         self._failed: Callable[[Exception], None] | None = None
+        self._lock = threading.Lock()
 
     def on_failure(self, failed: Callable[[Exception], None]) -> None:
         """Call ``failed`` with what a flush raised (it is never raised into the loop)."""
@@ -66,24 +74,29 @@ class Batch(Collector):
     def count(self, children: LabelledChildren, *values: str) -> None:
         """Add 1 to the counter child of ``values``."""
         key = (children, values)
-        self._counts[key] = self._counts.get(key, 0) + 1
+        with self._lock:
+            counts = self._counts
+            counts[key] = counts.get(key, 0) + 1
         if not self._due:
             self._schedule()
 
     def observe(self, children: LabelledChildren, seconds: float, *values: str) -> None:
         """Observe ``seconds`` in the histogram child of ``values``."""
         key = (children, values)
-        samples = self._latencies.get(key)
-        if samples is None:
-            self._latencies[key] = [seconds]
-        else:
-            samples.append(seconds)
+        with self._lock:
+            latencies = self._latencies
+            samples = latencies.get(key)
+            if samples is None:
+                latencies[key] = [seconds]
+            else:
+                samples.append(seconds)
         if not self._due:
             self._schedule()
 
     def set(self, gauge: Gauge, value: float) -> None:
         """Set ``gauge`` to ``value`` (the last value of the turn is written)."""
-        self._gauges[gauge] = value
+        with self._lock:
+            self._gauges[gauge] = value
         if not self._due:
             self._schedule()
 
@@ -99,9 +112,10 @@ class Batch(Collector):
     def flush(self) -> None:
         """Write everything gathered; never raises."""
         self._due = False
-        counts, self._counts = self._counts, {}
-        latencies, self._latencies = self._latencies, {}
-        gauges, self._gauges = self._gauges, {}
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            latencies, self._latencies = self._latencies, {}
+            gauges, self._gauges = self._gauges, {}
         try:
             for (children, values), n in counts.items():
                 counter: Counter = children.get(*values)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shadowproxy.sinks.batch import Batch
 from shadowproxy.sinks.metrics import LATENCY_BUCKETS_S, Children
 from tests.support import eventually
 
+COUNTS = 200_000
 SAMPLES = [0.0, 0.0009, 0.001, 0.0011, 0.003, 0.02, 0.02, 0.7, 12.0, 61.0, 0.0025]
 
 
@@ -86,3 +90,38 @@ class TestGathering:
         counter = Counter("things", "things", ("kind",), registry=CollectorRegistry())
         batch.count(Children(counter), "too", "many")
         assert [type(exc) for exc in failures] == [ValueError]
+
+
+class TestThreads:
+    """A scrape renders in a thread (admin/scrape.py) and flushes while the loop counts."""
+
+    async def test_a_flush_from_another_thread_loses_no_count(self) -> None:
+        """Every count lands once, however the flushing thread interleaves with the counting."""
+        registry = CollectorRegistry()
+        counter = Counter("c", "counts", ("route",), registry=registry)
+        children, batch = Children(counter), Batch()
+        done = threading.Event()
+
+        def scrape() -> None:
+            while not done.is_set():
+                batch.flush()
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
+        try:
+            for n in range(COUNTS):
+                batch.count(children, f"/r{n % 50}")
+        finally:
+            done.set()
+            scraper.join()
+            sys.setswitchinterval(interval)
+        batch.flush()
+        total = sum(
+            sample.value
+            for metric in registry.collect()
+            for sample in metric.samples
+            if sample.name == "c_total"
+        )
+        assert total == COUNTS

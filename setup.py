@@ -56,6 +56,7 @@ COMPILED = [
     "shadowproxy/shadow/tasks.py",
     "shadowproxy/sinks/batch.py",
     "shadowproxy/sinks/evidence.py",
+    "shadowproxy/sinks/metrics.py",
     "shadowproxy/sinks/names.py",
     "shadowproxy/sinks/records.py",
     "shadowproxy/sinks/redact.py",

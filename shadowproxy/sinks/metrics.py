@@ -23,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as _multiprocess
+from prometheus_client.metrics import MetricWrapperBase
 
 from shadowproxy import __version__
 from shadowproxy.model import (
@@ -96,7 +97,7 @@ _RENDER_RETRY_S = 0.005
 """The first pause between them; each next one is longer by as much (5, 10, 15, 20 ms)."""
 
 _MAX_CHILDREN = 4096
-_M = TypeVar("_M", Counter, Gauge, Histogram)
+_M = TypeVar("_M", bound=MetricWrapperBase)
 
 
 def method_label(method: str) -> str:

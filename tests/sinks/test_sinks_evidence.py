@@ -17,7 +17,6 @@ from tests.sinks.sinks_factories import (
     FakeClock,
     all_bytes,
     make_exchange,
-    make_observation,
     make_verdict,
     of_type,
     read_records,
@@ -138,8 +137,8 @@ class TestGuards:
         def explode(*args: object) -> None:
             raise RuntimeError("broken sink")
 
-        monkeypatch.setattr(metrics, "observe_upstream", explode)
-        ev.on_upstream("legacy", "/a", make_observation())
+        monkeypatch.setattr(metrics.upstream_errors, "labels", explode)
+        ev.on_upstream("legacy", "/a", Observation.failed(ErrorKind.TIMEOUT, 5.0))
         ev.on_verdict(None, None)  # type: ignore[arg-type]
         assert (
             metrics.registry.get_sample_value(

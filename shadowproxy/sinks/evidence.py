@@ -2,9 +2,14 @@
 
 Owns the hook surface (``on_request``, ``on_upstream``, ``on_skip``,
 ``on_verdict``, ``set_inflight``, ``tick``, ``write_record``) and its guard:
-every hook runs on the event loop, is cheap, never blocks and never raises.
-A failing hook is logged (exception type and location only, never values)
-and counted in ``shadowproxy_evidence_errors_total{hook}``. Record building
+every hook runs on the event loop, is cheap, never blocks and never raises,
+because a sink must never reach the client's response. Each hook's body sits
+in a ``try`` whose ``except Exception`` hands the failure to ``_hook_failed``:
+it is logged (exception type and location only, never values) and counted in
+``shadowproxy_evidence_errors_total{hook}``. A plain ``try`` rather than a
+decorator: the compiled proxy calls a hook directly, where a generic
+``*args, **kwargs`` wrapper built a tuple and a dict and made a Python-level
+call per hook, six times per request (docs/performance.md). Record building
 and file I/O happen on the writer thread.
 """
 
@@ -17,7 +22,6 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Concatenate, ParamSpec
 
 import structlog
 
@@ -42,7 +46,6 @@ from shadowproxy.timestamps import rfc3339
 
 __all__ = ["Evidence", "default_worker_id"]
 
-_P = ParamSpec("_P")
 _SKIP_REASONS = frozenset(str(reason) for reason in SkipReason)
 
 log = structlog.get_logger("shadowproxy.sinks")
@@ -51,29 +54,6 @@ log = structlog.get_logger("shadowproxy.sinks")
 def default_worker_id() -> str:
     """``<host>-<pid>``: unique per worker process, stable for its lifetime."""
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _guarded(
-    hook: str,
-) -> Callable[
-    [Callable[Concatenate[Evidence, _P], None]], Callable[Concatenate[Evidence, _P], None]
-]:
-    """Wrap a hook so an exception is logged and counted instead of raised."""
-
-    def wrap(
-        fn: Callable[Concatenate[Evidence, _P], None],
-    ) -> Callable[Concatenate[Evidence, _P], None]:
-        def guarded(self: Evidence, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
-            try:
-                fn(self, *args, **kwargs)
-            except Exception as exc:  # a sink must never reach the client's response
-                self._hook_failed(hook, exc)
-
-        # Not @wraps: its return type hides the signature from mypy.
-        functools.update_wrapper(guarded, fn)
-        return guarded
-
-    return wrap
 
 
 class Evidence:
@@ -106,109 +86,139 @@ class Evidence:
         """Start the writer thread."""
         self._writer.start()
 
-    @_guarded("on_request")
     def on_request(self, route: str, method: str, status: int | None) -> None:
         """Count a client-facing answer; ``status`` None means the proxy itself failed."""
-        metrics = self._metrics
-        metrics.batch.count(metrics.requests_by, route, method_label(method), code_class(status))
+        try:
+            metrics = self._metrics
+            metrics.batch.count(
+                metrics.requests_by, route, method_label(method), code_class(status)
+            )
+        except Exception as exc:
+            self._hook_failed("on_request", exc)
 
-    @_guarded("on_upstream")
     def on_upstream(self, upstream: str, route: str, observation: Observation) -> None:
         """Record one upstream's latency, and its error reason when it failed."""
-        self._metrics.observe_upstream(upstream, route, observation)
+        try:
+            self._metrics.observe_upstream(upstream, route, observation)
+        except Exception as exc:
+            self._hook_failed("on_upstream", exc)
 
-    @_guarded("on_skip")
     def on_skip(self, route: str, domain: str, reason: str, phase: Phase = SHADOW_PHASE) -> None:
         """Count a request of ``route`` in ``phase`` that was not mirrored."""
-        label = str(reason) if reason in _SKIP_REASONS else "other"
-        self._metrics.batch.count(self._metrics.skipped_by, label)
-        self._rollups.tally(route, domain, phase).add_skip(label)
+        try:
+            label = str(reason) if reason in _SKIP_REASONS else "other"
+            self._metrics.batch.count(self._metrics.skipped_by, label)
+            self._rollups.tally(route, domain, phase).add_skip(label)
+        except Exception as exc:
+            self._hook_failed("on_skip", exc)
 
-    @_guarded("on_verdict")
     def on_verdict(self, exchange: Exchange, verdict: Verdict) -> None:
         """Count a compared exchange and queue its ``exchange`` record when one is due."""
-        request = exchange.request
-        metrics = self._metrics
-        batch = metrics.batch
-        batch.count(metrics.comparisons_by, request.route, request.domain, verdict.outcome)
-        for cls in verdict.classes:
-            batch.count(metrics.divergences_by, request.route, request.domain, cls)
-        self._rollups.tally(request.route, request.domain, request.phase).add_verdict(
-            exchange, verdict
-        )
-        kind = exchange.stream_kind
-        if kind is not None:
-            batch.count(metrics.streams_by, request.route, request.domain, str(kind))
-        if wanted(verdict, request.id, self._evidence):
-            self._writer.submit(
-                functools.partial(
-                    exchange_record, exchange, verdict, self._redactor, self._evidence
-                ),
-                Stream.EXCHANGES,
-                (request.route, request.domain, request.phase),
+        try:
+            request = exchange.request
+            metrics = self._metrics
+            batch = metrics.batch
+            batch.count(metrics.comparisons_by, request.route, request.domain, verdict.outcome)
+            for cls in verdict.classes:
+                batch.count(metrics.divergences_by, request.route, request.domain, cls)
+            self._rollups.tally(request.route, request.domain, request.phase).add_verdict(
+                exchange, verdict
             )
+            kind = exchange.stream_kind
+            if kind is not None:
+                batch.count(metrics.streams_by, request.route, request.domain, str(kind))
+            if wanted(verdict, request.id, self._evidence):
+                self._writer.submit(
+                    functools.partial(
+                        exchange_record, exchange, verdict, self._redactor, self._evidence
+                    ),
+                    Stream.EXCHANGES,
+                    (request.route, request.domain, request.phase),
+                )
+        except Exception as exc:
+            self._hook_failed("on_verdict", exc)
 
-    @_guarded("on_cutover")
     def set_route_mode(self, route: str, mode: str, percent: float) -> None:
         """Move ``shadowproxy_route_mode`` and ``_route_canary_percent`` to ``route``'s state."""
-        self._metrics.set_route_mode(route, mode, percent)
+        try:
+            self._metrics.set_route_mode(route, mode, percent)
+        except Exception as exc:
+            self._hook_failed("on_cutover", exc)
 
-    @_guarded("on_cutover")
     def on_fallback(self, route: str) -> None:
         """Count a request of ``route`` retried on legacy after the candidate failed."""
-        self._metrics.fallbacks_by.get(route).inc()
+        try:
+            self._metrics.fallbacks_by.get(route).inc()
+        except Exception as exc:
+            self._hook_failed("on_cutover", exc)
 
-    @_guarded("on_cutover")
     def on_rollback(self, route: str, reason: str) -> None:
         """Count an automatic rollback of ``route`` (its ``ownership`` record is separate)."""
-        self._metrics.rollbacks.labels(route, reason).inc()
+        try:
+            self._metrics.rollbacks.labels(route, reason).inc()
+        except Exception as exc:
+            self._hook_failed("on_cutover", exc)
 
-    @_guarded("on_nats")
     def on_nats_event(self, route: str, side: str, result: str) -> None:
         """Count what became of one NATS event of ``route`` (``model.EventFate``)."""
-        self._metrics.nats_events_by.get(route, side, result).inc()
+        try:
+            self._metrics.nats_events_by.get(route, side, result).inc()
+        except Exception as exc:
+            self._hook_failed("on_nats", exc)
 
-    @_guarded("on_nats")
     def on_nats_dropped(self, route: str, reason: str) -> None:
         """Count a NATS message of ``route`` a subscription dropped unprocessed."""
-        self._metrics.nats_dropped.labels(route, reason).inc()
+        try:
+            self._metrics.nats_dropped.labels(route, reason).inc()
+        except Exception as exc:
+            self._hook_failed("on_nats", exc)
 
-    @_guarded("on_connection_refused")
     def on_connection_refused(self, reason: ConnectionRefusal) -> None:
         """Count a client connection closed on arrival, and why."""
-        self._metrics.connections_refused.labels(str(reason)).inc()
+        try:
+            self._metrics.connections_refused.labels(str(reason)).inc()
+        except Exception as exc:
+            self._hook_failed("on_connection_refused", exc)
 
-    @_guarded("on_client_timeout")
     def on_client_timeout(self, phase: ClientTimeout) -> None:
         """Count a client connection closed for a slow request head or body."""
-        self._metrics.client_timeouts.labels(str(phase)).inc()
+        try:
+            self._metrics.client_timeouts.labels(str(phase)).inc()
+        except Exception as exc:
+            self._hook_failed("on_client_timeout", exc)
 
-    @_guarded("set_inflight")
     def set_inflight(self, n: int) -> None:
         """Set the number of shadow requests in flight."""
-        self._metrics.batch.set(self._metrics.inflight, n)
+        try:
+            self._metrics.batch.set(self._metrics.inflight, n)
+        except Exception as exc:
+            self._hook_failed("set_inflight", exc)
 
-    @_guarded("tick")
     def tick(self) -> None:
         """Queue the rollups of a window that has ended (call about once a second)."""
-        now = self._clock()
-        if self._rollups.due(now):
-            for record in self._rollups.drain(now, self._writer.take_route_drops()):
-                self._writer.submit(record, Stream.ROLLUPS)
+        try:
+            now = self._clock()
+            if self._rollups.due(now):
+                for record in self._rollups.drain(now, self._writer.take_route_drops()):
+                    self._writer.submit(record, Stream.ROLLUPS)
+        except Exception as exc:
+            self._hook_failed("tick", exc)
 
-    @_guarded("write_record")
     def write_record(self, record: Mapping[str, object]) -> None:
         """Queue a record of another ``type``; ``v`` and ``ts`` are added when missing.
 
         It goes to the rollups file, kept for the gate window like rollups, and
         passes the free-form secret scrubber (``Redactor.mapping``).
         """
-        data = dict(record)
-        if not isinstance(data.get("type"), str):
-            raise ValueError("a record needs a string 'type'")
-        data.setdefault("v", SCHEMA_VERSION)
-        data.setdefault("ts", rfc3339(self._clock()))
-        self._writer.submit(functools.partial(self._redactor.mapping, data), Stream.ROLLUPS)
+        try:
+            data = dict(record)
+            if not isinstance(data.get("type"), str):
+                raise ValueError("a record needs a string 'type'")
+            data.setdefault("v", SCHEMA_VERSION)
+            data.setdefault("ts", rfc3339(self._clock()))
+            self._writer.submit(functools.partial(self._redactor.mapping, data), Stream.ROLLUPS)
+        except Exception as exc:
+            self._hook_failed("write_record", exc)
 
     def close(self, timeout_s: float) -> bool:
         """Queue the final rollups, write everything queued and stop the writer thread.

@@ -13,6 +13,7 @@ import structlog
 from shadowproxy.model import DiffClass, Difference, ErrorKind, Observation, Outcome, SkipReason
 from shadowproxy.settings import RedactSettings
 from shadowproxy.sinks import Evidence, Metrics, configure_logging, render_metrics
+from shadowproxy.sinks.writer import JsonlWriter
 from tests.sinks.sinks_factories import (
     FakeClock,
     all_bytes,
@@ -138,8 +139,9 @@ class TestGuards:
             raise RuntimeError("broken sink")
 
         monkeypatch.setattr(metrics.upstream_errors, "labels", explode)
+        monkeypatch.setattr(JsonlWriter, "submit", explode)
         ev.on_upstream("legacy", "/a", Observation.failed(ErrorKind.TIMEOUT, 5.0))
-        ev.on_verdict(None, None)  # type: ignore[arg-type]
+        ev.on_verdict(make_exchange(), make_verdict(Outcome.DIVERGED))
         assert (
             metrics.registry.get_sample_value(
                 "shadowproxy_evidence_errors_total", {"hook": "on_upstream"}

@@ -39,12 +39,11 @@ LOW_WATER: Final = 64 * 1024
 """Buffered body bytes below which a paused connection reads again."""
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 """Bytes RFC 9112 section 4 allows in no reason phrase (HTAB, SP, VCHAR and obs-text are)."""
-_FIELD: Final = re.compile(r"\r\n([^:\r]*):[ \t]*([^\r]*)")
-"""One header line of a head llhttp accepted: its name, and its value without leading
-whitespace (llhttp keeps trailing whitespace, and so does this)."""
 _REASON_AT: Final = len("HTTP/1.1 200 ")
 """llhttp takes one-digit versions and three-digit status codes only."""
 _EMPTY_LINE: Final = (b"\r", b"\n")
+_FRAMING_NAMES: Final = frozenset({len("content-length"), len("transfer-encoding")})
+"""The lengths of the only field names ``Framing`` reads: other fields are not lower-cased."""
 
 
 def parse_head(raw: bytes, start: int) -> tuple[int, str, Headers]:
@@ -53,22 +52,24 @@ def parse_head(raw: bytes, start: int) -> tuple[int, str, Headers]:
     The head starts at ``start``, after any empty lines (llhttp skips those
     before a status line), and ends with its blank line; the offset returned
     is just past it. llhttp has already refused anything malformed (bare
-    LF, folded lines, whitespace before a colon, control characters), so one
-    regular expression reads every field exactly as llhttp's ``on_header``
-    would report it (a property test holds the two equal). Raises
-    ``UpstreamError`` for a line it cannot read.
+    LF, folded lines, whitespace before a colon, control characters), so
+    each line splits at its first colon into the field exactly as llhttp's
+    ``on_header`` would report it: the value without leading whitespace
+    (llhttp keeps trailing whitespace, and so does this). A property test
+    holds the two equal. Raises ``UpstreamError`` for a line it cannot read.
     """
     while raw[start : start + 1] in _EMPTY_LINE:
         start += 1
     end = raw.find(b"\r\n\r\n", start)
-    head = raw[start:end].decode("latin-1")
-    line_end = head.find("\r\n")
-    if line_end < 0:
-        return end + 4, head[_REASON_AT:], ()
-    fields = tuple(_FIELD.findall(head, line_end))
-    if len(fields) != head.count("\r\n"):
-        raise UpstreamError(ErrorKind.OTHER, "a header line that is no field")
-    return end + 4, head[_REASON_AT:line_end], fields
+    lines = raw[start:end].decode("latin-1").split("\r\n")
+    fields: list[tuple[str, str]] = []
+    for i in range(1, len(lines)):
+        line = lines[i]
+        colon = line.find(":")
+        if colon < 0 or "\r" in line:
+            raise UpstreamError(ErrorKind.OTHER, "a header line that is no field")
+        fields.append((line[:colon], line[colon + 1 :].lstrip(" \t")))
+    return end + 4, lines[0][_REASON_AT:], tuple(fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +81,8 @@ class Framing:
     """A Content-Length or a Transfer-Encoding: False means the body runs to the end."""
     chunked: bool
 
-    @classmethod
-    def of(cls, reason: str, headers: Headers) -> Framing:
+    @staticmethod
+    def of(reason: str, headers: Headers) -> Framing:
         """Read the head; raises ``UpstreamError`` when the proxy could not relay it faithfully.
 
         A control byte in the reason phrase (llhttp lets them through; relayed,
@@ -89,12 +90,15 @@ class Framing:
         chunked (llhttp removes only the chunked framing: the rest would reach
         the client without the Transfer-Encoding that says what it is).
         """
-        if _CONTROL.search(reason) is not None:
+        # Printable ASCII (nearly every reason phrase) holds no control byte.
+        if not (reason.isascii() and reason.isprintable()) and _CONTROL.search(reason):
             raise UpstreamError(ErrorKind.OTHER, "control character in the reason phrase")
         length: int | None = None
         framed = False
         codings: list[str] = []
         for name, value in headers:
+            if len(name) not in _FRAMING_NAMES:
+                continue
             lowered = name.lower()
             if lowered == "content-length" and value.isdigit():
                 length = int(value)
@@ -104,7 +108,13 @@ class Framing:
                 codings.extend(token.strip().lower() for token in value.split(","))
         if codings and codings != ["chunked"]:
             raise UpstreamError(ErrorKind.OTHER, "transfer coding other than chunked")
-        return cls(length, framed, bool(codings))
+        return Framing(length, framed, bool(codings))
+
+    def __init__(self, content_length: int | None, framed: bool, chunked: bool) -> None:
+        # Written out so mypyc compiles it (shadowproxy.model says why).
+        object.__setattr__(self, "content_length", content_length)
+        object.__setattr__(self, "framed", framed)
+        object.__setattr__(self, "chunked", chunked)
 
 
 class UpstreamError(Exception):

@@ -69,6 +69,11 @@ class Watch:
     client_answer: ClientAnswer
     window: StreamSettings | None
 
+    def __init__(self, client_answer: ClientAnswer, window: StreamSettings | None) -> None:
+        # Written out so mypyc compiles it (shadowproxy.model says why).
+        object.__setattr__(self, "client_answer", client_answer)
+        object.__setattr__(self, "window", window)
+
 
 class Relay:
     """Sends one request to the upstream that answers and relays the answer to the client."""

@@ -80,6 +80,29 @@ class MirrorRequest:
     """How the other side is observed when not by replaying the request (a WebSocket
     session's shadow); it gets no secondary."""
 
+    def __init__(
+        self,
+        facts: RequestFacts,
+        route: Route,
+        raw_target: str,
+        headers: list[tuple[str, str]],
+        host: str | None,
+        body: bytes,
+        answered_by: Upstream = Upstream.LEGACY,
+        window: StreamSettings | None = None,
+        fetcher: Fetcher | None = None,
+    ) -> None:
+        # Written out so mypyc compiles it (shadowproxy.model says why).
+        object.__setattr__(self, "facts", facts)
+        object.__setattr__(self, "route", route)
+        object.__setattr__(self, "raw_target", raw_target)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "answered_by", answered_by)
+        object.__setattr__(self, "window", window)
+        object.__setattr__(self, "fetcher", fetcher)
+
 
 class HttpShadow:
     """Owns mirroring for one worker: the gate, the task pool and the comparison."""

@@ -15,6 +15,11 @@ differences, each value a scalar or a string of at most ``MAX_VALUE_CHARS``):
 an entry holds no document. A result is replayed only where it would be
 reproduced exactly: when the collector has room for all of it, so the walk
 that found it would not have stopped early. Pure code, one per ``Comparator``.
+
+The digests of the last ``DIGESTS_KEPT`` bodies are remembered by the body
+object itself: the comparison process gets the very same object again for a
+body that crossed its pipe before (``shadow.compare_worker.SharedBodies``), so
+a document compared again is not hashed again either.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from shadowproxy.compare.found import Collector, Found
 from shadowproxy.compare.media import MediaType
 from shadowproxy.compare.tree import TreeRules
 
-__all__ = ["MAX_ENTRIES", "MAX_FOUND", "MAX_VALUE_CHARS", "BodyRecall"]
+__all__ = ["DIGESTS_KEPT", "MAX_ENTRIES", "MAX_FOUND", "MAX_VALUE_CHARS", "BodyRecall"]
 
+DIGESTS_KEPT = 4
 MAX_ENTRIES = 256
 MAX_FOUND = 8
 MAX_VALUE_CHARS = 256
@@ -56,10 +62,12 @@ def _small(found: Found) -> bool:
 class BodyRecall:
     """``diff_bodies`` through a cache keyed by the pair of body digests."""
 
-    __slots__ = ("_entries", "hits", "misses")
+    __slots__ = ("_digests", "_entries", "hits", "misses")
 
     def __init__(self) -> None:
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        # By id, holding the body: an id is never reused while its entry is kept.
+        self._digests: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -76,8 +84,8 @@ class BodyRecall:
         """What ``body.diff_bodies`` appends to ``out`` for the legacy and other ``bodies``
         and their ``media`` types, from the cache when it can."""
         key = (
-            hashlib.sha256(bodies[0]).digest(),
-            hashlib.sha256(bodies[1]).digest(),
+            self._digest(bodies[0]),
+            self._digest(bodies[1]),
             *media,
             id(rules),
         )
@@ -109,3 +117,14 @@ class BodyRecall:
         self._entries.move_to_end(key)
         if len(self._entries) > MAX_ENTRIES:
             self._entries.popitem(last=False)
+
+    def _digest(self, body: bytes) -> bytes:
+        held = self._digests.get(id(body))
+        if held is not None and held[0] is body:
+            self._digests.move_to_end(id(body))
+            return held[1]
+        digest = hashlib.sha256(body).digest()
+        self._digests[id(body)] = (body, digest)
+        if len(self._digests) > DIGESTS_KEPT:
+            self._digests.popitem(last=False)
+        return digest

@@ -2,8 +2,15 @@
 
 Owns the wire between a proxy worker and its comparison process, and the
 process's main loop. Each message is an 8-byte big-endian length and a pickle;
-requests are ``(exchange, rules)``, replies ``(True, verdict)`` or ``(False,
-message)`` when the comparison raised. Replies come in request order. Pickle is
+requests are ``(exchange, rules, slots)``, replies ``(True, verdict)`` or
+``(False, message)`` when the comparison raised. Replies come in request order.
+
+A large body crosses the pipe once (``SharedBodies``): both ends hold the
+last few, and an exchange whose body equals one held sends the slot it is in
+(``slots``, per side) with an empty body in its place. An endpoint serving one
+document to many clients then costs the proxy worker a byte comparison instead
+of pickling and writing both bodies, and the comparison process gets the very
+objects it digested before (``compare.recall`` remembers their digests). Pickle is
 safe here: both ends are the same program, connected by a private pipe. The
 process ignores SIGINT, SIGHUP and SIGTERM (the proxy worker owns those) and
 exits when its stdin closes, which also happens when the proxy worker dies.
@@ -21,12 +28,99 @@ from dataclasses import replace
 from typing import BinaryIO
 
 from shadowproxy.compare import Comparator
-from shadowproxy.model import Verdict
+from shadowproxy.compare.rules import CompareRules
+from shadowproxy.model import Exchange, Observation, Verdict
 
-__all__ = ["HEADER_BYTES", "frame", "main"]
+__all__ = [
+    "HEADER_BYTES",
+    "RULES_KEPT",
+    "SHARED_BODIES",
+    "SHARED_MIN_BYTES",
+    "SharedBodies",
+    "Slots",
+    "frame",
+    "main",
+]
 
 HEADER_BYTES = 8
 """Bytes of the length that precedes every message."""
+SHARED_MIN_BYTES = 4096
+"""Bodies from this size on are held by both ends; smaller ones always cross whole."""
+RULES_KEPT = 64
+"""Distinct route rules the process keeps one object of (then it starts over)."""
+SHARED_BODIES = 4
+"""Bodies each end holds, the most recently used: both sides of a pair, and a pair before."""
+
+Slots = tuple[int | None, int | None, int | None]
+"""Per side (legacy, candidate, secondary): the held body it has, or None when it crossed whole."""
+_WHOLE: Slots = (None, None, None)
+
+
+class SharedBodies:
+    """The large bodies one end of the pipe holds; the other end holds the same ones.
+
+    Both ends take the same steps for the same messages in the same order (a
+    pipe keeps it), so their lists stay equal: a body sent whole is held from
+    then on by both, a body sent as a slot moves to the end of both lists,
+    and the least recently used one beyond ``SHARED_BODIES`` is let go. A new
+    comparison process starts both ends afresh.
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: list[bytes] = []
+
+    def pack(self, exchange: Exchange) -> tuple[Exchange, Slots]:
+        """What crosses for ``exchange``: a held body is left out and named by its slot."""
+        legacy, first = self._send(exchange.legacy)
+        candidate, second = self._send(exchange.candidate)
+        secondary, third = exchange.secondary, None
+        if secondary is not None:
+            secondary, third = self._send(secondary)
+        slots = (first, second, third)
+        if slots == _WHOLE:
+            return exchange, _WHOLE
+        return replace(exchange, legacy=legacy, candidate=candidate, secondary=secondary), slots
+
+    def unpack(self, exchange: Exchange, slots: Slots) -> Exchange:
+        """The exchange ``pack`` was given, from what crossed."""
+        legacy = self._receive(exchange.legacy, slots[0])
+        candidate = self._receive(exchange.candidate, slots[1])
+        secondary = exchange.secondary
+        if secondary is not None:
+            secondary = self._receive(secondary, slots[2])
+        if slots == _WHOLE:
+            return exchange
+        return replace(exchange, legacy=legacy, candidate=candidate, secondary=secondary)
+
+    def _send(self, side: Observation) -> tuple[Observation, int | None]:
+        body = side.body
+        if len(body) < SHARED_MIN_BYTES:
+            return side, None
+        for slot, held in enumerate(self._held):
+            if held == body:
+                self._use(slot)
+                return replace(side, body=b""), slot
+        self._hold(body)
+        return side, None
+
+    def _receive(self, side: Observation, slot: int | None) -> Observation:
+        if slot is not None:
+            body = self._held[slot]
+            self._use(slot)
+            return replace(side, body=body)
+        if len(side.body) >= SHARED_MIN_BYTES:
+            self._hold(side.body)
+        return side
+
+    def _use(self, slot: int) -> None:
+        self._held.append(self._held.pop(slot))
+
+    def _hold(self, body: bytes) -> None:
+        self._held.append(body)
+        if len(self._held) > SHARED_BODIES:
+            del self._held[0]
 
 
 def frame(message: object) -> tuple[bytes, bytes]:
@@ -43,11 +137,18 @@ def _portable(verdict: Verdict) -> Verdict:
 def serve(source: BinaryIO, sink: BinaryIO) -> None:
     """Answer requests from ``source`` on ``sink`` until ``source`` ends."""
     comparator = Comparator()
+    bodies = SharedBodies()
+    # Rules arrive as a new object with every message; the engine caches its plan,
+    # and the recall its pairs, by the rules' identity: hand it one object per value.
+    known: dict[CompareRules, CompareRules] = {}
     while len(header := source.read(HEADER_BYTES)) == HEADER_BYTES:
-        exchange, rules = pickle.loads(source.read(int.from_bytes(header, "big")))
+        packed, rules, slots = pickle.loads(source.read(int.from_bytes(header, "big")))
+        exchange = bodies.unpack(packed, slots)
         reply: tuple[bool, object]
         try:
-            reply = (True, _portable(comparator.compare(exchange, rules)))
+            if len(known) >= RULES_KEPT and rules not in known:
+                known.clear()
+            reply = (True, _portable(comparator.compare(exchange, known.setdefault(rules, rules))))
         except Exception as exc:
             # A bug in the engine costs one comparison, reported to the proxy
             # worker (which logs it), not the process and its learned noise.

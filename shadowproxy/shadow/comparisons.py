@@ -31,7 +31,7 @@ from types import MappingProxyType
 from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Verdict
-from shadowproxy.shadow.compare_worker import HEADER_BYTES, frame
+from shadowproxy.shadow.compare_worker import HEADER_BYTES, SharedBodies, frame
 from shadowproxy.shadow.tasks import TaskPool
 
 __all__ = ["MAX_IN_FLIGHT", "ComparisonWorkerError", "Comparisons"]
@@ -63,6 +63,7 @@ class _Worker:
         self._process = process
         self._waiting: deque[asyncio.Future[Verdict]] = deque()
         self._broken = False
+        self._bodies = SharedBodies()
         self._reader = TaskPool(1)
         self._reader.spawn(self._read(), name="compare-worker-reader")
 
@@ -88,10 +89,17 @@ class _Worker:
     async def compare(self, exchange: Exchange, rules: CompareRules) -> Verdict:
         stdin = self._process.stdin
         assert stdin is not None
+        packed, slots = self._bodies.pack(exchange)
+        try:
+            message = frame((packed, rules, slots))
+        except Exception:
+            # The bodies ``pack`` took are held on this end only: start both afresh.
+            self._broken = True
+            raise
         future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         try:
-            stdin.writelines(frame((exchange, rules)))
+            stdin.writelines(message)
             await stdin.drain()
         except ConnectionError:
             self._broken = True

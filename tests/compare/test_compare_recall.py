@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -10,7 +13,7 @@ from shadowproxy.compare import Comparator, CompareRules
 from shadowproxy.compare.body import diff_bodies
 from shadowproxy.compare.found import INT_FLOAT, Collector
 from shadowproxy.compare.media import parse_content_type
-from shadowproxy.compare.recall import MAX_ENTRIES, BodyRecall
+from shadowproxy.compare.recall import DIGESTS_KEPT, MAX_ENTRIES, BodyRecall
 from shadowproxy.compare.tree import TreeRules
 from tests.compare.factories import make_exchange, make_observation
 from tests.compare.test_compare_properties import DOCUMENTS
@@ -82,6 +85,32 @@ class TestBodyRecall:
         _through(recall, {"price": -1}, {"price": MAX_ENTRIES})
         _through(recall, {"price": -1}, {"price": 0})
         assert (recall.hits, recall.misses) == (1, MAX_ENTRIES + 2)
+
+    def test_the_same_body_object_is_hashed_once(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The comparison process gets a body it held as the same object: no second digest."""
+        hashed: list[int] = []
+        real = hashlib.sha256
+
+        def sha256(data: bytes) -> hashlib._Hash:
+            hashed.append(len(data))
+            return real(data)
+
+        monkeypatch.setattr(hashlib, "sha256", sha256)
+        recall = BodyRecall()
+        legacy, candidate = orjson.dumps({"price": 99}), orjson.dumps({"price": 49})
+        for _ in range(3):
+            recall.diff((legacy, candidate), (MEDIA, MEDIA), RULES, Collector(100))
+        assert len(hashed) == 2
+        recall.diff((bytes(bytearray(legacy)), candidate), (MEDIA, MEDIA), RULES, Collector(100))
+        assert len(hashed) == 3
+        assert (recall.hits, recall.misses) == (3, 1)
+
+    def test_digests_are_kept_for_a_few_bodies_only(self) -> None:
+        recall = BodyRecall()
+        bodies = [orjson.dumps({"n": n}) for n in range(2 * DIGESTS_KEPT)]
+        for legacy, candidate in zip(bodies[::2], bodies[1::2], strict=True):
+            recall.diff((legacy, candidate), (MEDIA, MEDIA), RULES, Collector(100))
+        assert len(recall._digests) == DIGESTS_KEPT
 
 
 class TestVerdictsUnchanged:

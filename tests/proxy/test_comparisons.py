@@ -18,6 +18,7 @@ import pytest
 from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verdict
+from shadowproxy.shadow import compare_worker
 from shadowproxy.shadow.compare_worker import frame, serve
 from shadowproxy.shadow.comparisons import MAX_IN_FLIGHT, Comparisons, ComparisonWorkerError
 from tests.compare.factories import make_stream
@@ -38,6 +39,7 @@ def _exchange(legacy: object, candidate: object) -> Exchange:
 
 
 LARGE = _exchange({"a": 1, "pad": PAD}, {"a": 2, "pad": PAD})
+WHOLE = (None, None, None)
 
 
 class _Counting:
@@ -225,8 +227,8 @@ class TestWorkerLoop:
         requests = io.BytesIO(
             b"".join(
                 (
-                    *frame((LARGE, unpicklable_rules)),
-                    *frame((LARGE, CompareRules())),
+                    *frame((LARGE, unpicklable_rules, WHOLE)),
+                    *frame((LARGE, CompareRules(), WHOLE)),
                 )
             )
         )
@@ -239,3 +241,23 @@ class TestWorkerLoop:
         assert [ok for ok, _ in answers] == [False, True]
         assert "AttributeError" in answers[0][1]
         assert answers[1][1].outcome is Outcome.DIVERGED
+
+    def test_equal_rules_are_one_object_so_a_pair_seen_before_is_recalled(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Each message unpickles its own rules; the engine and its recall key on identity."""
+        made: list[Comparator] = []
+
+        class Kept(Comparator):
+            __slots__ = ()
+
+            def __init__(self) -> None:
+                super().__init__()
+                made.append(self)
+
+        monkeypatch.setattr(compare_worker, "Comparator", Kept)
+        requests = io.BytesIO(
+            b"".join(b"".join(frame((LARGE, CompareRules(), WHOLE))) for _ in range(3))
+        )
+        serve(requests, io.BytesIO())
+        assert (made[0]._recall.hits, made[0]._recall.misses) == (2, 1)

@@ -5,7 +5,9 @@ Usage: python .ci/compiled_tree.py DEST      (``make test-compiled`` runs it)
 DEST gets every file git knows of (tracked, or untracked and not ignored),
 byte for byte; a file whose bytes did not change keeps its time stamp, so
 mypyc and the C compiler redo only what changed, and files gone from the
-source leave DEST. Then ``setup.py build_ext --inplace`` with
+source leave DEST, and so does the extension of a module no longer listed
+(it would shadow the module's source and fail to import). Then
+``setup.py build_ext --inplace`` with
 ``SHADOWPROXY_COMPILE=1`` compiles the modules ``setup.py`` lists, exactly as
 ``pip install .`` does. The test suite then runs in DEST, where those
 modules import compiled.
@@ -59,6 +61,15 @@ def _sync(dest: Path) -> None:
             path.rmdir()
 
 
+def _drop_unlisted(dest: Path, listed: list[str]) -> None:
+    """Remove the extension of every module ``setup.py`` no longer compiles."""
+    modules = {Path(name).with_suffix("").as_posix() for name in listed}
+    for extension in (dest / "shadowproxy").rglob("*.so"):
+        module = (extension.parent / extension.name.split(".")[0]).relative_to(dest)
+        if module.as_posix() not in modules:
+            extension.unlink()
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
@@ -66,13 +77,14 @@ def main(argv: list[str]) -> int:
     dest = Path(argv[0]).resolve()
     required = os.environ.get("SHADOWPROXY_COMPILE", "auto") == "1"
     sys.path.insert(0, str(ROOT))
-    from setup import compiler_works
+    from setup import COMPILED, compiler_works
 
     if not compiler_works():
         print("compiled pass: no working C compiler (or no Python.h) here", file=sys.stderr)
         return 1 if required else SKIPPED
     dest.mkdir(parents=True, exist_ok=True)
     _sync(dest)
+    _drop_unlisted(dest, COMPILED)
     env = {**os.environ, "SHADOWPROXY_COMPILE": "1"}
     command = [sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"]
     return subprocess.run(command, cwd=dest, env=env, check=False).returncode

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -74,3 +75,21 @@ def test_without_a_c_compiler_the_wheel_is_plain_python(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "no working C compiler" in result.stderr + result.stdout
     assert [wheel.name.endswith("-py3-none-any.whl") for wheel in tmp_path.glob("*.whl")] == [True]
+
+
+def test_the_compiled_tree_drops_the_extension_of_a_module_no_longer_listed(
+    tmp_path: Path,
+) -> None:
+    """A stale extension would shadow the module's source and fail to import."""
+    spec = importlib.util.spec_from_file_location("compiled_tree", REPO / ".ci/compiled_tree.py")
+    assert spec is not None and spec.loader is not None
+    compiled_tree = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compiled_tree)
+    package = tmp_path / "shadowproxy" / "http"
+    package.mkdir(parents=True)
+    listed = package / "relay.cpython-311-x86_64-linux-gnu.so"
+    dropped = package / "forward.cpython-311-x86_64-linux-gnu.so"
+    for extension in (listed, dropped):
+        extension.write_bytes(b"")
+    compiled_tree._drop_unlisted(tmp_path, ["shadowproxy/http/relay.py"])
+    assert listed.exists() and not dropped.exists()

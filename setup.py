@@ -49,6 +49,7 @@ COMPILED = [
     "shadowproxy/http/shadow.py",
     "shadowproxy/http/sse.py",
     "shadowproxy/http/upstream.py",
+    "shadowproxy/compare/engine.py",
     "shadowproxy/shadow/comparisons.py",
     "shadowproxy/shadow/control.py",
     "shadowproxy/shadow/mirror.py",

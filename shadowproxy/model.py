@@ -10,7 +10,8 @@ the generated one is made at import time and runs in the interpreter even in
 the compiled build (about 900 ns). Each sets its fields with
 ``object.__setattr__``, as a frozen dataclass's generated ``__init__`` does,
 and takes the same parameters in the same order with the same defaults
-(``tests/test_model.py`` holds every written ``__init__`` to its fields).
+(``tests/test_values.py`` holds every written ``__init__`` to its fields, and
+every ``with_*`` copy to them too).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import copyreg
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from operator import attrgetter
 
 __all__ = [
     "EVENT_METHOD",
@@ -266,6 +268,19 @@ class Observation:
                 return value
         return None
 
+    def with_body(self, body: bytes) -> Observation:
+        """This observation with ``body`` in place of its own (``body_size`` unchanged)."""
+        return Observation(
+            self.status,
+            self.headers,
+            body,
+            self.elapsed_s,
+            self.body_size,
+            self.truncated,
+            self.error,
+            self.stream,
+        )
+
     @staticmethod
     def failed(error: ErrorKind, elapsed_s: float) -> Observation:
         """An outcome for an upstream that gave no usable answer."""
@@ -369,6 +384,12 @@ class Exchange:
         object.__setattr__(self, "secondary", secondary)
         object.__setattr__(self, "answered_by", answered_by)
 
+    def with_sides(
+        self, legacy: Observation, candidate: Observation, secondary: Observation | None
+    ) -> Exchange:
+        """This exchange with other observations of its sides."""
+        return Exchange(self.request, legacy, candidate, secondary, self.answered_by)
+
     @property
     def stream_kind(self) -> StreamKind | None:
         """``sse``, ``websocket`` or ``grpc`` when the exchange is a stream (either side's)."""
@@ -412,17 +433,7 @@ class Verdict:
     note: str | None = None
 
 
-def _by_fields(value: object) -> tuple[type, tuple[object, ...]]:
-    """Pickle a value as its class and its fields in order, rebuilt through ``__init__``.
-
-    Exchanges and verdicts cross to the comparison process pickled; the
-    compiled build's frozen dataclasses refuse to be restored attribute by
-    attribute, so both builds restore them this way.
-    """
-    return type(value), tuple(getattr(value, f.name) for f in fields(value))  # type: ignore[arg-type]
-
-
-for _value in (
+_PICKLED = (
     StreamEvent,
     StreamWindow,
     Observation,
@@ -431,5 +442,25 @@ for _value in (
     Exchange,
     Difference,
     Verdict,
-):
+)
+# One C-level getter per value class: ``dataclasses.fields`` per value pickled would
+# run in the interpreter, five times for every exchange sent to the comparison process.
+_FIELDS: dict[type, attrgetter[tuple[object, ...]]] = {
+    value: attrgetter(*(f.name for f in fields(value))) for value in _PICKLED
+}
+
+
+def _by_fields(value: object) -> tuple[type, tuple[object, ...]]:
+    """Pickle a value as its class and its fields in order, rebuilt through ``__init__``.
+
+    Exchanges and verdicts cross to the comparison process pickled; the
+    compiled build's frozen dataclasses refuse to be restored attribute by
+    attribute, so both builds restore them this way.
+    """
+    cls = type(value)
+    values: tuple[object, ...] = _FIELDS[cls](value)
+    return cls, values
+
+
+for _value in _PICKLED:
     copyreg.pickle(_value, _by_fields)

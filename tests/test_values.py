@@ -1,4 +1,5 @@
-"""Frozen values whose ``__init__`` is written out (for mypyc) take exactly their fields.
+"""Frozen values whose ``__init__`` is written out (for mypyc) take exactly their fields,
+and their ``with_*`` copies pass every field on.
 
 Read from the sources, so both builds check the same thing: the compiled
 build's ``__init__`` checks argument types, and its classes look alike
@@ -25,13 +26,13 @@ def _is_dataclass(node: ast.ClassDef) -> bool:
     return False
 
 
-def _written_inits() -> dict[str, ast.ClassDef]:
-    """``module.Class`` of every dataclass whose body defines ``__init__``."""
+def _dataclasses() -> dict[str, ast.ClassDef]:
+    """``module.Class`` of every dataclass in the package."""
     found = {}
     for path in sorted(_PACKAGE.rglob("*.py")):
         module = ".".join(("shadowproxy", *path.relative_to(_PACKAGE).with_suffix("").parts))
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ClassDef) and _is_dataclass(node) and _init(node):
+            if isinstance(node, ast.ClassDef) and _is_dataclass(node):
                 found[f"{module}.{node.name}"] = node
     return found
 
@@ -85,7 +86,21 @@ def _assignments(init: ast.FunctionDef) -> list[tuple[str, str]]:
     return done
 
 
-WRITTEN = _written_inits()
+def _copies(node: ast.ClassDef) -> list[ast.FunctionDef]:
+    return [
+        item
+        for item in node.body
+        if isinstance(item, ast.FunctionDef) and item.name.startswith("with_")
+    ]
+
+
+DATACLASSES = _dataclasses()
+WRITTEN = {name: node for name, node in DATACLASSES.items() if _init(node)}
+COPIES = {
+    f"{name}.{copy.name}": (node, copy)
+    for name, node in WRITTEN.items()
+    for copy in _copies(node)
+}
 
 
 def test_the_values_built_per_request_are_found() -> None:
@@ -112,3 +127,26 @@ def test_each_field_is_set_from_its_parameter_and_nothing_else_happens(name: str
     init = _init(node)
     assert init is not None
     assert _assignments(init) == [(field, field) for field, _ in _fields(node)]
+
+
+def test_the_copies_are_found() -> None:
+    assert {
+        "shadowproxy.model.Observation.with_body",
+        "shadowproxy.model.Exchange.with_sides",
+    } <= set(COPIES)
+
+
+@pytest.mark.parametrize("name", sorted(COPIES))
+def test_a_copy_passes_every_field_on_in_order(name: str) -> None:
+    """Each field is its parameter of that name, or this value's own: none falls back to
+    its default."""
+    node, copy = COPIES[name]
+    parameters = {arg.arg for arg in copy.args.args[1:]}
+    (statement,) = copy.body[1:] if ast.get_docstring(copy) else copy.body
+    assert isinstance(statement, ast.Return) and isinstance(statement.value, ast.Call)
+    call = statement.value
+    assert ast.unparse(call.func) == node.name and not call.keywords
+    passed = [ast.unparse(arg) for arg in call.args]
+    assert passed == [
+        field if field in parameters else f"self.{field}" for field, _ in _fields(node)
+    ]

@@ -12,6 +12,7 @@ server, the upstream client, the hot path) share: which statuses carry no body.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 __all__ = [
     "HOP_BY_HOP",
@@ -48,6 +49,7 @@ HOP_BY_HOP = frozenset(
 _FRAMING = frozenset({"content-length"})
 
 Pairs = list[tuple[str, str]]
+_CONNECTION_CHARS: Final = len("connection")
 
 
 _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
@@ -61,7 +63,8 @@ def connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
     """The options every Connection header names, lowercased (``close``, header names)."""
     tokens: set[str] = set()
     for name, value in headers:
-        if name.lower() == "connection":
+        # Runs on every head, both ways: only a name of the right length is lower-cased.
+        if len(name) == _CONNECTION_CHARS and name.lower() == "connection":
             tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
     return tokens
 

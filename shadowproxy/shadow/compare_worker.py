@@ -2,8 +2,12 @@
 
 Owns the wire between a proxy worker and its comparison process, and the
 process's main loop. Each message is an 8-byte big-endian length and a pickle;
-requests are ``(exchange, rules, slots)``, replies ``(True, verdict)`` or
-``(False, message)`` when the comparison raised. Replies come in request order.
+requests are ``(exchange, rules, slots)`` with the rules pickled on their own
+(the proxy worker pickles a route's rules once, and the process unpickles
+each distinct value once and hands the engine that one object: the engine's
+plan and the recall's pairs are keyed by the rules' identity), replies
+``(True, verdict)`` or ``(False, message)`` when the comparison raised.
+Replies come in request order.
 
 A large body crosses the pipe once (``SharedBodies``): both ends hold the
 last few, and an exchange whose body equals one held sends the slot it is in
@@ -40,6 +44,7 @@ __all__ = [
     "Slots",
     "frame",
     "main",
+    "pickled",
 ]
 
 HEADER_BYTES = 8
@@ -47,7 +52,7 @@ HEADER_BYTES = 8
 SHARED_MIN_BYTES = 4096
 """Bodies from this size on are held by both ends; smaller ones always cross whole."""
 RULES_KEPT = 64
-"""Distinct route rules the process keeps one object of (then it starts over)."""
+"""Distinct route rules each end keeps pickled or unpickled (then it starts over)."""
 SHARED_BODIES = 4
 """Bodies each end holds, the most recently used: both sides of a pair, and a pair before."""
 
@@ -81,7 +86,7 @@ class SharedBodies:
         slots = (first, second, third)
         if slots == _WHOLE:
             return exchange, _WHOLE
-        return replace(exchange, legacy=legacy, candidate=candidate, secondary=secondary), slots
+        return exchange.with_sides(legacy, candidate, secondary), slots
 
     def unpack(self, exchange: Exchange, slots: Slots) -> Exchange:
         """The exchange ``pack`` was given, from what crossed."""
@@ -92,7 +97,7 @@ class SharedBodies:
             secondary = self._receive(secondary, slots[2])
         if slots == _WHOLE:
             return exchange
-        return replace(exchange, legacy=legacy, candidate=candidate, secondary=secondary)
+        return exchange.with_sides(legacy, candidate, secondary)
 
     def _send(self, side: Observation) -> tuple[Observation, int | None]:
         body = side.body
@@ -101,7 +106,7 @@ class SharedBodies:
         for slot, held in enumerate(self._held):
             if held == body:
                 self._use(slot)
-                return replace(side, body=b""), slot
+                return side.with_body(b""), slot
         self._hold(body)
         return side, None
 
@@ -109,7 +114,7 @@ class SharedBodies:
         if slot is not None:
             body = self._held[slot]
             self._use(slot)
-            return replace(side, body=body)
+            return side.with_body(body)
         if len(side.body) >= SHARED_MIN_BYTES:
             self._hold(side.body)
         return side
@@ -123,9 +128,14 @@ class SharedBodies:
             del self._held[0]
 
 
+def pickled(message: object) -> bytes:
+    """``message`` pickled as the wire carries it."""
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def frame(message: object) -> tuple[bytes, bytes]:
     """The length header and the pickled body of one message."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    body = pickled(message)
     return len(body).to_bytes(HEADER_BYTES, "big"), body
 
 
@@ -138,17 +148,18 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
     """Answer requests from ``source`` on ``sink`` until ``source`` ends."""
     comparator = Comparator()
     bodies = SharedBodies()
-    # Rules arrive as a new object with every message; the engine caches its plan,
-    # and the recall its pairs, by the rules' identity: hand it one object per value.
-    known: dict[CompareRules, CompareRules] = {}
+    known: dict[bytes, CompareRules] = {}
     while len(header := source.read(HEADER_BYTES)) == HEADER_BYTES:
-        packed, rules, slots = pickle.loads(source.read(int.from_bytes(header, "big")))
+        packed, pickled_rules, slots = pickle.loads(source.read(int.from_bytes(header, "big")))
         exchange = bodies.unpack(packed, slots)
         reply: tuple[bool, object]
         try:
-            if len(known) >= RULES_KEPT and rules not in known:
-                known.clear()
-            reply = (True, _portable(comparator.compare(exchange, known.setdefault(rules, rules))))
+            rules = known.get(pickled_rules)
+            if rules is None:
+                if len(known) >= RULES_KEPT:
+                    known.clear()
+                rules = known[pickled_rules] = pickle.loads(pickled_rules)
+            reply = (True, _portable(comparator.compare(exchange, rules)))
         except Exception as exc:
             # A bug in the engine costs one comparison, reported to the proxy
             # worker (which logs it), not the process and its learned noise.

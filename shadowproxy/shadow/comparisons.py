@@ -31,7 +31,13 @@ from types import MappingProxyType
 from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Verdict
-from shadowproxy.shadow.compare_worker import HEADER_BYTES, SharedBodies, frame
+from shadowproxy.shadow.compare_worker import (
+    HEADER_BYTES,
+    RULES_KEPT,
+    SharedBodies,
+    frame,
+    pickled,
+)
 from shadowproxy.shadow.tasks import TaskPool
 
 __all__ = ["MAX_IN_FLIGHT", "ComparisonWorkerError", "Comparisons"]
@@ -64,6 +70,8 @@ class _Worker:
         self._waiting: deque[asyncio.Future[Verdict]] = deque()
         self._broken = False
         self._bodies = SharedBodies()
+        # By id, holding the rules: an id is never reused while its entry is kept.
+        self._rules: dict[int, tuple[CompareRules, bytes]] = {}
         self._reader = TaskPool(1)
         self._reader.spawn(self._read(), name="compare-worker-reader")
 
@@ -91,7 +99,7 @@ class _Worker:
         assert stdin is not None
         packed, slots = self._bodies.pack(exchange)
         try:
-            message = frame((packed, rules, slots))
+            message = frame((packed, self._pickled(rules), slots))
         except Exception:
             # The bodies ``pack`` took are held on this end only: start both afresh.
             self._broken = True
@@ -107,6 +115,17 @@ class _Worker:
                 self._waiting.remove(future)
             raise ComparisonWorkerError(_EXITED) from None
         return await future
+
+    def _pickled(self, rules: CompareRules) -> bytes:
+        """A route's rules pickled once: they are the same object for each of its requests."""
+        held = self._rules.get(id(rules))
+        if held is not None and held[0] is rules:
+            return held[1]
+        if len(self._rules) >= RULES_KEPT:
+            self._rules.clear()
+        data = pickled(rules)
+        self._rules[id(rules)] = (rules, data)
+        return data
 
     async def _read(self) -> None:
         stdout = self._process.stdout

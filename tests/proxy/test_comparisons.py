@@ -19,7 +19,7 @@ from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verdict
 from shadowproxy.shadow import compare_worker
-from shadowproxy.shadow.compare_worker import frame, serve
+from shadowproxy.shadow.compare_worker import frame, pickled, serve
 from shadowproxy.shadow.comparisons import MAX_IN_FLIGHT, Comparisons, ComparisonWorkerError
 from tests.compare.factories import make_stream
 from tests.support import eventually
@@ -227,8 +227,8 @@ class TestWorkerLoop:
         requests = io.BytesIO(
             b"".join(
                 (
-                    *frame((LARGE, unpicklable_rules, WHOLE)),
-                    *frame((LARGE, CompareRules(), WHOLE)),
+                    *frame((LARGE, pickled(unpicklable_rules), WHOLE)),
+                    *frame((LARGE, pickled(CompareRules()), WHOLE)),
                 )
             )
         )
@@ -245,7 +245,7 @@ class TestWorkerLoop:
     def test_equal_rules_are_one_object_so_a_pair_seen_before_is_recalled(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Each message unpickles its own rules; the engine and its recall key on identity."""
+        """Equal rules pickled apart are one object: the engine and its recall key on identity."""
         made: list[Comparator] = []
 
         class Kept(Comparator):
@@ -257,7 +257,7 @@ class TestWorkerLoop:
 
         monkeypatch.setattr(compare_worker, "Comparator", Kept)
         requests = io.BytesIO(
-            b"".join(b"".join(frame((LARGE, CompareRules(), WHOLE))) for _ in range(3))
+            b"".join(b"".join(frame((LARGE, pickled(CompareRules()), WHOLE))) for _ in range(3))
         )
         serve(requests, io.BytesIO())
         assert (made[0]._recall.hits, made[0]._recall.misses) == (2, 1)

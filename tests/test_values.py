@@ -97,9 +97,7 @@ def _copies(node: ast.ClassDef) -> list[ast.FunctionDef]:
 DATACLASSES = _dataclasses()
 WRITTEN = {name: node for name, node in DATACLASSES.items() if _init(node)}
 COPIES = {
-    f"{name}.{copy.name}": (node, copy)
-    for name, node in WRITTEN.items()
-    for copy in _copies(node)
+    f"{name}.{copy.name}": (node, copy) for name, node in WRITTEN.items() for copy in _copies(node)
 }
 
 

@@ -44,6 +44,11 @@ _REASON_AT: Final = len("HTTP/1.1 200 ")
 _EMPTY_LINE: Final = (b"\r", b"\n")
 _FRAMING_NAMES: Final = frozenset({len("content-length"), len("transfer-encoding")})
 """The lengths of the only field names ``Framing`` reads: other fields are not lower-cased."""
+_REMEMBERED_HEADS: Final = 64
+"""Heads ``parse_head`` remembers read; when that many are held it starts over."""
+_REMEMBERED_HEAD_BYTES: Final = 2048
+"""Only heads up to this size are remembered: at most 128 KiB held."""
+_HEADS: dict[bytes, tuple[str, Headers]] = {}
 
 
 def parse_head(raw: bytes, start: int) -> tuple[int, str, Headers]:
@@ -57,11 +62,19 @@ def parse_head(raw: bytes, start: int) -> tuple[int, str, Headers]:
     ``on_header`` would report it: the value without leading whitespace
     (llhttp keeps trailing whitespace, and so does this). A property test
     holds the two equal. Raises ``UpstreamError`` for a line it cannot read.
+
+    An upstream answers a resource with the same head, byte for byte, until
+    its Date ticks over: a head read before is answered from ``_HEADS`` (a
+    dictionary lookup instead of a decode, a split and two slices a line).
     """
     while raw[start : start + 1] in _EMPTY_LINE:
         start += 1
     end = raw.find(b"\r\n\r\n", start)
-    lines = raw[start:end].decode("latin-1").split("\r\n")
+    head = raw[start:end]
+    known = _HEADS.get(head)
+    if known is not None:
+        return end + 4, known[0], known[1]
+    lines = head.decode("latin-1").split("\r\n")
     fields: list[tuple[str, str]] = []
     for i in range(1, len(lines)):
         line = lines[i]
@@ -69,7 +82,12 @@ def parse_head(raw: bytes, start: int) -> tuple[int, str, Headers]:
         if colon < 0 or "\r" in line:
             raise UpstreamError(ErrorKind.OTHER, "a header line that is no field")
         fields.append((line[:colon], line[colon + 1 :].lstrip(" \t")))
-    return end + 4, lines[0][_REASON_AT:], tuple(fields)
+    reason, headers = lines[0][_REASON_AT:], tuple(fields)
+    if len(head) <= _REMEMBERED_HEAD_BYTES:
+        if len(_HEADS) >= _REMEMBERED_HEADS:
+            _HEADS.clear()
+        _HEADS[head] = (reason, headers)
+    return end + 4, reason, headers
 
 
 @dataclass(frozen=True, slots=True)

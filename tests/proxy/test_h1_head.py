@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from shadowproxy.http import h1_response
 from shadowproxy.http.h1_response import UpstreamError, parse_head
 
 _TOKEN = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -132,3 +133,28 @@ class TestParseHead:
         """Never reached through llhttp; a line without a colon is an error, not dropped."""
         with pytest.raises(UpstreamError):
             parse_head(b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", 0)
+
+
+class TestRememberedHeads:
+    def test_a_head_read_again_is_answered_from_memory(self) -> None:
+        """The same bytes give the very fields read before; one byte more is read afresh."""
+        head = b"HTTP/1.1 200 OK\r\nDate: Mon, 07 Dec 2026 03:00:00 GMT\r\nA: x\r\n\r\n"
+        first = parse_head(b"junk" + head, 4)
+        again = parse_head(head + b"body", 0)
+        assert again[1:] == first[1:] and again[2] is first[2]
+        assert (first[0], again[0]) == (4 + len(head), len(head))
+        later = parse_head(head.replace(b"03:00:00", b"03:00:01"), 0)
+        assert later[2] is not first[2]
+        assert later[2][0] == ("Date", "Mon, 07 Dec 2026 03:00:01 GMT")
+
+    def test_bounded_and_only_small_heads(self) -> None:
+        for n in range(200):
+            parse_head(b"HTTP/1.1 200 OK\r\nN: %d\r\n\r\n" % n, 0)
+        assert 0 < len(h1_response._HEADS) <= 64
+        big = b"HTTP/1.1 200 OK\r\nBig: " + b"x" * 4096 + b"\r\n\r\n"
+        assert parse_head(big, 0)[2] is not parse_head(big, 0)[2]
+
+    def test_a_refused_head_is_refused_every_time(self) -> None:
+        for _ in range(2):
+            with pytest.raises(UpstreamError):
+                parse_head(b"HTTP/1.1 200 OK\r\nstill no colon\r\n\r\n", 0)

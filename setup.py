@@ -29,6 +29,7 @@ from setuptools import setup
 ROOT = Path(__file__).resolve().parent
 
 COMPILED = [
+    "shadowproxy/kinds.py",
     "shadowproxy/model.py",
     "shadowproxy/histogram.py",
     "shadowproxy/timestamps.py",

@@ -1,6 +1,7 @@
 """Domain values shared by every layer: observations, exchanges, differences, verdicts.
 
-This module is the innermost layer. It imports only the standard library and
+This module is the innermost layer but one: it imports only the standard
+library and ``kinds`` (the contract's vocabularies, re-exported here), and
 never touches asyncio, sockets or files. Everything here is a frozen value.
 
 The values built for every request (``Observation``, ``RequestFacts``,
@@ -19,8 +20,20 @@ from __future__ import annotations
 import copyreg
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from enum import StrEnum
 from operator import attrgetter
+
+from shadowproxy.kinds import (
+    ClientTimeout,
+    ConnectionRefusal,
+    DiffClass,
+    ErrorKind,
+    EventFate,
+    Outcome,
+    SkipReason,
+    StreamKind,
+    Upstream,
+    WindowEnd,
+)
 
 __all__ = [
     "EVENT_METHOD",
@@ -56,129 +69,8 @@ A dataclass field of this type names the alias, never ``object`` itself: mypyc
 (the compiled build) cannot build a dataclass with a field annotated ``object``."""
 
 
-class Upstream(StrEnum):
-    """Which backend an observation came from."""
-
-    LEGACY = "legacy"
-    CANDIDATE = "candidate"
-    SECONDARY = "secondary"
-
-
-class ErrorKind(StrEnum):
-    """Why an upstream gave no comparable answer. Part of the JSONL contract."""
-
-    TIMEOUT = "timeout"
-    REFUSED = "refused"
-    RESET = "reset"
-    INCOMPLETE = "incomplete"
-    TOO_LARGE = "too_large"
-    DECODE = "decode"
-    OTHER = "other"
-
-
-class SkipReason(StrEnum):
-    """Why a request was not mirrored. Part of the metrics and JSONL contract."""
-
-    SAMPLED_OUT = "sampled_out"
-    METHOD = "method"
-    BODY_TOO_LARGE = "body_too_large"
-    QUEUE_FULL = "queue_full"
-    PAUSED = "paused"
-    UPGRADE = "upgrade"
-    OVERLOAD = "overload"
-    LEGACY_FAILED = "legacy_failed"
-    MODE = "mode"
-    """The route's mode mirrors nothing (``legacy-only``)."""
-    MIRROR_OFF = "mirror_off"
-    """The route sets ``mirror: false`` (a state-changing read, never replayed)."""
-    STREAMS_FULL = "streams_full"
-    """A stream (SSE or WebSocket shadow) found every stream slot of the worker taken."""
-    STREAM = "stream"
-    """Legacy answered an event stream to a request not recognised as one."""
-    BACKPRESSURE = "backpressure"
-    """A WebSocket shadow was dropped because the candidate did not keep up."""
-
-
-class ConnectionRefusal(StrEnum):
-    """Why a client connection was closed on arrival. Part of the metrics contract."""
-
-    LIMIT = "max_client_connections"
-    """The worker already had ``max_client_connections`` open."""
-    ADDRESS_SHARE = "address_share"
-    """The client's address already held its share (``clients.address_share_percent``)."""
-
-
-class ClientTimeout(StrEnum):
-    """Which client timeout closed a connection. Part of the metrics contract."""
-
-    HEAD = "head"
-    """The request head did not arrive whole within ``clients.header_timeout_s``."""
-    BODY = "body"
-    """The request body stayed silent for ``clients.body_timeout_s``."""
-
-
 EVENT_METHOD = "EVENT"
 """The method of an exchange that pairs two NATS events: it has no latency (docs/nats.md)."""
-
-
-class EventFate(StrEnum):
-    """What became of one NATS event. Part of the metrics contract."""
-
-    MATCHED = "matched"
-    """Paired with the other side's within the window, and compared."""
-    LATE = "late"
-    """Paired, the second after the window but within ``late_s``; compared."""
-    MISSING = "missing"
-    """Legacy's, never paired: the candidate did not send it."""
-    EXTRA = "extra"
-    """The candidate's, never paired: legacy did not send it."""
-    DUPLICATE = "duplicate"
-    """Its ``Nats-Msg-Id`` came from its side before."""
-    UNCORRELATED = "uncorrelated"
-    """Its payload has no correlation key."""
-    DROPPED = "dropped"
-    """Pushed out of a full window (``max_pending``) before it was paired."""
-
-
-class Outcome(StrEnum):
-    """The verdict of one exchange."""
-
-    MATCH = "match"
-    DIVERGED = "diverged"
-    NOISE = "noise"
-    ERROR = "error"
-
-
-class DiffClass(StrEnum):
-    """How much a difference matters for cutover."""
-
-    STRUCTURAL = "structural"
-    SEMANTIC = "semantic"
-    TIMING = "timing"
-
-
-class StreamKind(StrEnum):
-    """The protocol of a stream. Part of the JSONL contract."""
-
-    SSE = "sse"
-    WEBSOCKET = "websocket"
-    GRPC = "grpc"
-    """A gRPC server-streaming call: its messages are the events."""
-
-
-class WindowEnd(StrEnum):
-    """Why a stream's comparison window closed. Part of the JSONL contract."""
-
-    EVENTS = "events"
-    """It held the window's number of events."""
-    TIME = "time"
-    """The window's time passed."""
-    BYTES = "bytes"
-    """It held the window's number of bytes."""
-    END = "end"
-    """The upstream ended the stream (or the session) within the window."""
-    CLIENT = "client"
-    """The client went away within the window."""
 
 
 @dataclass(frozen=True, slots=True)

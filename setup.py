@@ -51,6 +51,7 @@ COMPILED = [
     "shadowproxy/http/sse.py",
     "shadowproxy/http/upstream.py",
     "shadowproxy/compare/engine.py",
+    "shadowproxy/compare/identity.py",
     "shadowproxy/shadow/comparisons.py",
     "shadowproxy/shadow/control.py",
     "shadowproxy/shadow/mirror.py",

@@ -33,6 +33,7 @@ from shadowproxy.compare.headers import (
     diff_headers,
     header_values,
 )
+from shadowproxy.compare.identity import ByIdentity
 from shadowproxy.compare.media import parse_content_type
 from shadowproxy.compare.noise import NoiseFilter, NoiseLearner, learning_key
 from shadowproxy.compare.paths import PathPattern, parse_pattern
@@ -113,7 +114,7 @@ class Comparator:
     def __init__(self, *, max_routes: int = 1024, max_differences: int = MAX_DIFFERENCES) -> None:
         self._noise = NoiseLearner(max_routes)
         self._max_differences = max_differences
-        self._plans: dict[int, tuple[CompareRules, _Plan]] = {}
+        self._plans: ByIdentity[CompareRules, _Plan] = ByIdentity(_PLAN_CACHE_SIZE)
         self._recall = BodyRecall()
 
     @property
@@ -123,15 +124,8 @@ class Comparator:
 
     def _plan(self, rules: CompareRules) -> _Plan:
         # Keyed by identity: hashing nested frozen rules on every call costs more
-        # than the whole fast path. The stored reference keeps the id unique.
-        cached = self._plans.get(id(rules))
-        if cached is not None and cached[0] is rules:
-            return cached[1]
-        if len(self._plans) >= _PLAN_CACHE_SIZE:
-            self._plans.clear()
-        plan = _prepare(rules)
-        self._plans[id(rules)] = (rules, plan)
-        return plan
+        # than the whole fast path.
+        return self._plans.get(rules, _prepare)
 
     def compare(self, exchange: Exchange, rules: CompareRules) -> Verdict:
         """The verdict for ``exchange`` under ``rules``."""

@@ -29,6 +29,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from shadowproxy.compare import Comparator
+from shadowproxy.compare.identity import ByIdentity
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Verdict
 from shadowproxy.shadow.compare_worker import (
@@ -70,8 +71,8 @@ class _Worker:
         self._waiting: deque[asyncio.Future[Verdict]] = deque()
         self._broken = False
         self._bodies = SharedBodies()
-        # By id, holding the rules: an id is never reused while its entry is kept.
-        self._rules: dict[int, tuple[CompareRules, bytes]] = {}
+        # A route's rules are the same object for each of its requests: pickled once.
+        self._rules: ByIdentity[CompareRules, bytes] = ByIdentity(RULES_KEPT)
         self._reader = TaskPool(1)
         self._reader.spawn(self._read(), name="compare-worker-reader")
 
@@ -99,7 +100,7 @@ class _Worker:
         assert stdin is not None
         packed, slots = self._bodies.pack(exchange)
         try:
-            message = frame((packed, self._pickled(rules), slots))
+            message = frame((packed, self._rules.get(rules, pickled), slots))
         except Exception:
             # The bodies ``pack`` took are held on this end only: start both afresh.
             self._broken = True
@@ -115,17 +116,6 @@ class _Worker:
                 self._waiting.remove(future)
             raise ComparisonWorkerError(_EXITED) from None
         return await future
-
-    def _pickled(self, rules: CompareRules) -> bytes:
-        """A route's rules pickled once: they are the same object for each of its requests."""
-        held = self._rules.get(id(rules))
-        if held is not None and held[0] is rules:
-            return held[1]
-        if len(self._rules) >= RULES_KEPT:
-            self._rules.clear()
-        data = pickled(rules)
-        self._rules[id(rules)] = (rules, data)
-        return data
 
     async def _read(self) -> None:
         stdout = self._process.stdout

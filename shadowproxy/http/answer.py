@@ -55,14 +55,19 @@ def whole(
     headers: Pairs,
     body: bytes,
     keep_alive: bool,
-) -> bytes:
-    """Head and body in one piece; Content-Length is added when ``headers`` lack it."""
+) -> tuple[bytes, bytes]:
+    """The head and the body it frames (empty when none is sent, as for HEAD).
+
+    Content-Length is added when ``headers`` lack it. Two pieces, not one: a
+    transport writes both in one system call (``writelines``) without the copy
+    of the body that joining them costs.
+    """
     # RFC 9110 section 8.6: no Content-Length on 1xx or 204; a 304's describes
     # another answer, so it is never invented.
     framed = status >= 200 and status not in NO_BODY_STATUS
     framing = f"Content-Length: {len(body)}\r\n" if framed and not _has_length(headers) else ""
     data = head(version, status, reason, headers, framing, keep_alive)
-    return data + body if framed and method != "HEAD" else data
+    return data, body if framed and method != "HEAD" else b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,19 +117,23 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         self._timer.last_read = self._loop.time()
-        if len(data) > FEED_BUDGET and not (self._in_body and not self._chunked):
-            self._feed_slices(memoryview(data))
-        else:
+        if len(data) <= FEED_BUDGET or (self._in_body and not self._chunked):
             self._feed(data)
+            return
+        # The head alone first when it ends within the budget: a body framed by
+        # Content-Length then reaches llhttp, and the caller, in one piece, where a
+        # cut at the budget would make two copies of it and a third to join them.
+        end = -1 if self._in_body else data.find(b"\r\n\r\n", 0, FEED_BUDGET)
+        self._feed_slices(memoryview(data), FEED_BUDGET if end < 0 else end + 4)
 
-    def _feed_slices(self, data: memoryview) -> None:
-        """Feed a head or a chunked body ``FEED_BUDGET`` bytes per loop turn.
+    def _feed_slices(self, data: memoryview, cut: int = FEED_BUDGET) -> None:
+        """Feed a head or a chunked body at most ``FEED_BUDGET`` bytes (``cut``) per loop turn.
 
         llhttp calls back per header or chunk, so this bounds the work of one
         turn; the socket is paused while the rest waits for the next one.
         """
-        self._feed(data[:FEED_BUDGET])
-        rest = data[FEED_BUDGET:]
+        self._feed(data[:cut])
+        rest = data[cut:]
         if rest and self._parser is None:
             # Bytes after the answer nobody asked for, as in data_received.
             self.close()
@@ -305,7 +309,11 @@ class Connection(asyncio.Protocol):
         self._no_body = method == "HEAD"
         self._timer.start(read_timeout_s, deadline, self._check_idle)
         if isinstance(body, bytes):
-            transport.write(head + body if body else head)
+            if body:
+                # One system call (writev) without copying the body behind the head.
+                transport.writelines((head, body))
+            else:
+                transport.write(head)
         else:
             transport.write(head)
             await self._send_stream(body, chunked=chunked)

@@ -235,8 +235,8 @@ class AiohttpInbound:
 
     def answer(self, status: int, reason: str, headers: Pairs, body: bytes) -> None:
         keep_alive = self._request.keep_alive
-        data = whole(self._version, self.method, status, reason, headers, body, keep_alive)
-        self.response = WrittenAnswer(status, keep_alive, data)
+        framed, sent = whole(self._version, self.method, status, reason, headers, body, keep_alive)
+        self.response = WrittenAnswer(status, keep_alive, framed + sent)
 
     async def start(self, status: int, reason: str, headers: Pairs) -> None:
         framed = streaming(

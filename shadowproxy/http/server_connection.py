@@ -156,10 +156,14 @@ class ServerConnection(asyncio.Protocol):
 
     # -- writing -----------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, body: bytes = b"") -> None:
+        """Write ``data`` and then ``body``, in one system call (writev) when both are there."""
         if self.closed or self._transport is None or self._transport.is_closing():
             raise ConnectionResetError("client closed the connection")
-        self._transport.write(data)
+        if body:
+            self._transport.writelines((data, body))
+        else:
+            self._transport.write(data)
 
     async def drain(self) -> None:
         if self.closed:
@@ -295,7 +299,7 @@ class ServerConnection(asyncio.Protocol):
     def _refuse(self, method: str, reason: str) -> None:
         """Answer 400 with the proxy's JSON error and close: the request goes nowhere."""
         self.write(
-            whole(
+            *whole(
                 "1.1",
                 method,
                 400,

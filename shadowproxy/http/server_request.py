@@ -273,7 +273,7 @@ class ServerRequest:
     def answer(self, status: int, reason: str, headers: Pairs, body: bytes) -> None:
         keep_alive = self._keep_alive()
         self._connection.write(
-            whole(self.version, self.method, status, reason, headers, body, keep_alive)
+            *whole(self.version, self.method, status, reason, headers, body, keep_alive)
         )
 
     async def start(self, status: int, reason: str, headers: Pairs) -> None:

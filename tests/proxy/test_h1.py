@@ -496,6 +496,30 @@ class TestLargeBodies:
                 async with asyncio.timeout(WAIT_S):
                     assert await response.read() == sent
 
+    async def test_a_framed_body_read_with_its_head_arrives_in_one_piece(self) -> None:
+        """Head and a 50 KB Content-Length body in one read reach the caller as one chunk.
+
+        llhttp is fed the head alone, then the body whole: cut at the feed
+        budget instead, the body would be copied in two pieces and again to
+        join them. The read is handed to the connection directly, so no
+        socket decides where it splits."""
+        body = bytes(range(256)) * 200
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+        assert len(answer) > FEED_BUDGET
+
+        async def silent(peer: Peer) -> None:
+            await peer.request()
+            await peer.until_eof()
+
+        async with serve(silent) as (upstream, pool):
+            sent = asyncio.get_running_loop().create_task(pool.request("GET", "/", []))
+            await eventually(lambda: len(upstream.received) == 1)
+            (connection,) = pool._open
+            connection.data_received(answer)
+            async with await sent as response:
+                pieces = [piece async for piece in response.chunks()]
+        assert pieces == [body]
+
 
 class TestTinyChunks:
     """An answer in one-byte chunks costs per byte: few pieces, and the loop keeps turning."""

@@ -194,6 +194,11 @@ class Phase:
     percent: float | None = None
     since: float | None = None
 
+    def __hash__(self) -> int:
+        # Written out so mypyc compiles it: every evidence rollup key holds a phase,
+        # and dataclass's generated __hash__ runs as Python bytecode per request.
+        return hash((self.mode, self.percent, self.since))
+
 
 SHADOW_PHASE = Phase()
 """The phase of a request on a route no cutover control governs."""

@@ -1,5 +1,5 @@
 """Frozen values whose ``__init__`` is written out (for mypyc) take exactly their fields,
-and their ``with_*`` copies pass every field on.
+their ``with_*`` copies pass every field on, and a written ``__hash__`` hashes every field.
 
 Read from the sources, so both builds check the same thing: the compiled
 build's ``__init__`` checks argument types, and its classes look alike
@@ -35,13 +35,6 @@ def _dataclasses() -> dict[str, ast.ClassDef]:
             if isinstance(node, ast.ClassDef) and _is_dataclass(node):
                 found[f"{module}.{node.name}"] = node
     return found
-
-
-def _init(node: ast.ClassDef) -> ast.FunctionDef | None:
-    for item in node.body:
-        if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-            return item
-    return None
 
 
 def _field_default(value: ast.expr | None) -> str | None:
@@ -86,6 +79,13 @@ def _assignments(init: ast.FunctionDef) -> list[tuple[str, str]]:
     return done
 
 
+def _method(node: ast.ClassDef, name: str) -> ast.FunctionDef | None:
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef) and item.name == name:
+            return item
+    return None
+
+
 def _copies(node: ast.ClassDef) -> list[ast.FunctionDef]:
     return [
         item
@@ -95,7 +95,8 @@ def _copies(node: ast.ClassDef) -> list[ast.FunctionDef]:
 
 
 DATACLASSES = _dataclasses()
-WRITTEN = {name: node for name, node in DATACLASSES.items() if _init(node)}
+WRITTEN = {name: node for name, node in DATACLASSES.items() if _method(node, "__init__")}
+HASHED = {name: node for name, node in DATACLASSES.items() if _method(node, "__hash__")}
 COPIES = {
     f"{name}.{copy.name}": (node, copy) for name, node in WRITTEN.items() for copy in _copies(node)
 }
@@ -114,7 +115,7 @@ def test_the_values_built_per_request_are_found() -> None:
 @pytest.mark.parametrize("name", sorted(WRITTEN))
 def test_parameters_are_the_fields_in_order_with_their_defaults(name: str) -> None:
     node = WRITTEN[name]
-    init = _init(node)
+    init = _method(node, "__init__")
     assert init is not None
     assert _parameters(init) == _fields(node)
 
@@ -122,7 +123,7 @@ def test_parameters_are_the_fields_in_order_with_their_defaults(name: str) -> No
 @pytest.mark.parametrize("name", sorted(WRITTEN))
 def test_each_field_is_set_from_its_parameter_and_nothing_else_happens(name: str) -> None:
     node = WRITTEN[name]
-    init = _init(node)
+    init = _method(node, "__init__")
     assert init is not None
     assert _assignments(init) == [(field, field) for field, _ in _fields(node)]
 
@@ -148,3 +149,18 @@ def test_a_copy_passes_every_field_on_in_order(name: str) -> None:
     assert passed == [
         field if field in parameters else f"self.{field}" for field, _ in _fields(node)
     ]
+
+
+def test_the_written_hashes_are_found() -> None:
+    assert "shadowproxy.model.Phase" in HASHED
+
+
+@pytest.mark.parametrize("name", sorted(HASHED))
+def test_a_written_hash_hashes_the_fields_in_order(name: str) -> None:
+    """As dataclass's own would: equal values (every field equal) hash equal."""
+    method = _method(HASHED[name], "__hash__")
+    assert method is not None
+    (statement,) = [item for item in method.body if not isinstance(item, ast.Expr)]
+    assert isinstance(statement, ast.Return) and statement.value is not None
+    fields = ", ".join(f"self.{field}" for field, _ in _fields(HASHED[name]))
+    assert ast.unparse(statement.value) == f"hash(({fields}))"

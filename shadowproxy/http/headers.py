@@ -52,6 +52,10 @@ Pairs = list[tuple[str, str]]
 _CONNECTION_CHARS: Final = len("connection")
 
 
+_RESPONSE_RULED: Final = sum({1 << len(name) for name in (*HOP_BY_HOP, *_FRAMING, "via")})
+"""The lengths of the names ``response_headers`` has a rule for, as bits (a set of ints
+costs a boxed int and a hash per look)."""
+
 _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
 
 OWN_PREFIX = "x-shadow-"
@@ -65,7 +69,10 @@ def connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
     for name, value in headers:
         # Runs on every head, both ways: only a name of the right length is lower-cased.
         if len(name) == _CONNECTION_CHARS and name.lower() == "connection":
-            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+            for token in value.split(","):
+                token = token.strip().lower()
+                if token:
+                    tokens.add(token)
     return tokens
 
 
@@ -129,15 +136,24 @@ def response_headers(headers: Iterable[tuple[str, str]], via: str, status: int) 
     pairs = list(headers)
     named = connection_tokens(pairs)
     bodiless = status in NO_BODY_STATUS
+    # Runs on every answer: a name no rule can match (by its length) is kept without a
+    # lower(). Connection names options too, keep-alive nearly always.
+    ruled = _RESPONSE_RULED
+    for token in named:
+        ruled |= 1 << len(token)
     kept: Pairs = []
     previous_via: list[str] = []
-    for name, value in pairs:
+    for pair in pairs:
+        name = pair[0]
+        if not (ruled >> len(name)) & 1:
+            kept.append(pair)
+            continue
         lower = name.lower()
         if lower in HOP_BY_HOP or lower in named or (bodiless and lower in _FRAMING):
             continue
         if lower == "via":
-            previous_via.append(value)
+            previous_via.append(pair[1])
         else:
-            kept.append((name, value))
-    kept.append(("Via", ", ".join([*previous_via, via])))
+            kept.append(pair)
+    kept.append(("Via", ", ".join([*previous_via, via]) if previous_via else via))
     return kept

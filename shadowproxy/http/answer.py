@@ -25,26 +25,36 @@ Pairs = list[tuple[str, str]]
 
 LAST_CHUNK: Final = b"0\r\n\r\n"
 """Ends a chunked body (no trailers)."""
+_CONTENT_LENGTH_CHARS: Final = len("content-length")
 
 
 def head(
     version: str, status: int, reason: str, headers: Pairs, framing: str, keep_alive: bool
 ) -> bytes:
     """The answer's head: status line, ``headers``, ``framing`` and the Connection option."""
-    lines = [f"HTTP/{version} {status} {reason}\r\n"]
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+    # Pieces joined once, not a string per line.
+    pieces = [f"HTTP/{version} {status} {reason}\r\n"]
+    for name, value in headers:
+        pieces.append(name)
+        pieces.append(": ")
+        pieces.append(value)
+        pieces.append("\r\n")
     if framing:
-        lines.append(framing)
+        pieces.append(framing)
     if not keep_alive:
-        lines.append("Connection: close\r\n")
+        pieces.append("Connection: close\r\n")
     elif version == "1.0":
-        lines.append("Connection: keep-alive\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+        pieces.append("Connection: keep-alive\r\n")
+    pieces.append("\r\n")
+    return "".join(pieces).encode("latin-1")
 
 
 def _has_length(headers: Pairs) -> bool:
-    return any(name.lower() == "content-length" for name, _ in headers)
+    for name, _ in headers:
+        # Runs on every answer: only a name of the right length is lower-cased.
+        if len(name) == _CONTENT_LENGTH_CHARS and name.lower() == "content-length":
+            return True
+    return False
 
 
 def whole(

@@ -236,6 +236,7 @@ class Connection(asyncio.Protocol):
         response.status = status
         response.reason = reason
         response.headers = fields
+        response.head_size = end - start
         response.content_length = framing.content_length
         self._chunked = framing.chunked
         self._in_body = True

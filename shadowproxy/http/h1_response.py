@@ -33,7 +33,14 @@ from shadowproxy.model import ErrorKind, Headers
 if TYPE_CHECKING:
     from shadowproxy.http.h1_connection import Connection
 
-__all__ = ["LOW_WATER", "Framing", "Response", "UpstreamError", "parse_head"]
+__all__ = [
+    "LOW_WATER",
+    "REMEMBERED_HEAD_BYTES",
+    "Framing",
+    "Response",
+    "UpstreamError",
+    "parse_head",
+]
 
 LOW_WATER: Final = 64 * 1024
 """Buffered body bytes below which a paused connection reads again."""
@@ -46,7 +53,7 @@ _FRAMING_NAMES: Final = frozenset({len("content-length"), len("transfer-encoding
 """The lengths of the only field names ``Framing`` reads: other fields are not lower-cased."""
 _REMEMBERED_HEADS: Final = 64
 """Heads ``parse_head`` remembers read; when that many are held it starts over."""
-_REMEMBERED_HEAD_BYTES: Final = 2048
+REMEMBERED_HEAD_BYTES: Final = 2048
 """Only heads up to this size are remembered: at most 128 KiB held."""
 _HEADS: dict[bytes, tuple[str, Headers]] = {}
 
@@ -83,7 +90,7 @@ def parse_head(raw: bytes, start: int) -> tuple[int, str, Headers]:
             raise UpstreamError(ErrorKind.OTHER, "a header line that is no field")
         fields.append((line[:colon], line[colon + 1 :].lstrip(" \t")))
     reason, headers = lines[0][_REASON_AT:], tuple(fields)
-    if len(head) <= _REMEMBERED_HEAD_BYTES:
+    if len(head) <= REMEMBERED_HEAD_BYTES:
         if len(_HEADS) >= _REMEMBERED_HEADS:
             _HEADS.clear()
         _HEADS[head] = (reason, headers)
@@ -160,6 +167,7 @@ class Response:
         "_waiter",
         "buffered",
         "content_length",
+        "head_size",
         "headers",
         "reading_whole",
         "reason",
@@ -171,7 +179,10 @@ class Response:
         self.status = 0
         self.reason = ""
         self.headers: Headers = ()
-        """Header fields in wire order, repeated ones kept, decoded as Latin-1."""
+        """Header fields in wire order, repeated ones kept, decoded as Latin-1: the same
+        tuple for the same head while ``parse_head`` remembers it."""
+        self.head_size = 0
+        """The head's bytes, status line to blank line."""
         self.content_length: int | None = None
         """The body's framed length: 0 for a HEAD, 204 or 304 answer, None when
         chunked or delimited by the connection's end."""

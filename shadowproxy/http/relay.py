@@ -25,8 +25,10 @@ from typing import Final, Protocol
 
 import structlog
 
+from shadowproxy.compare.identity import ByIdentity
+from shadowproxy.http.h1_response import REMEMBERED_HEAD_BYTES
 from shadowproxy.http.h1_response import Response as UpstreamResponse
-from shadowproxy.http.headers import NO_BODY_STATUS, VIA, response_headers
+from shadowproxy.http.headers import NO_BODY_STATUS, VIA, Pairs, response_headers
 from shadowproxy.http.inbound import BodyStream, Inbound, RequestBody, answer_error
 from shadowproxy.http.routing import Route
 from shadowproxy.http.sse import ClientAnswer, LegacyTap, tap_legacy
@@ -36,7 +38,7 @@ from shadowproxy.http.upstream import (
     UpstreamError,
     failed_observation,
 )
-from shadowproxy.model import ErrorKind, Observation, Upstream, WindowEnd
+from shadowproxy.model import ErrorKind, Headers, Observation, Upstream, WindowEnd
 from shadowproxy.settings import StreamSettings
 
 __all__ = ["ONE_WRITE_MAX_BYTES", "PROBE_HEADER", "Relay", "RequestSink", "Watch"]
@@ -52,6 +54,15 @@ ONE_WRITE_MAX_BYTES: Final = 64 * 1024
 PROBE_HEADER: Final = "X-Shadow-Probe"
 """A request carrying the admin token in it gets ``X-Shadow-Answered-By: legacy|candidate``
 (used by drills); without the token, or with none configured, it gets nothing."""
+
+
+_RELAYED_HEADS: Final = 64
+"""Upstream heads whose relayed headers are kept; when that many are held it starts over."""
+
+
+def _relayed_with_body(headers: Headers) -> Pairs:
+    """``headers`` as relayed on an answer whose status allows a body."""
+    return response_headers(headers, VIA, 200)
 
 
 class RequestSink(Protocol):
@@ -78,12 +89,15 @@ class Watch:
 class Relay:
     """Sends one request to the upstream that answers and relays the answer to the client."""
 
-    __slots__ = ("_keep_bytes", "_probe_token", "_sink")
+    __slots__ = ("_keep_bytes", "_probe_token", "_relayed", "_sink")
 
     def __init__(self, sink: RequestSink, keep_bytes: int, probe_token: bytes | None) -> None:
         self._sink = sink
         self._keep_bytes = keep_bytes
         self._probe_token = probe_token
+        self._relayed: ByIdentity[Headers, Pairs] = ByIdentity(_RELAYED_HEADS)
+        """The relayed headers of a head ``parse_head`` remembers (the same tuple each
+        time it is answered), read only: up to 64 heads of at most 2 KiB."""
 
     async def send(
         self,
@@ -159,10 +173,14 @@ class Relay:
         cap = self._keep_bytes
         headers = upstream.headers
         status = upstream.status
-        relayed = response_headers(headers, VIA, status)
+        if upstream.head_size <= REMEMBERED_HEAD_BYTES and status not in NO_BODY_STATUS:
+            # The status only matters for the bodiless two.
+            relayed = self._relayed.get(headers, _relayed_with_body)
+        else:
+            relayed = response_headers(headers, VIA, status)
         probe = request.headers.get(PROBE_HEADER)
         if probe is not None and self._probe_allowed(probe):
-            relayed.append(("X-Shadow-Answered-By", str(answered_by)))
+            relayed = [*relayed, ("X-Shadow-Answered-By", str(answered_by))]
         self._sink.on_request(route.name, method, status)
         has_body = method != "HEAD" and status not in NO_BODY_STATUS
         declared = upstream.content_length if has_body else None

@@ -3,8 +3,9 @@
 Owns ``configure_logging`` (structlog and the standard library's root logger,
 so aiohttp's own log records get the same format and scrubbing), the
 ``ScrubSecrets`` processor that is the last line of defence against a secret
-in a log line, and the request bound through contextvars: its id, shown on
-every line, and its own secrets, scrubbed from every line and never shown.
+in a log line, and the processors that read the request bound to the context
+(``shadowproxy.sinks.binding``, re-exported here): its id, shown on every
+line, and its own secrets, scrubbed from every line and never shown.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from contextvars import ContextVar, Token
 from typing import Any, TextIO
 
 import orjson
@@ -20,6 +20,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shadowproxy.settings import RedactSettings
+from shadowproxy.sinks.binding import RequestBinding, bind_request, bound_request, unbind_request
 from shadowproxy.sinks.redact import Redactor
 from shadowproxy.sinks.secrets import known_secrets
 
@@ -32,10 +33,6 @@ __all__ = [
 ]
 
 _HANDLER_NAME = "shadowproxy"
-_REQUEST: ContextVar[tuple[str, tuple[str, ...]] | None] = ContextVar(
-    "shadowproxy_request", default=None
-)
-"""The request being served in this context: its id and its own secrets."""
 
 
 class ScrubSecrets:
@@ -51,7 +48,7 @@ class ScrubSecrets:
         self._redactor = redactor or Redactor(RedactSettings())
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        bound = _REQUEST.get()
+        bound = bound_request()
         secrets = () if bound is None else bound[1]
         scrubbed = self._redactor.mapping(event_dict, known_secrets(secrets))
         # ProcessorFormatter's bookkeeping objects must pass through untouched.
@@ -121,28 +118,9 @@ def configure_logging(
     )
 
 
-RequestBinding = Token[tuple[str, tuple[str, ...]] | None]
-"""What ``bind_request`` changed, for ``unbind_request`` to restore."""
-
-
-def bind_request(request_id: str, secrets: tuple[str, ...] = ()) -> RequestBinding:
-    """Bind a request to the current context: its id on every log line, its secrets scrubbed.
-
-    One context variable for both, read by the processors only when a line is
-    logged: structlog's own ``bind_contextvars`` costs several times more per
-    request, and nearly every request logs nothing.
-    """
-    return _REQUEST.set((request_id, secrets))
-
-
-def unbind_request(binding: RequestBinding) -> None:
-    """Restore what ``bind_request`` replaced."""
-    _REQUEST.reset(binding)
-
-
 def _add_request_id(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """The bound request's id on the line (unless the line names one itself)."""
-    bound = _REQUEST.get()
+    bound = bound_request()
     if bound is not None:
         event_dict.setdefault("request_id", bound[0])
     return event_dict

@@ -116,6 +116,16 @@ class TestShadowHeaders:
         for head in last_heads(upstreams, seen):
             assert TOKEN.encode() not in head
 
+    def test_probe_answer_stays_with_its_request(self, upstreams: Upstreams, path: str) -> None:
+        """Legacy's head is the same each time, so its relayed headers are reused: the
+        probe's answer goes on the probing request alone, once each time."""
+        probe = b"X-Shadow-Probe: " + TOKEN.encode()
+        for probing in (True, False, True, True, False):
+            fields = (b"Host: a", probe) if probing else (b"Host: a",)
+            answer, _ = upstreams.send(request(path, b"/probe-again", *fields))
+            answered_by = [line for line in header_lines(answer) if b"Answered-By" in line]
+            assert answered_by == ([b"X-Shadow-Answered-By: legacy"] if probing else [])
+
 
 @pytest.mark.parametrize("path", PATHS)
 class TestHost:

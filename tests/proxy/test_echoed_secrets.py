@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -295,6 +296,9 @@ class TestClientRequestIds:
         records = exchange_records(tmp_path)
         ids = [r["id"] for r in records]
         assert len(set(ids)) == 4 and "same-id" not in ids
+        # Sixteen hex digits: a per-process random prefix, then a counter.
+        assert all(re.fullmatch("[0-9a-f]{16}", record_id) for record_id in ids), ids
+        assert len({record_id[:8] for record_id in ids}) == 1
         assert [r["client_request_id"] for r in records] == [
             "same-id",
             "same-id",

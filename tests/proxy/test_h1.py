@@ -445,11 +445,23 @@ class TestRequestFraming:
                 assert await response.read() == b"ok"
         assert up.received == [wire]
 
-    async def test_header_with_crlf_is_refused_before_sending(self) -> None:
-        """A header value holding CR LF raises ValueError and nothing reaches the upstream."""
+    @pytest.mark.parametrize(
+        ("target", "headers", "body"),
+        [
+            ("/", [("X-A", "1\r\nX-Injected: 1")], lambda: b""),
+            ("/", [("X-A", "1\rX-Injected: 1")], lambda: b"x"),
+            ("/", [("X-A\nX-Injected", "1")], lambda: stream(b"x")),
+            ("/ HTTP/1.1\r\nX-Injected: 1\r\nX:", [], lambda: b""),
+        ],
+        ids=["crlf-in-value", "cr-in-value", "lf-in-name-streamed", "crlf-in-target"],
+    )
+    async def test_header_with_crlf_is_refused_before_sending(
+        self, target: str, headers: list[tuple[str, str]], body: BodyFactory
+    ) -> None:
+        """A CR or LF in the target or a header raises ValueError; nothing reaches the upstream."""
         async with serve(always(OK)) as (up, pool):
             with pytest.raises(ValueError):
-                await pool.request("GET", "/", [("X-A", "1\r\nX-Injected: 1")])
+                await pool.request("POST", target, headers, body())
         assert (up.accepted, up.received) == (0, [])
 
 

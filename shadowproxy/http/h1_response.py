@@ -49,8 +49,9 @@ _CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _REASON_AT: Final = len("HTTP/1.1 200 ")
 """llhttp takes one-digit versions and three-digit status codes only."""
 _EMPTY_LINE: Final = (b"\r", b"\n")
-_FRAMING_NAMES: Final = frozenset({len("content-length"), len("transfer-encoding")})
-"""The lengths of the only field names ``Framing`` reads: other fields are not lower-cased."""
+_FRAMING_NAMES: Final = 1 << len("content-length") | 1 << len("transfer-encoding")
+"""The lengths of the only field names ``Framing`` reads, as bits (a set of ints costs a
+boxed int and a hash per look): other fields are not lower-cased."""
 _REMEMBERED_HEADS: Final = 64
 """Heads ``parse_head`` remembers read; when that many are held it starts over."""
 REMEMBERED_HEAD_BYTES: Final = 2048
@@ -122,7 +123,7 @@ class Framing:
         framed = False
         codings: list[str] = []
         for name, value in headers:
-            if len(name) not in _FRAMING_NAMES:
+            if not (_FRAMING_NAMES >> len(name)) & 1:
                 continue
             lowered = name.lower()
             if lowered == "content-length" and value.isdigit():

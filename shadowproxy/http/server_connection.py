@@ -5,9 +5,9 @@ the client address's share: drop and count before reading a byte), the
 search for a complete head (linear in the bytes received), acting on what
 ``RequestHead.take`` decides (take the request, refuse an HTTP/1.1 one
 without a Host with 400, or hand the connection, with every byte it has
-read, to aiohttp's server behind a ``HandedOver`` watch), one request
-answered at a time, reading paused while a body waits to be read, and the
-client timeouts (head, body, keep-alive) on one timer.
+read, to aiohttp's server behind a ``HandedOver`` watch), its requests
+answered one at a time by one task, reading paused while a body waits to be
+read, and the client timeouts (head, body, keep-alive) on one timer.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class ServerConnection(asyncio.Protocol):
         "_scanned",
         "_task",
         "_transport",
+        "_waiter",
         "_write_paused",
         "closed",
         "remote",
@@ -65,6 +66,9 @@ class ServerConnection(asyncio.Protocol):
         self._scanned = 0
         self._request: ServerRequest | None = None
         self._task: asyncio.Task[None] | None = None
+        """The task answering this connection's requests, one after another (``_serve``)."""
+        self._waiter: asyncio.Future[None] | None = None
+        """What that task awaits between requests; woken by the next one or the end."""
         self._idle: asyncio.TimerHandle | None = None
         """The one timer of the client timeouts (``_check_idle``)."""
         self._loop = asyncio.get_running_loop()
@@ -139,6 +143,7 @@ class ServerConnection(asyncio.Protocol):
         self._stop_idle()
         if self._request is not None:
             self._request.lost()
+        self._wake()
         waiter, self._drain_waiter = self._drain_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("client closed the connection"))
@@ -184,8 +189,8 @@ class ServerConnection(asyncio.Protocol):
 
     @property
     def task(self) -> asyncio.Task[None] | None:
-        """The request being answered, if any."""
-        return self._task
+        """The task answering a request now, if any (None while the connection is idle)."""
+        return self._task if self._request is not None else None
 
     # -- reading -----------------------------------------------------------
 
@@ -294,7 +299,11 @@ class ServerConnection(asyncio.Protocol):
             self._last_read = self._loop.time()
             self._arm_by(self._last_read + self.server.clients.body_timeout_s)
         self._request = request
-        self._task = self._loop.create_task(self._answer(request))
+        if self._waiter is not None:
+            self._wake()
+        elif self._task is None:
+            self._task = self._loop.create_task(self._serve())
+        # Otherwise the serving task is finishing the previous request: it takes this one next.
 
     def _refuse(self, method: str, reason: str) -> None:
         """Answer 400 with the proxy's JSON error and close: the request goes nowhere."""
@@ -336,6 +345,33 @@ class ServerConnection(asyncio.Protocol):
         if data:
             protocol.data_received(data)
         self._transport = None
+        self._wake()
+
+    async def _serve(self) -> None:
+        """Answer the connection's requests one after another, in this one task.
+
+        The next request wakes it: a task per request costs about 8k instructions,
+        asyncio's task registry running as Python. It ends with the connection
+        (closing, closed or handed over)."""
+        try:
+            while True:
+                request = self._request
+                if request is not None:
+                    await self._answer(request)
+                    continue
+                transport = self._transport
+                if self.closed or transport is None or transport.is_closing():
+                    return
+                waiter = self._waiter = self._loop.create_future()
+                await waiter
+        finally:
+            self._task = self._waiter = None
+
+    def _wake(self) -> None:
+        """Wake ``_serve`` waiting between requests: a request came, or the connection ended."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _answer(self, request: ServerRequest) -> None:
         try:
@@ -356,7 +392,6 @@ class ServerConnection(asyncio.Protocol):
 
     def _finish(self, request: ServerRequest) -> None:
         self._request = None
-        self._task = None
         if self.closed:
             return
         # A body nobody read leaves the connection mid-message: it cannot carry another.
@@ -371,6 +406,8 @@ class ServerConnection(asyncio.Protocol):
             # A pipelined request's first bytes are here already.
             self._head_started = self._last_active
             self._next_request()
-        if self._eof and self._request is None:
+        # ``task``, not ``_request``: mypy keeps ``_request`` narrowed to None across the
+        # call above, and the compiled build checks it (a pipelined request sets it).
+        if self._eof and self.task is None:
             # A half-closed client has had every answer it can still ask for.
             self.close()

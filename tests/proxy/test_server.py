@@ -319,6 +319,33 @@ class TestOrdinaryRequests:
             assert (await client.answer()).status == 200
         assert seen == [({"a": "1", "b": "2", "c": "3"}, "http")]
 
+    async def test_a_connection_is_answered_by_one_task_that_ends_with_it(self) -> None:
+        """Sequential and pipelined requests on one connection run in one task, which is
+        not a request's while the connection is idle, and ends when the client closes."""
+        tasks: list[asyncio.Task[object] | None] = []
+
+        async def handler(request: Inbound) -> None:
+            tasks.append(asyncio.current_task())
+            request.answer(200, "OK", [], b"ok")
+
+        async with serving(handler) as harness:
+            client = await harness.connect()
+            for _ in range(2):
+                await client.send(get())
+                assert (await client.answer()).body == b"ok"
+            await client.send(get() + get())
+            assert [(await client.answer()).body for _ in range(2)] == [b"ok", b"ok"]
+            assert harness.connection().task is None
+            other = await harness.connect()
+            await other.send(get())
+            assert (await other.answer()).body == b"ok"
+            await client.close()
+            first = tasks[0]
+            assert first is not None
+            await eventually(first.done)
+        assert tasks[:4] == [first] * 4
+        assert tasks[4] is not first
+
     async def test_pipelined_requests_are_answered_in_order(self) -> None:
         """Three requests sent in one write get three answers, in the order sent."""
         async with serving() as harness:

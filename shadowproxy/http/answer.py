@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from shadowproxy.http.headers import NO_BODY_STATUS
+from shadowproxy.http.headers import NO_BODY_STATUS, has_content_length
 
 __all__ = ["LAST_CHUNK", "Streaming", "body_chunk", "head", "streaming", "whole"]
 
@@ -25,7 +25,6 @@ Pairs = list[tuple[str, str]]
 
 LAST_CHUNK: Final = b"0\r\n\r\n"
 """Ends a chunked body (no trailers)."""
-_CONTENT_LENGTH_CHARS: Final = len("content-length")
 
 
 def head(
@@ -49,14 +48,6 @@ def head(
     return "".join(pieces).encode("latin-1")
 
 
-def _has_length(headers: Pairs) -> bool:
-    for name, _ in headers:
-        # Runs on every answer: only a name of the right length is lower-cased.
-        if len(name) == _CONTENT_LENGTH_CHARS and name.lower() == "content-length":
-            return True
-    return False
-
-
 def whole(
     version: str,
     method: str,
@@ -75,7 +66,8 @@ def whole(
     # RFC 9110 section 8.6: no Content-Length on 1xx or 204; a 304's describes
     # another answer, so it is never invented.
     framed = status >= 200 and status not in NO_BODY_STATUS
-    framing = f"Content-Length: {len(body)}\r\n" if framed and not _has_length(headers) else ""
+    length = framed and not has_content_length(headers)
+    framing = f"Content-Length: {len(body)}\r\n" if length else ""
     data = head(version, status, reason, headers, framing, keep_alive)
     return data, body if framed and method != "HEAD" else b""
 
@@ -99,7 +91,7 @@ def streaming(
     bodiless = method == "HEAD" or status in NO_BODY_STATUS or status < 200
     chunked = False
     framing = ""
-    if not bodiless and not _has_length(headers):
+    if not bodiless and not has_content_length(headers):
         if version == "1.1":
             framing = "Transfer-Encoding: chunked\r\n"
             chunked = True

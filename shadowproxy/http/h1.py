@@ -28,6 +28,7 @@ from typing import Final
 
 from shadowproxy.http.h1_connection import Connection
 from shadowproxy.http.h1_response import Response, UpstreamError
+from shadowproxy.http.headers import has_content_length
 from shadowproxy.model import ErrorKind
 
 __all__ = ["IDEMPOTENT_METHODS", "MAX_IDLE_UNLIMITED", "Pool"]
@@ -224,7 +225,7 @@ def _head(
         if body or method not in _BODILESS:
             pieces.append(f"Content-Length: {len(body)}\r\n")
             lines += 1
-    elif not any(name.lower() == "content-length" for name, _ in headers):
+    elif not has_content_length(headers):
         chunked = True
         pieces.append("Transfer-Encoding: chunked\r\n")
         lines += 1

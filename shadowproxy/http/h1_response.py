@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from shadowproxy.http.headers import length_bits
 from shadowproxy.model import ErrorKind, Headers
 
 if TYPE_CHECKING:
@@ -49,9 +50,8 @@ _CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _REASON_AT: Final = len("HTTP/1.1 200 ")
 """llhttp takes one-digit versions and three-digit status codes only."""
 _EMPTY_LINE: Final = (b"\r", b"\n")
-_FRAMING_NAMES: Final = 1 << len("content-length") | 1 << len("transfer-encoding")
-"""The lengths of the only field names ``Framing`` reads, as bits (a set of ints costs a
-boxed int and a hash per look): other fields are not lower-cased."""
+_FRAMING_NAMES: Final = length_bits(("content-length", "transfer-encoding"))
+"""The lengths of the only field names ``Framing`` reads: other fields are not lower-cased."""
 _REMEMBERED_HEADS: Final = 64
 """Heads ``parse_head`` remembers read; when that many are held it starts over."""
 REMEMBERED_HEAD_BYTES: Final = 2048

@@ -20,6 +20,8 @@ __all__ = [
     "OWN_PREFIX",
     "VIA",
     "connection_tokens",
+    "has_content_length",
+    "length_bits",
     "request_headers",
     "response_headers",
 ]
@@ -50,11 +52,32 @@ _FRAMING = frozenset({"content-length"})
 
 Pairs = list[tuple[str, str]]
 _CONNECTION_CHARS: Final = len("connection")
+_CONTENT_LENGTH_CHARS: Final = len("content-length")
 
 
-_RESPONSE_RULED: Final = sum({1 << len(name) for name in (*HOP_BY_HOP, *_FRAMING, "via")})
-"""The lengths of the names ``response_headers`` has a rule for, as bits (a set of ints
-costs a boxed int and a hash per look)."""
+def length_bits(names: Iterable[str]) -> int:
+    """The lengths of ``names`` as the bits of one number.
+
+    ``(bits >> len(name)) & 1`` says whether ``name`` is as long as one of them:
+    a header name of any other length needs no ``lower()`` to be passed over,
+    and the look costs neither a boxed int nor a hash, as a set of lengths would.
+    """
+    bits = 0
+    for name in names:
+        bits |= 1 << len(name)
+    return bits
+
+
+def has_content_length(headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether ``headers`` carry a Content-Length (only names that long are lower-cased)."""
+    for name, _ in headers:
+        if len(name) == _CONTENT_LENGTH_CHARS and name.lower() == "content-length":
+            return True
+    return False
+
+
+_RESPONSE_RULED: Final = length_bits((*HOP_BY_HOP, *_FRAMING, "via"))
+"""The lengths of the names ``response_headers`` has a rule for."""
 
 _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
 
@@ -138,9 +161,7 @@ def response_headers(headers: Iterable[tuple[str, str]], via: str, status: int) 
     bodiless = status in NO_BODY_STATUS
     # Runs on every answer: a name no rule can match (by its length) is kept without a
     # lower(). Connection names options too, keep-alive nearly always.
-    ruled = _RESPONSE_RULED
-    for token in named:
-        ruled |= 1 << len(token)
+    ruled = _RESPONSE_RULED | length_bits(named) if named else _RESPONSE_RULED
     kept: Pairs = []
     previous_via: list[str] = []
     for pair in pairs:

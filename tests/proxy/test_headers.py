@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowproxy.http.headers import HOP_BY_HOP, request_headers, response_headers
+from shadowproxy.http.headers import (
+    HOP_BY_HOP,
+    has_content_length,
+    length_bits,
+    request_headers,
+    response_headers,
+)
 
 NAMES = st.sampled_from(
     [
@@ -139,3 +145,28 @@ class TestResponseHeaders:
         legacy = [("Content-Length", "5"), ("ETag", '"a"')]
         assert response_headers(legacy, "v", status) == [("ETag", '"a"'), ("Via", "v")]
         assert response_headers(legacy, "v", 200)[0] == ("Content-Length", "5")
+
+
+class TestNameLengths:
+    """The length test that spares a lower() for names no rule can match."""
+
+    @given(st.lists(st.text(max_size=40), max_size=8), st.text(max_size=40))
+    def test_a_name_passes_exactly_when_one_of_the_names_is_as_long(
+        self, names: list[str], name: str
+    ) -> None:
+        bits = length_bits(names)
+        assert bool((bits >> len(name)) & 1) == any(len(n) == len(name) for n in names)
+
+    @pytest.mark.parametrize(
+        ("headers", "expected"),
+        [
+            ([("content-length", "1")], True),
+            ([("X-A", "1"), ("Content-LENGTH", "0")], True),
+            ([("Content-Lengthy", "1"), ("Content-Type", "x")], False),
+            ([], False),
+        ],
+    )
+    def test_has_content_length_in_any_case(
+        self, headers: list[tuple[str, str]], expected: bool
+    ) -> None:
+        assert has_content_length(headers) is expected

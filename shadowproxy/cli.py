@@ -111,15 +111,8 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _use_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
 def _run(args: argparse.Namespace) -> int:
+    from shadowproxy.runtime.start import prepare_process
     from shadowproxy.sinks import configure_logging
 
     overrides = Overrides(
@@ -139,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides)
     log_json = {"auto": None, "json": True, "console": False}[args.log_format]
     configure_logging(json=log_json)
-    _use_uvloop()
+    prepare_process()
     if settings.workers > 1:
         from shadowproxy.runtime.supervisor import supervise
 

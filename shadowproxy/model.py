@@ -17,10 +17,9 @@ every ``with_*`` copy to them too).
 
 from __future__ import annotations
 
-import copyreg
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from operator import attrgetter
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from shadowproxy.kinds import (
     ClientTimeout,
@@ -37,6 +36,7 @@ from shadowproxy.kinds import (
 
 __all__ = [
     "EVENT_METHOD",
+    "NO_EQUIVALENCES",
     "SHADOW_PHASE",
     "ClientTimeout",
     "ConnectionRefusal",
@@ -313,6 +313,26 @@ class Difference:
     candidate: JsonValue = None
     noise: bool = False
 
+    def __init__(
+        self,
+        cls: DiffClass,
+        kind: str,
+        path: str,
+        legacy: JsonValue = None,
+        candidate: JsonValue = None,
+        noise: bool = False,
+    ) -> None:
+        object.__setattr__(self, "cls", cls)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "legacy", legacy)
+        object.__setattr__(self, "candidate", candidate)
+        object.__setattr__(self, "noise", noise)
+
+
+NO_EQUIVALENCES: Mapping[str, int] = MappingProxyType({})
+"""The read-only equivalences of a verdict that counted none."""
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -328,36 +348,3 @@ class Verdict:
     differences: tuple[Difference, ...] = ()
     equivalences: Mapping[str, int] = field(default_factory=dict)
     note: str | None = None
-
-
-_PICKLED = (
-    StreamEvent,
-    StreamWindow,
-    Observation,
-    Phase,
-    RequestFacts,
-    Exchange,
-    Difference,
-    Verdict,
-)
-# One C-level getter per value class: ``dataclasses.fields`` per value pickled would
-# run in the interpreter, five times for every exchange sent to the comparison process.
-_FIELDS: dict[type, attrgetter[tuple[object, ...]]] = {
-    value: attrgetter(*(f.name for f in fields(value))) for value in _PICKLED
-}
-
-
-def _by_fields(value: object) -> tuple[type, tuple[object, ...]]:
-    """Pickle a value as its class and its fields in order, rebuilt through ``__init__``.
-
-    Exchanges and verdicts cross to the comparison process pickled; the
-    compiled build's frozen dataclasses refuse to be restored attribute by
-    attribute, so both builds restore them this way.
-    """
-    cls = type(value)
-    values: tuple[object, ...] = _FIELDS[cls](value)
-    return cls, values
-
-
-for _value in _PICKLED:
-    copyreg.pickle(_value, _by_fields)

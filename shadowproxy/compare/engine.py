@@ -18,7 +18,6 @@ Pure code: no I/O, no clock, no asyncio.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -33,7 +32,6 @@ from shadowproxy.compare.headers import (
     diff_headers,
     header_values,
 )
-from shadowproxy.compare.identity import ByIdentity
 from shadowproxy.compare.media import parse_content_type
 from shadowproxy.compare.noise import NoiseFilter, NoiseLearner, learning_key
 from shadowproxy.compare.paths import PathPattern, parse_pattern
@@ -41,15 +39,15 @@ from shadowproxy.compare.recall import BodyRecall
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.compare.timing import is_slow, latency_difference
 from shadowproxy.compare.tree import TreeRules
-from shadowproxy.model import ErrorKind, Exchange, Observation, Outcome, Verdict
+from shadowproxy.memo import ByIdentity
+from shadowproxy.model import NO_EQUIVALENCES, ErrorKind, Exchange, Observation, Outcome, Verdict
 
 __all__ = ["MAX_DIFFERENCES", "Comparator", "validate_rules"]
 
 MAX_DIFFERENCES = 1000
 """Differences kept per exchange by default; the rest are dropped and the note says so."""
 
-_NO_EQUIVALENCES: Mapping[str, int] = MappingProxyType({})
-_MATCH = Verdict(Outcome.MATCH, equivalences=_NO_EQUIVALENCES)
+_MATCH = Verdict(Outcome.MATCH, equivalences=NO_EQUIVALENCES)
 _PLAN_CACHE_SIZE = 256
 
 
@@ -132,10 +130,10 @@ class Comparator:
         legacy, candidate = exchange.legacy, exchange.candidate
         if legacy.error is not None:
             return Verdict(
-                Outcome.ERROR, equivalences=_NO_EQUIVALENCES, note=f"legacy_failed: {legacy.error}"
+                Outcome.ERROR, equivalences=NO_EQUIVALENCES, note=f"legacy_failed: {legacy.error}"
             )
         if candidate.error is not None:
-            return Verdict(Outcome.ERROR, equivalences=_NO_EQUIVALENCES, note=str(candidate.error))
+            return Verdict(Outcome.ERROR, equivalences=NO_EQUIVALENCES, note=str(candidate.error))
         if candidate.truncated:
             return _error(ErrorKind.TOO_LARGE, "candidate body exceeds the comparison cap")
         plan = self._plan(rules)
@@ -184,7 +182,7 @@ class Comparator:
             outcome=outcome,
             classes=classes,
             differences=differences,
-            equivalences=MappingProxyType(equivalences) if equivalences else _NO_EQUIVALENCES,
+            equivalences=MappingProxyType(equivalences) if equivalences else NO_EQUIVALENCES,
             note="; ".join(notes) or None,
         )
 
@@ -210,7 +208,7 @@ class Comparator:
 
 
 def _error(kind: ErrorKind, detail: str) -> Verdict:
-    return Verdict(Outcome.ERROR, equivalences=_NO_EQUIVALENCES, note=f"{kind}: {detail}")
+    return Verdict(Outcome.ERROR, equivalences=NO_EQUIVALENCES, note=f"{kind}: {detail}")
 
 
 def _decoded(observation: Observation, rules: CompareRules) -> Decoded:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from shadowproxy.http.headers import length_bits
+from shadowproxy.memo import ByValue
 from shadowproxy.model import ErrorKind, Headers
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ _REMEMBERED_HEADS: Final = 64
 """Heads ``parse_head`` remembers read; when that many are held it starts over."""
 REMEMBERED_HEAD_BYTES: Final = 2048
 """Only heads up to this size are remembered: at most 128 KiB held."""
-_HEADS: dict[bytes, tuple[str, Headers]] = {}
+_HEADS: ByValue[bytes, tuple[str, Headers]] = ByValue(_REMEMBERED_HEADS)
 
 
 def parse_head(raw: bytes, start: int) -> tuple[int, str, Headers]:
@@ -92,9 +93,7 @@ def parse_head(raw: bytes, start: int) -> tuple[int, str, Headers]:
         fields.append((line[:colon], line[colon + 1 :].lstrip(" \t")))
     reason, headers = lines[0][_REASON_AT:], tuple(fields)
     if len(head) <= REMEMBERED_HEAD_BYTES:
-        if len(_HEADS) >= _REMEMBERED_HEADS:
-            _HEADS.clear()
-        _HEADS[head] = (reason, headers)
+        _HEADS.keep(head, (reason, headers))
     return end + 4, reason, headers
 
 

@@ -25,7 +25,6 @@ from typing import Final, Protocol
 
 import structlog
 
-from shadowproxy.compare.identity import ByIdentity
 from shadowproxy.http.h1_response import REMEMBERED_HEAD_BYTES
 from shadowproxy.http.h1_response import Response as UpstreamResponse
 from shadowproxy.http.headers import NO_BODY_STATUS, VIA, Pairs, response_headers
@@ -38,6 +37,7 @@ from shadowproxy.http.upstream import (
     UpstreamError,
     failed_observation,
 )
+from shadowproxy.memo import ByIdentity
 from shadowproxy.model import ErrorKind, Headers, Observation, Upstream, WindowEnd
 from shadowproxy.settings import StreamSettings
 

@@ -71,13 +71,11 @@ def _worker_main(
     The ``first`` worker also matches the NATS event subjects.
     """
     from shadowproxy.runtime.serve import serve
+    from shadowproxy.runtime.start import prepare_process
     from shadowproxy.sinks import configure_logging
 
     configure_logging(json=log_json)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    prepare_process()
     asyncio.run(
         serve(
             settings,

@@ -22,29 +22,26 @@ pair and again after it dies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
+import subprocess
 import sys
 from collections import deque
-from dataclasses import replace
-from types import MappingProxyType
+from typing import cast
 
 from shadowproxy.compare import Comparator
-from shadowproxy.compare.identity import ByIdentity
 from shadowproxy.compare.rules import CompareRules
+from shadowproxy.memo import ByIdentity
 from shadowproxy.model import Exchange, Verdict
-from shadowproxy.shadow.compare_worker import (
-    HEADER_BYTES,
-    RULES_KEPT,
-    SharedBodies,
-    frame,
-    pickled,
-)
-from shadowproxy.shadow.tasks import TaskPool
+from shadowproxy.shadow.flat import flat_exchange, verdict_of
+from shadowproxy.shadow.wire import HEADER_BYTES, RULES_KEPT, SharedBodies, frame, pickled
 
 __all__ = ["MAX_IN_FLIGHT", "ComparisonWorkerError", "Comparisons"]
 
 MAX_IN_FLIGHT = 8
 """Large pairs on the wire to the worker process at once; more are dropped."""
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+"""A reply announcing more than this is not believed: the process is replaced."""
 _EXITED = "the comparison worker process exited"
 _IDENTITY = frozenset({"", "identity"})
 _STOP_S = 5.0
@@ -63,96 +60,128 @@ class ComparisonWorkerError(Exception):
     built-in exceptions (nothing caught it as a ``RuntimeError``)."""
 
 
+class _Replies(asyncio.SubprocessProtocol):
+    """The comparison process's end of the pipes: each verdict answers the oldest request.
+
+    Replies are read in the loop's own callback as they arrive, with no task
+    waiting on the pipe; when the process exits or a pipe closes, every
+    request still waiting fails.
+    """
+
+    def __init__(self) -> None:
+        self.waiting: deque[asyncio.Future[Verdict]] = deque()
+        self.broken = False
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._buffer = bytearray()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= HEADER_BYTES and not self.broken:
+            size = int.from_bytes(buffer[:HEADER_BYTES], "big")
+            if size > MAX_REPLY_BYTES:
+                self._fail(f"the comparison worker sent a {size}-byte reply")
+                return
+            end = HEADER_BYTES + size
+            if len(buffer) < end:
+                return
+            reply = bytes(buffer[HEADER_BYTES:end])
+            del buffer[:end]
+            self._answer(reply)
+
+    def _answer(self, reply: bytes) -> None:
+        try:
+            ok, value = pickle.loads(reply)
+            future = self.waiting.popleft()
+        except Exception as exc:
+            self._fail(f"the comparison worker sent an unreadable reply: {type(exc).__name__}")
+            return
+        if future.done():
+            return
+        if ok:
+            future.set_result(verdict_of(value))
+        else:
+            future.set_exception(ComparisonWorkerError(value))
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._fail(_EXITED)
+
+    def process_exited(self) -> None:
+        self._fail(_EXITED)
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def _fail(self, reason: str) -> None:
+        self.broken = True
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(ComparisonWorkerError(reason))
+
+
 class _Worker:
     """One comparison process; replies arrive in request order."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self._process = process
-        self._waiting: deque[asyncio.Future[Verdict]] = deque()
-        self._broken = False
+    def __init__(self, transport: asyncio.SubprocessTransport, replies: _Replies) -> None:
+        self._transport = transport
+        self._replies = replies
+        stdin = transport.get_pipe_transport(0)
+        assert stdin is not None
+        # uvloop's pipe transport writes like one but does not derive from WriteTransport.
+        self._stdin = cast(asyncio.WriteTransport, stdin)
         self._bodies = SharedBodies()
         # A route's rules are the same object for each of its requests: pickled once.
         self._rules: ByIdentity[CompareRules, bytes] = ByIdentity(RULES_KEPT)
-        self._reader = TaskPool(1)
-        self._reader.spawn(self._read(), name="compare-worker-reader")
 
     @classmethod
     async def start(cls) -> _Worker:
-        process = await asyncio.create_subprocess_exec(
+        transport, replies = await asyncio.get_running_loop().subprocess_exec(
+            _Replies,
             sys.executable,
             "-c",
             _BOOT.format(path=sys.path),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
         )
-        return cls(process)
+        return cls(transport, replies)
 
     @property
     def alive(self) -> bool:
-        return not self._broken
+        return not self._replies.broken and not self._stdin.is_closing()
 
     @property
     def pid(self) -> int:
-        return self._process.pid
+        return self._transport.get_pid()
 
     async def compare(self, exchange: Exchange, rules: CompareRules) -> Verdict:
-        stdin = self._process.stdin
-        assert stdin is not None
+        replies = self._replies
+        if not self.alive:
+            raise ComparisonWorkerError(_EXITED)
         packed, slots = self._bodies.pack(exchange)
         try:
-            message = frame((packed, self._rules.get(rules, pickled), slots))
+            message = frame((flat_exchange(packed), self._rules.get(rules, pickled), slots))
         except Exception:
             # The bodies ``pack`` took are held on this end only: start both afresh.
-            self._broken = True
+            replies.broken = True
             raise
         future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
-        try:
-            stdin.writelines(message)
-            await stdin.drain()
-        except ConnectionError:
-            self._broken = True
-            if future in self._waiting:
-                self._waiting.remove(future)
-            raise ComparisonWorkerError(_EXITED) from None
+        replies.waiting.append(future)
+        # At most MAX_IN_FLIGHT messages wait in the pipe's buffer: no drain needed.
+        self._stdin.writelines(message)
         return await future
 
-    async def _read(self) -> None:
-        stdout = self._process.stdout
-        assert stdout is not None
-        try:
-            while True:
-                header = await stdout.readexactly(HEADER_BYTES)
-                ok, value = pickle.loads(await stdout.readexactly(int.from_bytes(header, "big")))
-                future = self._waiting.popleft()
-                if future.done():
-                    continue
-                if ok:
-                    # Read-only again, as the engine returns it.
-                    future.set_result(
-                        replace(value, equivalences=MappingProxyType(value.equivalences))
-                    )
-                else:
-                    future.set_exception(ComparisonWorkerError(value))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._broken = True
-            while self._waiting:
-                future = self._waiting.popleft()
-                if not future.done():
-                    future.set_exception(ComparisonWorkerError(_EXITED))
-
     async def stop(self) -> None:
-        stdin = self._process.stdin
-        if stdin is not None and not stdin.is_closing():
-            stdin.close()
+        if not self._stdin.is_closing():
+            self._stdin.close()
         try:
-            await asyncio.wait_for(self._process.wait(), _STOP_S)
+            await asyncio.wait_for(asyncio.shield(self._replies.exited), _STOP_S)
         except TimeoutError:
-            self._process.kill()
-            await self._process.wait()
-        await self._reader.close(_STOP_S)
+            with contextlib.suppress(ProcessLookupError):
+                self._transport.kill()
+            await self._replies.exited
+        finally:
+            self._transport.close()
 
 
 class Comparisons:
@@ -204,7 +233,9 @@ class Comparisons:
             return None
         self._in_flight += 1
         try:
-            worker = await self._running()
+            worker = self._worker
+            if worker is None or not worker.alive:
+                worker = await self._running()
             return await worker.compare(exchange, rules)
         finally:
             self._in_flight -= 1

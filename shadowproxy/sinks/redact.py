@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode
 import orjson
 
 from shadowproxy.compare.paths import Segments, parse_pattern
+from shadowproxy.memo import ByValue
 from shadowproxy.model import Difference, Headers
 from shadowproxy.settings import RedactSettings
 from shadowproxy.sinks.names import SecretNames
@@ -59,6 +60,8 @@ _CREDENTIAL_HINT = re.compile(r"(?i)=|authorization|cookie|x-api-key|bearer|basi
 _PARAM = re.compile(r"(^|[?&;\s\"'])([^\s=&?;\"']+)=([^\s&;\"']*)")
 _JSON_TEXT = (("{", "}"), ("[", "]"))
 _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_PATHS_KEPT = 256
+_PATHS: ByValue[str, tuple[Segments | None]] = ByValue(_PATHS_KEPT)
 
 
 class RedactSettingsError(ValueError):
@@ -132,6 +135,8 @@ class Redactor:
 
     def path(self, path: str, known: KnownSecrets = NO_SECRETS) -> str:
         """A request path with every segment holding a request secret (or a credential) replaced."""
+        if not known:
+            return self.text(path, known)
         segments = [
             self.marker(unquote(segment)) if known.is_secret(unquote(segment)) else segment
             for segment in path.split("/")
@@ -328,8 +333,16 @@ class Redactor:
 def _concrete(path: str) -> Segments | None:
     """Segments of a difference path like ``$.items[3].price``; None when it is no JSONPath.
 
-    Header names, ``status`` and ``latency`` give None.
+    Header names, ``status`` and ``latency`` give None. A route's divergences
+    name the same few paths again and again: each is parsed once while kept.
     """
+    kept = _PATHS.get(path)
+    if kept is None:
+        kept = _PATHS.keep(path, (_parsed(path),))
+    return kept[0]
+
+
+def _parsed(path: str) -> Segments | None:
     try:
         steps = parse_pattern(path).steps
     except ValueError:

@@ -17,10 +17,18 @@ import pytest
 
 from shadowproxy.compare import Comparator
 from shadowproxy.compare.rules import CompareRules
-from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts
+from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts, Verdict
 from shadowproxy.shadow import compare_worker
-from shadowproxy.shadow.compare_worker import frame, pickled, serve
-from shadowproxy.shadow.comparisons import MAX_IN_FLIGHT, Comparisons, ComparisonWorkerError
+from shadowproxy.shadow.compare_worker import serve
+from shadowproxy.shadow.comparisons import (
+    MAX_IN_FLIGHT,
+    MAX_REPLY_BYTES,
+    Comparisons,
+    ComparisonWorkerError,
+    _Replies,
+)
+from shadowproxy.shadow.flat import flat_exchange, flat_verdict, verdict_of
+from shadowproxy.shadow.wire import frame, pickled
 from tests.compare.factories import make_stream
 from tests.support import eventually
 
@@ -215,8 +223,8 @@ class TestWorkerLoop:
         requests = io.BytesIO(
             b"".join(
                 (
-                    *frame((LARGE, pickled(unpicklable_rules), WHOLE)),
-                    *frame((LARGE, pickled(CompareRules()), WHOLE)),
+                    *frame((flat_exchange(LARGE), pickled(unpicklable_rules), WHOLE)),
+                    *frame((flat_exchange(LARGE), pickled(CompareRules()), WHOLE)),
                 )
             )
         )
@@ -228,7 +236,7 @@ class TestWorkerLoop:
             answers.append(pickle.loads(replies.read(int.from_bytes(header, "big"))))
         assert [ok for ok, _ in answers] == [False, True]
         assert "AttributeError" in answers[0][1]
-        assert answers[1][1].outcome is Outcome.DIVERGED
+        assert verdict_of(answers[1][1]).outcome is Outcome.DIVERGED
 
     def test_equal_rules_are_one_object_so_a_pair_seen_before_is_recalled(
         self, monkeypatch: pytest.MonkeyPatch
@@ -242,7 +250,67 @@ class TestWorkerLoop:
 
         monkeypatch.setattr(compare_worker, "Comparator", kept)
         requests = io.BytesIO(
-            b"".join(b"".join(frame((LARGE, pickled(CompareRules()), WHOLE))) for _ in range(3))
+            b"".join(
+                b"".join(frame((flat_exchange(LARGE), pickled(CompareRules()), WHOLE)))
+                for _ in range(3)
+            )
         )
         serve(requests, io.BytesIO())
         assert (made[0]._recall.hits, made[0]._recall.misses) == (2, 1)
+
+
+class TestReplies:
+    """The proxy worker's end of the pipe: framing, order, and a process that misbehaves."""
+
+    @staticmethod
+    def _waiting(replies: _Replies, count: int) -> list[asyncio.Future[Verdict]]:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Verdict]] = [loop.create_future() for _ in range(count)]
+        replies.waiting.extend(futures)
+        return futures
+
+    async def test_replies_cut_anywhere_answer_in_request_order(self) -> None:
+        replies = _Replies()
+        first, second, third = self._waiting(replies, 3)
+        matched, diverged = Verdict(Outcome.MATCH), Comparator().compare(LARGE, CompareRules())
+        data = b"".join(
+            b"".join(frame(reply))
+            for reply in (
+                (True, flat_verdict(matched)),
+                (False, "ValueError: engine bug"),
+                (True, flat_verdict(diverged)),
+            )
+        )
+        for at in range(len(data)):
+            replies.pipe_data_received(1, data[at : at + 1])
+        assert first.result() == matched
+        with pytest.raises(ComparisonWorkerError, match="engine bug"):
+            second.result()
+        assert third.result() == diverged
+        assert not replies.broken
+
+    async def test_an_unreadable_reply_fails_every_waiting_request(self) -> None:
+        replies = _Replies()
+        futures = self._waiting(replies, 2)
+        replies.pipe_data_received(1, (5).to_bytes(8, "big") + b"junk!")
+        assert replies.broken
+        for future in futures:
+            with pytest.raises(ComparisonWorkerError, match="unreadable"):
+                future.result()
+
+    async def test_an_oversized_reply_is_not_awaited(self) -> None:
+        """The announced length alone condemns it: nothing is buffered toward it."""
+        replies = _Replies()
+        (future,) = self._waiting(replies, 1)
+        replies.pipe_data_received(1, (MAX_REPLY_BYTES + 1).to_bytes(8, "big"))
+        assert replies.broken
+        with pytest.raises(ComparisonWorkerError, match="byte reply"):
+            future.result()
+
+    async def test_an_exited_process_fails_what_waits(self) -> None:
+        replies = _Replies()
+        (future,) = self._waiting(replies, 1)
+        replies.process_exited()
+        assert replies.exited.done()
+        with pytest.raises(ComparisonWorkerError, match="exited"):
+            future.result()

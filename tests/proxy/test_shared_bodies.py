@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from shadowproxy.compare.rules import CompareRules
 from shadowproxy.model import Exchange, Observation, Outcome, RequestFacts
-from shadowproxy.shadow.compare_worker import SHARED_BODIES, SHARED_MIN_BYTES, SharedBodies
 from shadowproxy.shadow.comparisons import Comparisons
+from shadowproxy.shadow.flat import exchange_of, flat_exchange
+from shadowproxy.shadow.wire import SHARED_BODIES, SHARED_MIN_BYTES, SharedBodies
 
 JSON = (("Content-Type", "application/json"),)
 FACTS = RequestFacts("id", "GET", "/x", "", "/x", "default", 0.0)
@@ -37,9 +38,9 @@ def _cross(
 ) -> tuple[int, Exchange]:
     """The bytes that crossed for ``exchange``, and what the receiving end rebuilt."""
     packed, slots = sender.pack(exchange)
-    wire = pickle.dumps((packed, slots), protocol=pickle.HIGHEST_PROTOCOL)
+    wire = pickle.dumps((flat_exchange(packed), slots), protocol=pickle.HIGHEST_PROTOCOL)
     crossed, crossed_slots = pickle.loads(wire)
-    return len(wire), receiver.unpack(crossed, crossed_slots)
+    return len(wire), receiver.unpack(exchange_of(crossed), crossed_slots)
 
 
 class TestSharedBodies:

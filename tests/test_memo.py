@@ -1,8 +1,8 @@
-"""compare/identity.py: what was made from an object, kept by the object's identity."""
+"""memo.py: bounded memos, by the key's identity or by its value."""
 
 from __future__ import annotations
 
-from shadowproxy.compare.identity import ByIdentity
+from shadowproxy.memo import ByIdentity, ByValue
 
 
 class TestByIdentity:
@@ -26,3 +26,19 @@ class TestByIdentity:
             assert len(memo) <= 3
         assert len(memo) == 1
         assert memo.get(keys[0], lambda _: 99) == 99
+
+
+class TestByValue:
+    def test_an_equal_key_finds_what_was_kept(self) -> None:
+        memo: ByValue[bytes, str] = ByValue(8)
+        assert memo.get(b"head") is None
+        assert memo.keep(b"head", "parsed") == "parsed"
+        assert memo.get(b"".join((b"he", b"ad"))) == "parsed"
+
+    def test_bounded_it_starts_over_when_full(self) -> None:
+        memo: ByValue[int, int] = ByValue(3)
+        for n in range(4):
+            memo.keep(n, n)
+            assert len(memo) <= 3
+        assert len(memo) == 1
+        assert memo.get(0) is None and memo.get(3) == 3

@@ -17,6 +17,7 @@ _SECONDS_KEPT = 64
 # Every exchange record formats its start and its phase's start: the date and time
 # of a second are built once, not per record (18k instructions a call otherwise).
 _seconds: ByValue[int, str] = ByValue(_SECONDS_KEPT)
+_MILLIS = tuple(f"{n:03d}" for n in range(1000))
 
 
 def _second(second: int) -> str:
@@ -37,11 +38,16 @@ def rfc3339(ts: float) -> str:
     """
     fraction, whole = math.modf(ts)
     second = int(whole)
-    micros = round(fraction * 1_000_000)
+    scaled = fraction * 1_000_000
+    micros = math.floor(scaled)
+    # Half to even, as datetime rounds; ``scaled - micros`` is exact.
+    rest = scaled - micros
+    if rest > 0.5 or (rest == 0.5 and micros % 2 == 1):
+        micros += 1
     if micros >= 1_000_000:
         second += 1
         micros -= 1_000_000
     elif micros < 0:
         second -= 1
         micros += 1_000_000
-    return f"{_second(second)}.{micros // 1000:03d}Z"
+    return f"{_second(second)}.{_MILLIS[micros // 1000]}Z"

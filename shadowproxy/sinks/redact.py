@@ -255,7 +255,7 @@ class Redactor:
             return self.text(value, known)
         if isinstance(value, Mapping):
             return self.mapping(value, known)
-        if isinstance(value, list | tuple):
+        if isinstance(value, (list, tuple)):
             if len(value) == 2 and isinstance(value[0], str) and self.is_secret_header(value[0]):
                 return [value[0], self.marker(value[1])]
             return [self._value(item, known) for item in value]
@@ -287,11 +287,11 @@ class Redactor:
                 known.scrub(str(key), self.marker): self._child(child, (*path, str(key)), known)
                 for key, child in value.items()
             }
-        if isinstance(value, list | tuple):
+        if isinstance(value, (list, tuple)):
             return [self._child(child, (*path, i), known) for i, child in enumerate(value)]
         if isinstance(value, str):
             return self._string(value, path, known)
-        if isinstance(value, bytes | bytearray | memoryview):
+        if isinstance(value, (bytes, bytearray, memoryview)):
             return self._bytes(bytes(value), path, known)
         return value
 

@@ -144,7 +144,7 @@ class SecretFinder:
                     stack.append((child, (*path, key), secret or self._names.key(key)))
             elif isinstance(value, list):
                 stack.extend((child, (*path, i), secret) for i, child in enumerate(value))
-            elif secret and isinstance(value, str | int | float) and not isinstance(value, bool):
+            elif secret and isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 yield str(value)
 
 
@@ -173,7 +173,7 @@ class KnownSecrets:
 
     def is_secret(self, value: object) -> bool:
         """True when ``value`` as a whole is one of the secrets (numbers by their digits)."""
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             return False
         return (value if isinstance(value, str) else str(value)) in self._whole
 

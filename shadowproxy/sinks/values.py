@@ -26,7 +26,7 @@ def bound_value(value: object, max_chars: int) -> object:
     """``value`` as a JSON-compatible value no longer than ``max_chars`` characters (plus ``…``)."""
     out = _jsonable(value, max_chars)
     # The {"base64", "bytes"} form of a binary value is a leaf, already bounded.
-    if isinstance(out, dict | list) and not isinstance(value, bytes | bytearray | memoryview):
+    if isinstance(out, (dict, list)) and not isinstance(value, (bytes, bytearray, memoryview)):
         text = orjson.dumps(out).decode()
         if len(text) > max_chars:
             return _cut(text, max_chars)
@@ -35,18 +35,20 @@ def bound_value(value: object, max_chars: int) -> object:
 
 def _jsonable(value: object, max_chars: int) -> object:
     """A JSON-compatible copy with strings cut and bytes decoded or encoded."""
-    if value is None or isinstance(value, bool | float):
+    # isinstance takes tuples of types here, not unions: compiled, ``A | B`` would
+    # build a union object on every call (as in redact.py and secrets.py).
+    if value is None or isinstance(value, (bool, float)):
         return value
     if isinstance(value, int):
         # orjson refuses integers beyond 64 bits; their digits are still evidence.
         return value if -_INT64 <= value < _INT64 else _cut(str(value), max_chars)
     if isinstance(value, str):
         return _cut(value, max_chars)
-    if isinstance(value, bytes | bytearray | memoryview):
+    if isinstance(value, (bytes, bytearray, memoryview)):
         return _binary(bytes(value), max_chars)
     if isinstance(value, Mapping):
         return {str(key): _jsonable(child, max_chars) for key, child in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [_jsonable(child, max_chars) for child in value]
     return _cut(str(value), max_chars)
 

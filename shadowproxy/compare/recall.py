@@ -18,7 +18,7 @@ that found it would not have stopped early. Pure code, one per ``Comparator``.
 
 The digests of the last ``DIGESTS_KEPT`` bodies are remembered by the body
 object itself: the comparison process gets the very same object again for a
-body that crossed its pipe before (``shadow.compare_worker.SharedBodies``), so
+body that crossed its pipe before (``shadow.wire.SharedBodies``), so
 a document compared again is not hashed again either.
 """
 

@@ -44,6 +44,8 @@ MAX_REPLY_BYTES = 64 * 1024 * 1024
 """A reply announcing more than this is not believed: the process is replaced."""
 _EXITED = "the comparison worker process exited"
 _IDENTITY = frozenset({"", "identity"})
+_ONE_BODY_MIN_BYTES = 4096
+"""From this size, equal bodies are compared once: the engine gets them as one object."""
 _STOP_S = 5.0
 # The worker gets this process's import path, so it runs this very code
 # whether the proxy runs from an installed package or from a source tree.
@@ -195,24 +197,38 @@ class Comparisons:
         self._starting = asyncio.Lock()
         self._in_flight = 0
 
-    def _cheap(self, exchange: Exchange) -> bool:
-        """True when comparing inline costs less than the hand-off: no large body to parse."""
+    def _inline(self, exchange: Exchange) -> Exchange | None:
+        """What to compare inline when that costs less than the hand-off, else None.
+
+        Inline: no large body to parse. Equal bodies of some size come back as
+        one object, so the engine's own equality check costs no second pass.
+        """
         legacy, candidate, secondary = exchange.legacy, exchange.candidate, exchange.secondary
-        sides = [legacy, candidate] if secondary is None else [legacy, candidate, secondary]
         if candidate.error is not None:
-            return True
+            return exchange
         if exchange.stream_kind is not None:
             # Streams skip the fast path: their events are parsed whatever their size.
-            return sum(side.body_size for side in sides) <= self._inline_max_bytes
+            sides = [legacy, candidate] if secondary is None else [legacy, candidate, secondary]
+            size = sum(side.body_size for side in sides)
+            return exchange if size <= self._inline_max_bytes else None
+        body = legacy.body
         # Equal bytes take the engine's fast path: nothing is decoded or parsed.
-        if all(side.body == legacy.body for side in sides):
-            return True
+        if candidate.body == body and (secondary is None or secondary.body == body):
+            if len(body) < _ONE_BODY_MIN_BYTES or candidate.body is body:
+                return exchange
+            return exchange.with_sides(
+                legacy,
+                candidate.with_body(body),
+                None if secondary is None else secondary.with_body(body),
+            )
+        sides = [legacy, candidate] if secondary is None else [legacy, candidate, secondary]
         # A small compressed body may decode to as much as compare.max_decoded_bytes.
-        return all(
+        small = all(
             len(side.body) <= self._inline_max_bytes
             and (side.header("content-encoding") or "").strip().lower() in _IDENTITY
             for side in sides
         )
+        return exchange if small else None
 
     async def _running(self) -> _Worker:
         async with self._starting:
@@ -227,8 +243,9 @@ class Comparisons:
 
         Large bodies that differ are compared in the worker process.
         """
-        if self._cheap(exchange):
-            return self._comparator.compare(exchange, rules)
+        inline = self._inline(exchange)
+        if inline is not None:
+            return self._comparator.compare(inline, rules)
         if self._in_flight >= MAX_IN_FLIGHT:
             return None
         self._in_flight += 1

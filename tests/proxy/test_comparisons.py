@@ -87,6 +87,22 @@ class TestComparisons:
         assert small == big
         assert not _alive(worker)
 
+    async def test_equal_large_bodies_reach_the_engine_as_one_object(self) -> None:
+        """The engine's own equality check is then by identity: a 50 KB body is read once."""
+        comparisons = Comparisons(inline_max_bytes=64)
+        document = {"a": 1, "pad": "x" * 5000}
+        large = _exchange(document, document)
+        small = _exchange({"a": 1}, {"a": 1})
+        assert large.candidate.body is not large.legacy.body
+        shared = comparisons._inline(large)
+        assert shared is not None
+        assert shared.candidate.body is shared.legacy.body == large.candidate.body
+        assert shared.candidate == large.candidate.with_body(large.legacy.body)
+        assert comparisons._inline(small) is small
+        verdict = await comparisons.compare(large, CompareRules())
+        assert verdict is not None and verdict.outcome is Outcome.MATCH
+        assert comparisons._worker is None
+
     async def test_large_streams_go_to_the_worker(self) -> None:
         """A stream's events are parsed whatever they hold: a large window never runs inline."""
         small = [("tick", {"a": 1}, None, 1.0)]

@@ -176,12 +176,14 @@ class _Worker:
     async def stop(self) -> None:
         if not self._stdin.is_closing():
             self._stdin.close()
+        exited = self._replies.exited
         try:
-            await asyncio.wait_for(asyncio.shield(self._replies.exited), _STOP_S)
+            await asyncio.wait_for(asyncio.shield(exited), _STOP_S)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 self._transport.kill()
-            await self._replies.exited
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(exited), _STOP_S)
         finally:
             self._transport.close()
 

@@ -1,12 +1,13 @@
 """The wire between a proxy worker and its comparison process.
 
 Each message is an 8-byte big-endian length and a pickle; requests are
-``(exchange, rules, slots)`` with the rules pickled on their own (the proxy
-worker pickles a route's rules once, and the process unpickles each distinct
-value once and hands the engine that one object: the engine's plan and the
-recall's pairs are keyed by the rules' identity), replies ``(True, verdict)``
-or ``(False, message)`` when the comparison raised. Replies come in request
-order.
+``(exchange, rules, slots)``, the exchange flattened to built-in values
+(``flat``) and the rules pickled on their own (the proxy worker pickles a
+route's rules once, and the process unpickles each distinct value once and
+hands the engine that one object: the engine's plan and the recall's pairs
+are keyed by the rules' identity); replies are ``(True, verdict)``, the
+verdict flattened, or ``(False, message)`` when the comparison raised.
+Replies come in request order.
 
 A large body crosses the pipe once (``SharedBodies``): both ends hold the
 last few, and an exchange whose body equals one held sends the slot it is in

@@ -106,10 +106,13 @@ class _Replies(asyncio.SubprocessProtocol):
             future.set_exception(ComparisonWorkerError(value))
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        self._fail(_EXITED)
+        # Only the end of stdout ends the replies: closing stdin is how a stop
+        # begins, and the process still answers what it was sent; so it does
+        # when it exits, its last replies read before stdout's end.
+        if fd == 1:
+            self._fail(_EXITED)
 
     def process_exited(self) -> None:
-        self._fail(_EXITED)
         if not self.exited.done():
             self.exited.set_result(None)
 
@@ -150,7 +153,8 @@ class _Worker:
 
     @property
     def alive(self) -> bool:
-        return not self._replies.broken and not self._stdin.is_closing()
+        replies = self._replies
+        return not (replies.broken or replies.exited.done() or self._stdin.is_closing())
 
     @property
     def pid(self) -> int:

@@ -166,6 +166,17 @@ class TestComparisons:
             range(MAX_IN_FLIGHT)
         )
 
+    async def test_closing_answers_what_was_sent_first(self) -> None:
+        """``aclose`` closes the process's stdin; what it was sent before is still answered."""
+        comparisons = Comparisons(inline_max_bytes=64)
+        await comparisons.compare(LARGE, CompareRules())
+        sent = _exchange({"a": 3, "pad": PAD}, {"a": 4, "pad": PAD})
+        verdict, _ = await asyncio.gather(
+            comparisons.compare(sent, CompareRules()), comparisons.aclose()
+        )
+        assert verdict is not None
+        assert (verdict.differences[0].legacy, verdict.differences[0].candidate) == (3, 4)
+
     async def test_a_full_worker_drops_instead_of_queueing(self) -> None:
         """Past the in-flight bound a large pair is refused at once; small ones still run inline."""
         comparisons = Comparisons(inline_max_bytes=64)
@@ -323,10 +334,13 @@ class TestReplies:
         with pytest.raises(ComparisonWorkerError, match="byte reply"):
             future.result()
 
-    async def test_an_exited_process_fails_what_waits(self) -> None:
+    async def test_the_end_of_stdout_fails_what_waits(self) -> None:
+        """Not the exit itself: replies still in the pipe are read first."""
         replies = _Replies()
         (future,) = self._waiting(replies, 1)
         replies.process_exited()
-        assert replies.exited.done()
+        replies.pipe_connection_lost(0, None)
+        assert replies.exited.done() and not future.done()
+        replies.pipe_connection_lost(1, None)
         with pytest.raises(ComparisonWorkerError, match="exited"):
             future.result()

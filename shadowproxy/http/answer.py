@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from shadowproxy.http.headers import NO_BODY_STATUS, has_content_length
+from shadowproxy.http.headers import NO_BODY_STATUS, add_fields, has_content_length
 
 __all__ = ["LAST_CHUNK", "Streaming", "body_chunk", "head", "streaming", "whole"]
 
@@ -31,13 +31,8 @@ def head(
     version: str, status: int, reason: str, headers: Pairs, framing: str, keep_alive: bool
 ) -> bytes:
     """The answer's head: status line, ``headers``, ``framing`` and the Connection option."""
-    # Pieces joined once, not a string per line.
     pieces = [f"HTTP/{version} {status} {reason}\r\n"]
-    for name, value in headers:
-        pieces.append(name)
-        pieces.append(": ")
-        pieces.append(value)
-        pieces.append("\r\n")
+    add_fields(pieces, headers)
     if framing:
         pieces.append(framing)
     if not keep_alive:

@@ -28,7 +28,7 @@ from typing import Final
 
 from shadowproxy.http.h1_connection import Connection
 from shadowproxy.http.h1_response import Response, UpstreamError
-from shadowproxy.http.headers import has_content_length
+from shadowproxy.http.headers import add_fields, has_content_length
 from shadowproxy.model import ErrorKind
 
 __all__ = ["IDEMPOTENT_METHODS", "MAX_IDLE_UNLIMITED", "Pool"]
@@ -212,13 +212,9 @@ def _head(
     method: str, target: str, headers: list[tuple[str, str]], body: bytes | AsyncIterable[bytes]
 ) -> tuple[bytes, bool]:
     """The request head, framing included; and whether the body goes chunked."""
-    # Pieces joined once, not a string per line: a request head is built twice per request.
+    # A request head is built twice per request: its fields as pieces, joined once.
     pieces = [method, " ", target, " HTTP/1.1\r\n"]
-    for name, value in headers:
-        pieces.append(name)
-        pieces.append(": ")
-        pieces.append(value)
-        pieces.append("\r\n")
+    add_fields(pieces, headers)
     lines = len(headers) + 2
     chunked = False
     if isinstance(body, bytes):

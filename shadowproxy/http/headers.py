@@ -19,6 +19,7 @@ __all__ = [
     "NO_BODY_STATUS",
     "OWN_PREFIX",
     "VIA",
+    "add_fields",
     "connection_tokens",
     "has_content_length",
     "length_bits",
@@ -66,6 +67,18 @@ def length_bits(names: Iterable[str]) -> int:
     for name in names:
         bits |= 1 << len(name)
     return bits
+
+
+def add_fields(pieces: list[str], headers: Iterable[tuple[str, str]]) -> None:
+    """Append each field's line to a head's ``pieces`` as name, ``": "``, value and CR LF.
+
+    A head is joined from its pieces once, not from a string built per line.
+    """
+    for name, value in headers:
+        pieces.append(name)
+        pieces.append(": ")
+        pieces.append(value)
+        pieces.append("\r\n")
 
 
 def has_content_length(headers: Iterable[tuple[str, str]]) -> bool:
